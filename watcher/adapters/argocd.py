@@ -1,0 +1,313 @@
+"""Argo CD REST client (httpx): list, get, refresh, terminate, and the application watch stream."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import httpx
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential_jitter
+
+from watcher.domain import AppSnapshot, Condition, Health, Phase, SyncStatus
+from watcher.settings import ArgoCDSettings
+
+# The only fields Argo CD's list endpoint can select (forwarder_overwrite.go, see reference/argocd/SOURCE.md).
+LIST_FIELDS = (
+    "metadata.resourceVersion",
+    "items.metadata.name",
+    "items.metadata.namespace",
+    "items.metadata.labels",
+    "items.metadata.annotations",
+    "items.spec",
+    "items.status.sync.status",
+    "items.status.sync.revision",
+    "items.status.health",
+    "items.status.operationState.startedAt",
+    "items.status.operationState.finishedAt",
+    "items.status.operationState.phase",
+    "items.status.operationState.operation.sync",
+)
+# The stream's field filter is generic, so it can carry what detection needs without a second GET.
+STREAM_FIELDS = (
+    "result.type",
+    "result.application.metadata.name",
+    "result.application.metadata.namespace",
+    "result.application.metadata.labels",
+    "result.application.metadata.annotations",
+    "result.application.spec",
+    "result.application.status.sync",
+    "result.application.status.health",
+    "result.application.status.operationState",
+    "result.application.status.conditions",
+)
+
+
+class ArgoCDError(Exception):
+    """Base of the errors this adapter raises; messages never contain credentials."""
+
+
+class ArgoCDUnavailable(ArgoCDError):
+    """Network failure, timeout or 5xx: the facts are unknown, not bad."""
+
+
+class ArgoCDAuthError(ArgoCDError):
+    """401/403 that a re-login did not fix."""
+
+
+class ArgoCDBadResponse(ArgoCDError):
+    """The server answered something that is not the JSON the spec promises."""
+
+
+class ArgoCDNotFound(ArgoCDError):
+    pass
+
+
+StreamHandler = Callable[[str, dict[str, Any]], None]
+
+
+class ArgoCDClient:
+    def __init__(
+        self,
+        cfg: ArgoCDSettings,
+        *,
+        retry_attempts: int = 3,
+        retry_max_wait: float = 2.0,
+        stream_max_backoff: float = 30.0,
+    ):
+        verify: Any = not cfg.insecure
+        if cfg.ca_bundle and not cfg.insecure:
+            verify = str(cfg.ca_bundle)
+        self.cfg = cfg
+        self._http = httpx.Client(
+            base_url=cfg.url,
+            timeout=httpx.Timeout(cfg.timeout_seconds),
+            verify=verify,
+            headers={"Accept": "application/json"},
+        )
+        self._token = cfg.token.get_secret_value() if cfg.token else ""
+        self._login_lock = threading.Lock()
+        self._retry_attempts = retry_attempts
+        self._retry_max_wait = retry_max_wait
+        self._stream_max_backoff = stream_max_backoff
+        self._stream_response: httpx.Response | None = None
+
+    # -- requests ---------------------------------------------------------------------------------------
+    def _auth_headers(self) -> dict[str, str]:
+        if not self._token and self.cfg.username:
+            self._login()
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+    def _login(self) -> None:
+        with self._login_lock:
+            password = self.cfg.password.get_secret_value() if self.cfg.password else ""
+            try:
+                r = self._http.post("/api/v1/session", json={"username": self.cfg.username, "password": password})
+            except httpx.HTTPError as exc:
+                raise ArgoCDUnavailable(f"session login failed: {type(exc).__name__}") from None
+            if r.status_code in (401, 403):
+                raise ArgoCDAuthError(f"session login as {self.cfg.username!r} refused (HTTP {r.status_code})")
+            if r.status_code >= 400:
+                raise ArgoCDUnavailable(f"session login: HTTP {r.status_code}")
+            token = _decode(r).get("token")
+            if not isinstance(token, str) or not token:
+                raise ArgoCDBadResponse("session login returned no token")
+            self._token = token
+
+    def _send_once(self, method: str, path: str, params: Mapping[str, Any] | None) -> httpx.Response:
+        try:
+            r = self._http.request(method, path, params=params, headers=self._auth_headers())
+            if r.status_code == 401 and self.cfg.username:
+                self._token = ""  # the session token expired: log in again, once
+                r = self._http.request(method, path, params=params, headers=self._auth_headers())
+        except httpx.HTTPError as exc:
+            raise ArgoCDUnavailable(f"{method} {path}: {type(exc).__name__}") from None
+        if r.status_code in (401, 403):
+            raise ArgoCDAuthError(f"{method} {path}: HTTP {r.status_code}; check the token and the account's RBAC")
+        if r.status_code == 404:
+            raise ArgoCDNotFound(f"{method} {path}: not found")
+        if r.status_code >= 500 or r.status_code == 429:
+            raise ArgoCDUnavailable(f"{method} {path}: HTTP {r.status_code}")
+        if r.status_code >= 400:
+            raise ArgoCDBadResponse(f"{method} {path}: HTTP {r.status_code}: {r.text[:200]}")
+        return r
+
+    def _request(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        retrying = Retrying(
+            retry=retry_if_exception_type(ArgoCDUnavailable),
+            stop=stop_after_attempt(self._retry_attempts) | stop_after_delay(self.cfg.timeout_seconds * 3),
+            wait=wait_exponential_jitter(initial=0.1, max=self._retry_max_wait),
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                return _decode(self._send_once(method, path, params))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- API --------------------------------------------------------------------------------------------
+    def version(self) -> dict[str, Any]:
+        return self._request("GET", "/api/version")
+
+    def _filters(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if self.cfg.projects:
+            params["projects"] = self.cfg.projects
+        if self.cfg.selector:
+            params["selector"] = self.cfg.selector
+        if self.cfg.app_namespace:
+            params["appNamespace"] = self.cfg.app_namespace
+        return params
+
+    def list_apps(self) -> list[dict[str, Any]]:
+        """All watched apps, trimmed to the selectable fields (cheap at 10k apps)."""
+        body = self._request("GET", "/api/v1/applications", self._filters() | {"fields": ",".join(LIST_FIELDS)})
+        items = body.get("items") or []
+        if not isinstance(items, list):
+            raise ArgoCDBadResponse("application list: items is not a list")
+        return [i for i in items if isinstance(i, dict)]
+
+    def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if namespace:
+            params["appNamespace"] = namespace
+        if refresh:
+            params["refresh"] = refresh
+        return self._request("GET", f"/api/v1/applications/{name}", params)
+
+    def refresh(self, name: str, namespace: str = "") -> dict[str, Any]:
+        return self.get_app(name, namespace, refresh="normal")
+
+    def terminate_operation(self, name: str, namespace: str = "") -> None:
+        params = {"appNamespace": namespace} if namespace else None
+        self._request("DELETE", f"/api/v1/applications/{name}/operation", params)
+
+    # -- stream -----------------------------------------------------------------------------------------
+    def stream(
+        self,
+        on_event: StreamHandler,
+        stop: threading.Event,
+        on_disconnect: Callable[[str], None] | None = None,
+    ) -> None:
+        """Follow the watch stream until `stop` is set; reconnect with capped, jittered backoff."""
+        failures = 0
+        while not stop.is_set():
+            reason = "closed by server"
+            try:
+                for kind, app in self._stream_once(stop):
+                    failures = 0
+                    on_event(kind, app)
+            except ArgoCDError as exc:
+                reason = str(exc)
+            except httpx.HTTPError as exc:
+                reason = f"stream: {type(exc).__name__}"
+            if stop.is_set():
+                return
+            failures += 1
+            if on_disconnect:
+                on_disconnect(reason)
+            delay = min(self._stream_max_backoff, 0.2 * 2 ** min(failures, 10))
+            stop.wait(delay * (0.5 + _jitter()))
+
+    def _stream_once(self, stop: threading.Event) -> Any:
+        params = self._filters() | {"fields": ",".join(STREAM_FIELDS)}
+        headers = self._auth_headers() | {"Accept": "text/event-stream"}
+        # Keepalives arrive every 15 s, so a 60 s read timeout only fires on a dead connection.
+        timeout = httpx.Timeout(self.cfg.timeout_seconds, read=60.0)
+        with self._http.stream(
+            "GET", "/api/v1/stream/applications", params=params, headers=headers, timeout=timeout
+        ) as r:
+            if r.status_code == 401 and self.cfg.username:
+                self._token = ""
+                raise ArgoCDUnavailable("stream: HTTP 401, logging in again")
+            if r.status_code >= 400:
+                raise ArgoCDUnavailable(f"stream: HTTP {r.status_code}")
+            self._stream_response = r
+            for line in r.iter_lines():
+                if stop.is_set():
+                    return
+                if not line.startswith("data:"):
+                    continue  # ":" keepalives, blank separators
+                try:
+                    frame = json.loads(line[5:].strip())
+                except json.JSONDecodeError:
+                    raise ArgoCDBadResponse(f"stream: frame is not JSON: {line[5:85]!r}") from None
+                if "error" in frame:
+                    raise ArgoCDUnavailable(f"stream error: {str(frame['error'].get('message', ''))[:200]}")
+                result = frame.get("result") or {}
+                app = result.get("application")
+                if isinstance(app, dict):
+                    yield str(result.get("type", "MODIFIED")), app
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _jitter() -> float:
+    import random
+
+    return random.random()
+
+
+def _decode(r: httpx.Response) -> dict[str, Any]:
+    try:
+        body = r.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ArgoCDBadResponse(f"{r.request.method} {r.request.url.path}: body is not JSON: {r.text[:80]!r}") from None
+    if not isinstance(body, dict):
+        raise ArgoCDBadResponse(f"{r.request.method} {r.request.url.path}: body is not a JSON object")
+    return body
+
+
+# -- translation to the domain --------------------------------------------------------------------------
+def _enum(cls: Any, value: Any) -> Any:
+    try:
+        return cls(value) if value else None
+    except ValueError:
+        return None  # a value we do not know is unknown, never a failure
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def snapshot_from_app(app: Mapping[str, Any], complete: bool) -> AppSnapshot:
+    meta = app.get("metadata") or {}
+    status = app.get("status") or {}
+    sync = status.get("sync") or {}
+    health = status.get("health") or {}
+    op = status.get("operationState") or {}
+    result = op.get("syncResult") or {}
+    op_sync = (op.get("operation") or {}).get("sync") or {}
+    revision = result.get("revision") or op_sync.get("revision") or None
+    try:
+        retries = int(op.get("retryCount") or 0)
+    except (TypeError, ValueError):
+        retries = 0
+    return AppSnapshot(
+        name=str(meta.get("name", "")),
+        namespace=str(meta.get("namespace", "")),
+        project=str((app.get("spec") or {}).get("project", "")),
+        sync_status=_enum(SyncStatus, sync.get("status")),
+        sync_revision=sync.get("revision") or None,
+        health=_enum(Health, health.get("status")),
+        health_message=str(health.get("message", "")),
+        phase=_enum(Phase, op.get("phase")),
+        operation_revision=revision,
+        operation_started_at=_time(op.get("startedAt")),
+        operation_finished_at=_time(op.get("finishedAt")),
+        operation_message=str(op.get("message", "")),
+        retry_count=retries,
+        conditions=tuple(
+            Condition(str(c.get("type", "")), str(c.get("message", "")))
+            for c in status.get("conditions") or []
+            if isinstance(c, dict)
+        ),
+        complete=complete,
+    )

@@ -1,0 +1,129 @@
+"""Pure mapping from an Argo CD Application to the paths of the watched repo that define it."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import yaml
+
+SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>(?!//).+)$")
+URL = re.compile(r"^[a-z][a-z0-9+.-]*://(?:[^@/]*@)?(?P<host>[^/:]+)(?::\d+)?(?P<path>/.*)?$", re.I)
+
+
+def normalize_repo_url(url: str) -> str:
+    """`git@host:org/repo.git`, `ssh://git@host:22/org/repo` and `https://host/org/repo/` all become `host/org/repo`."""
+    url = url.strip()
+    m = URL.match(url)
+    if m:
+        host, path = m["host"], m["path"] or ""
+    elif (m := SCP_LIKE.match(url)) and not url.startswith("/"):
+        host, path = m["host"], m["path"]
+    else:  # a local path or file URL without scheme
+        host, path = "", url
+    path = path.rstrip("/").removesuffix(".git").strip("/")
+    return f"{host.lower()}/{path}" if host else "/" + path
+
+
+def _sources(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    many = spec.get("sources") or []
+    one = spec.get("source")
+    return list(many) if many else ([one] if one else [])
+
+
+def app_paths(app: Mapping[str, Any], watched_repo: str, manifest_path: str | None = None) -> tuple[str, ...]:
+    """The repo paths whose change can change what Argo CD deploys for `app` (sorted, de-duplicated)."""
+    watched = normalize_repo_url(watched_repo)
+    spec = app.get("spec") or {}
+    sources = _sources(spec)
+    refs = {s["ref"]: s for s in sources if s.get("ref")}
+    paths: set[str] = set()
+    if manifest_path:
+        paths.add(manifest_path)
+    for src in sources:
+        ours = normalize_repo_url(str(src.get("repoURL", ""))) == watched
+        base = _clean(src.get("path") or "")
+        if ours and base:
+            paths.add(base)
+        for value_file in (src.get("helm") or {}).get("valueFiles") or []:
+            resolved = _value_file(str(value_file), base if ours else None, refs, watched)
+            if resolved:
+                paths.add(resolved)
+    return tuple(sorted(paths))
+
+
+def _value_file(value_file: str, base: str | None, refs: Mapping[str, Any], watched: str) -> str | None:
+    if "://" in value_file:
+        return None  # a remote URL: not in the watched repo
+    if value_file.startswith("$"):
+        ref, _, rest = value_file[1:].partition("/")
+        src = refs.get(ref)
+        if src is None or normalize_repo_url(str(src.get("repoURL", ""))) != watched:
+            return None
+        return _clean(rest)
+    if base is None:
+        return None
+    return _clean(posixpath.join(base, value_file))
+
+
+def _clean(path: str) -> str:
+    cleaned = posixpath.normpath(path.strip("/")) if path.strip("/") else ""
+    return "" if cleaned in (".", "") or cleaned.startswith("..") else cleaned
+
+
+def application_manifests(files: Mapping[str, str]) -> dict[str, str]:
+    """Application name -> repo path of the YAML file that defines it (app-of-apps children)."""
+    found: dict[str, str] = {}
+    for path, text in sorted(files.items()):
+        for doc in _yaml_docs(text):
+            if doc.get("kind") == "Application" and str(doc.get("apiVersion", "")).startswith("argoproj.io/"):
+                name = (doc.get("metadata") or {}).get("name")
+                if name:
+                    found.setdefault(str(name), path)
+    return found
+
+
+def _yaml_docs(text: str) -> Iterable[dict[str, Any]]:
+    try:
+        return [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+    except yaml.YAMLError:
+        return []  # an unparsable file defines no app we can map; Argo CD reports it on its own
+
+
+def watched_source_paths(apps: Iterable[Mapping[str, Any]], watched_repo: str) -> tuple[str, ...]:
+    """Directories under which Application manifests may live: every watched-repo source path."""
+    watched = normalize_repo_url(watched_repo)
+    paths = {
+        _clean(src.get("path") or "")
+        for app in apps
+        for src in _sources(app.get("spec") or {})
+        if normalize_repo_url(str(src.get("repoURL", ""))) == watched
+    }
+    return tuple(sorted(p for p in paths if p))
+
+
+TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
+TRACKING_LABEL = "app.kubernetes.io/instance"
+
+
+def parent_app_names(apps: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Apps that manage other Applications, from Argo CD's resource tracking (annotation or label)."""
+    parents: set[str] = set()
+    for app in apps:
+        meta = app.get("metadata") or {}
+        tracking = str((meta.get("annotations") or {}).get(TRACKING_ANNOTATION, ""))
+        if tracking:
+            parents.add(tracking.split(":", 1)[0])
+        elif label := (meta.get("labels") or {}).get(TRACKING_LABEL):
+            parents.add(str(label))
+    return parents
+
+
+def manifest_directories(apps: Iterable[Mapping[str, Any]], watched_repo: str) -> tuple[str, ...]:
+    """Where to look for Application manifests: the parents' source paths, or every source path if unknown."""
+    apps = list(apps)
+    parents = parent_app_names(apps)
+    candidates = [a for a in apps if (a.get("metadata") or {}).get("name") in parents] if parents else apps
+    return watched_source_paths(candidates, watched_repo)

@@ -1,0 +1,185 @@
+"""`sync-watcher`: run | demo | simulate | check | status | incidents | settings."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+from tabulate import tabulate
+
+from watcher import __version__
+from watcher.logs import configure
+from watcher.settings import Settings, SettingsError, load_settings, require, settings_table
+
+DEFAULT_API = "http://127.0.0.1:8000"
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sync-watcher")
+def main() -> None:
+    """Watch Argo CD and a GitOps repo; detect failing syncs and the commit that caused them.
+
+    Settings come from WATCHER_* environment variables (see `sync-watcher settings`).
+    """
+
+
+@main.command()
+def run() -> None:
+    """Run the daemon until SIGTERM or Ctrl-C."""
+    settings = _settings()
+    try:
+        require(settings, "argocd", "url")
+        require(settings, "git", "url")
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    configure(settings.log.level, settings.log.format, settings.secret_values())
+    from watcher.daemon import Daemon
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    daemon = Daemon(settings)
+    daemon.start()
+    stop.wait()
+    daemon.stop()
+
+
+@main.command()
+def check() -> None:
+    """Validate settings and reach Argo CD and git: one line per check, exit 1 if any fails."""
+    from watcher.adapters.argocd import ArgoCDClient, ArgoCDError
+    from watcher.adapters.gitrepo import GitError, GitRepo
+
+    configure("error", "console")
+    failed = False
+
+    def line(ok: bool, what: str, detail: str) -> None:
+        nonlocal failed
+        failed |= not ok
+        click.echo(f"{'ok  ' if ok else 'FAIL'} {what:<9} {detail}")
+
+    try:
+        settings = load_settings()
+        require(settings, "argocd", "url")
+        require(settings, "git", "url")
+    except SettingsError as exc:
+        line(False, "settings", str(exc))
+        sys.exit(1)
+    line(True, "settings", "all WATCHER_* settings valid")
+    client = ArgoCDClient(settings.argocd, retry_attempts=1)
+    try:
+        version = client.version().get("Version", "?")
+        apps = client.list_apps()
+        line(True, "argocd", f"{settings.argocd.url} (Argo CD {version}), {len(apps)} apps visible")
+    except ArgoCDError as exc:
+        line(False, "argocd", f"{settings.argocd.url}: {exc}")
+    finally:
+        client.close()
+    try:
+        head = GitRepo(settings.git).sync()
+        line(True, "git", f"{settings.git.url} branch {settings.git.branch} at {head[:12]}")
+    except GitError as exc:
+        line(False, "git", f"{settings.git.url}: {exc}")
+    sys.exit(1 if failed else 0)
+
+
+def _get(url: str) -> Any:
+    try:
+        r = httpx.get(url, timeout=5)
+        r.raise_for_status()
+        return r.json()
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot read {url}: {exc}; is `sync-watcher run` up? (--url)") from None
+
+
+@main.command()
+@click.option("--url", default=DEFAULT_API, show_default=True, help="The running watcher's HTTP address.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def status(url: str, as_json: bool) -> None:
+    """Table of watched apps from a running daemon."""
+    apps = _get(url.rstrip("/") + "/api/apps")["apps"]
+    if as_json:
+        click.echo(json.dumps(apps, indent=2))
+        return
+    rows = [
+        [a["name"], a["sync_status"], a["health"], a["operation_phase"], (a["sync_revision"] or "")[:10],
+         ",".join(a["open_incidents"]) or "-"]
+        for a in apps
+    ]
+    click.echo(tabulate(rows, headers=["APP", "SYNC", "HEALTH", "OPERATION", "REVISION", "OPEN INCIDENTS"]))
+
+
+@main.command()
+@click.option("--url", default=DEFAULT_API, show_default=True, help="The running watcher's HTTP address.")
+@click.option("--open", "open_only", is_flag=True, help="Only incidents not yet recovered.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def incidents(url: str, open_only: bool, as_json: bool) -> None:
+    """Incidents with their culprit revision and evidence."""
+    rows = _get(url.rstrip("/") + "/api/incidents" + ("?open=1" if open_only else ""))["incidents"]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = [
+        [i["id"], i["app"], i["kind"], (i["revision"] or "")[:10], i["detected_at"][:19],
+         (i["resolved_at"] or "open")[:19], i["reason"][:60]]
+        for i in rows
+    ]
+    click.echo(tabulate(table, headers=["ID", "APP", "KIND", "REVISION", "DETECTED", "RESOLVED", "WHY"]))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@click.option("--keep", type=click.Path(path_type=Path), help="Keep the demo's files in this directory.")
+def demo(as_json: bool, keep: Path | None) -> None:
+    """Show the whole loop in under a minute, on loopback, leaving nothing running."""
+    from watcher.demo import render_text, run_demo
+
+    configure("warning", "console", stream=sys.stderr)
+    result = run_demo(keep)
+    click.echo(json.dumps(result, indent=2, default=str) if as_json else render_text(result))
+
+
+@main.command()
+@click.option("--port", default=8080, show_default=True, help="Port of the simulated Argo CD API.")
+@click.option("--dir", "workdir", type=click.Path(path_type=Path), default=Path("./sim-world"), show_default=True,
+              help="Where the git daemon, the demo repo and a work clone live.")
+def simulate(port: int, workdir: Path) -> None:
+    """Serve a simulated Argo CD over a demo GitOps repo (served by git daemon) until Ctrl-C."""
+    from watcher.sim.controller import SimTimings
+    from watcher.sim.world import SimWorld
+
+    if workdir.exists() and any(workdir.iterdir()):
+        raise click.ClickException(f"{workdir} is not empty; pick a new --dir")
+    world = SimWorld.start(workdir, timings=SimTimings(git_poll_seconds=5, sync_seconds=1, health_seconds=2,
+                                                       backoff_scale=0.2), port=port)
+    click.echo(f"Argo CD simulator: {world.argocd_url}\nGitOps repo:       {world.repo_url}\n"
+               f"Work clone:        {world.work.path}  (edit, commit, `git push origin HEAD:main`)\n\n"
+               f"Watch it: WATCHER_ARGOCD__URL={world.argocd_url} WATCHER_GIT__URL={world.repo_url} "
+               f"WATCHER_GIT__CLONE_DIR=/tmp/sw-clone WATCHER_STORE__URL=sqlite:////tmp/sw.db sync-watcher run")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1):
+        time.sleep(0)
+    world.stop()
+
+
+@main.command("settings")
+def settings_cmd() -> None:
+    """Every setting, its default and meaning (Markdown table)."""
+    rows = [[f"`{n}`", f"`{d}`" if d else "", m] for n, d, m in settings_table()]
+    click.echo(tabulate(rows, headers=["Variable", "Default", "Meaning"], tablefmt="github"))

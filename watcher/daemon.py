@@ -1,0 +1,70 @@
+"""The composition root: builds the adapters from settings and runs the jobs, the stream and HTTP."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from watcher.adapters.argocd import ArgoCDClient
+from watcher.adapters.gitrepo import GitRepo
+from watcher.logs import get_logger
+from watcher.service import Watcher
+from watcher.settings import Settings
+from watcher.store import Store
+from watcher.web import BackgroundServer, build_app
+
+TICK_SECONDS = 1.0
+HOUSEKEEPING_SECONDS = 3600.0
+
+
+class Daemon:
+    def __init__(self, settings: Settings, *, argocd_retry_max_wait: float = 2.0):
+        self.settings = settings
+        self.log = get_logger()
+        self.store = Store(settings.store.url)
+        self.argocd = ArgoCDClient(settings.argocd, retry_max_wait=argocd_retry_max_wait)
+        self.repo = GitRepo(settings.git)
+        self.watcher = Watcher(settings, self.argocd, self.repo, self.store)
+        self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
+        self.http = BackgroundServer(build_app(self.watcher), settings.http.host, settings.http.port)
+        self._stop_stream = threading.Event()
+        self._stream_thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.http.start()
+        now = datetime.now(UTC)
+        jobs = [
+            (self.watcher.poll_git, self.settings.git.poll_interval_seconds, "git_poll"),
+            (self.watcher.poll_apps, self.settings.argocd.list_interval_seconds, "apps_poll"),
+            (self.watcher.tick, TICK_SECONDS, "detection_tick"),
+            (self.watcher.housekeeping, HOUSEKEEPING_SECONDS, "housekeeping"),
+        ]
+        for func, seconds, name in jobs:
+            first = now if name != "housekeeping" else None
+            self.scheduler.add_job(func, "interval", seconds=seconds, id=name, name=name, next_run_time=first)
+        self.scheduler.start()
+        if self.settings.argocd.stream:
+            self._stream_thread = threading.Thread(target=self._follow_stream, name="argocd-stream", daemon=True)
+            self._stream_thread.start()
+        self.log.info("watcher_started", http_port=self.http.port, argocd=self.settings.argocd.url,
+                      repo=self.settings.git.url, branch=self.settings.git.branch)
+
+    def _follow_stream(self) -> None:
+        self.argocd.stream(self.watcher.on_stream_event, self._stop_stream, on_disconnect=self.watcher.on_stream_lost)
+
+    def stop(self, timeout: float = 8.0) -> None:
+        """Stop within `timeout`: jobs in flight finish or are abandoned; every write is one transaction."""
+        self._stop_stream.set()
+        stopper = threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True}, daemon=True)
+        stopper.start()
+        stopper.join(timeout * 0.6)
+        if stopper.is_alive():
+            self.log.warning("job_abandoned_at_shutdown")
+        if self._stream_thread is not None:
+            self._stream_thread.join(0.5)  # blocked on a read: it is a daemon thread and holds no state
+        self.http.stop(timeout * 0.2)
+        self.argocd.close()
+        self.store.close()
+        self.log.info("watcher_stopped")

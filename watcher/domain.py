@@ -1,0 +1,143 @@
+"""Plain frozen types that the decision code takes and returns."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class SyncStatus(str, enum.Enum):
+    """Argo CD's `status.sync.status` (a free string in swagger.json; these are the values Argo CD sets)."""
+
+    SYNCED = "Synced"
+    OUT_OF_SYNC = "OutOfSync"
+    UNKNOWN = "Unknown"
+
+
+class Health(str, enum.Enum):
+    """Argo CD's `status.health.status`."""
+
+    HEALTHY = "Healthy"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+    SUSPENDED = "Suspended"
+    MISSING = "Missing"
+    UNKNOWN = "Unknown"
+
+
+class Phase(str, enum.Enum):
+    """Argo CD's `status.operationState.phase` (the trigger catalog's `Running`, `Error`, `Failed`, `Succeeded`)."""
+
+    RUNNING = "Running"
+    TERMINATING = "Terminating"
+    FAILED = "Failed"
+    ERROR = "Error"
+    SUCCEEDED = "Succeeded"
+
+
+FINAL_FAILURE_PHASES = frozenset({Phase.FAILED, Phase.ERROR})
+# Conditions that mean Argo CD could not even render the app's manifests from git.
+MANIFEST_ERROR_CONDITIONS = frozenset({"ComparisonError", "InvalidSpecError"})
+
+
+class EventKind(str, enum.Enum):
+    DEPLOY_STARTED = "deploy_started"
+    DEPLOYED = "deployed"
+    SYNC_FAILING = "sync_failing"
+    SYNC_FAILED = "sync_failed"
+    MANIFEST_ERROR = "manifest_error"
+    DEGRADED = "degraded"
+    STUCK_PROGRESSING = "stuck_progressing"
+    DEGRADED_UNATTRIBUTED = "degraded_unattributed"
+    RECOVERED = "recovered"
+    APP_REMOVED = "app_removed"
+
+
+# Kinds that open an incident: a failure attributed to a revision, or one that someone must look at.
+INCIDENT_KINDS = frozenset(
+    {
+        EventKind.SYNC_FAILED,
+        EventKind.MANIFEST_ERROR,
+        EventKind.DEGRADED,
+        EventKind.STUCK_PROGRESSING,
+        EventKind.DEGRADED_UNATTRIBUTED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class AppSnapshot:
+    """What Argo CD said about one Application at one moment. `None` fields mean 'not reported'."""
+
+    name: str
+    namespace: str = ""
+    project: str = ""
+    sync_status: SyncStatus | None = None
+    sync_revision: str | None = None
+    health: Health | None = None
+    health_message: str = ""
+    phase: Phase | None = None
+    operation_revision: str | None = None
+    operation_started_at: datetime | None = None
+    operation_finished_at: datetime | None = None
+    operation_message: str = ""
+    retry_count: int = 0
+    conditions: tuple[Condition, ...] = ()
+    complete: bool = True  # False when built from a trimmed list response (no conditions/message)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+    @property
+    def looks_healthy(self) -> bool:
+        return (
+            self.sync_status is SyncStatus.SYNCED
+            and self.health is Health.HEALTHY
+            and self.phase in (None, Phase.SUCCEEDED)
+        )
+
+
+@dataclass(frozen=True)
+class Event:
+    """A fact the detector derived: what happened to which app at which revision, and why it thinks so."""
+
+    app: str
+    kind: EventKind
+    revision: str | None
+    at: datetime
+    reason: str
+    evidence: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.app}|{self.revision or '-'}|{self.kind.value}"
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    author: str
+    committed_at: datetime
+    subject: str
+    parents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: int
+    app: str
+    kind: EventKind
+    revision: str | None
+    detected_at: datetime
+    resolved_at: datetime | None
+    reason: str
+    evidence: dict[str, object]
+    resolution: str = ""

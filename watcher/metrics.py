@@ -1,0 +1,104 @@
+"""Prometheus metrics: state mirrored at scrape time by a Collector, events counted as they happen."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from watcher import __version__
+from watcher.domain import AppSnapshot
+
+LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+POLL_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+@dataclass(frozen=True)
+class StateView:
+    """What the collector reads at scrape time; the service provides it."""
+
+    apps: Callable[[], Iterable[AppSnapshot]]
+    open_incidents: Callable[[], Mapping[tuple[str, str], int]]  # (app, kind) -> count
+
+
+class StateCollector(Collector):
+    def __init__(self, view: StateView):
+        self.view = view
+
+    def collect(self) -> Iterable[Metric]:
+        info = GaugeMetricFamily(
+            "sync_watcher_app_info",
+            "One series per watched Argo CD Application with its current sync and health state.",
+            labels=["name", "namespace", "project", "sync_status", "health_status", "operation_phase"],
+        )
+        for s in self.view.apps():
+            info.add_metric(
+                [
+                    s.name,
+                    s.namespace,
+                    s.project,
+                    s.sync_status.value if s.sync_status else "Unknown",
+                    s.health.value if s.health else "Unknown",
+                    s.phase.value if s.phase else "None",
+                ],
+                1.0,
+            )
+        yield info
+        open_incidents = GaugeMetricFamily(
+            "sync_watcher_open_incidents", "Incidents detected and not yet recovered.", labels=["name", "kind"]
+        )
+        for (app, kind), count in sorted(self.view.open_incidents().items()):
+            open_incidents.add_metric([app, kind], float(count))
+        yield open_incidents
+
+
+class Metrics:
+    """Every metric of one watcher, in its own registry (tests run several watchers in one process)."""
+
+    def __init__(self, view: StateView | None = None):
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.failures = Counter(
+            "sync_watcher_failures", "Failures detected, by kind.", ["name", "kind"], registry=r
+        )
+        self.events = Counter("sync_watcher_events", "Events the detector emitted, by kind.", ["kind"], registry=r)
+        self.commit_to_sync = Histogram(
+            "sync_watcher_commit_to_sync_seconds",
+            "Time from a commit to Argo CD finishing a successful sync of it.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.time_to_detect = Histogram(
+            "sync_watcher_time_to_detect_seconds",
+            "Time from the failure's onset (as Argo CD reports it) to its detection.",
+            ["kind"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.poll_duration = Histogram(
+            "sync_watcher_poll_duration_seconds", "Duration of one poll.", ["source"], buckets=POLL_BUCKETS, registry=r
+        )
+        self.poll_errors = Counter("sync_watcher_poll_errors", "Polls that failed.", ["source", "error"], registry=r)
+        self.last_success = Gauge(
+            "sync_watcher_last_successful_poll_timestamp_seconds",
+            "Unix time of the last successful poll.",
+            ["source"],
+            registry=r,
+        )
+        self.argocd_up = Gauge("sync_watcher_argocd_up", "1 when the last call to Argo CD succeeded.", registry=r)
+        self.stream_events = Counter(
+            "sync_watcher_stream_events", "Application events received on the watch stream.", ["type"], registry=r
+        )
+        self.stream_reconnects = Counter(
+            "sync_watcher_stream_reconnects", "Times the watch stream was lost and reconnected.", registry=r
+        )
+        self.build = Info("sync_watcher_build", "Version of the running watcher.", registry=r)
+        self.build.info({"version": __version__, "python": platform.python_version()})
+        for source in ("argocd", "git"):
+            self.poll_duration.labels(source)
+        if view is not None:
+            r.register(StateCollector(view))

@@ -1,0 +1,201 @@
+"""The one settings tree: WATCHER_* environment variables (nested with __), secrets also from *_FILE files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "WATCHER_"
+NESTED = "__"
+
+
+class ArgoCDSettings(BaseModel):
+    url: str = Field("", description="Argo CD server URL, e.g. https://argocd.example.com (required for run)")
+    token: SecretStr | None = Field(None, description="API token of an Argo CD account (secret)")
+    username: str = Field("", description="Username for a session login when no token is set")
+    password: SecretStr | None = Field(None, description="Password for the session login (secret)")
+    ca_bundle: Path | None = Field(None, description="PEM file of CAs to trust for the Argo CD server")
+    insecure: bool = Field(False, description="Skip TLS verification (test clusters only)")
+    timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one request to Argo CD")
+    projects: list[str] = Field(default_factory=list, description="Only watch apps of these projects (JSON list)")
+    selector: str = Field("", description="Label selector for the apps to watch, e.g. team=platform")
+    app_namespace: str = Field("", description="Namespace of the Application objects, if not Argo CD's own")
+    list_interval_seconds: float = Field(30.0, gt=0, description="Full list of apps (safety net for the stream)")
+    stream: bool = Field(True, description="Follow /api/v1/stream/applications for near-real-time changes")
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class GitSettings(BaseModel):
+    url: str = Field("", description="GitOps repo remote: https://, ssh://, git@host:path, git:// or a local path")
+    branch: str = Field("main", description="Branch Argo CD deploys from")
+    clone_dir: Path = Field(Path("/var/lib/sync-watcher/repo"), description="Where the watcher keeps its clone")
+    poll_interval_seconds: float = Field(60.0, gt=0, description="How often to fetch the repo")
+    token: SecretStr | None = Field(None, description="HTTPS token for the remote (secret)")
+    token_username: str = Field("x-access-token", description="Username sent with the HTTPS token")
+    ssh_key_file: Path | None = Field(None, description="Private SSH key file for the remote")
+    ssh_known_hosts_file: Path | None = Field(None, description="known_hosts file; without it host keys are not checked")
+    partial_clone: bool = Field(True, description="Clone with --filter=blob:none where the remote allows it")
+    web_url: str = Field("", description="Web UI URL of the repo, for commit links (derived from url if empty)")
+
+
+class DetectionSettings(BaseModel):
+    comparison_error_grace_seconds: float = Field(120.0, ge=0, description="ComparisonError must persist this long")
+    degraded_grace_seconds: float = Field(120.0, ge=0, description="Degraded this long after a sync finished")
+    progress_deadline_seconds: float = Field(600.0, gt=0, description="Progressing this long after a sync = stuck")
+    attribution_window_seconds: float = Field(
+        3600.0, gt=0, description="Degraded later than this after a deploy is not blamed on a commit"
+    )
+    failed_after_retries: int = Field(
+        0, ge=0, description="Count a retrying sync as failed after N attempts (0: wait for Argo CD's verdict)"
+    )
+
+
+class StoreSettings(BaseModel):
+    url: str = Field("sqlite:////var/lib/sync-watcher/state.db", description="SQLAlchemy URL (sqlite or postgresql)")
+    timeline_retention_days: int = Field(14, ge=1, description="Observed timeline rows older than this are pruned")
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if not v.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return v
+
+
+class HTTPSettings(BaseModel):
+    host: str = Field("0.0.0.0", description="Address for /metrics, /healthz, /readyz and /api")
+    port: int = Field(8000, ge=0, le=65535, description="Port for the same (0: pick a free one)")
+    readiness_max_age_seconds: float = Field(
+        0.0, ge=0, description="/readyz fails when a poll is older than this (0: 3x its interval)"
+    )
+
+
+class LogSettings(BaseModel):
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
+    format: Literal["auto", "json", "console"] = Field("auto", description="auto: JSON unless on a terminal")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter=NESTED, extra="forbid")
+
+    argocd: ArgoCDSettings = Field(default_factory=ArgoCDSettings)  # type: ignore[arg-type]
+    git: GitSettings = Field(default_factory=GitSettings)  # type: ignore[arg-type]
+    detection: DetectionSettings = Field(default_factory=DetectionSettings)  # type: ignore[arg-type]
+    store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
+    http: HTTPSettings = Field(default_factory=HTTPSettings)  # type: ignore[arg-type]
+    log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _login_complete(self) -> Settings:
+        if self.argocd.username and self.argocd.password is None and self.argocd.token is None:
+            raise ValueError("WATCHER_ARGOCD__PASSWORD: set it (or WATCHER_ARGOCD__PASSWORD_FILE) with the username")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, SecretFileSource(settings_cls)
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, so the log redactor can scrub them wherever they appear."""
+        found = [self.argocd.token, self.argocd.password, self.git.token]
+        return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+
+
+SECRET_FIELDS = {("argocd", "token"), ("argocd", "password"), ("git", "token")}
+
+
+class SecretFileSource(PydanticBaseSettingsSource):
+    """WATCHER_ARGOCD__TOKEN_FILE=/var/run/secrets/... reads the secret from a mounted Kubernetes secret."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for section, name in sorted(SECRET_FIELDS):
+            var = f"{ENV_PREFIX}{section.upper()}{NESTED}{name.upper()}_FILE"
+            path = os.environ.get(var)
+            if not path:
+                continue
+            try:
+                value = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise SettingsError(f"{var}: cannot read {path} ({exc.strerror}); mount the secret there") from exc
+            found.setdefault(section, {})[name] = value
+        return found
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message is one line naming the variable and the fix."""
+
+
+def env_name(loc: tuple[str | int, ...]) -> str:
+    return ENV_PREFIX + NESTED.join(str(p).upper() for p in loc)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(p for p in err["loc"] if p != "__root__")
+        hint = _describe(loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        if not loc:
+            raise SettingsError(msg) from None
+        raise SettingsError(f"{env_name(loc)}: {msg}" + (f" (expected: {hint})" if hint else "")) from None
+
+
+def require(settings: Settings, *loc: str) -> None:
+    """Fail the start when a setting a command needs is empty."""
+    value: Any = settings
+    for part in loc:
+        value = getattr(value, part)
+    if not value:
+        raise SettingsError(f"{env_name(loc)}: not set (expected: {_describe(loc)})")
+
+
+def _describe(loc: tuple[str | int, ...]) -> str:
+    model: Any = Settings
+    info: FieldInfo | None = None
+    for part in loc:
+        fields = getattr(model, "model_fields", {})
+        info = fields.get(str(part))
+        if info is None:
+            return ""
+        model = info.annotation
+    return info.description or "" if info else ""
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for every setting: the README table is checked against this."""
+    rows: list[tuple[str, str, str]] = []
+    for section, info in Settings.model_fields.items():
+        model = info.annotation
+        for name, field in model.model_fields.items():  # type: ignore[union-attr]
+            default = field.get_default(call_default_factory=True)
+            shown = "" if default in (None, "", []) else str(default)
+            if (section, name) in SECRET_FIELDS:
+                name_shown = f"{env_name((section, name))}, {env_name((section, name))}_FILE"
+            else:
+                name_shown = env_name((section, name))
+            rows.append((name_shown, shown, field.description or ""))
+    return rows

@@ -1,0 +1,153 @@
+"""The demo GitOps repo, laid out like the seeds: app-of-apps, one Application per service and env, Helm values."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+SERVICES: dict[str, dict[str, object]] = {
+    "plate-web": {"tag": "1.25.0", "memory": "256Mi", "needs_mib": 64, "port": 80},
+    "plate-api": {"tag": "2.4.0", "memory": "512Mi", "needs_mib": 192, "port": 8080},
+    "plate-llm": {"tag": "0.9.1", "memory": "2Gi", "needs_mib": 1536, "port": 8000},
+    "plate-cache": {"tag": "7.2.4", "memory": "256Mi", "needs_mib": 96, "port": 6379},
+}
+ENVIRONMENTS = ("stg", "prod")
+REGISTRY = "harbor.plate.local/plate"
+# Tags the simulated registry has besides the ones the repo starts with: what a healthy change bumps to.
+EXTRA_TAGS = {"plate-web": ["1.26.0", "1.27.0"], "plate-api": ["2.5.0", "2.6.0"], "plate-llm": ["0.9.2", "1.0.0"],
+              "plate-cache": ["7.2.5", "7.4.0"]}
+APP_OF_APPS = "environments/argocd/app-of-apps.yaml"
+
+
+def known_images() -> dict[str, dict[str, int]]:
+    """image repository -> tag -> MiB of memory the container needs (what the simulated cluster runs)."""
+    images: dict[str, dict[str, int]] = {}
+    for svc, info in SERVICES.items():
+        tags = [str(info["tag"]), "latest", *EXTRA_TAGS[svc]]
+        images[f"{REGISTRY}/{svc}"] = {tag: int(str(info["needs_mib"])) for tag in tags}
+    return images
+
+
+def application(name: str, repo_url: str, path: str, namespace: str, value_files: list[str] | None,
+                wave: str, retry_limit: int = 5) -> dict[str, object]:
+    source: dict[str, object] = {"repoURL": repo_url, "targetRevision": "main", "path": path}
+    if value_files:
+        source["helm"] = {"valueFiles": value_files}
+    else:
+        source["directory"] = {"recurse": True}
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {
+            "name": name,
+            "namespace": "argocd",
+            "annotations": {"argocd.argoproj.io/sync-wave": wave},
+            "finalizers": ["resources-finalizer.argocd.argoproj.io"],
+        },
+        "spec": {
+            "project": "default",
+            "source": source,
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": namespace},
+            "syncPolicy": {
+                "automated": {"prune": True, "selfHeal": True},
+                "syncOptions": ["CreateNamespace=true", "ApplyOutOfSyncOnly=true"],
+                "retry": {"limit": retry_limit, "backoff": {"duration": "5s", "factor": 2, "maxDuration": "3m"}},
+            },
+            "revisionHistoryLimit": 10,
+        },
+    }
+
+
+def repo_files(repo_url: str, retry_limit: int = 5) -> dict[str, str]:
+    files: dict[str, str] = {}
+    root = application("app-of-apps", repo_url, "environments/argocd/apps", "argocd", None, "0", retry_limit)
+    files[APP_OF_APPS] = yaml.safe_dump(root, sort_keys=False)
+    for svc, info in SERVICES.items():
+        chart = f"helm/applications/{svc}"
+        files[f"{chart}/Chart.yaml"] = yaml.safe_dump(
+            {"apiVersion": "v2", "name": svc, "type": "application", "version": "0.1.0", "appVersion": info["tag"]},
+            sort_keys=False,
+        )
+        files[f"{chart}/values.yaml"] = yaml.safe_dump(
+            {
+                "replicaCount": 1,
+                "image": {"repository": f"{REGISTRY}/{svc}", "tag": info["tag"], "pullPolicy": "IfNotPresent"},
+                "service": {"type": "ClusterIP", "port": info["port"]},
+                "resources": {"limits": {"cpu": "500m", "memory": info["memory"]},
+                              "requests": {"cpu": "100m", "memory": "64Mi"}},
+            },
+            sort_keys=False,
+        )
+        files[f"{chart}/values-stg.yaml"] = yaml.safe_dump({"replicaCount": 1, "image": {"pullPolicy": "Always"}})
+        files[f"{chart}/values-prod.yaml"] = yaml.safe_dump({"replicaCount": 2})
+        files[f"{chart}/templates/deployment.yaml"] = DEPLOYMENT_TEMPLATE
+        for env in ENVIRONMENTS:
+            name = f"{svc}-{env}"
+            app = application(name, repo_url, chart, f"plate-{env}", [f"values-{env}.yaml"], "2", retry_limit)
+            files[f"environments/argocd/apps/{name}.yaml"] = yaml.safe_dump(app, sort_keys=False)
+    return files
+
+
+DEPLOYMENT_TEMPLATE = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  replicas: {{ .Values.replicaCount }}
+  selector:
+    matchLabels: {app: {{ .Release.Name }}}
+  template:
+    metadata:
+      labels: {app: {{ .Release.Name }}}
+    spec:
+      containers:
+        - name: app
+          image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
+          resources: {{- toYaml .Values.resources | nindent 12 }}
+"""
+
+
+class WorkClone:
+    """A developer's clone of the GitOps repo: edit files, commit, push (real git, real remote)."""
+
+    def __init__(self, path: Path, remote: str):
+        self.path = Path(path)
+        self.remote = remote
+
+    def git(self, *args: str) -> str:
+        out = subprocess.run(["git", "-C", str(self.path), *args], check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def init(self, files: dict[str, str]) -> str:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.git("init", "-q", "-b", "main")
+        self.git("remote", "add", "origin", self.remote)
+        return self.commit("Initial GitOps layout: app-of-apps and plate services", files, "Platform Team")
+
+    def commit(self, message: str, files: dict[str, str], author: str = "Dev One") -> str:
+        for rel, text in files.items():
+            target = self.path / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        self.git("add", "-A")
+        email = author.lower().replace(" ", ".") + "@plate.example"
+        self.git("-c", f"user.name={author}", "-c", f"user.email={email}", "commit", "-q", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+    def read(self, rel: str) -> str:
+        return (self.path / rel).read_text(encoding="utf-8")
+
+    def set_value(self, rel: str, dotted: str, value: object) -> str:
+        """The YAML text of `rel` with one value changed (`image.tag`)."""
+        data = yaml.safe_load(self.read(rel)) or {}
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+        return yaml.safe_dump(data, sort_keys=False)
+
+    def push(self) -> None:
+        self.git("push", "-q", "origin", "HEAD:main")

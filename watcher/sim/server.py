@@ -1,0 +1,257 @@
+"""The simulator's HTTP API: the Argo CD endpoints the watcher uses, shaped as in swagger.json."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from watcher.sim.controller import Controller
+
+# Argo CD's list endpoint only honours these (reference/argocd/SOURCE.md); anything else selects nothing.
+LIST_SELECTABLE = {
+    "metadata.name", "metadata.namespace", "metadata.annotations", "metadata.labels",
+    "metadata.creationTimestamp", "metadata.deletionTimestamp", "spec", "spec.destination", "spec.project",
+    "spec.source", "spec.sources", "spec.sourceHydrator", "spec.syncPolicy", "status.sourceHydrator",
+    "status.summary", "status.sync.status", "status.sync.revision", "status.health",
+    "status.operationState.startedAt", "status.operationState.finishedAt", "status.operationState.phase",
+    "status.resources", "operation.sync", "status.operationState.operation.sync",
+}
+STREAM_BUFFER = 1000  # server/broadcast/broadcaster.go drops events past this per subscriber
+KEEPALIVE_SECONDS = 15.0
+
+
+@dataclass
+class Faults:
+    """Failure injection for tests: each counter is consumed by the next matching request."""
+
+    server_errors: int = 0
+    garbage: int = 0
+    delay_seconds: float = 0.0
+    requests: list[str] = field(default_factory=list)  # "METHOD path?query" of every request, for assertions
+
+
+@dataclass
+class Auth:
+    accounts: dict[str, str] = field(default_factory=dict)  # username -> password; empty: no auth at all
+    static_tokens: set[str] = field(default_factory=set)
+    sessions: set[str] = field(default_factory=set)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.accounts or self.static_tokens)
+
+    def allows(self, request: Request) -> bool:
+        if not self.enabled:
+            return True
+        header = request.headers.get("authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        token = token or request.cookies.get("argocd.token", "")
+        return token in self.static_tokens or token in self.sessions
+
+    def expire_sessions(self) -> None:
+        self.sessions.clear()
+
+
+def project(obj: Any, paths: Iterable[str]) -> dict[str, Any]:
+    """Keep only the dotted `paths` of `obj` (Argo CD's `fields` filter)."""
+    out: dict[str, Any] = {}
+    for path in paths:
+        parts = path.split(".")
+        src: Any = obj
+        for part in parts:
+            if not isinstance(src, dict) or part not in src:
+                break
+            src = src[part]
+        else:
+            node = out
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = src
+    return out
+
+
+def _matches(app: dict[str, Any], request: Request) -> bool:
+    q = request.query_params
+    projects = q.getlist("projects") + q.getlist("project")
+    if projects and app["spec"].get("project") not in projects:
+        return False
+    if q.get("name") and app["metadata"]["name"] != q["name"]:
+        return False
+    if q.get("appNamespace") and app["metadata"].get("namespace") != q["appNamespace"]:
+        return False
+    selector = q.get("selector")
+    if selector:
+        labels = app["metadata"].get("labels") or {}
+        for term in selector.split(","):
+            key, _, value = term.partition("=")
+            if labels.get(key.strip()) != value.strip():
+                return False
+    return True
+
+
+class Broadcaster:
+    """Fan-out of controller events (from its thread) to stream subscribers (on the server's loop)."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Any]]] = set()
+        self.lock = threading.Lock()
+
+    def publish(self, kind: str, app: dict[str, Any]) -> None:
+        with self.lock:
+            subs = list(self.subscribers)
+        for loop, queue in subs:
+            loop.call_soon_threadsafe(_offer, queue, (kind, app))
+
+    def drop_all(self) -> None:
+        """Close every open stream, as a restarting argocd-server or a proxy timeout does."""
+        with self.lock:
+            subs = list(self.subscribers)
+        for loop, queue in subs:
+            loop.call_soon_threadsafe(_offer, queue, None)
+
+
+def _offer(queue: asyncio.Queue[Any], item: Any) -> None:
+    try:
+        queue.put_nowait(item)
+    except asyncio.QueueFull:
+        pass
+
+
+def build_sim_app(controller: Controller, faults: Faults | None = None, auth: Auth | None = None,
+                  version: str = "v3.1.0+sim") -> Starlette:
+    faults = faults or Faults()
+    auth = auth or Auth()
+    broadcaster = Broadcaster()
+    controller.listeners.append(broadcaster.publish)
+
+    async def guard(request: Request) -> Response | None:
+        faults.requests.append(f"{request.method} {request.url.path}?{request.url.query}")
+        if faults.delay_seconds:
+            await asyncio.sleep(faults.delay_seconds)
+        if faults.server_errors > 0:
+            faults.server_errors -= 1
+            return JSONResponse({"error": "injected", "code": 14, "message": "injected failure"}, status_code=503)
+        if faults.garbage > 0:
+            faults.garbage -= 1
+            return PlainTextResponse("<html>502 Bad Gateway</html>{", status_code=200,
+                                     media_type="application/json")
+        if not auth.allows(request):
+            return JSONResponse({"error": "invalid session", "code": 16, "message": "invalid session"},
+                                status_code=401)
+        return None
+
+    async def version_ep(request: Request) -> Response:
+        return await guard(request) or JSONResponse({"Version": version, "Platform": "linux/amd64"})
+
+    async def session(request: Request) -> Response:
+        body = await request.json()
+        if auth.accounts.get(body.get("username", "")) != body.get("password") or not body.get("username"):
+            return JSONResponse({"error": "Invalid username or password", "code": 16,
+                                 "message": "Invalid username or password"}, status_code=401)
+        token = secrets.token_urlsafe(24)
+        auth.sessions.add(token)
+        return JSONResponse({"token": token})
+
+    async def list_apps(request: Request) -> Response:
+        if (refused := await guard(request)) is not None:
+            return refused
+        items = [a for a in controller.snapshot() if _matches(a, request)]
+        body: dict[str, Any] = {"metadata": {"resourceVersion": str(sum(a.resource_version for a in
+                                                                        controller.apps.values()))},
+                                "items": items}
+        fields = [f for f in request.query_params.get("fields", "").split(",") if f]
+        if fields:
+            item_fields = [f.removeprefix("items.") for f in fields if f.startswith("items.")]
+            item_fields = [f for f in item_fields if f in LIST_SELECTABLE]
+            body = {"metadata": body["metadata"] if "metadata.resourceVersion" in fields else {},
+                    "items": [project(i, item_fields) for i in items]}
+        return JSONResponse(body)
+
+    async def get_app(request: Request) -> Response:
+        if (refused := await guard(request)) is not None:
+            return refused
+        name = request.path_params["name"]
+        if request.query_params.get("refresh"):
+            controller.refresh(name)
+            await asyncio.to_thread(controller.tick)
+        app = controller.get(name)
+        if app is None or not _matches(app, request):
+            return JSONResponse({"error": f'applications.argoproj.io "{name}" not found', "code": 5,
+                                 "message": f'applications.argoproj.io "{name}" not found'}, status_code=404)
+        return JSONResponse(app)
+
+    async def terminate(request: Request) -> Response:
+        if (refused := await guard(request)) is not None:
+            return refused
+        if not controller.terminate_operation(request.path_params["name"]):
+            return JSONResponse({"error": "Unable to terminate operation. No operation is in progress", "code": 9,
+                                 "message": "Unable to terminate operation. No operation is in progress"},
+                                status_code=400)
+        return JSONResponse({})
+
+    async def stream(request: Request) -> Response:
+        if (refused := await guard(request)) is not None:
+            return refused
+        sse = "text/event-stream" in request.headers.get("accept", "")
+        fields = [f for f in request.query_params.get("fields", "").split(",") if f]
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=STREAM_BUFFER)
+        sub = (loop, queue)
+        with broadcaster.lock:
+            broadcaster.subscribers.add(sub)
+        if not request.query_params.get("resourceVersion"):
+            for app in controller.snapshot():  # without resourceVersion, replay every app as ADDED
+                _offer(queue, ("ADDED", app))
+
+        def frame(kind: str, app: dict[str, Any]) -> str:
+            message: dict[str, Any] = {"result": {"type": kind, "application": app}}
+            if fields:
+                message = project(message, fields)
+            text = json.dumps(message, separators=(",", ":"))
+            return f"data: {text}\n\n" if sse else text + "\n"
+
+        async def body() -> AsyncIterator[str]:
+            try:
+                while True:
+                    try:
+                        item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                    except TimeoutError:
+                        if sse:
+                            yield ":\n\n"
+                        continue
+                    if item is None:
+                        return
+                    kind, app = item
+                    if _matches(app, request):
+                        yield frame(kind, app)
+            finally:
+                with broadcaster.lock:
+                    broadcaster.subscribers.discard(sub)
+
+        media = "text/event-stream" if sse else "application/json"
+        return StreamingResponse(body(), media_type=media, headers={"Cache-Control": "no-cache"})
+
+    app = Starlette(
+        routes=[
+            Route("/api/version", version_ep),
+            Route("/api/v1/session", session, methods=["POST"]),
+            Route("/api/v1/applications", list_apps),
+            Route("/api/v1/applications/{name}", get_app),
+            Route("/api/v1/applications/{name}/operation", terminate, methods=["DELETE"]),
+            Route("/api/v1/stream/applications", stream),
+        ]
+    )
+    app.state.broadcaster = broadcaster
+    app.state.faults = faults
+    app.state.auth = auth
+    return app

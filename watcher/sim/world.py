@@ -1,0 +1,63 @@
+"""A whole simulated world on loopback: git daemon + demo GitOps repo + Argo CD simulator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from watcher.sim.controller import Cluster, Controller, SimTimings
+from watcher.sim.gitops_repo import WorkClone, known_images, repo_files
+from watcher.sim.gitserver import GitDaemon
+from watcher.sim.server import Auth, Faults, build_sim_app
+from watcher.web import BackgroundServer
+
+FAST = SimTimings(git_poll_seconds=0.5, sync_seconds=0.2, health_seconds=0.4, backoff_scale=0.02)
+
+
+@dataclass
+class SimWorld:
+    root: Path
+    git: GitDaemon
+    work: WorkClone
+    controller: Controller
+    server: BackgroundServer
+    faults: Faults
+    auth: Auth
+    api: Starlette
+
+    @property
+    def repo_url(self) -> str:
+        return self.git.url("gitops.git")
+
+    @property
+    def argocd_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    @classmethod
+    def start(cls, root: Path, timings: SimTimings = FAST, retry_limit: int = 2, auth: Auth | None = None,
+              port: int = 0) -> SimWorld:
+        root = Path(root)
+        daemon = GitDaemon(root / "remotes").start()
+        daemon.init_bare("gitops.git")
+        work = WorkClone(root / "work", daemon.url("gitops.git"))
+        work.init(repo_files(daemon.url("gitops.git"), retry_limit=retry_limit))
+        work.push()
+        controller = Controller(daemon.url("gitops.git"), root / "sim", timings=timings,
+                                cluster=Cluster(images=known_images()))
+        faults, auth = Faults(), auth or Auth()
+        api = build_sim_app(controller, faults, auth)
+        server = BackgroundServer(api, "127.0.0.1", port)
+        controller.start()
+        server.start()
+        return cls(root, daemon, work, controller, server, faults, auth, api)
+
+    def drop_streams(self) -> None:
+        self.api.state.broadcaster.drop_all()
+
+    def stop(self) -> None:
+        self.drop_streams()
+        self.server.stop()
+        self.controller.stop()
+        self.git.stop()

@@ -1,0 +1,318 @@
+"""Persistence behind one small interface: SQLite (WAL) by default, PostgreSQL by URL (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from watcher.detect import AppTracker
+from watcher.domain import INCIDENT_KINDS, AppSnapshot, Condition, Event, EventKind, Health, Incident, Phase, SyncStatus
+
+meta = sa.MetaData()
+TZ = sa.DateTime(timezone=True)
+
+schema_version = sa.Table("schema_version", meta, sa.Column("version", sa.Integer, nullable=False))
+trackers = sa.Table(
+    "trackers",
+    meta,
+    sa.Column("app", sa.String(253), primary_key=True),
+    sa.Column("state", sa.JSON, nullable=False),
+    sa.Column("updated_at", TZ, nullable=False),
+)
+timeline = sa.Table(
+    "timeline",
+    meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("app", sa.String(253), nullable=False, index=True),
+    sa.Column("observed_at", TZ, nullable=False, index=True),
+    sa.Column("sync_status", sa.String(16)),
+    sa.Column("sync_revision", sa.String(64)),
+    sa.Column("health", sa.String(16)),
+    sa.Column("phase", sa.String(16)),
+    sa.Column("operation_revision", sa.String(64)),
+    sa.Column("retry_count", sa.Integer, nullable=False, default=0),
+    sa.Column("conditions", sa.JSON, nullable=False),
+)
+events = sa.Table(
+    "events",
+    meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("app", sa.String(253), nullable=False, index=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("revision", sa.String(64)),
+    sa.Column("at", TZ, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("dedup_key", sa.String(400), nullable=False, unique=True),
+)
+deployments = sa.Table(
+    "deployments",
+    meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("app", sa.String(253), nullable=False, index=True),
+    sa.Column("revision", sa.String(64), nullable=False),
+    sa.Column("started_at", TZ),
+    sa.Column("finished_at", TZ),
+    sa.Column("result", sa.String(16), nullable=False),
+    sa.UniqueConstraint("app", "revision", name="uq_deployment_app_revision"),
+)
+incidents = sa.Table(
+    "incidents",
+    meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("app", sa.String(253), nullable=False, index=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("revision", sa.String(64)),
+    sa.Column("detected_at", TZ, nullable=False),
+    sa.Column("resolved_at", TZ),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("resolution", sa.Text, nullable=False, default=""),
+)
+
+Migration = Callable[[Connection], None]
+# Append only: each entry moves the schema one version up; a started daemon runs the ones it has not.
+MIGRATIONS: list[Migration] = [
+    lambda conn: meta.create_all(conn, tables=[trackers, timeline, events, deployments, incidents]),
+]
+
+
+class Store:
+    def __init__(self, url: str):
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.migrate()
+
+    def migrate(self) -> int:
+        with self.engine.begin() as conn:
+            schema_version.create(conn, checkfirst=True)
+            current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+            for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
+                step(conn)
+                conn.execute(schema_version.insert().values(version=version))
+        return len(MIGRATIONS)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- trackers ---------------------------------------------------------------------------------------
+    def load_trackers(self) -> dict[str, AppTracker]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(trackers.c.app, trackers.c.state)).all()
+        return {row.app: tracker_from_json(row.state) for row in rows}
+
+    def record(
+        self, app: str, tracker: AppTracker | None, new_events: Iterable[Event], changed: bool, now: datetime
+    ) -> list[Event]:
+        """Save one app's observation in one transaction; returns the events that were not recorded before."""
+        recorded: list[Event] = []
+        with self.engine.begin() as conn:
+            if tracker is None:
+                conn.execute(trackers.delete().where(trackers.c.app == app))
+            else:
+                self._upsert_tracker(conn, app, tracker, now)
+                if changed and tracker.last is not None:
+                    conn.execute(timeline.insert().values(**_timeline_row(tracker.last, now)))
+            for event in new_events:
+                if self._insert_event(conn, event):
+                    recorded.append(event)
+                    self._apply(conn, event)
+        return recorded
+
+    def _upsert_tracker(self, conn: Connection, app: str, tracker: AppTracker, now: datetime) -> None:
+        values = {"app": app, "state": tracker_to_json(tracker), "updated_at": now}
+        insert = _dialect_insert(conn)(trackers).values(**values)
+        conn.execute(insert.on_conflict_do_update(index_elements=["app"], set_=values))
+
+    def _insert_event(self, conn: Connection, e: Event) -> bool:
+        row = {
+            "app": e.app,
+            "kind": e.kind.value,
+            "revision": e.revision,
+            "at": e.at,
+            "reason": e.reason,
+            "evidence": e.evidence,
+            "dedup_key": e.dedup_key,
+        }
+        if e.kind is EventKind.RECOVERED:
+            row["dedup_key"] = f"{e.dedup_key}|{e.at.isoformat()}"  # recovery may repeat after a new failure
+        result = conn.execute(_dialect_insert(conn)(events).values(**row).on_conflict_do_nothing())
+        return bool(result.rowcount)
+
+    def _apply(self, conn: Connection, e: Event) -> None:
+        if e.kind in INCIDENT_KINDS:
+            conn.execute(
+                incidents.insert().values(
+                    app=e.app, kind=e.kind.value, revision=e.revision, detected_at=e.at,
+                    reason=e.reason, evidence=e.evidence, resolution="",
+                )
+            )
+        elif e.kind in (EventKind.RECOVERED, EventKind.APP_REMOVED):
+            how = f"recovered at {(e.revision or '')[:12]}" if e.kind is EventKind.RECOVERED else "application removed"
+            conn.execute(
+                incidents.update()
+                .where(incidents.c.app == e.app, incidents.c.resolved_at.is_(None))
+                .values(resolved_at=e.at, resolution=how)
+            )
+        if e.revision and e.kind in (EventKind.DEPLOY_STARTED, EventKind.DEPLOYED, EventKind.SYNC_FAILED):
+            self._deployment(conn, e)
+
+    def _deployment(self, conn: Connection, e: Event) -> None:
+        result = {EventKind.DEPLOY_STARTED: "Running", EventKind.DEPLOYED: "Succeeded"}.get(e.kind, "Failed")
+        started = _parse_time(e.evidence.get("started_at")) or (e.at if e.kind is EventKind.DEPLOY_STARTED else None)
+        finished = None if e.kind is EventKind.DEPLOY_STARTED else _parse_time(e.evidence.get("finished_at")) or e.at
+        values: dict[str, Any] = {"result": result}
+        if finished:
+            values["finished_at"] = finished
+        insert = _dialect_insert(conn)(deployments).values(
+            app=e.app, revision=e.revision, started_at=started, finished_at=finished, result=result
+        )
+        conn.execute(insert.on_conflict_do_update(index_elements=["app", "revision"], set_=values))
+
+    # -- queries ----------------------------------------------------------------------------------------
+    def incidents(self, open_only: bool = False, app: str | None = None, limit: int = 200) -> list[Incident]:
+        q = sa.select(incidents).order_by(incidents.c.id.desc()).limit(limit)
+        if open_only:
+            q = q.where(incidents.c.resolved_at.is_(None))
+        if app:
+            q = q.where(incidents.c.app == app)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [
+            Incident(
+                r.id, r.app, EventKind(r.kind), r.revision, _utc(r.detected_at), _utc(r.resolved_at) if r.resolved_at else None,
+                r.reason, dict(r.evidence or {}), r.resolution or "",
+            )
+            for r in rows
+        ]
+
+    def events(self, app: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        q = sa.select(events).order_by(events.c.id).limit(limit)
+        if app:
+            q = q.where(events.c.app == app)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def deployments(self, app: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        q = sa.select(deployments).order_by(deployments.c.id).limit(limit)
+        if app:
+            q = q.where(deployments.c.app == app)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def timeline(self, app: str, limit: int = 1000) -> list[dict[str, Any]]:
+        q = sa.select(timeline).where(timeline.c.app == app).order_by(timeline.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def prune_timeline(self, before: datetime) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(timeline.delete().where(timeline.c.observed_at < before)).rowcount or 0
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _dialect_insert(conn: Connection) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def _timeline_row(s: AppSnapshot, now: datetime) -> dict[str, Any]:
+    return {
+        "app": s.key,
+        "observed_at": now,
+        "sync_status": s.sync_status.value if s.sync_status else None,
+        "sync_revision": s.sync_revision,
+        "health": s.health.value if s.health else None,
+        "phase": s.phase.value if s.phase else None,
+        "operation_revision": s.operation_revision,
+        "retry_count": s.retry_count,
+        "conditions": [c.type for c in s.conditions],
+    }
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+
+def _parse_time(v: Any) -> datetime | None:
+    return datetime.fromisoformat(v) if isinstance(v, str) and v else None
+
+
+# -- JSON codec for trackers (plain data in, plain data out) -----------------------------------------------
+def _plain(v: Any) -> Any:
+    if isinstance(v, enum.Enum):
+        return v.value
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, tuple | list):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+def snapshot_to_json(s: AppSnapshot) -> dict[str, Any]:
+    return {f.name: _plain(getattr(s, f.name)) for f in dataclasses.fields(s)}
+
+
+def snapshot_from_json(d: dict[str, Any]) -> AppSnapshot:
+    def enum_of(cls: Any, v: Any) -> Any:
+        return cls(v) if v else None
+
+    return AppSnapshot(
+        name=d["name"],
+        namespace=d.get("namespace", ""),
+        project=d.get("project", ""),
+        sync_status=enum_of(SyncStatus, d.get("sync_status")),
+        sync_revision=d.get("sync_revision"),
+        health=enum_of(Health, d.get("health")),
+        health_message=d.get("health_message", ""),
+        phase=enum_of(Phase, d.get("phase")),
+        operation_revision=d.get("operation_revision"),
+        operation_started_at=_parse_time(d.get("operation_started_at")),
+        operation_finished_at=_parse_time(d.get("operation_finished_at")),
+        operation_message=d.get("operation_message", ""),
+        retry_count=int(d.get("retry_count", 0)),
+        conditions=tuple(Condition(c["type"], c.get("message", "")) for c in d.get("conditions", [])),
+        complete=bool(d.get("complete", True)),
+    )
+
+
+def tracker_to_json(t: AppTracker) -> dict[str, Any]:
+    out = {f.name: _plain(getattr(t, f.name)) for f in dataclasses.fields(t) if f.name != "last"}
+    out["last"] = snapshot_to_json(t.last) if t.last else None
+    return out
+
+
+def tracker_from_json(d: dict[str, Any]) -> AppTracker:
+    return AppTracker(
+        last=snapshot_from_json(d["last"]) if d.get("last") else None,
+        deployed_revision=d.get("deployed_revision"),
+        deployed_at=_parse_time(d.get("deployed_at")),
+        manifest_error_revision=d.get("manifest_error_revision"),
+        manifest_error_since=_parse_time(d.get("manifest_error_since")),
+        degraded_since=_parse_time(d.get("degraded_since")),
+        progressing_since=_parse_time(d.get("progressing_since")),
+        open_failures=tuple((k, r) for k, r in d.get("open_failures", [])),
+        emitted=tuple(d.get("emitted", [])),
+    )
