@@ -116,8 +116,14 @@ def status(url: str, as_json: bool) -> None:
         click.echo(json.dumps(apps, indent=2))
         return
     rows = [
-        [a["name"], a["sync_status"], a["health"], a["operation_phase"], (a["sync_revision"] or "")[:10],
-         ",".join(a["open_incidents"]) or "-"]
+        [
+            a["name"],
+            a["sync_status"],
+            a["health"],
+            a["operation_phase"],
+            (a["sync_revision"] or "")[:10],
+            ",".join(a["open_incidents"]) or "-",
+        ]
         for a in apps
     ]
     click.echo(tabulate(rows, headers=["APP", "SYNC", "HEALTH", "OPERATION", "REVISION", "OPEN INCIDENTS"]))
@@ -134,8 +140,15 @@ def incidents(url: str, open_only: bool, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     table = [
-        [i["id"], i["app"], i["kind"], (i["revision"] or "")[:10], i["detected_at"][:19],
-         (i["resolved_at"] or "open")[:19], i["reason"][:60]]
+        [
+            i["id"],
+            i["app"],
+            i["kind"],
+            (i["revision"] or "")[:10],
+            i["detected_at"][:19],
+            (i["resolved_at"] or "open")[:19],
+            i["reason"][:60],
+        ]
         for i in rows
     ]
     click.echo(tabulate(table, headers=["ID", "APP", "KIND", "REVISION", "DETECTED", "RESOLVED", "WHY"]))
@@ -155,8 +168,14 @@ def demo(as_json: bool, keep: Path | None) -> None:
 
 @main.command()
 @click.option("--port", default=8080, show_default=True, help="Port of the simulated Argo CD API.")
-@click.option("--dir", "workdir", type=click.Path(path_type=Path), default=Path("./sim-world"), show_default=True,
-              help="Where the git daemon, the demo repo and a work clone live.")
+@click.option(
+    "--dir",
+    "workdir",
+    type=click.Path(path_type=Path),
+    default=Path("./sim-world"),
+    show_default=True,
+    help="Where the git daemon, the demo repo and a work clone live.",
+)
 def simulate(port: int, workdir: Path) -> None:
     """Serve a simulated Argo CD over a demo GitOps repo (served by git daemon) until Ctrl-C."""
     from watcher.sim.controller import SimTimings
@@ -164,12 +183,15 @@ def simulate(port: int, workdir: Path) -> None:
 
     if workdir.exists() and any(workdir.iterdir()):
         raise click.ClickException(f"{workdir} is not empty; pick a new --dir")
-    world = SimWorld.start(workdir, timings=SimTimings(git_poll_seconds=5, sync_seconds=1, health_seconds=2,
-                                                       backoff_scale=0.2), port=port)
-    click.echo(f"Argo CD simulator: {world.argocd_url}\nGitOps repo:       {world.repo_url}\n"
-               f"Work clone:        {world.work.path}  (edit, commit, `git push origin HEAD:main`)\n\n"
-               f"Watch it: WATCHER_ARGOCD__URL={world.argocd_url} WATCHER_GIT__URL={world.repo_url} "
-               f"WATCHER_GIT__CLONE_DIR=/tmp/sw-clone WATCHER_STORE__URL=sqlite:////tmp/sw.db sync-watcher run")
+    world = SimWorld.start(
+        workdir, timings=SimTimings(git_poll_seconds=5, sync_seconds=1, health_seconds=2, backoff_scale=0.2), port=port
+    )
+    click.echo(
+        f"Argo CD simulator: {world.argocd_url}\nGitOps repo:       {world.repo_url}\n"
+        f"Work clone:        {world.work.path}  (edit, commit, `git push origin HEAD:main`)\n\n"
+        f"Watch it: WATCHER_ARGOCD__URL={world.argocd_url} WATCHER_GIT__URL={world.repo_url} "
+        f"WATCHER_GIT__CLONE_DIR=/tmp/sw-clone WATCHER_STORE__URL=sqlite:////tmp/sw.db sync-watcher run"
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -48,8 +48,13 @@ class Daemon:
         if self.settings.argocd.stream:
             self._stream_thread = threading.Thread(target=self._follow_stream, name="argocd-stream", daemon=True)
             self._stream_thread.start()
-        self.log.info("watcher_started", http_port=self.http.port, argocd=self.settings.argocd.url,
-                      repo=self.settings.git.url, branch=self.settings.git.branch)
+        self.log.info(
+            "watcher_started",
+            http_port=self.http.port,
+            argocd=self.settings.argocd.url,
+            repo=self.settings.git.url,
+            branch=self.settings.git.branch,
+        )
 
     def _follow_stream(self) -> None:
         self.argocd.stream(self.watcher.on_stream_event, self._stop_stream, on_disconnect=self.watcher.on_stream_lost)

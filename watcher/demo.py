@@ -13,7 +13,6 @@ from typing import Any
 
 from watcher.daemon import Daemon
 from watcher.domain import Event, EventKind
-from watcher.settings import load_settings
 from watcher.sim.world import SimWorld
 
 GOOD_APP, BAD_APP = "plate-web-stg", "plate-api-stg"
@@ -58,14 +57,7 @@ def run_demo(workdir: Path | None = None) -> dict[str, Any]:
     world = SimWorld.start(root)
     daemon: Daemon | None = None
     try:
-        settings = load_settings(
-            argocd={"url": world.argocd_url, "list_interval_seconds": 2.0},
-            git={"url": world.repo_url, "clone_dir": root / "watcher-clone", "poll_interval_seconds": 2.0},
-            detection={"comparison_error_grace_seconds": 1.0, "degraded_grace_seconds": 1.0,
-                       "progress_deadline_seconds": 5.0},
-            store={"url": f"sqlite:///{root}/state.db"},
-            http={"host": "127.0.0.1", "port": 0},
-        )
+        settings = world.watcher_settings(root)
         daemon = Daemon(settings, argocd_retry_max_wait=0.5)
         daemon.watcher.listeners.append(timeline.on_event)
         initial = world.work.git("rev-parse", "HEAD")
@@ -73,16 +65,20 @@ def run_demo(workdir: Path | None = None) -> dict[str, Any]:
         daemon.start()
         apps = {a["metadata"]["name"] for a in world.controller.snapshot()}
         for app in sorted(apps):
-            timeline.wait_for(lambda e, a=app: e.app.endswith(a) and e.kind is EventKind.DEPLOYED, 30)
+            timeline.wait_for(_deployed(app), 30)
         timeline.add("all_synced", apps=len(apps), revision=initial[:10])
 
         values = f"helm/applications/{GOOD_APP.rsplit('-', 1)[0]}/values-stg.yaml"
-        good = world.work.commit(f"{GOOD_APP}: bump image to 1.26.0",
-                                 {values: world.work.set_value(values, "image.tag", "1.26.0")}, "Dev One")
+        good = world.work.commit(
+            f"{GOOD_APP}: bump image to 1.26.0",
+            {values: world.work.set_value(values, "image.tag", "1.26.0")},
+            "Dev One",
+        )
         world.work.push()
         timeline.add("commit", sha=good[:10], author="Dev One", subject=f"{GOOD_APP}: bump image to 1.26.0")
-        deployed = timeline.wait_for(lambda e: e.app.endswith(GOOD_APP) and e.revision == good
-                                     and e.kind is EventKind.DEPLOYED, 30)
+        deployed = timeline.wait_for(
+            lambda e: e.app.endswith(GOOD_APP) and e.revision == good and e.kind is EventKind.DEPLOYED, 30
+        )
         timeline.add("deployed", app=GOOD_APP, revision=good[:10])
 
         values = f"helm/applications/{BAD_APP.rsplit('-', 1)[0]}/values-stg.yaml"
@@ -98,8 +94,14 @@ def run_demo(workdir: Path | None = None) -> dict[str, Any]:
         commit = failed.evidence.get("commit") or {}
         onset = failed.evidence.get("onset")
         argocd_lag = (failed.at.timestamp() - _ts(onset)) if isinstance(onset, str) else None
-        timeline.add("failure_detected", app=BAD_APP, kind=failed.kind.value, revision=bad[:10],
-                     culprit=commit, message=str(failed.evidence.get("message", ""))[:300])
+        timeline.add(
+            "failure_detected",
+            app=BAD_APP,
+            kind=failed.kind.value,
+            revision=bad[:10],
+            culprit=commit,
+            message=str(failed.evidence.get("message", ""))[:300],
+        )
         incidents = daemon.store.incidents(open_only=True)
         return {
             "repo": world.repo_url,
@@ -115,8 +117,9 @@ def run_demo(workdir: Path | None = None) -> dict[str, Any]:
                 "seconds_from_push": round(detected_at - pushed_at, 2),
                 "seconds_from_argocd_verdict": round(argocd_lag, 2) if argocd_lag is not None else None,
             },
-            "open_incidents": [{"id": i.id, "app": i.app, "kind": i.kind.value, "revision": i.revision}
-                               for i in incidents],
+            "open_incidents": [
+                {"id": i.id, "app": i.app, "kind": i.kind.value, "revision": i.revision} for i in incidents
+            ],
             "total_seconds": round(time.monotonic() - timeline.started, 2),
         }
     finally:
@@ -125,6 +128,10 @@ def run_demo(workdir: Path | None = None) -> dict[str, Any]:
         world.stop()
         if workdir is None:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _deployed(app: str) -> Callable[[Event], bool]:
+    return lambda e: e.app == app and e.kind is EventKind.DEPLOYED
 
 
 def _ts(iso: str) -> float:
@@ -147,8 +154,10 @@ def render_text(result: dict[str, Any]) -> str:
             text = f"failing  {e['app']} at {e['revision']}: {e['reason']}"
         else:
             c = e.get("culprit") or {}
-            text = (f"DETECTED {e['kind']} on {e['app']}\n{'':>19}culprit {e['revision']} by {c.get('author', '?')}:"
-                    f" {c.get('subject', '?')}\n{'':>19}Argo CD: {e['message'][:160]}")
+            text = (
+                f"DETECTED {e['kind']} on {e['app']}\n{'':>19}culprit {e['revision']} by {c.get('author', '?')}:"
+                f" {c.get('subject', '?')}\n{'':>19}Argo CD: {e['message'][:160]}"
+            )
         lines.append(f"  +{e['t']:>6.2f}s  {text}")
     d = result["detected"]
     lines += [

@@ -109,9 +109,7 @@ class _Run:
                 self.tracker = replace(self.tracker, deployed_revision=rev, deployed_at=s.operation_finished_at)
                 self.emit(EventKind.DEPLOYED, rev, "sync succeeded", finished_at=_iso(s.operation_finished_at))
         elif s.phase in FINAL_FAILURE_PHASES and s.operation_finished_at is not None:
-            self.emit(
-                EventKind.SYNC_FAILED, rev, f"sync {s.phase.value.lower()}", onset=_iso(s.operation_finished_at)
-            )
+            self.emit(EventKind.SYNC_FAILED, rev, f"sync {s.phase.value.lower()}", onset=_iso(s.operation_finished_at))
 
     def manifest_errors(self) -> None:
         s, t = self.snap, self.tracker
@@ -157,7 +155,9 @@ class _Run:
         s, rules = self.snap, self.rules
         if deployed_rev is None or deployed_at is None:
             if self.now - since >= rules.degraded_grace:
-                self.emit(EventKind.DEGRADED_UNATTRIBUTED, s.sync_revision, "degraded, no deploy seen", onset=_iso(since))
+                self.emit(
+                    EventKind.DEGRADED_UNATTRIBUTED, s.sync_revision, "degraded, no deploy seen", onset=_iso(since)
+                )
         elif s.phase is Phase.RUNNING:
             return  # a newer sync is under way: its outcome, not the old deploy, decides
         elif since - deployed_at > rules.attribution_window:

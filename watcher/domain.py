@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 
-class SyncStatus(str, enum.Enum):
+class SyncStatus(enum.StrEnum):
     """Argo CD's `status.sync.status` (a free string in swagger.json; these are the values Argo CD sets)."""
 
     SYNCED = "Synced"
@@ -15,7 +15,7 @@ class SyncStatus(str, enum.Enum):
     UNKNOWN = "Unknown"
 
 
-class Health(str, enum.Enum):
+class Health(enum.StrEnum):
     """Argo CD's `status.health.status`."""
 
     HEALTHY = "Healthy"
@@ -26,7 +26,7 @@ class Health(str, enum.Enum):
     UNKNOWN = "Unknown"
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
     """Argo CD's `status.operationState.phase` (the trigger catalog's `Running`, `Error`, `Failed`, `Succeeded`)."""
 
     RUNNING = "Running"
@@ -41,7 +41,7 @@ FINAL_FAILURE_PHASES = frozenset({Phase.FAILED, Phase.ERROR})
 MANIFEST_ERROR_CONDITIONS = frozenset({"ComparisonError", "InvalidSpecError"})
 
 
-class EventKind(str, enum.Enum):
+class EventKind(enum.StrEnum):
     DEPLOY_STARTED = "deploy_started"
     DEPLOYED = "deployed"
     SYNC_FAILING = "sync_failing"
@@ -64,6 +64,14 @@ INCIDENT_KINDS = frozenset(
         EventKind.DEGRADED_UNATTRIBUTED,
     }
 )
+
+
+# Argo CD names apps in its own namespace by name alone, others as namespace/name ("apps in any namespace").
+CONTROL_PLANE_NAMESPACE = "argocd"
+
+
+def app_key(name: str, namespace: str = "") -> str:
+    return name if namespace in ("", CONTROL_PLANE_NAMESPACE) else f"{namespace}/{name}"
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,7 @@ class AppSnapshot:
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return app_key(self.name, self.namespace)
 
     @property
     def looks_healthy(self) -> bool:

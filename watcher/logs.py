@@ -11,10 +11,10 @@ from typing import Any
 import structlog
 
 REDACTED = "***"
-SECRET_KEYS = re.compile(r"(token|password|secret|authorization|webhook|api_key|private_key)", re.I)
+SECRET_KEYS = re.compile(r"(token|password|secret|authorization|webhook|api_key|private_key)", re.IGNORECASE)
 # Credentials embedded in URLs (https://user:pass@host) and bearer headers, whatever the key is called.
-URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@", re.I)
-BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
+URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@", re.IGNORECASE)
+BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
 
 class SecretRedactor:

@@ -62,9 +62,7 @@ class Metrics:
     def __init__(self, view: StateView | None = None):
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.failures = Counter(
-            "sync_watcher_failures", "Failures detected, by kind.", ["name", "kind"], registry=r
-        )
+        self.failures = Counter("sync_watcher_failures", "Failures detected, by kind.", ["name", "kind"], registry=r)
         self.events = Counter("sync_watcher_events", "Events the detector emitted, by kind.", ["kind"], registry=r)
         self.commit_to_sync = Histogram(
             "sync_watcher_commit_to_sync_seconds",

@@ -14,7 +14,7 @@ from watcher import appmap
 from watcher.adapters.argocd import ArgoCDError, snapshot_from_app
 from watcher.adapters.gitrepo import GitError
 from watcher.detect import AppTracker, DetectionRules, observe
-from watcher.domain import INCIDENT_KINDS, AppSnapshot, Commit, Event, EventKind
+from watcher.domain import INCIDENT_KINDS, AppSnapshot, Commit, Event, EventKind, app_key
 from watcher.logs import get_logger
 from watcher.metrics import Metrics, StateView
 from watcher.settings import DetectionSettings, Settings
@@ -52,8 +52,15 @@ def _core(s: AppSnapshot | None) -> tuple[object, ...] | None:
     """The part of a snapshot whose change is worth a timeline row (messages and trimming are not)."""
     if s is None:
         return None
-    return (s.sync_status, s.sync_revision, s.health, s.phase, s.operation_revision, s.retry_count,
-            tuple(c.type for c in s.conditions))
+    return (
+        s.sync_status,
+        s.sync_revision,
+        s.health,
+        s.phase,
+        s.operation_revision,
+        s.retry_count,
+        tuple(c.type for c in s.conditions),
+    )
 
 
 class Watcher:
@@ -183,10 +190,16 @@ class Watcher:
         if not e.revision or (e.kind not in INCIDENT_KINDS and e.kind is not EventKind.DEPLOYED):
             return e
         commit = self._commit(e.revision)
+        if e.app not in self.paths:
+            self._remap()  # an app seen on the stream before the first full mapping
         extra: dict[str, object] = {"paths": list(self.paths.get(e.app, ()))}
         if commit:
-            extra["commit"] = {"sha": commit.sha, "author": commit.author, "subject": commit.subject,
-                               "committed_at": commit.committed_at.isoformat()}
+            extra["commit"] = {
+                "sha": commit.sha,
+                "author": commit.author,
+                "subject": commit.subject,
+                "committed_at": commit.committed_at.isoformat(),
+            }
         return Event(e.app, e.kind, e.revision, e.at, e.reason, e.evidence | extra)
 
     def _lookup_commit(self, sha: str) -> Commit | None:
@@ -231,7 +244,7 @@ class Watcher:
         for item in items:
             meta = item.get("metadata") or {}
             if meta.get("name"):
-                key = f"{meta.get('namespace')}/{meta['name']}" if meta.get("namespace") else str(meta["name"])
+                key = app_key(str(meta["name"]), str(meta.get("namespace") or ""))
                 self.apps[key] = {"metadata": meta, "spec": item.get("spec") or {}}
 
     def _remap(self) -> None:
@@ -249,10 +262,7 @@ class Watcher:
         except (GitError, ValueError) as exc:
             self.log.warning("app_mapping_failed", error=str(exc))
             return
-        paths = {
-            key: appmap.app_paths(app, url, manifests.get(str(app["metadata"]["name"])))
-            for key, app in apps
-        }
+        paths = {key: appmap.app_paths(app, url, manifests.get(str(app["metadata"]["name"]))) for key, app in apps}
         with self._lock:
             self.paths = paths
             self._mapped_head = signature
@@ -277,19 +287,23 @@ class Watcher:
                 s = t.last
                 if s is None:
                     continue
-                rows.append({
-                    "name": s.name, "namespace": s.namespace, "project": s.project,
-                    "sync_status": s.sync_status.value if s.sync_status else None,
-                    "sync_revision": s.sync_revision,
-                    "health": s.health.value if s.health else None,
-                    "operation_phase": s.phase.value if s.phase else None,
-                    "operation_revision": s.operation_revision,
-                    "retry_count": s.retry_count,
-                    "deployed_revision": t.deployed_revision,
-                    "deployed_at": t.deployed_at.isoformat() if t.deployed_at else None,
-                    "open_incidents": sorted(k for (a, k), n in self._open.items() if a == key and n),
-                    "paths": list(self.paths.get(key, ())),
-                })
+                rows.append(
+                    {
+                        "name": s.name,
+                        "namespace": s.namespace,
+                        "project": s.project,
+                        "sync_status": s.sync_status.value if s.sync_status else None,
+                        "sync_revision": s.sync_revision,
+                        "health": s.health.value if s.health else None,
+                        "operation_phase": s.phase.value if s.phase else None,
+                        "operation_revision": s.operation_revision,
+                        "retry_count": s.retry_count,
+                        "deployed_revision": t.deployed_revision,
+                        "deployed_at": t.deployed_at.isoformat() if t.deployed_at else None,
+                        "open_incidents": sorted(k for (a, k), n in self._open.items() if a == key and n),
+                        "paths": list(self.paths.get(key, ())),
+                    }
+                )
             return rows
 
     def readiness(self) -> dict[str, Any]:

@@ -44,9 +44,10 @@ class GitSettings(BaseModel):
     token: SecretStr | None = Field(None, description="HTTPS token for the remote (secret)")
     token_username: str = Field("x-access-token", description="Username sent with the HTTPS token")
     ssh_key_file: Path | None = Field(None, description="Private SSH key file for the remote")
-    ssh_known_hosts_file: Path | None = Field(None, description="known_hosts file; without it host keys are not checked")
+    ssh_known_hosts_file: Path | None = Field(
+        None, description="known_hosts file; without it host keys are not checked"
+    )
     partial_clone: bool = Field(True, description="Clone with --filter=blob:none where the remote allows it")
-    web_url: str = Field("", description="Web UI URL of the repo, for commit links (derived from url if empty)")
 
 
 class DetectionSettings(BaseModel):
@@ -193,9 +194,8 @@ def settings_table() -> list[tuple[str, str, str]]:
         for name, field in model.model_fields.items():  # type: ignore[union-attr]
             default = field.get_default(call_default_factory=True)
             shown = "" if default in (None, "", []) else str(default)
+            meaning = field.description or ""
             if (section, name) in SECRET_FIELDS:
-                name_shown = f"{env_name((section, name))}, {env_name((section, name))}_FILE"
-            else:
-                name_shown = env_name((section, name))
-            rows.append((name_shown, shown, field.description or ""))
+                meaning += f"; or a file: {env_name((section, name))}_FILE"
+            rows.append((env_name((section, name)), shown, meaning))
     return rows

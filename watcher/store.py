@@ -13,7 +13,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from watcher.detect import AppTracker
-from watcher.domain import INCIDENT_KINDS, AppSnapshot, Condition, Event, EventKind, Health, Incident, Phase, SyncStatus
+from watcher.domain import (
+    INCIDENT_KINDS,
+    AppSnapshot,
+    Condition,
+    Event,
+    EventKind,
+    Health,
+    Incident,
+    Phase,
+    SyncStatus,
+)
 
 meta = sa.MetaData()
 TZ = sa.DateTime(timezone=True)
@@ -146,15 +156,20 @@ class Store:
         }
         if e.kind is EventKind.RECOVERED:
             row["dedup_key"] = f"{e.dedup_key}|{e.at.isoformat()}"  # recovery may repeat after a new failure
-        result = conn.execute(_dialect_insert(conn)(events).values(**row).on_conflict_do_nothing())
-        return bool(result.rowcount)
+        insert = _dialect_insert(conn)(events).values(**row).on_conflict_do_nothing().returning(events.c.id)
+        return conn.execute(insert).first() is not None  # rowcount is unreliable with RETURNING on psycopg
 
     def _apply(self, conn: Connection, e: Event) -> None:
         if e.kind in INCIDENT_KINDS:
             conn.execute(
                 incidents.insert().values(
-                    app=e.app, kind=e.kind.value, revision=e.revision, detected_at=e.at,
-                    reason=e.reason, evidence=e.evidence, resolution="",
+                    app=e.app,
+                    kind=e.kind.value,
+                    revision=e.revision,
+                    detected_at=e.at,
+                    reason=e.reason,
+                    evidence=e.evidence,
+                    resolution="",
                 )
             )
         elif e.kind in (EventKind.RECOVERED, EventKind.APP_REMOVED):
@@ -190,8 +205,15 @@ class Store:
             rows = conn.execute(q).all()
         return [
             Incident(
-                r.id, r.app, EventKind(r.kind), r.revision, _utc(r.detected_at), _utc(r.resolved_at) if r.resolved_at else None,
-                r.reason, dict(r.evidence or {}), r.resolution or "",
+                r.id,
+                r.app,
+                EventKind(r.kind),
+                r.revision,
+                _utc(r.detected_at),
+                _utc(r.resolved_at) if r.resolved_at else None,
+                r.reason,
+                dict(r.evidence or {}),
+                r.resolution or "",
             )
             for r in rows
         ]
@@ -229,11 +251,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _dialect_insert(conn: Connection) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 def _timeline_row(s: AppSnapshot, now: datetime) -> dict[str, Any]:
@@ -264,6 +284,8 @@ def _plain(v: Any) -> Any:
         return v.value
     if isinstance(v, datetime):
         return v.isoformat()
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
     if isinstance(v, tuple | list):
         return [_plain(x) for x in v]
     if isinstance(v, dict):

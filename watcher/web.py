@@ -65,8 +65,9 @@ class BackgroundServer:
     """uvicorn in a thread, stoppable; `port` is the bound port (useful with port 0)."""
 
     def __init__(self, app: Any, host: str, port: int):
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=1)
+        config = uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=1
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"http-{port}", daemon=True)
 

@@ -9,7 +9,13 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential_jitter
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from watcher.domain import AppSnapshot, Condition, Health, Phase, SyncStatus
 from watcher.settings import ArgoCDSettings
@@ -138,7 +144,7 @@ class ArgoCDClient:
         retrying = Retrying(
             retry=retry_if_exception_type(ArgoCDUnavailable),
             stop=stop_after_attempt(self._retry_attempts) | stop_after_delay(self.cfg.timeout_seconds * 3),
-            wait=wait_exponential_jitter(initial=0.1, max=self._retry_max_wait),
+            wait=wait_exponential_jitter(multiplier=0.1, max=self._retry_max_wait),
             reraise=True,
         )
         for attempt in retrying:

@@ -102,7 +102,9 @@ class GitRepo:
         try:
             return str(repo.git.rev_parse("--verify", ref + "^{commit}"))
         except git.GitCommandError:
-            raise GitError(f"branch {ref.rsplit('/', 1)[-1]!r} not found on the remote; check WATCHER_GIT__BRANCH") from None
+            raise GitError(
+                f"branch {ref.rsplit('/', 1)[-1]!r} not found on the remote; check WATCHER_GIT__BRANCH"
+            ) from None
 
     def commits_touching(
         self, paths: Iterable[str], until: str, since: str | None = None, limit: int | None = None
@@ -145,8 +147,8 @@ class GitRepo:
                 except KeyError:
                     continue
                 for item in sub.traverse():
-                    if isinstance(item, git.Blob) and item.path.endswith((".yaml", ".yml")):
-                        files[item.path] = item.data_stream.read().decode("utf-8", "replace")
+                    if isinstance(item, git.Blob) and str(item.path).endswith((".yaml", ".yml")):
+                        files[str(item.path)] = item.data_stream.read().decode("utf-8", "replace")
         return files
 
 

@@ -29,8 +29,17 @@ Listener = Callable[[str, dict[str, Any]], None]
 GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
-MEMORY_MIB = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024**2, "K": 1 / 1048.576, "M": 1 / 1.048576,
-              "G": 953.67431640625, "T": 953674.31640625, None: 1 / 1048576}
+MEMORY_MIB = {
+    "Ki": 1 / 1024,
+    "Mi": 1,
+    "Gi": 1024,
+    "Ti": 1024**2,
+    "K": 1 / 1048.576,
+    "M": 1 / 1.048576,
+    "G": 953.67431640625,
+    "T": 953674.31640625,
+    None: 1 / 1048576,
+}
 
 
 @dataclass
@@ -92,7 +101,8 @@ class SimApp:
         return str(self.manifest["metadata"]["name"])
 
     def to_json(self) -> dict[str, Any]:
-        body = copy.deepcopy(self.manifest)
+        # The API server's Application has no apiVersion/kind (swagger.json v1alpha1Application).
+        body = {k: copy.deepcopy(v) for k, v in self.manifest.items() if k not in ("apiVersion", "kind")}
         body["metadata"]["resourceVersion"] = str(self.resource_version)
         body["metadata"].setdefault("uid", hashlib.sha1(self.name.encode()).hexdigest()[:32])
         body["metadata"].setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
@@ -168,8 +178,10 @@ class Controller:
         """Apps served as they are (benchmarks): never synced, never polled."""
         with self.lock:
             for manifest in apps:
-                app = SimApp(manifest=copy.deepcopy({k: v for k, v in manifest.items() if k != "status"}),
-                             status=copy.deepcopy(manifest.get("status", {})))
+                app = SimApp(
+                    manifest=copy.deepcopy({k: v for k, v in manifest.items() if k != "status"}),
+                    status=copy.deepcopy(manifest.get("status", {})),
+                )
                 app.manifest.setdefault("metadata", {}).setdefault("annotations", {})["sim/static"] = "true"
                 self.apps[app.name] = app
 
@@ -240,8 +252,11 @@ class Controller:
                     )
                     self._upsert(doc)
                     seen.add(doc["metadata"]["name"])
-        for name in [n for n, a in self.apps.items() if n not in seen and "sim/static" not in
-                     a.manifest["metadata"].get("annotations", {})]:
+        for name in [
+            n
+            for n, a in self.apps.items()
+            if n not in seen and "sim/static" not in a.manifest["metadata"].get("annotations", {})
+        ]:
             gone = self.apps.pop(name)
             self._notify("DELETED", gone)
 
@@ -265,9 +280,9 @@ class Controller:
         if not files:
             raise RenderError(f"{path}: app path does not exist")
         if "helm" not in source:
-            for name, text in sorted(files.items()):
+            for name, content in sorted(files.items()):
                 try:
-                    list(yaml.safe_load_all(text))
+                    list(yaml.safe_load_all(content))
                 except yaml.YAMLError as exc:
                     raise RenderError(f"failed to unmarshal {posixpath.basename(name)}: {exc}") from None
             digest = hashlib.sha1(json.dumps(files, sort_keys=True).encode()).hexdigest()
@@ -295,8 +310,9 @@ class Controller:
         image = values.get("image") or {}
         memory = ((values.get("resources") or {}).get("limits") or {}).get("memory")
         fingerprint = hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
-        return Rendered(fingerprint, values.get("replicaCount", 1), f"{image.get('repository')}:{image.get('tag')}",
-                        memory)
+        return Rendered(
+            fingerprint, values.get("replicaCount", 1), f"{image.get('repository')}:{image.get('tag')}", memory
+        )
 
     def _reconcile(self, app: SimApp, now: float) -> None:
         """Compare the app's desired state at head with what is live; auto-sync when they differ."""
@@ -308,20 +324,26 @@ class Controller:
         try:
             desired = self._render(app, rev)
         except RenderError as exc:
-            message = (f"Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: "
-                       f"code = Unknown desc = {exc}")
+            message = (
+                f"Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: "
+                f"code = Unknown desc = {exc}"
+            )
             current = app.status.get("conditions") or []
             if not current or current[0].get("message") != message:
-                app.status["conditions"] = [{"type": "ComparisonError", "message": message,
-                                             "lastTransitionTime": now_iso(now)}]
+                app.status["conditions"] = [
+                    {"type": "ComparisonError", "message": message, "lastTransitionTime": now_iso(now)}
+                ]
             app.status["sync"] = {"status": "Unknown", "revision": rev, "comparedTo": self._compared_to(app)}
             if _signature(app) != before:
                 self._changed(app)
             return
         app.status.pop("conditions", None)
         in_sync = app.live is not None and app.live.fingerprint == desired.fingerprint
-        app.status["sync"] = {"status": "Synced" if in_sync else "OutOfSync", "revision": rev,
-                              "comparedTo": self._compared_to(app)}
+        app.status["sync"] = {
+            "status": "Synced" if in_sync else "OutOfSync",
+            "revision": rev,
+            "comparedTo": self._compared_to(app),
+        }
         automated = (app.manifest["spec"].get("syncPolicy") or {}).get("automated")
         if not in_sync and automated is not None and app.operation is None and rev not in app.failed_revisions:
             self._start_sync(app, rev, now)
@@ -329,8 +351,10 @@ class Controller:
             self._changed(app)
 
     def _compared_to(self, app: SimApp) -> dict[str, Any]:
-        return {"source": app.manifest["spec"].get("source", {}),
-                "destination": app.manifest["spec"].get("destination", {})}
+        return {
+            "source": app.manifest["spec"].get("source", {}),
+            "destination": app.manifest["spec"].get("destination", {}),
+        }
 
     def _start_sync(self, app: SimApp, rev: str, now: float) -> None:
         retry = (app.manifest["spec"].get("syncPolicy") or {}).get("retry") or {}
@@ -373,18 +397,31 @@ class Controller:
             desired, error = None, f"ComparisonError: {exc}"
         if error is None and desired is not None:
             self._finish(app, now, "Succeeded", "successfully synced (all tasks run)")
-            state["syncResult"] = {"revision": rev, "source": app.manifest["spec"].get("source", {}),
-                                   "resources": [self._resource_result(app, "Synced", "deployment.apps configured")]}
+            state["syncResult"] = {
+                "revision": rev,
+                "source": app.manifest["spec"].get("source", {}),
+                "resources": [self._resource_result(app, "Synced", "deployment.apps configured")],
+            }
             app.live = desired
             app.status["sync"] = {"status": "Synced", "revision": rev, "comparedTo": self._compared_to(app)}
             self.history_id += 1
             history = app.status.setdefault("history", [])
-            history.append({"id": self.history_id, "revision": rev, "deployedAt": now_iso(now),
-                            "deployStartedAt": state["startedAt"], "source": app.manifest["spec"].get("source", {}),
-                            "initiatedBy": {"automated": True}})
+            history.append(
+                {
+                    "id": self.history_id,
+                    "revision": rev,
+                    "deployedAt": now_iso(now),
+                    "deployStartedAt": state["startedAt"],
+                    "source": app.manifest["spec"].get("source", {}),
+                    "initiatedBy": {"automated": True},
+                }
+            )
             del history[: -int(app.manifest["spec"].get("revisionHistoryLimit") or 10)]
-            app.status["health"] = {"status": "Progressing", "message": "Waiting for rollout to finish",
-                                    "lastTransitionTime": now_iso(now)}
+            app.status["health"] = {
+                "status": "Progressing",
+                "message": "Waiting for rollout to finish",
+                "lastTransitionTime": now_iso(now),
+            }
             app.health_due = now + self.timings.health_seconds
         else:
             retry = state["operation"].get("retry") or {}
@@ -402,8 +439,11 @@ class Controller:
                 app.attempt_due = now + wait + self.timings.sync_seconds
             else:
                 suffix = f" (retried {count} times)." if count else ""
-                state["syncResult"] = {"revision": rev, "source": app.manifest["spec"].get("source", {}),
-                                       "resources": [self._resource_result(app, "SyncFailed", error or "")]}
+                state["syncResult"] = {
+                    "revision": rev,
+                    "source": app.manifest["spec"].get("source", {}),
+                    "resources": [self._resource_result(app, "SyncFailed", error or "")],
+                }
                 self._finish(app, now, "Failed", f"{error}{suffix}")
                 app.failed_revisions.add(rev)
         self._changed(app)
@@ -416,8 +456,16 @@ class Controller:
 
     def _resource_result(self, app: SimApp, status: str, message: str) -> dict[str, Any]:
         dest = app.manifest["spec"].get("destination", {})
-        return {"group": "apps", "version": "v1", "kind": "Deployment", "namespace": dest.get("namespace", ""),
-                "name": app.name, "status": status, "message": message, "syncPhase": "Sync"}
+        return {
+            "group": "apps",
+            "version": "v1",
+            "kind": "Deployment",
+            "namespace": dest.get("namespace", ""),
+            "name": app.name,
+            "status": status,
+            "message": message,
+            "syncPhase": "Sync",
+        }
 
     def _apply_error(self, app: SimApp, r: Rendered) -> str | None:
         """What the Kubernetes API server would refuse."""
@@ -429,8 +477,10 @@ class Controller:
         if r.replicas < 0:
             return prefix + f"spec.replicas: Invalid value: {r.replicas}: must be greater than or equal to 0"
         if r.memory is not None and _mib(r.memory) is None:
-            return prefix + (f"spec.template.spec.containers[0].resources.limits[memory]: Invalid value: "
-                             f"\"{r.memory}\": quantities must match the regular expression")
+            return prefix + (
+                f"spec.template.spec.containers[0].resources.limits[memory]: Invalid value: "
+                f'"{r.memory}": quantities must match the regular expression'
+            )
         return None
 
     def _live_health(self, live: Rendered | None) -> tuple[str, str]:
@@ -446,8 +496,10 @@ class Controller:
         if limit is not None and limit < needs:
             return "Degraded", "CrashLoopBackOff: back-off restarting failed container app (OOMKilled)"
         if live.replicas > self.cluster.max_replicas:
-            return "Progressing", (f"Waiting for rollout to finish: {self.cluster.max_replicas} of {live.replicas} "
-                                   "updated replicas are available...")
+            return "Progressing", (
+                f"Waiting for rollout to finish: {self.cluster.max_replicas} of {live.replicas} "
+                "updated replicas are available..."
+            )
         return "Healthy", ""
 
     # -- notifications ----------------------------------------------------------------------------------

@@ -16,8 +16,12 @@ SERVICES: dict[str, dict[str, object]] = {
 ENVIRONMENTS = ("stg", "prod")
 REGISTRY = "harbor.plate.local/plate"
 # Tags the simulated registry has besides the ones the repo starts with: what a healthy change bumps to.
-EXTRA_TAGS = {"plate-web": ["1.26.0", "1.27.0"], "plate-api": ["2.5.0", "2.6.0"], "plate-llm": ["0.9.2", "1.0.0"],
-              "plate-cache": ["7.2.5", "7.4.0"]}
+EXTRA_TAGS = {
+    "plate-web": ["1.26.0", "1.27.0"],
+    "plate-api": ["2.5.0", "2.6.0"],
+    "plate-llm": ["0.9.2", "1.0.0"],
+    "plate-cache": ["7.2.5", "7.4.0"],
+}
 APP_OF_APPS = "environments/argocd/app-of-apps.yaml"
 
 
@@ -30,8 +34,9 @@ def known_images() -> dict[str, dict[str, int]]:
     return images
 
 
-def application(name: str, repo_url: str, path: str, namespace: str, value_files: list[str] | None,
-                wave: str, retry_limit: int = 5) -> dict[str, object]:
+def application(
+    name: str, repo_url: str, path: str, namespace: str, value_files: list[str] | None, wave: str, retry_limit: int = 5
+) -> dict[str, object]:
     source: dict[str, object] = {"repoURL": repo_url, "targetRevision": "main", "path": path}
     if value_files:
         source["helm"] = {"valueFiles": value_files}
@@ -75,8 +80,10 @@ def repo_files(repo_url: str, retry_limit: int = 5) -> dict[str, str]:
                 "replicaCount": 1,
                 "image": {"repository": f"{REGISTRY}/{svc}", "tag": info["tag"], "pullPolicy": "IfNotPresent"},
                 "service": {"type": "ClusterIP", "port": info["port"]},
-                "resources": {"limits": {"cpu": "500m", "memory": info["memory"]},
-                              "requests": {"cpu": "100m", "memory": "64Mi"}},
+                "resources": {
+                    "limits": {"cpu": "500m", "memory": info["memory"]},
+                    "requests": {"cpu": "100m", "memory": "64Mi"},
+                },
             },
             sort_keys=False,
         )

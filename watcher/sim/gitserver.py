@@ -35,8 +35,15 @@ class GitDaemon:
         self.base.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [
-                "git", "daemon", "--listen=127.0.0.1", f"--port={self.port}", f"--base-path={self.base}",
-                "--export-all", "--enable=receive-pack", "--reuseaddr", str(self.base),
+                "git",
+                "daemon",
+                "--listen=127.0.0.1",
+                f"--port={self.port}",
+                f"--base-path={self.base}",
+                "--export-all",
+                "--enable=receive-pack",
+                "--reuseaddr",
+                str(self.base),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -19,12 +19,30 @@ from watcher.sim.controller import Controller
 
 # Argo CD's list endpoint only honours these (reference/argocd/SOURCE.md); anything else selects nothing.
 LIST_SELECTABLE = {
-    "metadata.name", "metadata.namespace", "metadata.annotations", "metadata.labels",
-    "metadata.creationTimestamp", "metadata.deletionTimestamp", "spec", "spec.destination", "spec.project",
-    "spec.source", "spec.sources", "spec.sourceHydrator", "spec.syncPolicy", "status.sourceHydrator",
-    "status.summary", "status.sync.status", "status.sync.revision", "status.health",
-    "status.operationState.startedAt", "status.operationState.finishedAt", "status.operationState.phase",
-    "status.resources", "operation.sync", "status.operationState.operation.sync",
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.annotations",
+    "metadata.labels",
+    "metadata.creationTimestamp",
+    "metadata.deletionTimestamp",
+    "spec",
+    "spec.destination",
+    "spec.project",
+    "spec.source",
+    "spec.sources",
+    "spec.sourceHydrator",
+    "spec.syncPolicy",
+    "status.sourceHydrator",
+    "status.summary",
+    "status.sync.status",
+    "status.sync.revision",
+    "status.health",
+    "status.operationState.startedAt",
+    "status.operationState.finishedAt",
+    "status.operationState.phase",
+    "status.resources",
+    "operation.sync",
+    "status.operationState.operation.sync",
 }
 STREAM_BUFFER = 1000  # server/broadcast/broadcaster.go drops events past this per subscriber
 KEEPALIVE_SECONDS = 15.0
@@ -45,6 +63,7 @@ class Auth:
     accounts: dict[str, str] = field(default_factory=dict)  # username -> password; empty: no auth at all
     static_tokens: set[str] = field(default_factory=set)
     sessions: set[str] = field(default_factory=set)
+    logins: int = 0
 
     @property
     def enabled(self) -> bool:
@@ -127,8 +146,9 @@ def _offer(queue: asyncio.Queue[Any], item: Any) -> None:
         pass
 
 
-def build_sim_app(controller: Controller, faults: Faults | None = None, auth: Auth | None = None,
-                  version: str = "v3.1.0+sim") -> Starlette:
+def build_sim_app(
+    controller: Controller, faults: Faults | None = None, auth: Auth | None = None, version: str = "v3.1.0+sim"
+) -> Starlette:
     faults = faults or Faults()
     auth = auth or Auth()
     broadcaster = Broadcaster()
@@ -143,11 +163,9 @@ def build_sim_app(controller: Controller, faults: Faults | None = None, auth: Au
             return JSONResponse({"error": "injected", "code": 14, "message": "injected failure"}, status_code=503)
         if faults.garbage > 0:
             faults.garbage -= 1
-            return PlainTextResponse("<html>502 Bad Gateway</html>{", status_code=200,
-                                     media_type="application/json")
+            return PlainTextResponse("<html>502 Bad Gateway</html>{", status_code=200, media_type="application/json")
         if not auth.allows(request):
-            return JSONResponse({"error": "invalid session", "code": 16, "message": "invalid session"},
-                                status_code=401)
+            return JSONResponse({"error": "invalid session", "code": 16, "message": "invalid session"}, status_code=401)
         return None
 
     async def version_ep(request: Request) -> Response:
@@ -156,25 +174,31 @@ def build_sim_app(controller: Controller, faults: Faults | None = None, auth: Au
     async def session(request: Request) -> Response:
         body = await request.json()
         if auth.accounts.get(body.get("username", "")) != body.get("password") or not body.get("username"):
-            return JSONResponse({"error": "Invalid username or password", "code": 16,
-                                 "message": "Invalid username or password"}, status_code=401)
+            return JSONResponse(
+                {"error": "Invalid username or password", "code": 16, "message": "Invalid username or password"},
+                status_code=401,
+            )
         token = secrets.token_urlsafe(24)
         auth.sessions.add(token)
+        auth.logins += 1
         return JSONResponse({"token": token})
 
     async def list_apps(request: Request) -> Response:
         if (refused := await guard(request)) is not None:
             return refused
         items = [a for a in controller.snapshot() if _matches(a, request)]
-        body: dict[str, Any] = {"metadata": {"resourceVersion": str(sum(a.resource_version for a in
-                                                                        controller.apps.values()))},
-                                "items": items}
+        body: dict[str, Any] = {
+            "metadata": {"resourceVersion": str(sum(a.resource_version for a in controller.apps.values()))},
+            "items": items,
+        }
         fields = [f for f in request.query_params.get("fields", "").split(",") if f]
         if fields:
             item_fields = [f.removeprefix("items.") for f in fields if f.startswith("items.")]
             item_fields = [f for f in item_fields if f in LIST_SELECTABLE]
-            body = {"metadata": body["metadata"] if "metadata.resourceVersion" in fields else {},
-                    "items": [project(i, item_fields) for i in items]}
+            body = {
+                "metadata": body["metadata"] if "metadata.resourceVersion" in fields else {},
+                "items": [project(i, item_fields) for i in items],
+            }
         return JSONResponse(body)
 
     async def get_app(request: Request) -> Response:
@@ -186,17 +210,28 @@ def build_sim_app(controller: Controller, faults: Faults | None = None, auth: Au
             await asyncio.to_thread(controller.tick)
         app = controller.get(name)
         if app is None or not _matches(app, request):
-            return JSONResponse({"error": f'applications.argoproj.io "{name}" not found', "code": 5,
-                                 "message": f'applications.argoproj.io "{name}" not found'}, status_code=404)
+            return JSONResponse(
+                {
+                    "error": f'applications.argoproj.io "{name}" not found',
+                    "code": 5,
+                    "message": f'applications.argoproj.io "{name}" not found',
+                },
+                status_code=404,
+            )
         return JSONResponse(app)
 
     async def terminate(request: Request) -> Response:
         if (refused := await guard(request)) is not None:
             return refused
         if not controller.terminate_operation(request.path_params["name"]):
-            return JSONResponse({"error": "Unable to terminate operation. No operation is in progress", "code": 9,
-                                 "message": "Unable to terminate operation. No operation is in progress"},
-                                status_code=400)
+            return JSONResponse(
+                {
+                    "error": "Unable to terminate operation. No operation is in progress",
+                    "code": 9,
+                    "message": "Unable to terminate operation. No operation is in progress",
+                },
+                status_code=400,
+            )
         return JSONResponse({})
 
     async def stream(request: Request) -> Response:

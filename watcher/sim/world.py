@@ -7,6 +7,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from watcher.settings import Settings, load_settings
 from watcher.sim.controller import Cluster, Controller, SimTimings
 from watcher.sim.gitops_repo import WorkClone, known_images, repo_files
 from watcher.sim.gitserver import GitDaemon
@@ -36,22 +37,38 @@ class SimWorld:
         return f"http://127.0.0.1:{self.server.port}"
 
     @classmethod
-    def start(cls, root: Path, timings: SimTimings = FAST, retry_limit: int = 2, auth: Auth | None = None,
-              port: int = 0) -> SimWorld:
+    def start(
+        cls, root: Path, timings: SimTimings = FAST, retry_limit: int = 2, auth: Auth | None = None, port: int = 0
+    ) -> SimWorld:
         root = Path(root)
         daemon = GitDaemon(root / "remotes").start()
         daemon.init_bare("gitops.git")
         work = WorkClone(root / "work", daemon.url("gitops.git"))
         work.init(repo_files(daemon.url("gitops.git"), retry_limit=retry_limit))
         work.push()
-        controller = Controller(daemon.url("gitops.git"), root / "sim", timings=timings,
-                                cluster=Cluster(images=known_images()))
+        controller = Controller(
+            daemon.url("gitops.git"), root / "sim", timings=timings, cluster=Cluster(images=known_images())
+        )
         faults, auth = Faults(), auth or Auth()
         api = build_sim_app(controller, faults, auth)
         server = BackgroundServer(api, "127.0.0.1", port)
         controller.start()
         server.start()
         return cls(root, daemon, work, controller, server, faults, auth, api)
+
+    def watcher_settings(self, state_dir: Path, poll_seconds: float = 2.0, grace_seconds: float = 1.0) -> Settings:
+        """Settings for a watcher of this world, with timings scaled down like the simulator's."""
+        return load_settings(
+            argocd={"url": self.argocd_url, "list_interval_seconds": poll_seconds},
+            git={"url": self.repo_url, "clone_dir": state_dir / "watcher-clone", "poll_interval_seconds": poll_seconds},
+            detection={
+                "comparison_error_grace_seconds": grace_seconds,
+                "degraded_grace_seconds": grace_seconds,
+                "progress_deadline_seconds": 3 * grace_seconds,
+            },
+            store={"url": f"sqlite:///{state_dir}/state.db"},
+            http={"host": "127.0.0.1", "port": 0},
+        )
 
     def drop_streams(self) -> None:
         self.api.state.broadcaster.drop_all()

@@ -1,0 +1,42 @@
+"""Shared fixtures: a simulated world on loopback, a wait-for-condition helper (no sleeps in tests)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from watcher.sim.world import SimWorld
+
+T = TypeVar("T")
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def wait_for(check: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[SimWorld]:
+    w = SimWorld.start(tmp_path / "world")
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+def reference(*parts: str) -> Path:
+    path = SHARED.joinpath("reference", *parts)
+    if not path.exists():
+        pytest.skip(f"{path} not found: ../shared must sit beside the checkout")
+    return path

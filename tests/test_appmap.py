@@ -1,0 +1,112 @@
+"""Which repo paths define an Application: the seeds' layout, value files outside the path, multi-source."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from watcher.appmap import (
+    app_paths,
+    application_manifests,
+    manifest_directories,
+    normalize_repo_url,
+)
+from watcher.sim.gitops_repo import repo_files
+
+REPO = "https://git.example.com/platform/gitops"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "git@git.example.com:platform/gitops.git",
+        "https://git.example.com/platform/gitops",
+        "https://git.example.com/platform/gitops.git/",
+        "ssh://git@git.example.com:22/platform/gitops.git",
+        "https://token:x-oauth@GIT.example.com/platform/gitops",
+    ],
+)
+def test_repo_urls_that_name_the_same_repo_are_equal(url: str) -> None:
+    assert normalize_repo_url(url) == "git.example.com/platform/gitops"
+
+
+def test_different_repos_differ() -> None:
+    assert normalize_repo_url("git@git.example.com:platform/other.git") != normalize_repo_url(REPO)
+    assert normalize_repo_url("/srv/git/gitops.git") == "/srv/git/gitops"
+
+
+def test_seed_layout_maps_chart_values_and_manifest() -> None:
+    files = repo_files(REPO)
+    manifests = application_manifests(files)
+    app = yaml.safe_load(files["environments/argocd/apps/plate-api-stg.yaml"])
+    assert manifests["plate-api-stg"] == "environments/argocd/apps/plate-api-stg.yaml"
+    assert app_paths(app, "git@git.example.com:platform/gitops.git", manifests["plate-api-stg"]) == (
+        "environments/argocd/apps/plate-api-stg.yaml",
+        "helm/applications/plate-api",
+        "helm/applications/plate-api/values-stg.yaml",
+    )
+
+
+def test_value_files_outside_the_path_are_resolved() -> None:
+    app = {
+        "spec": {
+            "source": {
+                "repoURL": REPO,
+                "path": "helm/applications/plate-web",
+                "helm": {
+                    "valueFiles": ["values-stg.yaml", "../../shared/common.yaml", "https://example.com/remote.yaml"]
+                },
+            }
+        }
+    }
+    assert app_paths(app, REPO) == (
+        "helm/applications/plate-web",
+        "helm/applications/plate-web/values-stg.yaml",
+        "helm/shared/common.yaml",
+    )
+
+
+def test_multi_source_with_ref_value_files() -> None:
+    app = {
+        "spec": {
+            "sources": [
+                {
+                    "repoURL": "https://charts.bitnami.com/bitnami",
+                    "chart": "redis",
+                    "targetRevision": "18.0.0",
+                    "helm": {"valueFiles": ["$values/helm/applications/plate-cache/values-prod.yaml", "$other/x.yaml"]},
+                },
+                {"repoURL": REPO + ".git", "targetRevision": "main", "ref": "values"},
+                {"repoURL": "https://git.example.com/platform/other", "ref": "other"},
+                {"repoURL": REPO, "path": "environments/extra/plate-cache"},
+            ]
+        }
+    }
+    assert app_paths(app, REPO) == ("environments/extra/plate-cache", "helm/applications/plate-cache/values-prod.yaml")
+
+
+def test_app_from_another_repo_has_no_paths() -> None:
+    app = {"spec": {"source": {"repoURL": "https://git.example.com/platform/other", "path": "x"}}}
+    assert app_paths(app, REPO) == ()
+
+
+def test_parent_paths_come_from_tracking_annotations() -> None:
+    parent = {
+        "metadata": {"name": "app-of-apps"},
+        "spec": {"source": {"repoURL": REPO, "path": "environments/argocd/apps"}},
+    }
+    child = {
+        "metadata": {
+            "name": "plate-web-stg",
+            "annotations": {
+                "argocd.argoproj.io/tracking-id": "app-of-apps:argoproj.io/Application:argocd/plate-web-stg"
+            },
+        },
+        "spec": {"source": {"repoURL": REPO, "path": "helm/applications/plate-web"}},
+    }
+    assert manifest_directories([parent, child], REPO) == ("environments/argocd/apps",)
+    assert manifest_directories([{**child, "metadata": {"name": "x"}}], REPO) == ("helm/applications/plate-web",)
+
+
+def test_broken_yaml_defines_no_app() -> None:
+    assert application_manifests({"a.yaml": "kind: Application\n  bad: [", "b.yaml": "kind: ConfigMap\n"}) == {}

@@ -1,0 +1,126 @@
+"""The store on SQLite and on a real PostgreSQL server: migrations, dedup, incidents across restarts."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from watcher.detect import AppTracker
+from watcher.domain import AppSnapshot, Event, EventKind, Health, SyncStatus
+from watcher.sim.gitserver import free_port
+from watcher.store import MIGRATIONS, Store
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
+    return found
+
+
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL missing: .ci/run installs Debian's postgresql package")
+        pytest.skip("PostgreSQL not installed (apt-get install postgresql)")
+    # pytest's tmp dirs are private to root; the postgres user needs a directory of its own.
+    data = Path(tempfile.mkdtemp(prefix="watcher-pg-")) / "data"
+    port = free_port()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(data.parent, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "watcher"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *as_user,
+            pg_ctl,
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(data.parent / "log"),
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {data.parent}",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://watcher@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(data.parent, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/state.db"
+    url: str = request.getfixturevalue("postgres_url")
+    with Store(url).engine.begin() as conn:  # a clean schema for every test
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    return url
+
+
+def failed(at: datetime, revision: str = "b" * 40) -> Event:
+    return Event("plate-api-stg", EventKind.SYNC_FAILED, revision, at, "sync failed", {"onset": at.isoformat()})
+
+
+def test_incident_survives_a_reopen_and_events_are_recorded_once(store_url: str) -> None:
+    tracker = AppTracker(last=AppSnapshot("plate-api-stg", sync_status=SyncStatus.SYNCED, health=Health.HEALTHY))
+    store = Store(store_url)
+    assert store.record("plate-api-stg", tracker, [failed(T0)], True, T0) == [failed(T0)]
+    store.close()
+    reopened = Store(store_url)
+    assert reopened.migrate() == len(MIGRATIONS)
+    assert reopened.record("plate-api-stg", tracker, [failed(T0 + timedelta(seconds=5))], False, T0) == []
+    open_incidents = reopened.incidents(open_only=True)
+    assert [(i.app, i.kind, i.revision) for i in open_incidents] == [("plate-api-stg", EventKind.SYNC_FAILED, "b" * 40)]
+    assert open_incidents[0].detected_at == T0
+    assert reopened.load_trackers() == {"plate-api-stg": tracker}
+    recovered = Event("plate-api-stg", EventKind.RECOVERED, "c" * 40, T0 + timedelta(minutes=3), "ok")
+    assert reopened.record("plate-api-stg", tracker, [recovered], True, T0) == [recovered]
+    assert reopened.incidents(open_only=True) == []
+    resolved = reopened.incidents()[0]
+    assert resolved.resolved_at == T0 + timedelta(minutes=3) and resolved.resolution == "recovered at cccccccccccc"
+    assert len(reopened.timeline("plate-api-stg")) == 2
+    reopened.close()
+
+
+def test_deployments_follow_the_operation(store_url: str) -> None:
+    store = Store(store_url)
+    rev = "d" * 40
+    started = Event("a", EventKind.DEPLOY_STARTED, rev, T0, "running", {"started_at": T0.isoformat()})
+    done = Event(
+        "a",
+        EventKind.DEPLOYED,
+        rev,
+        T0 + timedelta(seconds=9),
+        "ok",
+        {"finished_at": (T0 + timedelta(seconds=8)).isoformat()},
+    )
+    store.record("a", AppTracker(), [started], False, T0)
+    store.record("a", AppTracker(), [done], False, T0)
+    [row] = store.deployments("a")
+    assert (row["revision"], row["result"]) == (rev, "Succeeded")
+    assert row["finished_at"].replace(tzinfo=UTC) == T0 + timedelta(seconds=8)
+    store.close()
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path}/state.db")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    store.close()
