@@ -127,3 +127,28 @@ def manifest_directories(apps: Iterable[Mapping[str, Any]], watched_repo: str) -
     parents = parent_app_names(apps)
     candidates = [a for a in apps if (a.get("metadata") or {}).get("name") in parents] if parents else apps
     return watched_source_paths(candidates, watched_repo)
+
+
+def mapping_fields(app: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of an Application this module reads: kept per app instead of the whole spec (memory)."""
+    meta = app.get("metadata") or {}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k == TRACKING_ANNOTATION}
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k == TRACKING_LABEL}
+
+    def source(s: Mapping[str, Any]) -> dict[str, Any]:
+        kept = {k: s[k] for k in ("repoURL", "path", "ref") if s.get(k)}
+        value_files = (s.get("helm") or {}).get("valueFiles")
+        if value_files:
+            kept["helm"] = {"valueFiles": list(value_files)}
+        return kept
+
+    spec = app.get("spec") or {}
+    return {
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "annotations": annotations,
+            "labels": labels,
+        },
+        "spec": {"sources": [source(s) for s in _sources(spec)]},
+    }

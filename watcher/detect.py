@@ -23,7 +23,7 @@ RETRY_MESSAGE = re.compile(r"Retrying attempt #(\d+)")
 EMITTED_KEYS_KEPT = 500
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DetectionRules:
     comparison_error_grace: timedelta = timedelta(minutes=2)
     degraded_grace: timedelta = timedelta(minutes=2)
@@ -32,7 +32,7 @@ class DetectionRules:
     failed_after_retries: int = 0  # 0: wait for Argo CD's own final Failed/Error
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AppTracker:
     """Everything the detector remembers about one app between observations (persisted as JSON)."""
 

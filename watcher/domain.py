@@ -74,13 +74,13 @@ def app_key(name: str, namespace: str = "") -> str:
     return name if namespace in ("", CONTROL_PLANE_NAMESPACE) else f"{namespace}/{name}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Condition:
     type: str
     message: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AppSnapshot:
     """What Argo CD said about one Application at one moment. `None` fields mean 'not reported'."""
 
@@ -113,7 +113,7 @@ class AppSnapshot:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """A fact the detector derived: what happened to which app at which revision, and why it thinks so."""
 
@@ -129,7 +129,7 @@ class Event:
         return f"{self.app}|{self.revision or '-'}|{self.kind.value}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Commit:
     sha: str
     author: str
@@ -138,7 +138,7 @@ class Commit:
     parents: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Incident:
     id: int
     app: str

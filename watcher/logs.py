@@ -55,6 +55,9 @@ REDACTOR = SecretRedactor()
 
 def configure(level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (), stream: Any = None) -> None:
     REDACTOR.add(secrets)
+    # APScheduler says "skipped: maximum number of running instances" whenever a poll outlasts its
+    # interval: expected under load (coalescing is the point), so only its errors are worth a line.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     out = stream or sys.stderr
     json_out = fmt == "json" or (fmt == "auto" and not out.isatty())
     renderer: Any = structlog.processors.JSONRenderer() if json_out else structlog.dev.ConsoleRenderer(colors=False)

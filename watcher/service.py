@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
@@ -18,7 +21,7 @@ from watcher.domain import INCIDENT_KINDS, AppSnapshot, Commit, Event, EventKind
 from watcher.logs import get_logger
 from watcher.metrics import Metrics, StateView
 from watcher.settings import DetectionSettings, Settings
-from watcher.store import Store
+from watcher.store import Observation, Store
 
 
 class AppSource(Protocol):
@@ -61,6 +64,38 @@ def _core(s: AppSnapshot | None) -> tuple[object, ...] | None:
         s.retry_count,
         tuple(c.type for c in s.conditions),
     )
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Parsing a 10k-app list makes ~10^6 acyclic objects; collecting during that only burns CPU."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@lru_cache(maxsize=1)
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None  # not glibc: nothing to trim
+
+
+def release_free_memory() -> None:
+    """Give the freed parse of a large list back to the OS (glibc keeps it otherwise; RSS would stay at peak)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def _has_timer(t: AppTracker) -> bool:
+    """Only grace periods and deadlines change an app's verdict without new data."""
+    return any((t.manifest_error_since, t.degraded_since, t.progressing_since))
 
 
 class Watcher:
@@ -112,15 +147,8 @@ class Watcher:
         """The safety net: a complete list, a full GET of the apps that look wrong, detection for all."""
         started = time.perf_counter()
         try:
-            items = self.argocd.list_apps()
-            snapshots: dict[str, AppSnapshot] = {}
-            for item in items:
-                snap = snapshot_from_app(item, complete=False)
-                if not snap.name:
-                    continue
-                if not snap.looks_healthy:
-                    snap = snapshot_from_app(self.argocd.get_app(snap.name, snap.namespace), complete=True)
-                snapshots[snap.key] = snap
+            with gc_paused():
+                snapshots, specs = self._list_snapshots()
         except ArgoCDError as exc:
             self.metrics.poll_errors.labels("argocd", type(exc).__name__).inc()
             self.metrics.argocd_up.set(0)
@@ -131,13 +159,29 @@ class Watcher:
         self.metrics.argocd_up.set(1)
         self._mark_success("argocd")
         with self._lock:
-            self._remember_specs(items)
+            self.apps.update(specs)
             now = self.clock()
-            for key in sorted(set(self.trackers) - set(snapshots)):
-                self._observe(key, None, now)
-            for key, snap in snapshots.items():
-                self._observe(key, snap, now)
+            gone = sorted(set(self.trackers) - set(snapshots))
+            seen: list[tuple[str, AppSnapshot | None]] = [(k, None) for k in gone]
+            # Unchanged apps cost one comparison; tick() lets their timers expire.
+            seen += [(k, s) for k, s in snapshots.items() if s != self._last(k)]
+            self._observe(seen, now)
         self._remap()
+        release_free_memory()
+
+    def _list_snapshots(self) -> tuple[dict[str, AppSnapshot], dict[str, dict[str, Any]]]:
+        """Snapshots and mapping fields of every listed app; the raw list is dropped on return."""
+        snapshots: dict[str, AppSnapshot] = {}
+        specs: dict[str, dict[str, Any]] = {}
+        for item in self.argocd.list_apps():
+            snap = snapshot_from_app(item, complete=False)
+            if not snap.name:
+                continue
+            specs[snap.key] = appmap.mapping_fields(item)
+            if not snap.looks_healthy:
+                snap = snapshot_from_app(self.argocd.get_app(snap.name, snap.namespace), complete=True)
+            snapshots[snap.key] = snap
+        return snapshots, specs
 
     def on_stream_event(self, kind: str, app: dict[str, Any]) -> None:
         self.metrics.stream_events.labels(kind).inc()
@@ -147,22 +191,24 @@ class Watcher:
         with self._lock:
             if kind == "DELETED":
                 self.apps.pop(snap.key, None)
-                self._observe(snap.key, None, self.clock())
+                self._observe([(snap.key, None)], self.clock())
                 return
             self._remember_specs([app])
-            self._observe(snap.key, snap, self.clock())
+            self._observe([(snap.key, snap)], self.clock())
 
     def on_stream_lost(self, reason: str) -> None:
         self.metrics.stream_reconnects.inc()
         self.log.warning("argocd_stream_lost", reason=reason)
 
+    def _last(self, key: str) -> AppSnapshot | None:
+        tracker = self.trackers.get(key)
+        return tracker.last if tracker else None
+
     def tick(self) -> None:
         """Let grace periods and deadlines expire between observations."""
         with self._lock:
-            now = self.clock()
-            for key, tracker in list(self.trackers.items()):
-                if tracker.last is not None:
-                    self._observe(key, tracker.last, now)
+            timed = [(k, t.last) for k, t in self.trackers.items() if t.last is not None and _has_timer(t)]
+            self._observe(timed, self.clock())
 
     def housekeeping(self) -> None:
         days = self.settings.store.timeline_retention_days
@@ -170,19 +216,24 @@ class Watcher:
         self.log.info("timeline_pruned", rows=pruned, older_than_days=days)
 
     # -- detect -> record -> publish --------------------------------------------------------------------
-    def _observe(self, key: str, snap: AppSnapshot | None, now: datetime) -> None:
-        before = self.trackers.get(key, AppTracker())
-        after, events = observe(before, snap, now, self.rules, app=key)
-        if after == before and not events:
+    def _observe(self, seen: Sequence[tuple[str, AppSnapshot | None]], now: datetime) -> None:
+        """Detect on each (app, snapshot), record everything in one transaction, then publish."""
+        batch: list[Observation] = []
+        for key, snap in seen:
+            before = self.trackers.get(key, AppTracker())
+            after, events = observe(before, snap, now, self.rules, app=key)
+            if after == before and not events:
+                continue
+            keep = after if snap is not None else None
+            batch.append(Observation(key, keep, [self._enrich(e) for e in events], _core(snap) != _core(before.last)))
+        if not batch:
             return
-        events = [self._enrich(e) for e in events]
-        changed = _core(snap) != _core(before.last)
-        keep = after if snap is not None else None
-        recorded = self.store.record(key, keep, events, changed, now)
-        if keep is None:
-            self.trackers.pop(key, None)
-        else:
-            self.trackers[key] = after
+        recorded = self.store.record_batch(batch, now)  # memory follows only what was stored
+        for item in batch:
+            if item.tracker is None:
+                self.trackers.pop(item.app, None)
+            else:
+                self.trackers[item.app] = item.tracker
         for event in recorded:
             self._publish(event)
 
@@ -245,7 +296,7 @@ class Watcher:
             meta = item.get("metadata") or {}
             if meta.get("name"):
                 key = app_key(str(meta["name"]), str(meta.get("namespace") or ""))
-                self.apps[key] = {"metadata": meta, "spec": item.get("spec") or {}}
+                self.apps[key] = appmap.mapping_fields(item)
 
     def _remap(self) -> None:
         """Recompute every app's paths when the head or the set of apps changed."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -87,11 +88,45 @@ incidents = sa.Table(
     sa.Column("resolution", sa.Text, nullable=False, default=""),
 )
 
+
+@dataclass(frozen=True)
+class Observation:
+    """One app's new detector state and events, to be stored together."""
+
+    app: str
+    tracker: AppTracker | None  # None: the app is gone
+    events: list[Event]
+    changed: bool  # worth a timeline row
+
+
 Migration = Callable[[Connection], None]
 # Append only: each entry moves the schema one version up; a started daemon runs the ones it has not.
 MIGRATIONS: list[Migration] = [
     lambda conn: meta.create_all(conn, tables=[trackers, timeline, events, deployments, incidents]),
 ]
+
+
+class Statements:
+    """Statements built once per dialect; executing them with plain parameters skips SQLAlchemy's coercion."""
+
+    def __init__(self, dialect: str):
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        t = insert(trackers)
+        self.upsert_tracker = t.on_conflict_do_update(
+            index_elements=["app"], set_={"state": t.excluded.state, "updated_at": t.excluded.updated_at}
+        )
+        self.insert_event = insert(events).on_conflict_do_nothing().returning(events.c.id)
+        d = insert(deployments)
+        self.upsert_deployment = d.on_conflict_do_update(
+            index_elements=["app", "revision"],
+            set_={
+                "result": d.excluded.result,
+                "started_at": sa.func.coalesce(deployments.c.started_at, d.excluded.started_at),
+                "finished_at": sa.func.coalesce(d.excluded.finished_at, deployments.c.finished_at),
+            },
+        )
 
 
 class Store:
@@ -101,6 +136,7 @@ class Store:
         self.engine: Engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sql = Statements(self.engine.dialect.name)
         self.migrate()
 
     def migrate(self) -> int:
@@ -121,56 +157,49 @@ class Store:
             rows = conn.execute(sa.select(trackers.c.app, trackers.c.state)).all()
         return {row.app: tracker_from_json(row.state) for row in rows}
 
+    def record_batch(self, batch: Iterable[Observation], now: datetime) -> list[Event]:
+        """Save observations in one transaction; returns the events that were not recorded before."""
+        batch = list(batch)
+        recorded: list[Event] = []
+        gone = [item.app for item in batch if item.tracker is None]
+        kept = [item for item in batch if item.tracker is not None]
+        with self.engine.begin() as conn:
+            if gone:
+                conn.execute(trackers.delete().where(trackers.c.app.in_(gone)))
+            if kept:  # executemany with prebuilt statements: a 10k-app first cycle is one round of writes
+                conn.execute(
+                    self._sql.upsert_tracker,
+                    [{"app": i.app, "state": tracker_to_json(i.tracker), "updated_at": now} for i in kept if i.tracker],
+                )
+            rows = [_timeline_row(i.tracker.last, now) for i in kept if i.changed and i.tracker and i.tracker.last]
+            if rows:
+                conn.execute(timeline.insert(), rows)
+            for item in batch:
+                for event in item.events:
+                    # rowcount is unreliable with RETURNING on psycopg: ask for the row instead
+                    if conn.execute(self._sql.insert_event, _event_row(event)).first() is not None:
+                        recorded.append(event)
+                        self._apply(conn, event)
+        return recorded
+
     def record(
         self, app: str, tracker: AppTracker | None, new_events: Iterable[Event], changed: bool, now: datetime
     ) -> list[Event]:
-        """Save one app's observation in one transaction; returns the events that were not recorded before."""
-        recorded: list[Event] = []
-        with self.engine.begin() as conn:
-            if tracker is None:
-                conn.execute(trackers.delete().where(trackers.c.app == app))
-            else:
-                self._upsert_tracker(conn, app, tracker, now)
-                if changed and tracker.last is not None:
-                    conn.execute(timeline.insert().values(**_timeline_row(tracker.last, now)))
-            for event in new_events:
-                if self._insert_event(conn, event):
-                    recorded.append(event)
-                    self._apply(conn, event)
-        return recorded
-
-    def _upsert_tracker(self, conn: Connection, app: str, tracker: AppTracker, now: datetime) -> None:
-        values = {"app": app, "state": tracker_to_json(tracker), "updated_at": now}
-        insert = _dialect_insert(conn)(trackers).values(**values)
-        conn.execute(insert.on_conflict_do_update(index_elements=["app"], set_=values))
-
-    def _insert_event(self, conn: Connection, e: Event) -> bool:
-        row = {
-            "app": e.app,
-            "kind": e.kind.value,
-            "revision": e.revision,
-            "at": e.at,
-            "reason": e.reason,
-            "evidence": e.evidence,
-            "dedup_key": e.dedup_key,
-        }
-        if e.kind is EventKind.RECOVERED:
-            row["dedup_key"] = f"{e.dedup_key}|{e.at.isoformat()}"  # recovery may repeat after a new failure
-        insert = _dialect_insert(conn)(events).values(**row).on_conflict_do_nothing().returning(events.c.id)
-        return conn.execute(insert).first() is not None  # rowcount is unreliable with RETURNING on psycopg
+        return self.record_batch([Observation(app, tracker, list(new_events), changed)], now)
 
     def _apply(self, conn: Connection, e: Event) -> None:
         if e.kind in INCIDENT_KINDS:
             conn.execute(
-                incidents.insert().values(
-                    app=e.app,
-                    kind=e.kind.value,
-                    revision=e.revision,
-                    detected_at=e.at,
-                    reason=e.reason,
-                    evidence=e.evidence,
-                    resolution="",
-                )
+                incidents.insert(),
+                {
+                    "app": e.app,
+                    "kind": e.kind.value,
+                    "revision": e.revision,
+                    "detected_at": e.at,
+                    "reason": e.reason,
+                    "evidence": e.evidence,
+                    "resolution": "",
+                },
             )
         elif e.kind in (EventKind.RECOVERED, EventKind.APP_REMOVED):
             how = f"recovered at {(e.revision or '')[:12]}" if e.kind is EventKind.RECOVERED else "application removed"
@@ -180,19 +209,23 @@ class Store:
                 .values(resolved_at=e.at, resolution=how)
             )
         if e.revision and e.kind in (EventKind.DEPLOY_STARTED, EventKind.DEPLOYED, EventKind.SYNC_FAILED):
-            self._deployment(conn, e)
-
-    def _deployment(self, conn: Connection, e: Event) -> None:
-        result = {EventKind.DEPLOY_STARTED: "Running", EventKind.DEPLOYED: "Succeeded"}.get(e.kind, "Failed")
-        started = _parse_time(e.evidence.get("started_at")) or (e.at if e.kind is EventKind.DEPLOY_STARTED else None)
-        finished = None if e.kind is EventKind.DEPLOY_STARTED else _parse_time(e.evidence.get("finished_at")) or e.at
-        values: dict[str, Any] = {"result": result}
-        if finished:
-            values["finished_at"] = finished
-        insert = _dialect_insert(conn)(deployments).values(
-            app=e.app, revision=e.revision, started_at=started, finished_at=finished, result=result
-        )
-        conn.execute(insert.on_conflict_do_update(index_elements=["app", "revision"], set_=values))
+            result = {EventKind.DEPLOY_STARTED: "Running", EventKind.DEPLOYED: "Succeeded"}.get(e.kind, "Failed")
+            started = _parse_time(e.evidence.get("started_at"))
+            if started is None and e.kind is EventKind.DEPLOY_STARTED:
+                started = e.at
+            finished = None
+            if e.kind is not EventKind.DEPLOY_STARTED:
+                finished = _parse_time(e.evidence.get("finished_at")) or e.at
+            conn.execute(
+                self._sql.upsert_deployment,
+                {
+                    "app": e.app,
+                    "revision": e.revision,
+                    "started_at": started,
+                    "finished_at": finished,
+                    "result": result,
+                },
+            )
 
     # -- queries ----------------------------------------------------------------------------------------
     def incidents(self, open_only: bool = False, app: str | None = None, limit: int = 200) -> list[Incident]:
@@ -250,10 +283,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _dialect_insert(conn: Connection) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+def _event_row(e: Event) -> dict[str, Any]:
+    key = e.dedup_key
+    if e.kind is EventKind.RECOVERED:
+        key = f"{key}|{e.at.isoformat()}"  # recovery may repeat after a new failure
+    return {
+        "app": e.app,
+        "kind": e.kind.value,
+        "revision": e.revision,
+        "at": e.at,
+        "reason": e.reason,
+        "evidence": e.evidence,
+        "dedup_key": key,
+    }
 
 
 def _timeline_row(s: AppSnapshot, now: datetime) -> dict[str, Any]:
