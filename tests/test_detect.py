@@ -257,3 +257,21 @@ def test_tracker_round_trips_through_json() -> None:
 
     tracker, _ = observe(AppTracker(), COMPARISON_ERROR_B, at(0), RULES, app="x")
     assert tracker_from_json(json.loads(json.dumps(tracker_to_json(tracker)))) == tracker
+
+
+def test_terminated_operation_is_not_a_new_failure() -> None:
+    # sync-watcher (or a human) ends a sync still retrying the bad revision so the revert can deploy.
+    tracker, _ = observe(AppTracker(), HEALTHY_A, at(0), RULES, app="plate-api-stg")
+    terminated = replace(FAILED_B, operation_message="Operation terminated")
+    _, events = observe(tracker, terminated, at(40), RULES, app="plate-api-stg")
+    assert [e.kind for e in events] == []
+
+
+def test_good_revisions_remember_where_the_app_was_synced_and_healthy() -> None:
+    tracker, _ = observe(AppTracker(), HEALTHY_A, at(0), RULES, app="plate-api-stg")
+    tracker, _ = observe(tracker, SYNCING_B, at(1), RULES, app="plate-api-stg")
+    tracker, _ = observe(tracker, FAILED_B, at(40), RULES, app="plate-api-stg")
+    assert tracker.good_revisions == (A,)  # never healthy on B: blame starts from A
+    healthy_b = snap(sync_revision=B, operation_revision=B, operation_finished_at=at(50))
+    tracker, _ = observe(tracker, healthy_b, at(60), RULES, app="plate-api-stg")
+    assert tracker.good_revisions == (A, B)

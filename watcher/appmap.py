@@ -105,6 +105,8 @@ def watched_source_paths(apps: Iterable[Mapping[str, Any]], watched_repo: str) -
 
 
 TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
+OPT_ANNOTATION = "sync-watcher.io/auto-revert"  # "false" opts an app out of auto-revert, "true" in
+KEPT_ANNOTATIONS = frozenset({TRACKING_ANNOTATION, OPT_ANNOTATION})
 TRACKING_LABEL = "app.kubernetes.io/instance"
 
 
@@ -132,7 +134,7 @@ def manifest_directories(apps: Iterable[Mapping[str, Any]], watched_repo: str) -
 def mapping_fields(app: Mapping[str, Any]) -> dict[str, Any]:
     """The part of an Application this module reads: kept per app instead of the whole spec (memory)."""
     meta = app.get("metadata") or {}
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k == TRACKING_ANNOTATION}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k in KEPT_ANNOTATIONS}
     labels = {k: v for k, v in (meta.get("labels") or {}).items() if k == TRACKING_LABEL}
 
     def source(s: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,10 @@ from watcher.domain import (
 
 # Argo CD's controller appends "Retrying attempt #N at <time>." to the operation message while it backs off.
 RETRY_MESSAGE = re.compile(r"Retrying attempt #(\d+)")
+# What the controller writes when someone (a human, or sync-watcher after pushing a revert) ends an operation.
+TERMINATED_MESSAGE = "Operation terminated"
 EMITTED_KEYS_KEPT = 500
+GOOD_REVISIONS_KEPT = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,7 @@ class AppTracker:
     degraded_since: datetime | None = None
     progressing_since: datetime | None = None
     open_failures: tuple[tuple[str, str], ...] = ()  # (kind, revision) not yet recovered
+    good_revisions: tuple[str, ...] = ()  # revisions seen Synced and Healthy, newest last (blame's start)
     emitted: tuple[str, ...] = field(default=())  # dedup keys, newest last
 
 
@@ -109,6 +113,8 @@ class _Run:
                 self.tracker = replace(self.tracker, deployed_revision=rev, deployed_at=s.operation_finished_at)
                 self.emit(EventKind.DEPLOYED, rev, "sync succeeded", finished_at=_iso(s.operation_finished_at))
         elif s.phase in FINAL_FAILURE_PHASES and s.operation_finished_at is not None:
+            if s.operation_message.startswith(TERMINATED_MESSAGE):
+                return  # ended on purpose, not by the content: the revision's own verdict is already known
             self.emit(EventKind.SYNC_FAILED, rev, f"sync {s.phase.value.lower()}", onset=_iso(s.operation_finished_at))
 
     def manifest_errors(self) -> None:
@@ -181,7 +187,7 @@ class _Run:
 
     def recovery(self) -> None:
         s, t = self.snap, self.tracker
-        if not t.open_failures or s.sync_status is not SyncStatus.SYNCED or s.health is not Health.HEALTHY:
+        if s.sync_status is not SyncStatus.SYNCED or s.health is not Health.HEALTHY or not s.sync_revision:
             return
         if s.phase is Phase.RUNNING or s.phase is Phase.TERMINATING:
             return
@@ -190,6 +196,11 @@ class _Run:
         if s.sync_revision in failing_revisions and not (
             s.phase is Phase.SUCCEEDED and s.operation_revision == s.sync_revision
         ):
+            return
+        if not t.good_revisions or t.good_revisions[-1] != s.sync_revision:
+            good = (*[r for r in t.good_revisions if r != s.sync_revision], s.sync_revision)[-GOOD_REVISIONS_KEPT:]
+            t = self.tracker = replace(t, good_revisions=good)
+        if not t.open_failures:
             return
         recovered = [f"{kind}@{rev[:12]}" for kind, rev in t.open_failures]
         self.tracker = replace(t, open_failures=())

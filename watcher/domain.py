@@ -98,6 +98,7 @@ class AppSnapshot:
     operation_message: str = ""
     retry_count: int = 0
     conditions: tuple[Condition, ...] = ()
+    history_revisions: tuple[str, ...] = ()  # status.history, oldest first (full GET only)
     complete: bool = True  # False when built from a trimmed list response (no conditions/message)
 
     @property
@@ -136,6 +137,19 @@ class Commit:
     committed_at: datetime
     subject: str
     parents: tuple[str, ...] = ()
+    reverts: tuple[str, ...] = ()  # shas named by this commit's Sync-Watcher-Reverts trailers (a bot revert)
+
+    @property
+    def is_merge(self) -> bool:
+        return len(self.parents) > 1
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedCommit:
+    """A mainline commit and the files it changed against its first parent (a merge: the whole branch)."""
+
+    commit: Commit
+    files: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,3 +163,27 @@ class Incident:
     reason: str
     evidence: dict[str, object]
     resolution: str = ""
+
+
+class RevertMode(enum.StrEnum):
+    OFF = "off"
+    DRY_RUN = "dry-run"
+    PUSH = "push"
+    PULL_REQUEST = "pull-request"
+
+
+class Action(enum.StrEnum):
+    REVERT = "revert"
+    ALERT = "alert"  # tell people, change nothing
+    WAIT = "wait"  # facts are missing (Argo CD or git unreachable): decide again later
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the policy decided for one incident, the rule that decided it and why, in words."""
+
+    action: Action
+    rule: str
+    reason: str
+    culprits: tuple[str, ...] = ()
+    open_circuit: bool = False

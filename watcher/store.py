@@ -88,6 +88,60 @@ incidents = sa.Table(
     sa.Column("resolution", sa.Text, nullable=False, default=""),
 )
 
+# -- auto-revert (schema version 2) -------------------------------------------------------------------------
+decisions = sa.Table(
+    "decisions",
+    meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("incident_id", sa.Integer, index=True),
+    sa.Column("app", sa.String(253), nullable=False, index=True),
+    sa.Column("at", TZ, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),
+)
+reverts = sa.Table(
+    "reverts",
+    meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("incident_id", sa.Integer, nullable=False, index=True),
+    sa.Column("app", sa.String(253), nullable=False, index=True),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("culprits", sa.JSON, nullable=False),
+    # started (intent recorded, outcome unknown) -> pushed | pull_request_opened | dry_run | conflict |
+    # push_failed | already_undone | failed | not_pushed (found unfinished after a crash, not in git)
+    sa.Column("state", sa.String(24), nullable=False),
+    sa.Column("started_at", TZ, nullable=False),
+    sa.Column("finished_at", TZ),
+    sa.Column("revert_sha", sa.String(64)),
+    sa.Column("base_sha", sa.String(64)),
+    sa.Column("url", sa.Text),
+    sa.Column("verify_deadline", TZ),
+    sa.Column("verified_at", TZ),
+    sa.Column("verify_result", sa.String(16), nullable=False, default=""),  # healed | not_healed
+    sa.Column("detail", sa.JSON, nullable=False),
+)
+suspensions = sa.Table(
+    "suspensions",
+    meta,
+    sa.Column("app", sa.String(253), primary_key=True),
+    sa.Column("since", TZ, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("incident_id", sa.Integer),
+)
+controls = sa.Table(
+    "controls",
+    meta,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.JSON, nullable=False),
+    sa.Column("updated_at", TZ, nullable=False),
+)
+# Revert states whose commit is (or may be) in git: the commit counts as reverted, never again.
+REVERTED_STATES = ("started", "pushed", "pull_request_opened")
+ACTIVE_REVERT_STATES = ("pushed", "pull_request_opened")
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -103,6 +157,7 @@ Migration = Callable[[Connection], None]
 # Append only: each entry moves the schema one version up; a started daemon runs the ones it has not.
 MIGRATIONS: list[Migration] = [
     lambda conn: meta.create_all(conn, tables=[trackers, timeline, events, deployments, incidents]),
+    lambda conn: meta.create_all(conn, tables=[decisions, reverts, suspensions, controls]),
 ]
 
 
@@ -227,6 +282,122 @@ class Store:
                 },
             )
 
+    # -- auto-revert: decisions, reverts, suspensions, the circuit -------------------------------------------
+    def incident(self, incident_id: int) -> Incident | None:
+        found = self._incidents(sa.select(incidents).where(incidents.c.id == incident_id))
+        return found[0] if found else None
+
+    def find_incident(self, app: str, kind: str, revision: str | None) -> Incident | None:
+        q = sa.select(incidents).where(incidents.c.app == app, incidents.c.kind == kind)
+        q = q.where(incidents.c.revision.is_(None) if revision is None else incidents.c.revision == revision)
+        found = self._incidents(q.order_by(incidents.c.id.desc()).limit(1))
+        return found[0] if found else None
+
+    def resolve_incident(self, incident_id: int, at: datetime, resolution: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                incidents.update()
+                .where(incidents.c.id == incident_id, incidents.c.resolved_at.is_(None))
+                .values(resolved_at=at, resolution=resolution)
+            )
+
+    def record_decision(
+        self,
+        incident_id: int | None,
+        app: str,
+        at: datetime,
+        action: str,
+        rule: str,
+        reason: str,
+        mode: str,
+        evidence: dict[str, Any],
+    ) -> int:
+        row: dict[str, Any] = {"incident_id": incident_id, "app": app, "at": at, "action": action, "rule": rule}
+        row |= {"reason": reason, "mode": mode, "evidence": evidence}
+        with self.engine.begin() as conn:
+            return int(conn.execute(decisions.insert().returning(decisions.c.id), row).scalar_one())
+
+    def decisions(
+        self, app: str | None = None, incident_id: int | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        q = sa.select(decisions).order_by(decisions.c.id.desc()).limit(limit)
+        if app:
+            q = q.where(decisions.c.app == app)
+        if incident_id is not None:
+            q = q.where(decisions.c.incident_id == incident_id)
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(q)]
+
+    def start_revert(self, incident_id: int, app: str, mode: str, culprits: list[str], at: datetime) -> int:
+        """Record the intent before touching git: a crash after this is reconciled against git on start."""
+        row = {"incident_id": incident_id, "app": app, "mode": mode, "culprits": culprits, "state": "started"}
+        row |= {"started_at": at, "verify_result": "", "detail": {}}
+        with self.engine.begin() as conn:
+            return int(conn.execute(reverts.insert().returning(reverts.c.id), row).scalar_one())
+
+    def finish_revert(self, revert_id: int, state: str, at: datetime, **fields: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                reverts.update().where(reverts.c.id == revert_id).values(state=state, finished_at=at, **fields)
+            )
+
+    def verify_revert(self, revert_id: int, result: str, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(reverts.update().where(reverts.c.id == revert_id).values(verify_result=result, verified_at=at))
+
+    def reverts(
+        self, app: str | None = None, incident_id: int | None = None, states: tuple[str, ...] = (), limit: int = 200
+    ) -> list[dict[str, Any]]:
+        q = sa.select(reverts).order_by(reverts.c.id.desc()).limit(limit)
+        if app:
+            q = q.where(reverts.c.app == app)
+        if incident_id is not None:
+            q = q.where(reverts.c.incident_id == incident_id)
+        if states:
+            q = q.where(reverts.c.state.in_(states))
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(q)]
+
+    def reverted_commits(self) -> dict[str, str]:
+        """culprit sha -> 'revert #id (state)' for every revert that is or may be in git."""
+        q = sa.select(reverts.c.id, reverts.c.state, reverts.c.culprits).where(reverts.c.state.in_(REVERTED_STATES))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return {sha: f"revert #{r.id} {r.state}" for r in rows for sha in r.culprits}
+
+    def reverts_since(self, since: datetime, app: str | None = None) -> list[datetime]:
+        q = sa.select(reverts.c.finished_at).where(
+            reverts.c.state.in_(ACTIVE_REVERT_STATES), reverts.c.finished_at >= since
+        )
+        if app:
+            q = q.where(reverts.c.app == app)
+        with self.engine.connect() as conn:
+            return sorted(_utc(t) for (t,) in conn.execute(q) if t is not None)
+
+    def suspend(self, app: str, reason: str, incident_id: int | None, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(suspensions.delete().where(suspensions.c.app == app))
+            conn.execute(suspensions.insert(), {"app": app, "since": at, "reason": reason, "incident_id": incident_id})
+
+    def resume(self, app: str) -> bool:
+        with self.engine.begin() as conn:
+            return bool(conn.execute(suspensions.delete().where(suspensions.c.app == app)).rowcount)
+
+    def suspended(self) -> dict[str, dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return {r.app: _row(r) for r in conn.execute(sa.select(suspensions))}
+
+    def control(self, key: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(controls.c.value).where(controls.c.key == key)).scalar()
+        return dict(value) if value else None
+
+    def set_control(self, key: str, value: dict[str, Any] | None, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(controls.delete().where(controls.c.key == key))
+            if value is not None:
+                conn.execute(controls.insert(), {"key": key, "value": value, "updated_at": at})
+
     # -- queries ----------------------------------------------------------------------------------------
     def incidents(self, open_only: bool = False, app: str | None = None, limit: int = 200) -> list[Incident]:
         q = sa.select(incidents).order_by(incidents.c.id.desc()).limit(limit)
@@ -234,6 +405,9 @@ class Store:
             q = q.where(incidents.c.resolved_at.is_(None))
         if app:
             q = q.where(incidents.c.app == app)
+        return self._incidents(q)
+
+    def _incidents(self, q: Any) -> list[Incident]:
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
         return [
@@ -273,6 +447,10 @@ class Store:
     def prune_timeline(self, before: datetime) -> int:
         with self.engine.begin() as conn:
             return conn.execute(timeline.delete().where(timeline.c.observed_at < before)).rowcount or 0
+
+
+def _row(r: Any) -> dict[str, Any]:
+    return {k: (_utc(v) if isinstance(v, datetime) else v) for k, v in r._mapping.items()}
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -358,6 +536,7 @@ def snapshot_from_json(d: dict[str, Any]) -> AppSnapshot:
         operation_message=d.get("operation_message", ""),
         retry_count=int(d.get("retry_count", 0)),
         conditions=tuple(Condition(c["type"], c.get("message", "")) for c in d.get("conditions", [])),
+        history_revisions=tuple(d.get("history_revisions", [])),
         complete=bool(d.get("complete", True)),
     )
 
@@ -378,5 +557,6 @@ def tracker_from_json(d: dict[str, Any]) -> AppTracker:
         degraded_since=_parse_time(d.get("degraded_since")),
         progressing_since=_parse_time(d.get("progressing_since")),
         open_failures=tuple((k, r) for k, r in d.get("open_failures", [])),
+        good_revisions=tuple(d.get("good_revisions", [])),
         emitted=tuple(d.get("emitted", [])),
     )

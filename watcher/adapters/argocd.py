@@ -317,5 +317,17 @@ def snapshot_from_app(app: Mapping[str, Any], complete: bool) -> AppSnapshot:
             for c in status.get("conditions") or []
             if isinstance(c, dict)
         ),
+        history_revisions=tuple(_history_revisions(status.get("history"))),
         complete=complete,
     )
+
+
+def _history_revisions(history: Any) -> list[str]:
+    """status.history revisions, oldest first (a multi-source entry's first revision stands for it)."""
+    out = []
+    for entry in history if isinstance(history, list) else []:
+        if isinstance(entry, dict):
+            rev = entry.get("revision") or next(iter(entry.get("revisions") or []), None)
+            if isinstance(rev, str) and rev:
+                out.append(rev)
+    return out

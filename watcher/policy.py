@@ -1,0 +1,148 @@
+"""Pure revert policy: from the facts about one incident, revert or only alert, with the rule and the reason."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from watcher.appmap import OPT_ANNOTATION
+from watcher.blame import Blame, BlameOutcome
+from watcher.domain import (
+    FINAL_FAILURE_PHASES,
+    MANIFEST_ERROR_CONDITIONS,
+    Action,
+    AppSnapshot,
+    Decision,
+    EventKind,
+    Health,
+    Phase,
+    RevertMode,
+)
+
+REVERTIBLE_KINDS = frozenset(
+    {EventKind.SYNC_FAILED, EventKind.MANIFEST_ERROR, EventKind.DEGRADED, EventKind.STUCK_PROGRESSING}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RevertRules:
+    mode: RevertMode = RevertMode.DRY_RUN
+    allow: tuple[str, ...] = ("*",)
+    deny: tuple[str, ...] = ()
+    cooldown: timedelta = timedelta(minutes=15)
+    max_reverts_per_hour: int = 3
+    attribution_window: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyFacts:
+    """Everything the policy looks at; None means 'could not be found out' and never leads to a revert."""
+
+    app: str
+    kind: EventKind
+    detected_at: datetime
+    opt_in: bool | None = None  # the app's annotation: True opts in, False opts out, None says nothing
+    suspended: str | None = None  # why the app is suspended from auto-revert
+    circuit: str | None = None  # why the circuit is open
+    still_failing: bool | None = None  # None: Argo CD could not be asked
+    blame: Blame | None = None  # None: git could not be read
+    already_reverted: Mapping[str, str] = field(default_factory=dict)  # culprit sha -> by which revert
+    last_revert_at: datetime | None = None  # this app's last revert pushed or proposed
+    reverts_last_hour: int = 0
+
+
+def opt_in_from(annotations: Mapping[str, str]) -> bool | None:
+    value = str(annotations.get(OPT_ANNOTATION, "")).strip().lower()
+    return {"true": True, "enabled": True, "false": False, "disabled": False}.get(value)
+
+
+def still_failing(snap: AppSnapshot, kind: EventKind, revision: str | None) -> bool:
+    """Does a fresh look at the app still show the failure of `kind` at `revision`?"""
+    if kind is EventKind.SYNC_FAILED:
+        if snap.operation_revision != revision:
+            return False
+        return snap.phase in FINAL_FAILURE_PHASES or (snap.phase is Phase.RUNNING and snap.retry_count > 0)
+    if kind is EventKind.MANIFEST_ERROR:
+        return snap.sync_revision == revision and any(c.type in MANIFEST_ERROR_CONDITIONS for c in snap.conditions)
+    if kind is EventKind.DEGRADED:
+        return snap.sync_revision == revision and snap.health is Health.DEGRADED
+    if kind is EventKind.STUCK_PROGRESSING:
+        return snap.sync_revision == revision and snap.health is Health.PROGRESSING
+    return False
+
+
+def decide(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision:
+    """The first rule that stops a revert decides; a revert needs every fact known and every check passed."""
+
+    def alert(rule: str, reason: str, **kw: object) -> Decision:
+        return Decision(Action.ALERT, rule, reason, **kw)  # type: ignore[arg-type]
+
+    if rules.mode is RevertMode.OFF:
+        return alert("mode_off", "auto-revert is off (WATCHER_REVERT__MODE=off)")
+    if f.kind not in REVERTIBLE_KINDS:
+        return alert("not_attributed", f"{f.kind.value} is not attributed to a commit")
+    if f.opt_in is False:
+        return alert("opted_out", f"the app opts out with the annotation {OPT_ANNOTATION}")
+    if f.opt_in is None:
+        if not any(fnmatch.fnmatchcase(f.app, g) for g in rules.allow):
+            return alert("not_allowed", f"{f.app} matches none of WATCHER_REVERT__ALLOW {list(rules.allow)}")
+        denied = [g for g in rules.deny if fnmatch.fnmatchcase(f.app, g)]
+        if denied:
+            return alert("denied", f"{f.app} matches WATCHER_REVERT__DENY {denied[0]!r}")
+    if f.suspended:
+        return alert("suspended", f"auto-revert is suspended for {f.app}: {f.suspended}")
+    if f.circuit:
+        return alert("circuit_open", f"the revert circuit is open: {f.circuit}")
+    if f.still_failing is None:
+        return Decision(Action.WAIT, "argocd_unknown", "Argo CD could not be asked whether the app still fails")
+    if not f.still_failing:
+        return alert("no_longer_failing", "a fresh look at the app no longer shows the failure")
+    b = f.blame
+    if b is None:
+        return Decision(Action.WAIT, "git_unknown", "the git history could not be read")
+    if b.outcome is not BlameOutcome.CULPRITS:
+        return alert(b.outcome.value, b.reason)
+    culprits = tuple(c.sha for c in b.culprits)
+    bot_reverts = [c for c in b.culprits if c.reverts]
+    if bot_reverts:
+        return alert(
+            "culprit_is_revert", f"{bot_reverts[0].sha[:12]} is a revert made by sync-watcher", culprits=culprits
+        )
+    done = [sha for sha in culprits if sha in f.already_reverted]
+    if done:
+        return alert(
+            "already_reverted",
+            f"{done[0][:12]} was already reverted ({f.already_reverted[done[0]]}); not reverting it twice",
+            culprits=culprits,
+        )
+    stale = [c for c in b.culprits if f.detected_at - c.committed_at > rules.attribution_window]
+    if stale:
+        return alert(
+            "outside_attribution_window",
+            f"{stale[0].sha[:12]} was committed {_ago(f.detected_at - stale[0].committed_at)} before the failure "
+            f"(window {_ago(rules.attribution_window)})",
+            culprits=culprits,
+        )
+    if f.last_revert_at is not None and now - f.last_revert_at < rules.cooldown:
+        return alert(
+            "cooldown",
+            f"{f.app} was reverted {_ago(now - f.last_revert_at)} ago (cooldown {_ago(rules.cooldown)})",
+            culprits=culprits,
+        )
+    if f.reverts_last_hour >= rules.max_reverts_per_hour:
+        return alert(
+            "rate_limit",
+            f"{f.reverts_last_hour} reverts in the last hour (limit {rules.max_reverts_per_hour}): circuit opened",
+            culprits=culprits,
+            open_circuit=True,
+        )
+    also = sorted({a for apps in b.also_touched.values() for a in apps})
+    reason = b.reason + (f"; the culprit also changed {', '.join(also)}" if also else "")
+    return Decision(Action.REVERT, "culprit_found", reason, culprits=culprits)
+
+
+def _ago(d: timedelta) -> str:
+    s = int(d.total_seconds())
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
