@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -40,3 +40,20 @@ def reference(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not found: ../shared must sit beside the checkout")
     return path
+
+
+@pytest.fixture
+def scenario(world: SimWorld, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Make watchers with auto-revert over `world` (tests/revert_world.py); all are stopped after the test."""
+    from tests.revert_world import Scenario
+
+    made: list[Scenario] = []
+
+    def make(**revert: Any) -> Scenario:
+        s = Scenario(world, tmp_path / f"watcher{len(made)}", **revert)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.stop()

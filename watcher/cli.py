@@ -1,4 +1,4 @@
-"""`sync-watcher`: run | demo | simulate | check | status | incidents | settings."""
+"""`sync-watcher`: run | demo | simulate | check | status | incidents | explain | resume | settings."""
 
 from __future__ import annotations
 
@@ -146,12 +146,90 @@ def incidents(url: str, open_only: bool, as_json: bool) -> None:
             i["kind"],
             (i["revision"] or "")[:10],
             i["detected_at"][:19],
-            (i["resolved_at"] or "open")[:19],
-            i["reason"][:60],
+            (i["resolved_at"] or ("NEEDS A HUMAN" if i.get("needs_human") else "open"))[:19],
+            _decided(i),
         ]
         for i in rows
     ]
-    click.echo(tabulate(table, headers=["ID", "APP", "KIND", "REVISION", "DETECTED", "RESOLVED", "WHY"]))
+    click.echo(tabulate(table, headers=["ID", "APP", "KIND", "REVISION", "DETECTED", "RESOLVED", "DECISION"]))
+
+
+def _decided(incident: dict[str, Any]) -> str:
+    decisions = incident.get("decisions") or []
+    if not decisions:
+        return "-"
+    d = decisions[0]
+    reverts = incident.get("reverts") or []
+    outcome = f" -> {reverts[0]['state']}" if reverts else ""
+    return f"{d['action']} ({d['rule']}){outcome}"
+
+
+@main.command()
+@click.argument("app")
+@click.option("--url", default=DEFAULT_API, show_default=True, help="The running watcher's HTTP address.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def explain(app: str, url: str, as_json: bool) -> None:
+    """Why the last auto-revert decision for APP was taken: what was seen, the rule, the outcome."""
+    try:
+        r = httpx.get(url.rstrip("/") + "/api/explain", params={"app": app}, timeout=5)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach {url}: {exc}; is `sync-watcher run` up? (--url)") from None
+    if r.status_code == 404:
+        raise click.ClickException(f"no decision recorded for {app}: it has had no incident")
+    data = r.json()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    d, incident = data["decision"], data.get("incident") or {}
+    ev = d["evidence"]
+    blame = ev.get("blame") or {}
+    lines = [
+        f"{app}: {d['action'].upper()} ({d['rule']}) at {d['at'][:19]} in mode {d['mode']}",
+        f"  why:      {d['reason']}",
+        f"  incident: #{incident.get('id')} {incident.get('kind')} at {(incident.get('revision') or '')[:12]}"
+        f" ({incident.get('reason')})",
+        f"  argo cd:  {json.dumps(ev.get('argocd_now'))}",
+        f"  blame:    {blame.get('outcome', '-')}: last good {str(blame.get('last_good_revision'))[:12]}"
+        f" ({ev.get('last_good_source') or '-'})",
+    ]
+    for c in blame.get("culprits") or []:
+        also = f"; also changed {', '.join(c['also_touched'])}" if c.get("also_touched") else ""
+        lines.append(f"  culprit:  {c['sha'][:12]} {c['author']}: {c['subject']}{also}")
+    for rv in incident.get("reverts") or []:
+        lines.append(
+            f"  revert:   #{rv['id']} {rv['state']} {str(rv.get('revert_sha') or '')[:12]} {rv.get('url') or ''}"
+            f" verify={rv.get('verify_result') or 'pending'}"
+        )
+    if data.get("suspended"):
+        lines.append(f"  SUSPENDED: {data['suspended']['reason']} (sync-watcher resume {app})")
+    click.echo("\n".join(lines))
+
+
+@main.command()
+@click.argument("app", required=False)
+@click.option("--circuit", is_flag=True, help="Also close the revert circuit opened by the rate limit.")
+@click.option("--url", default=DEFAULT_API, show_default=True, help="The running watcher's HTTP address.")
+def resume(app: str | None, circuit: bool, url: str) -> None:
+    """Let auto-revert act on APP again (after a revert that did not heal it), and/or close the circuit."""
+    if not app and not circuit:
+        raise click.UsageError("name an APP, or pass --circuit, or both")
+    headers = {}
+    token = _settings().http.admin_token
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+    try:
+        r = httpx.post(
+            url.rstrip("/") + "/api/resume", json={"app": app, "circuit": circuit}, headers=headers, timeout=5
+        )
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach {url}: {exc}; is `sync-watcher run` up? (--url)") from None
+    if r.status_code != 200:
+        raise click.ClickException(f"{url}: {r.json().get('error', r.text)}")
+    data = r.json()
+    if app:
+        click.echo(f"{app}: {'resumed' if data['resumed'] else 'was not suspended'}")
+    if circuit:
+        click.echo(f"circuit: {'closed' if data['circuit_closed'] else 'was not open'}")
 
 
 @main.command()

@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from watcher.adapters.argocd import ArgoCDClient
+from watcher.adapters.forge import pull_requests_for
 from watcher.adapters.gitrepo import GitRepo
 from watcher.logs import get_logger
+from watcher.reverter import Reverter
 from watcher.service import Watcher
 from watcher.settings import Settings
 from watcher.store import Store
@@ -27,8 +29,13 @@ class Daemon:
         self.argocd = ArgoCDClient(settings.argocd, retry_max_wait=argocd_retry_max_wait)
         self.repo = GitRepo(settings.git)
         self.watcher = Watcher(settings, self.argocd, self.repo, self.store)
+        pulls = pull_requests_for(settings.forge, settings.git.url) if settings.revert.mode == "pull-request" else None
+        self.reverter = Reverter(settings, self.watcher, self.argocd, self.repo, self.store, pulls)
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
-        self.http = BackgroundServer(build_app(self.watcher), settings.http.host, settings.http.port)
+        token = settings.http.admin_token.get_secret_value() if settings.http.admin_token else None
+        self.http = BackgroundServer(
+            build_app(self.watcher, self.reverter, token), settings.http.host, settings.http.port
+        )
         self._stop_stream = threading.Event()
         self._stream_thread: threading.Thread | None = None
 
@@ -45,6 +52,7 @@ class Daemon:
             first = now if name != "housekeeping" else None
             self.scheduler.add_job(func, "interval", seconds=seconds, id=name, name=name, next_run_time=first)
         self.scheduler.start()
+        self.reverter.start()
         if self.settings.argocd.stream:
             self._stream_thread = threading.Thread(target=self._follow_stream, name="argocd-stream", daemon=True)
             self._stream_thread.start()
@@ -54,6 +62,7 @@ class Daemon:
             argocd=self.settings.argocd.url,
             repo=self.settings.git.url,
             branch=self.settings.git.branch,
+            revert_mode=self.settings.revert.mode,
         )
 
     def _follow_stream(self) -> None:
@@ -62,6 +71,7 @@ class Daemon:
     def stop(self, timeout: float = 8.0) -> None:
         """Stop within `timeout`: jobs in flight finish or are abandoned; every write is one transaction."""
         self._stop_stream.set()
+        self.reverter.stop(timeout * 0.2)
         stopper = threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True}, daemon=True)
         stopper.start()
         stopper.join(timeout * 0.6)

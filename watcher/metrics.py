@@ -94,6 +94,44 @@ class Metrics:
         self.stream_reconnects = Counter(
             "sync_watcher_stream_reconnects", "Times the watch stream was lost and reconnected.", registry=r
         )
+        self.reverts = Counter(
+            "sync_watcher_reverts",
+            "Revert attempts by outcome (pushed, dry_run, pull_request_opened, conflict, push_failed, ...).",
+            ["outcome"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "sync_watcher_revert_decisions",
+            "Policy decisions by action and the rule that decided.",
+            ["action", "rule"],
+            registry=r,
+        )
+        self.time_to_revert = Histogram(
+            "sync_watcher_time_to_revert_seconds",
+            "Time from a failure's onset to its revert being pushed or proposed.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.time_to_recover = Histogram(
+            "sync_watcher_time_to_recover_seconds",
+            "Time from a failure's onset to the app being Synced and Healthy on the revert.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.verifications = Counter(
+            "sync_watcher_revert_verifications",
+            "Pushed reverts checked after deploy, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.suspended_apps = Gauge(
+            "sync_watcher_suspended_apps", "Apps suspended from auto-revert until someone resumes them.", registry=r
+        )
+        self.circuit_open = Gauge(
+            "sync_watcher_revert_circuit_open", "1 while the revert rate limit has stopped auto-revert.", registry=r
+        )
+        for outcome in ("pushed", "dry_run", "pull_request_opened", "conflict", "push_failed"):
+            self.reverts.labels(outcome)
         self.build = Info("sync_watcher_build", "Version of the running watcher.", registry=r)
         self.build.info({"version": __version__, "python": platform.python_version()})
         for source in ("argocd", "git"):

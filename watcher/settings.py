@@ -58,8 +58,43 @@ class DetectionSettings(BaseModel):
         3600.0, gt=0, description="Degraded later than this after a deploy is not blamed on a commit"
     )
     failed_after_retries: int = Field(
-        0, ge=0, description="Count a retrying sync as failed after N attempts (0: wait for Argo CD's verdict)"
+        3, ge=0, description="Count a retrying sync as failed after N attempts (0: wait for Argo CD's verdict)"
     )
+
+
+class RevertSettings(BaseModel):
+    mode: Literal["off", "dry-run", "push", "pull-request"] = Field(
+        "dry-run", description="off, dry-run (record what it would push), push (to the branch) or pull-request"
+    )
+    allow: list[str] = Field(
+        default_factory=lambda: ["*"], description='Apps it may revert, globs (JSON list: ["*-stg"])'
+    )
+    deny: list[str] = Field(default_factory=list, description="Apps it never reverts, globs (JSON list)")
+    max_candidates: int = Field(3, ge=1, description="More commits than this changed the app: alert, don't revert")
+    cooldown_seconds: float = Field(900.0, ge=0, description="At most one revert per app in this time")
+    max_reverts_per_hour: int = Field(3, ge=1, description="More reverts than this in an hour open the circuit")
+    verify_deadline_seconds: float = Field(
+        600.0, gt=0, description="The app must be Synced and Healthy on the revert within this, or it is suspended"
+    )
+    push_retries: int = Field(3, ge=0, description="Redo the revert on the new head this often when a push is rejected")
+    author_name: str = Field("sync-watcher", description="Author and committer name of revert commits")
+    author_email: str = Field("sync-watcher@noreply.invalid", description="Author and committer email of reverts")
+    branch_prefix: str = Field("sync-watcher/revert-", description="Branch name prefix in pull-request mode")
+    terminate_retrying: bool = Field(
+        True, description="After pushing, end Argo CD's retrying sync of the bad revision so the revert deploys"
+    )
+
+
+class ForgeSettings(BaseModel):
+    kind: Literal["github", "gitlab", ""] = Field(
+        "", description="Pull-request API: github or gitlab (pull-request mode)"
+    )
+    api_url: str = Field("", description="API base, e.g. https://api.github.com or https://gitlab.com/api/v4")
+    project: str = Field(
+        "", description="owner/repo (GitHub) or group/project path (GitLab); default: from the git URL"
+    )
+    token: SecretStr | None = Field(None, description="API token that may open pull requests (secret)")
+    web_url: str = Field("", description="Web UI base for commit links, e.g. https://github.com/org/gitops")
 
 
 class StoreSettings(BaseModel):
@@ -80,6 +115,9 @@ class HTTPSettings(BaseModel):
     readiness_max_age_seconds: float = Field(
         0.0, ge=0, description="/readyz fails when a poll is older than this (0: 3x its interval)"
     )
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token that POST /api/resume requires (secret; unset: no token asked)"
+    )
 
 
 class LogSettings(BaseModel):
@@ -93,6 +131,8 @@ class Settings(BaseSettings):
     argocd: ArgoCDSettings = Field(default_factory=ArgoCDSettings)  # type: ignore[arg-type]
     git: GitSettings = Field(default_factory=GitSettings)  # type: ignore[arg-type]
     detection: DetectionSettings = Field(default_factory=DetectionSettings)  # type: ignore[arg-type]
+    revert: RevertSettings = Field(default_factory=RevertSettings)  # type: ignore[arg-type]
+    forge: ForgeSettings = Field(default_factory=ForgeSettings)  # type: ignore[arg-type]
     store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
     http: HTTPSettings = Field(default_factory=HTTPSettings)  # type: ignore[arg-type]
     log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
@@ -101,6 +141,15 @@ class Settings(BaseSettings):
     def _login_complete(self) -> Settings:
         if self.argocd.username and self.argocd.password is None and self.argocd.token is None:
             raise ValueError("WATCHER_ARGOCD__PASSWORD: set it (or WATCHER_ARGOCD__PASSWORD_FILE) with the username")
+        return self
+
+    @model_validator(mode="after")
+    def _pull_requests_configured(self) -> Settings:
+        if self.revert.mode == "pull-request" and not (self.forge.kind and self.forge.token):
+            raise ValueError(
+                "WATCHER_FORGE__KIND: pull-request mode needs WATCHER_FORGE__KIND (github or gitlab) and "
+                "WATCHER_FORGE__TOKEN (or WATCHER_FORGE__TOKEN_FILE)"
+            )
         return self
 
     @classmethod
@@ -116,11 +165,17 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every configured secret, so the log redactor can scrub them wherever they appear."""
-        found = [self.argocd.token, self.argocd.password, self.git.token]
+        found = [self.argocd.token, self.argocd.password, self.git.token, self.forge.token, self.http.admin_token]
         return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
 
 
-SECRET_FIELDS = {("argocd", "token"), ("argocd", "password"), ("git", "token")}
+SECRET_FIELDS = {
+    ("argocd", "token"),
+    ("argocd", "password"),
+    ("git", "token"),
+    ("forge", "token"),
+    ("http", "admin_token"),
+}
 
 
 class SecretFileSource(PydanticBaseSettingsSource):

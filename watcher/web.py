@@ -1,9 +1,10 @@
-"""HTTP: /metrics, /healthz, /readyz, /api/apps, /api/incidents (Starlette, served by uvicorn)."""
+"""HTTP: /metrics, /healthz, /readyz, /api/apps, /api/incidents, /api/explain, /api/resume (Starlette, uvicorn)."""
 
 from __future__ import annotations
 
+import hmac
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -14,6 +15,9 @@ from starlette.routing import Route
 
 from watcher.domain import Incident
 from watcher.service import Watcher
+
+if TYPE_CHECKING:
+    from watcher.reverter import Reverter
 
 
 def incident_json(i: Incident) -> dict[str, Any]:
@@ -30,7 +34,24 @@ def incident_json(i: Incident) -> dict[str, Any]:
     }
 
 
-def build_app(watcher: Watcher) -> Starlette:
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+
+
+def incident_detail(watcher: Watcher, i: Incident) -> dict[str, Any]:
+    """An incident with every decision taken on it and every revert attempted for it (the audit trail)."""
+    reverts = [_jsonable(r) for r in watcher.store.reverts(incident_id=i.id)]
+    needs_human = any(
+        r["detail"].get("needs_human") or r["verify_result"] == "not_healed" for r in reverts if r.get("detail")
+    )
+    return incident_json(i) | {
+        "decisions": [_jsonable(d) for d in watcher.store.decisions(incident_id=i.id)],
+        "reverts": reverts,
+        "needs_human": needs_human,
+    }
+
+
+def build_app(watcher: Watcher, reverter: Reverter | None = None, admin_token: str | None = None) -> Starlette:
     def metrics(_: Request) -> Response:
         return Response(generate_latest(watcher.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -48,7 +69,36 @@ def build_app(watcher: Watcher) -> Starlette:
         open_only = request.query_params.get("open") in ("1", "true", "yes")
         app = request.query_params.get("app") or None
         rows = watcher.store.incidents(open_only=open_only, app=app)
-        return JSONResponse({"incidents": [incident_json(i) for i in rows]})
+        return JSONResponse({"incidents": [incident_detail(watcher, i) for i in rows]})
+
+    def explain(request: Request) -> Response:
+        app = request.query_params.get("app", "")
+        found = watcher.store.decisions(app=app, limit=1) if app else []
+        if not found:
+            return JSONResponse({"error": f"no decision recorded for app {app!r}"}, status_code=404)
+        decision = _jsonable(found[0])
+        incident = watcher.store.incident(decision["incident_id"]) if decision["incident_id"] else None
+        return JSONResponse(
+            {
+                "decision": decision,
+                "incident": incident_detail(watcher, incident) if incident else None,
+                "suspended": _jsonable(watcher.store.suspended().get(app) or {}) or None,
+            }
+        )
+
+    async def resume(request: Request) -> Response:
+        if admin_token:
+            sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(sent.encode(), admin_token.encode()):
+                return JSONResponse({"error": "send Authorization: Bearer <WATCHER_HTTP__ADMIN_TOKEN>"}, 401)
+        if reverter is None:
+            return JSONResponse({"error": "auto-revert is not running in this process"}, status_code=409)
+        body = await request.json() if await request.body() else {}
+        app = body.get("app") if isinstance(body, dict) else None
+        circuit = bool(body.get("circuit")) if isinstance(body, dict) else False
+        if not app and not circuit:
+            return JSONResponse({"error": 'send {"app": "<name>"} and/or {"circuit": true}'}, status_code=400)
+        return JSONResponse(reverter.resume(app, circuit))
 
     return Starlette(
         routes=[
@@ -57,6 +107,8 @@ def build_app(watcher: Watcher) -> Starlette:
             Route("/readyz", readyz),
             Route("/api/apps", apps),
             Route("/api/incidents", incidents),
+            Route("/api/explain", explain),
+            Route("/api/resume", resume, methods=["POST"]),
         ]
     )
 

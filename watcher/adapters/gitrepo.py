@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import base64
 import shlex
+import shutil
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import git
 
-from watcher.domain import Commit
+from watcher.domain import ChangedCommit, Commit
 from watcher.settings import GitSettings
 
 FIELD = "\x1f"
-LOG_FORMAT = FIELD.join(["%H", "%an", "%cI", "%P", "%s"])
+RECORD = "\x1e"
+REVERTS_TRAILER = "Sync-Watcher-Reverts"
+INCIDENT_TRAILER = "Sync-Watcher-Incident"
+LOG_FORMAT = FIELD.join(["%H", "%an", "%cI", "%P", f"%(trailers:key={REVERTS_TRAILER},valueonly,separator=%x20)", "%s"])
 
 
 class GitError(Exception):
@@ -24,6 +29,30 @@ class GitError(Exception):
 
 class GitUnavailable(GitError):
     """Clone or fetch failed: the remote is unreachable or refused us."""
+
+
+class RevertConflict(GitError):
+    """The revert does not apply on the current head; nothing was committed or pushed."""
+
+    def __init__(self, files: list[str]):
+        super().__init__(f"revert conflicts in {', '.join(files) or 'the working tree'}")
+        self.files = files
+
+
+class NothingToRevert(GitError):
+    """Reverting changes nothing at the current head: the change is already undone."""
+
+
+class PushRejected(GitError):
+    """The remote refused the push after the bounded retries (someone kept pushing, or no write access)."""
+
+
+@dataclass(frozen=True)
+class RevertResult:
+    sha: str | None  # None for a dry run: the commit was made locally and thrown away
+    base: str  # the remote head the revert was made on
+    diffstat: str
+    attempts: int
 
 
 class GitRepo:
@@ -135,6 +164,147 @@ class GitRepo:
             except git.GitCommandError:
                 return False
 
+    def changes(self, since: str, until: str, paths: Iterable[str], limit: int) -> tuple[list[ChangedCommit], bool]:
+        """Mainline commits in (since, until] that changed `paths`, newest first, with every file each changed.
+
+        A merge counts as one commit whose change is its diff against the first parent (what `revert -m 1`
+        undoes). Returns the commits and whether `limit` cut the list short.
+        """
+        args = [
+            "--first-parent",
+            "--diff-merges=first-parent",
+            "--full-diff",
+            "--name-only",
+            "--no-renames",
+            f"--max-count={limit + 1}",
+            f"--format={RECORD}{LOG_FORMAT}",
+            f"{since}..{until}",
+            "--",
+            *paths,
+        ]
+        with self._lock:
+            out = self._open().git.log(*args)
+        found = []
+        for record in out.split(RECORD)[1:]:
+            header, _, names = record.partition("\n")
+            found.append(ChangedCommit(_parse(header), tuple(n for n in names.splitlines() if n)))
+        return found[:limit], len(found) > limit
+
+    def find_reverts(self, shas: Sequence[str]) -> dict[str, str]:
+        """culprit sha -> the commit on the branch whose trailer says sync-watcher reverted it."""
+        if not shas:
+            return {}
+        greps = [f"--grep=^{REVERTS_TRAILER}: {sha}$" for sha in shas]
+        with self._lock:
+            out = self._open().git.log("--format=%H" + FIELD + "%B" + RECORD, *greps, self.remote_ref, "--")
+        found: dict[str, str] = {}
+        for record in out.split(RECORD):
+            sha, _, body = record.strip().partition(FIELD)
+            for line in body.splitlines():
+                key, _, value = line.partition(": ")
+                if key == REVERTS_TRAILER and value.strip() in shas:
+                    found.setdefault(value.strip(), sha)
+        return found
+
+    def find_by_incident(self, incident_id: int, since: datetime) -> str | None:
+        """The commit on the branch (or a revert branch) that carries `Sync-Watcher-Incident: <id>`."""
+        with self._lock:
+            out = self._open().git.log(
+                "--format=%H",
+                f"--grep=^{INCIDENT_TRAILER}: {incident_id}$",
+                f"--since={since.isoformat()}",
+                "--remotes=origin",
+                "--",
+            )
+        return out.split()[0] if out.strip() else None
+
+    def revert(
+        self,
+        culprits: Sequence[Commit],
+        message: str,
+        author: tuple[str, str],
+        push_branch: str | None,
+        retries: int = 3,
+    ) -> RevertResult:
+        """Revert `culprits` (newest first) as one commit on the current remote head; push it to `push_branch`.
+
+        With `push_branch=None` it is a dry run. A rejected push is retried on the new head, at most
+        `retries` times. The scratch work tree is reset before and after: a conflict leaves nothing behind.
+        """
+        with self._lock:
+            repo = self._open()
+            for attempt in range(1, retries + 2):
+                try:
+                    repo.git.fetch("origin", "--prune", "--no-tags")
+                except git.GitCommandError as exc:
+                    raise GitUnavailable(f"fetch failed: {_stderr(exc)}") from None
+                base = self._rev(repo, self.remote_ref)
+                tree = self._worktree(repo, base)
+                try:
+                    for c in culprits:
+                        tree.revert("--no-commit", *(["-m", "1"] if c.is_merge else []), c.sha)
+                except git.GitCommandError:
+                    conflicted = tree.diff("--name-only", "--diff-filter=U").split()
+                    self._clean(tree, base)
+                    raise RevertConflict(conflicted) from None
+                if not tree.diff("--cached", "--name-only").strip():
+                    self._clean(tree, base)
+                    raise NothingToRevert("the reverted change is already undone at the branch head")
+                name, email = author
+                identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email}
+                identity |= {"GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+                tree.commit("-q", "--no-verify", "--no-gpg-sign", "-m", message, env=identity)
+                sha = str(tree.rev_parse("HEAD"))
+                diffstat = str(tree.show("--stat", "--format=", "HEAD")).strip()
+                if push_branch is None:
+                    self._clean(tree, base)
+                    return RevertResult(None, base, diffstat, attempt)
+                try:
+                    tree.push("origin", f"{sha}:refs/heads/{push_branch}")
+                except git.GitCommandError as exc:
+                    self._clean(tree, base)
+                    if attempt > retries:
+                        raise PushRejected(f"push to {push_branch} refused {attempt} times: {_stderr(exc)}") from None
+                    continue  # someone pushed first: redo the revert on their head
+                self.sync_locked(repo)
+                return RevertResult(sha, base, diffstat, attempt)
+        raise AssertionError("unreachable")
+
+    def sync_locked(self, repo: git.Repo) -> None:
+        try:
+            repo.git.fetch("origin", "--prune", "--no-tags")
+        except git.GitCommandError:
+            pass  # the push landed; the next poll fetches it
+
+    @property
+    def worktree_path(self) -> Path:
+        return self.path.with_name(self.path.name + "-worktree")
+
+    def _worktree(self, repo: git.Repo, base: str) -> git.Git:
+        """A private work tree at `base`, cleaned of anything an earlier run (or crash) left."""
+        path = self.worktree_path
+        tree = git.Git(path)
+        tree.update_environment(**self._env())
+        if (path / ".git").exists():
+            try:
+                self._clean(tree, base)
+                return tree
+            except git.GitCommandError:
+                shutil.rmtree(path)  # left by another clone of the repo: make a new one
+        repo.git.worktree("prune")
+        repo.git.worktree("add", "--detach", "--force", str(path), base)
+        self._clean(tree, base)
+        return tree
+
+    @staticmethod
+    def _clean(tree: git.Git, base: str) -> None:
+        try:
+            tree.revert("--quit")
+        except git.GitCommandError:
+            pass  # no revert in progress
+        tree.reset("-q", "--hard", base)
+        tree.clean("-q", "-fdx")
+
     def yaml_files(self, rev: str, directories: Iterable[str]) -> dict[str, str]:
         """Text of every *.yaml / *.yml file under `directories` at `rev`, read through one cat-file process."""
         dirs = sorted(set(directories))
@@ -153,8 +323,8 @@ class GitRepo:
 
 
 def _parse(line: str) -> Commit:
-    sha, author, when, parents, subject = line.split(FIELD, 4)
-    return Commit(sha, author, datetime.fromisoformat(when), subject, tuple(parents.split()))
+    sha, author, when, parents, reverts, subject = line.split(FIELD, 5)
+    return Commit(sha, author, datetime.fromisoformat(when), subject, tuple(parents.split()), tuple(reverts.split()))
 
 
 def _stderr(exc: git.GitCommandError) -> str:

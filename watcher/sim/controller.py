@@ -174,6 +174,15 @@ class Controller:
             self._changed(app)
             return True
 
+    def cluster_changed(self) -> None:
+        """Something changed in the cluster, not in git (an image deleted from the registry, a node lost):
+        every deployed app's health is looked at again, as pods get rescheduled."""
+        with self.lock:
+            now = self.clock()
+            for app in self.apps.values():
+                if app.live is not None and app.live.workload:
+                    app.health_due = now
+
     def add_static_apps(self, apps: list[dict[str, Any]]) -> None:
         """Apps served as they are (benchmarks): never synced, never polled."""
         with self.lock:
