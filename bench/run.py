@@ -44,18 +44,26 @@ def synthetic_app(i: int, repo: str) -> dict[str, Any]:
         "metadata": {"name": f"app-{i:05d}", "namespace": "argocd", "labels": {"team": f"t{i % 20}"}},
         "spec": {
             "project": "default",
-            "source": {"repoURL": repo, "path": app_dir(i), "targetRevision": "main",
-                       "helm": {"valueFiles": ["values-stg.yaml"]}},
+            "source": {
+                "repoURL": repo,
+                "path": app_dir(i),
+                "targetRevision": "main",
+                "helm": {"valueFiles": ["values-stg.yaml"]},
+            },
             "destination": {"server": "https://kubernetes.default.svc", "namespace": f"ns-{i % 50}"},
             "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
         },
         "status": {
             "sync": {"status": "OutOfSync" if broken else "Synced", "revision": "a" * 40},
             "health": {"status": "Degraded" if broken else "Healthy", "message": ""},
-            "operationState": {"phase": "Succeeded", "startedAt": "2026-11-22T10:00:00Z",
-                               "finishedAt": "2026-11-22T10:00:05Z", "message": "successfully synced",
-                               "operation": {"sync": {"revision": "a" * 40}},
-                               "syncResult": {"revision": "a" * 40}},
+            "operationState": {
+                "phase": "Succeeded",
+                "startedAt": "2026-11-22T10:00:00Z",
+                "finishedAt": "2026-11-22T10:00:05Z",
+                "message": "successfully synced",
+                "operation": {"sync": {"revision": "a" * 40}},
+                "syncResult": {"revision": "a" * 40},
+            },
             "history": [{"id": n, "revision": "a" * 40, "deployedAt": "2026-11-22T10:00:05Z"} for n in range(5)],
             "resources": [{"kind": "Deployment", "name": f"app-{i}", "status": "Synced"}],
         },
@@ -127,8 +135,9 @@ def bench_cycle(apps: int, runs: int, work: Path) -> None:
     ready.wait(120)
     try:
         url = f"http://127.0.0.1:{port}"
-        settings = load_settings(argocd={"url": url, "timeout_seconds": 120}, git={"url": repo},
-                                 store={"url": f"sqlite:///{work}/bench.db"})
+        settings = load_settings(
+            argocd={"url": url, "timeout_seconds": 120}, git={"url": repo}, store={"url": f"sqlite:///{work}/bench.db"}
+        )
         client = ArgoCDClient(settings.argocd)
         body = httpx.get(f"{url}/api/v1/applications", params={"fields": ",".join(LIST_FIELDS)}, timeout=120).content
         baseline = timed(lambda: json.loads(body), runs)
@@ -147,10 +156,14 @@ def bench_cycle(apps: int, runs: int, work: Path) -> None:
         scrape = timed(lambda: generate_latest(http_watcher.metrics.registry), runs)
         print(f"\n## {apps} apps (list body {len(body) / 1e6:.1f} MB, {apps // 100} apps look wrong and get a GET)")
         print(f"json.loads of the list body (baseline)          {ms(baseline)}")
-        print(f"cycle, watcher side (parse list + GETs + diff)  {ms(replay)}  = "
-              f"{statistics.median(replay) / statistics.median(baseline):.2f}x baseline (goal <= 3x)")
-        print(f"cycle over HTTP incl. simulator + {apps // 100} GETs        {ms(over_http)}  = "
-              f"{statistics.median(over_http) / statistics.median(baseline):.2f}x baseline")
+        print(
+            f"cycle, watcher side (parse list + GETs + diff)  {ms(replay)}  = "
+            f"{statistics.median(replay) / statistics.median(baseline):.2f}x baseline (goal <= 3x)"
+        )
+        print(
+            f"cycle over HTTP incl. simulator + {apps // 100} GETs        {ms(over_http)}  = "
+            f"{statistics.median(over_http) / statistics.median(baseline):.2f}x baseline"
+        )
         print(f"first cycle (every app new: {apps} rows written)   {ms(first)}")
         print(f"cycle after a restart of the trackers           {ms(changed)}")
         print(f"detection tick over all apps (timers)           {ms(tick)}")
@@ -163,10 +176,14 @@ def bench_cycle(apps: int, runs: int, work: Path) -> None:
         ready.wait(60)
         idle_rss, _ = daemon_rss(f"http://127.0.0.1:{idle_port}", work / "idle")
         idle.terminate()
-        print(f"RSS of `sync-watcher run`, {apps} apps, after {cycles} list cycles + stream replay  "
-              f"{rss / 2**20:.0f} MB (goal < 150 MB)")
-        print(f"RSS of `sync-watcher run` watching 0 apps (baseline)  {idle_rss / 2**20:.0f} MB; "
-              f"this bench process before its watchers: {rss_before / 2**20:.0f} MB")
+        print(
+            f"RSS of `sync-watcher run`, {apps} apps, after {cycles} list cycles + stream replay  "
+            f"{rss / 2**20:.0f} MB (goal < 150 MB)"
+        )
+        print(
+            f"RSS of `sync-watcher run` watching 0 apps (baseline)  {idle_rss / 2**20:.0f} MB; "
+            f"this bench process before its watchers: {rss_before / 2**20:.0f} MB"
+        )
     finally:
         child.terminate()
 
@@ -184,10 +201,15 @@ def daemon_rss(argocd_url: str, work: Path, cycles: int = 3) -> tuple[int, int]:
     clone.push()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")} | {
-        "WATCHER_ARGOCD__URL": argocd_url, "WATCHER_ARGOCD__LIST_INTERVAL_SECONDS": "5",
-        "WATCHER_ARGOCD__TIMEOUT_SECONDS": "120", "WATCHER_GIT__URL": str(remote),
-        "WATCHER_GIT__CLONE_DIR": str(work / "daemon-clone"), "WATCHER_STORE__URL": f"sqlite:///{work}/daemon.db",
-        "WATCHER_HTTP__HOST": "127.0.0.1", "WATCHER_HTTP__PORT": str(port), "WATCHER_LOG__LEVEL": "error",
+        "WATCHER_ARGOCD__URL": argocd_url,
+        "WATCHER_ARGOCD__LIST_INTERVAL_SECONDS": "5",
+        "WATCHER_ARGOCD__TIMEOUT_SECONDS": "120",
+        "WATCHER_GIT__URL": str(remote),
+        "WATCHER_GIT__CLONE_DIR": str(work / "daemon-clone"),
+        "WATCHER_STORE__URL": f"sqlite:///{work}/daemon.db",
+        "WATCHER_HTTP__HOST": "127.0.0.1",
+        "WATCHER_HTTP__PORT": str(port),
+        "WATCHER_LOG__LEVEL": "error",
     }
     proc = subprocess.Popen([sys.executable, "-m", "watcher", "run"], env=env)
     try:
@@ -228,12 +250,40 @@ def bench_git(commits: int, runs: int, work: Path) -> None:
     clone = str(work / "clone")
 
     def without() -> None:
-        subprocess.run(["git", "-C", clone, "-c", "core.commitGraph=false", "log", "--format=%H",
-                        f"{since}..{until}", "--", *path], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "git",
+                "-C",
+                clone,
+                "-c",
+                "core.commitGraph=false",
+                "log",
+                "--format=%H",
+                f"{since}..{until}",
+                "--",
+                *path,
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     def graph_no_bloom() -> None:
-        subprocess.run(["git", "-C", clone, "-c", "commitGraph.readChangedPaths=false", "log", "--format=%H",
-                        f"{since}..{until}", "--", *path], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "git",
+                "-C",
+                clone,
+                "-c",
+                "commitGraph.readChangedPaths=false",
+                "log",
+                "--format=%H",
+                f"{since}..{until}",
+                "--",
+                *path,
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     recent_since = rev_of(bare, commits - 1000)
     recent = timed(lambda: repo.commits_touching(path, until=until, since=recent_since), runs)
@@ -244,8 +294,10 @@ def bench_git(commits: int, runs: int, work: Path) -> None:
     print(f"with commit-graph + changed-path Bloom filters  {ms(with_graph)} (goal < 50 ms)")
     print(f"commit-graph without Bloom filters              {ms(no_bloom)}")
     print(f"with Bloom filters, the last 1,000 commits only {ms(recent)} (a blame window: last good..failing)")
-    print(f"without commit-graph (baseline)                 {ms(no_graph)}  = "
-          f"{statistics.median(no_graph) / statistics.median(with_graph):.1f}x slower")
+    print(
+        f"without commit-graph (baseline)                 {ms(no_graph)}  = "
+        f"{statistics.median(no_graph) / statistics.median(with_graph):.1f}x slower"
+    )
 
 
 def main() -> None:

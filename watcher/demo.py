@@ -15,7 +15,7 @@ from watcher.daemon import Daemon
 from watcher.domain import Event, EventKind
 from watcher.sim.world import SimWorld
 
-GOOD_APP, BAD_APP = "plate-web-stg", "plate-api-stg"
+BAD_APP = "plate-api-stg"
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Timeline:
     started: float = field(default_factory=time.monotonic)
     entries: list[dict[str, Any]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    actions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     changed: threading.Condition = field(init=False)
 
@@ -37,6 +38,23 @@ class Timeline:
         with self.changed:
             self.events.append(e)
             self.changed.notify_all()
+
+    def on_action(self, what: str, details: dict[str, Any]) -> None:
+        with self.changed:
+            self.actions.append((what, details))
+            self.changed.notify_all()
+
+    def wait_action(self, what: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                for name, details in self.actions:
+                    if name == what:
+                        return details
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"the demo did not see {what} in time")
+                self.changed.wait(left)
 
     def wait_for(self, test: Callable[[Event], bool], timeout: float) -> Event:
         deadline = time.monotonic() + timeout
@@ -58,8 +76,10 @@ def run_demo(workdir: Path | None = None) -> dict[str, Any]:
     daemon: Daemon | None = None
     try:
         settings = world.watcher_settings(root)
+        settings = settings.model_copy(update={"revert": settings.revert.model_copy(update={"mode": "push"})})
         daemon = Daemon(settings, argocd_retry_max_wait=0.5)
         daemon.watcher.listeners.append(timeline.on_event)
+        daemon.reverter.listeners.append(timeline.on_action)
         initial = world.work.git("rev-parse", "HEAD")
         timeline.add("commit", sha=initial[:10], author="Platform Team", subject="Initial GitOps layout")
         daemon.start()
@@ -68,57 +88,66 @@ def run_demo(workdir: Path | None = None) -> dict[str, Any]:
             timeline.wait_for(_deployed(app), 30)
         timeline.add("all_synced", apps=len(apps), revision=initial[:10])
 
-        values = f"helm/applications/{GOOD_APP.rsplit('-', 1)[0]}/values-stg.yaml"
-        good = world.work.commit(
-            f"{GOOD_APP}: bump image to 1.26.0",
-            {values: world.work.set_value(values, "image.tag", "1.26.0")},
-            "Dev One",
-        )
-        world.work.push()
-        timeline.add("commit", sha=good[:10], author="Dev One", subject=f"{GOOD_APP}: bump image to 1.26.0")
-        deployed = timeline.wait_for(
-            lambda e: e.app.endswith(GOOD_APP) and e.revision == good and e.kind is EventKind.DEPLOYED, 30
-        )
-        timeline.add("deployed", app=GOOD_APP, revision=good[:10])
-
-        values = f"helm/applications/{BAD_APP.rsplit('-', 1)[0]}/values-stg.yaml"
-        bad_subject = f"{BAD_APP}: scale down for the weekend"
-        bad = world.work.commit(bad_subject, {values: world.work.set_value(values, "replicaCount", -1)}, "Dev Two")
+        # One push, three commits: two good changes to other apps around one bad change.
+        commits: list[dict[str, Any]] = []
+        for app, key, value, subject, author in CHANGES:
+            values = f"helm/applications/{app.rsplit('-', 1)[0]}/values-{app.rsplit('-', 1)[1]}.yaml"
+            sha = world.work.commit(subject, {values: world.work.set_value(values, key, value)}, author)
+            commits.append({"app": app, "sha": sha, "subject": subject, "author": author, "good": value != -1})
         pushed_at = time.monotonic()
         world.work.push()
-        timeline.add("commit", sha=bad[:10], author="Dev Two", subject=bad_subject)
-        failing = timeline.wait_for(lambda e: e.revision == bad and e.kind is EventKind.SYNC_FAILING, 30)
-        timeline.add("sync_failing", app=BAD_APP, revision=bad[:10], reason=failing.reason)
-        failed = timeline.wait_for(lambda e: e.revision == bad and e.kind is EventKind.SYNC_FAILED, 30)
+        for c in commits:
+            timeline.add("commit", sha=c["sha"][:10], author=c["author"], subject=c["subject"])
+        bad = next(c for c in commits if not c["good"])
+        for c in commits:
+            if c["good"]:
+                timeline.wait_for(_deployed(c["app"], commits[-1]["sha"]), 30)  # Argo CD syncs the head
+                timeline.add("deployed", app=c["app"], revision=commits[-1]["sha"][:10])
+        failed = timeline.wait_for(lambda e: e.app == BAD_APP and e.kind is EventKind.SYNC_FAILED, 30)
         detected_at = time.monotonic()
-        commit = failed.evidence.get("commit") or {}
-        onset = failed.evidence.get("onset")
-        argocd_lag = (failed.at.timestamp() - _ts(onset)) if isinstance(onset, str) else None
         timeline.add(
             "failure_detected",
             app=BAD_APP,
             kind=failed.kind.value,
-            revision=bad[:10],
-            culprit=commit,
+            revision=(failed.revision or "")[:10],
             message=str(failed.evidence.get("message", ""))[:300],
         )
-        incidents = daemon.store.incidents(open_only=True)
+        pushed = timeline.wait_action("revert_pushed", 30)
+        decision = daemon.store.decisions(app=BAD_APP, limit=1)[0]
+        culprits = (decision["evidence"].get("blame") or {}).get("culprits") or []
+        for c in culprits:
+            timeline.add("blamed", app=BAD_APP, sha=c["sha"][:10], author=c["author"], subject=c["subject"])
+        reverted_at = time.monotonic()
+        revert_sha = str(pushed["revert"])
+        timeline.add("revert_pushed", app=BAD_APP, revert=revert_sha[:10], culprit=bad["sha"][:10])
+        timeline.wait_action("recovered", 60)
+        recovered_at = time.monotonic()
+        timeline.add("recovered", app=BAD_APP, revision=revert_sha[:10])
+        remote = daemon.repo.commits_touching([], revert_sha, limit=5)
+        revert_commit = daemon.repo.commit(revert_sha)
         return {
             "repo": world.repo_url,
             "argocd": world.argocd_url,
             "timeline": timeline.entries,
-            "good_commit": {"sha": good, "deployed": deployed.at.isoformat()},
-            "bad_commit": {"sha": bad, "subject": bad_subject, "author": "Dev Two"},
+            "commits": commits,
             "detected": {
                 "app": failed.app,
                 "kind": failed.kind.value,
                 "revision": failed.revision,
-                "culprit_matches_bad_commit": failed.revision == bad,
+                "culprit_matches_bad_commit": [c["sha"] for c in culprits] == [bad["sha"]],
                 "seconds_from_push": round(detected_at - pushed_at, 2),
-                "seconds_from_argocd_verdict": round(argocd_lag, 2) if argocd_lag is not None else None,
             },
+            "decision": {"action": decision["action"], "rule": decision["rule"], "reason": decision["reason"]},
+            "revert": {
+                "sha": revert_sha,
+                "reverts": list(revert_commit.reverts) if revert_commit else [],
+                "only_the_bad_commit": revert_commit is not None and revert_commit.reverts == (bad["sha"],),
+                "seconds_from_detection": round(reverted_at - detected_at, 2),
+            },
+            "recovered": {"seconds_from_push": round(recovered_at - pushed_at, 2)},
+            "branch_now": [f"{c.sha[:10]} {c.author}: {c.subject}" for c in remote],
             "open_incidents": [
-                {"id": i.id, "app": i.app, "kind": i.kind.value, "revision": i.revision} for i in incidents
+                {"id": i.id, "app": i.app, "kind": i.kind.value} for i in daemon.store.incidents(open_only=True)
             ],
             "total_seconds": round(time.monotonic() - timeline.started, 2),
         }
@@ -130,8 +159,15 @@ def run_demo(workdir: Path | None = None) -> dict[str, Any]:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _deployed(app: str) -> Callable[[Event], bool]:
-    return lambda e: e.app == app and e.kind is EventKind.DEPLOYED
+CHANGES = [
+    ("plate-web-stg", "image.tag", "1.26.0", "plate-web-stg: bump image to 1.26.0", "Dev One"),
+    (BAD_APP, "replicaCount", -1, f"{BAD_APP}: scale down for the weekend", "Dev Two"),
+    ("plate-cache-stg", "image.tag", "7.2.5", "plate-cache-stg: bump redis to 7.2.5", "Dev Three"),
+]
+
+
+def _deployed(app: str, revision: str | None = None) -> Callable[[Event], bool]:
+    return lambda e: e.app == app and e.kind is EventKind.DEPLOYED and revision in (None, e.revision)
 
 
 def _ts(iso: str) -> float:
@@ -141,7 +177,7 @@ def _ts(iso: str) -> float:
 
 
 def render_text(result: dict[str, Any]) -> str:
-    lines = ["sync-watcher demo: simulated Argo CD + a real git daemon on 127.0.0.1", ""]
+    lines = ["sync-watcher demo: simulated Argo CD + a real git daemon on 127.0.0.1, auto-revert in push mode", ""]
     for e in result["timeline"]:
         what = e["what"]
         if what == "commit":
@@ -150,21 +186,26 @@ def render_text(result: dict[str, Any]) -> str:
             text = f"synced   {e['apps']} apps synced and healthy at {e['revision']}"
         elif what == "deployed":
             text = f"deployed {e['app']} at {e['revision']}: sync succeeded"
-        elif what == "sync_failing":
-            text = f"failing  {e['app']} at {e['revision']}: {e['reason']}"
+        elif what == "revert_pushed":
+            text = f"REVERTED {e['app']}: pushed {e['revert']} reverting {e['culprit']} (and nothing else)"
+        elif what == "recovered":
+            text = f"healthy  {e['app']} synced and healthy on the revert {e['revision']}"
+        elif what == "blamed":
+            text = f"BLAMED   {e['sha']} by {e['author']}: {e['subject']} (the only new commit that changed {e['app']})"
         else:
-            c = e.get("culprit") or {}
             text = (
-                f"DETECTED {e['kind']} on {e['app']}\n{'':>19}culprit {e['revision']} by {c.get('author', '?')}:"
-                f" {c.get('subject', '?')}\n{'':>19}Argo CD: {e['message'][:160]}"
+                f"DETECTED {e['kind']} on {e['app']} at revision {e['revision']}\n{'':>19}Argo CD: {e['message'][:160]}"
             )
         lines.append(f"  +{e['t']:>6.2f}s  {text}")
-    d = result["detected"]
+    d, r = result["detected"], result["revert"]
     lines += [
         "",
-        f"time to detect: {d['seconds_from_push']}s from the push, "
-        f"{d['seconds_from_argocd_verdict']}s after Argo CD's verdict",
-        f"culprit is the bad commit: {'yes' if d['culprit_matches_bad_commit'] else 'NO'}",
+        f"decision: {result['decision']['action']} ({result['decision']['rule']}): {result['decision']['reason']}",
+        f"time to detect: {d['seconds_from_push']}s from the push; revert pushed {r['seconds_from_detection']}s "
+        f"after detection; healthy again {result['recovered']['seconds_from_push']}s after the push",
+        f"the revert undoes only the bad commit: {'yes' if r['only_the_bad_commit'] else 'NO'}",
+        "branch now:",
+        *[f"  {line}" for line in result["branch_now"]],
         f"open incidents: {len(result['open_incidents'])}; demo took {result['total_seconds']}s; nothing left running",
     ]
     return "\n".join(lines)
