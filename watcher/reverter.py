@@ -179,7 +179,6 @@ class Reverter:
                 return
             self.handle(incident_id)
         self.verify()
-        self._refresh_gauges()
 
     # -- crash safety -----------------------------------------------------------------------------------
     def reconcile(self) -> None:
@@ -226,6 +225,7 @@ class Reverter:
             if incident.id not in decided:
                 with self._lock:
                     self.pending.setdefault(incident.id, 0.0)
+        self._refresh_gauges()
         self.reconciled = True
 
     # -- decide -----------------------------------------------------------------------------------------
@@ -254,6 +254,7 @@ class Reverter:
         if decision.open_circuit:
             self.store.set_control(CIRCUIT, {"reason": decision.reason, "opened_at": now.isoformat()}, now)
             log.error("revert_circuit_opened", reason=decision.reason)
+            self._refresh_gauges()
             self._notify("circuit_open", incident, decision=decision.reason)
         if decision.action is Action.REVERT and facts.blame is not None:
             self.execute(incident, decision, facts.blame)
@@ -277,13 +278,9 @@ class Reverter:
     def gather(self, incident: Incident) -> Facts:
         now = self.clock()
         app = incident.app
-        with self.watcher._lock:
-            tracker = self.watcher.trackers.get(app)
-            spec = dict(self.watcher.apps.get(app) or {})
-            all_paths = dict(self.watcher.paths)
-            all_specs = dict(self.watcher.apps)
-        meta = spec.get("metadata") or {}
-        name, namespace = str(meta.get("name") or app.rsplit("/", 1)[-1]), str(meta.get("namespace") or "")
+        tracker, all_specs, all_paths = self.watcher.app_context(app)
+        meta = (all_specs.get(app) or {}).get("metadata") or {}
+        name, namespace = self.watcher.app_ref(app)
         notes: dict[str, Any] = {}
         snap: AppSnapshot | None = None
         failing: bool | None = None
@@ -448,9 +445,7 @@ class Reverter:
     def after_push(self, apps: list[str], bad_revision: str | None, revert_sha: str) -> None:
         """Make Argo CD deploy the revert now: end a sync still retrying the bad revision, then refresh."""
         for app in apps:
-            with self.watcher._lock:
-                meta = (self.watcher.apps.get(app) or {}).get("metadata") or {}
-            name, namespace = str(meta.get("name") or app.rsplit("/", 1)[-1]), str(meta.get("namespace") or "")
+            name, namespace = self.watcher.app_ref(app)
             try:
                 snap = snapshot_from_app(self.argocd.get_app(name, namespace), complete=True)
                 retrying = snap.phase is Phase.RUNNING and snap.operation_revision not in (None, revert_sha)
@@ -468,18 +463,16 @@ class Reverter:
         for r in self.store.reverts(states=("pushed",), limit=50):
             if r["verify_result"] or not r["revert_sha"]:
                 continue
-            with self.watcher._lock:
-                tracker = self.watcher.trackers.get(r["app"])
+            tracker, _, _ = self.watcher.app_context(r["app"])
             snap = tracker.last if tracker else None
+            incident = self.store.incident(r["incident_id"])
             if snap is not None and self._healed(snap, r["revert_sha"]):
                 self.store.verify_revert(r["id"], "healed", now)
-                incident = self.store.incident(r["incident_id"])
                 self.store.resolve_incident(r["incident_id"], now, f"healed by revert {r['revert_sha'][:12]}")
                 self.metrics.verifications.labels("healed").inc()
-                if incident is not None:
-                    self.metrics.time_to_recover.observe(max((now - _onset(incident)).total_seconds(), 0.0))
                 self.log.info("revert_verified", app=r["app"], revert=r["revert_sha"], incident=r["incident_id"])
                 if incident is not None:
+                    self.metrics.time_to_recover.observe(max((now - _onset(incident)).total_seconds(), 0.0))
                     self._notify("recovered", incident, revert=r["revert_sha"])
             elif r["verify_deadline"] is not None and now >= r["verify_deadline"]:
                 reason = f"revert {r['revert_sha'][:12]} did not bring the app back within the deadline"
@@ -487,11 +480,13 @@ class Reverter:
                 self.store.suspend(r["app"], reason, r["incident_id"], now)
                 self.metrics.verifications.labels("not_healed").inc()
                 self.log.error("revert_did_not_heal", app=r["app"], revert=r["revert_sha"], suspended=True)
-                incident = self.store.incident(r["incident_id"])
+                self._refresh_gauges()
                 if incident is not None:
                     self._notify("suspended", incident, reason=reason)
 
     def _healed(self, snap: AppSnapshot, revert_sha: str) -> bool:
+        # Not `looks_healthy`: a revert back to manifests already live leaves the bad revision's Failed
+        # operation in place (no new sync runs), and Synced + Healthy on the revert is still a recovery.
         if snap.sync_status is not SyncStatus.SYNCED or snap.health is not Health.HEALTHY or not snap.sync_revision:
             return False
         if snap.phase in (Phase.RUNNING, Phase.TERMINATING):

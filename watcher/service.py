@@ -319,6 +319,17 @@ class Watcher:
             self._mapped_head = signature
 
     # -- views ------------------------------------------------------------------------------------------
+    def app_ref(self, key: str) -> tuple[str, str]:
+        """(name, namespace) to ask Argo CD about the app stored under `key`."""
+        with self._lock:
+            meta = (self.apps.get(key) or {}).get("metadata") or {}
+        return str(meta.get("name") or key.rsplit("/", 1)[-1]), str(meta.get("namespace") or "")
+
+    def app_context(self, key: str) -> tuple[AppTracker | None, dict[str, dict[str, Any]], dict[str, tuple[str, ...]]]:
+        """A consistent copy of one app's tracker and every app's mapping fields and paths (for blame)."""
+        with self._lock:
+            return self.trackers.get(key), dict(self.apps), dict(self.paths)
+
     def _mark_success(self, source: str) -> None:
         now = time.time()
         self.last_success[source] = now

@@ -114,10 +114,7 @@ class GitRepo:
         """Clone or fetch, refresh the commit-graph, and return the branch head."""
         with self._lock:
             repo = self._open()
-            try:
-                repo.git.fetch("origin", "--prune", "--no-tags")
-            except git.GitCommandError as exc:
-                raise GitUnavailable(f"fetch failed: {_stderr(exc)}") from None
+            self._fetch(repo)
             # --split writes only the new commits as a layer: cheap after every fetch, fast path filters.
             repo.git.commit_graph("write", "--reachable", "--changed-paths", "--split")
             return self._rev(repo, self.remote_ref)
@@ -234,10 +231,7 @@ class GitRepo:
         with self._lock:
             repo = self._open()
             for attempt in range(1, retries + 2):
-                try:
-                    repo.git.fetch("origin", "--prune", "--no-tags")
-                except git.GitCommandError as exc:
-                    raise GitUnavailable(f"fetch failed: {_stderr(exc)}") from None
+                self._fetch(repo)
                 base = self._rev(repo, self.remote_ref)
                 tree = self._worktree(repo, base)
                 try:
@@ -266,15 +260,19 @@ class GitRepo:
                     if attempt > retries:
                         raise PushRejected(f"push to {push_branch} refused {attempt} times: {_stderr(exc)}") from None
                     continue  # someone pushed first: redo the revert on their head
-                self.sync_locked(repo)
+                try:
+                    self._fetch(repo)
+                except GitUnavailable:
+                    pass  # the push landed; the next poll fetches it
                 return RevertResult(sha, base, diffstat, attempt)
         raise AssertionError("unreachable")
 
-    def sync_locked(self, repo: git.Repo) -> None:
+    @staticmethod
+    def _fetch(repo: git.Repo) -> None:
         try:
             repo.git.fetch("origin", "--prune", "--no-tags")
-        except git.GitCommandError:
-            pass  # the push landed; the next poll fetches it
+        except git.GitCommandError as exc:
+            raise GitUnavailable(f"fetch failed: {_stderr(exc)}") from None
 
     @property
     def worktree_path(self) -> Path:
