@@ -108,6 +108,7 @@ TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
 OPT_ANNOTATION = "sync-watcher.io/auto-revert"  # "false" opts an app out of auto-revert, "true" in
 KEPT_ANNOTATIONS = frozenset({TRACKING_ANNOTATION, OPT_ANNOTATION})
 TRACKING_LABEL = "app.kubernetes.io/instance"
+KEPT_LABELS = frozenset({TRACKING_LABEL, "environment", "env"})  # env labels: metrics and Slack name the env
 
 
 def parent_app_names(apps: Iterable[Mapping[str, Any]]) -> set[str]:
@@ -135,7 +136,7 @@ def mapping_fields(app: Mapping[str, Any]) -> dict[str, Any]:
     """The part of an Application this module reads: kept per app instead of the whole spec (memory)."""
     meta = app.get("metadata") or {}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k in KEPT_ANNOTATIONS}
-    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k == TRACKING_LABEL}
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k in KEPT_LABELS}
 
     def source(s: Mapping[str, Any]) -> dict[str, Any]:
         kept = {k: s[k] for k in ("repoURL", "path", "ref") if s.get(k)}

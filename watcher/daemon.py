@@ -11,6 +11,7 @@ from watcher.adapters.argocd import ArgoCDClient
 from watcher.adapters.forge import pull_requests_for
 from watcher.adapters.gitrepo import GitRepo
 from watcher.logs import get_logger
+from watcher.notifier import SlackNotifier, transport_for
 from watcher.reverter import Reverter
 from watcher.service import Watcher
 from watcher.settings import Settings
@@ -31,6 +32,12 @@ class Daemon:
         self.watcher = Watcher(settings, self.argocd, self.repo, self.store)
         pulls = pull_requests_for(settings.forge, settings.git.url) if settings.revert.mode == "pull-request" else None
         self.reverter = Reverter(settings, self.watcher, self.argocd, self.repo, self.store, pulls)
+        transport = transport_for(settings)
+        self.slack: SlackNotifier | None = None
+        if transport is not None:
+            self.slack = SlackNotifier(settings, self.store, self.watcher.metrics, transport)
+            self.watcher.listeners.append(self.slack.on_event)
+            self.reverter.listeners.append(self.slack.on_action)
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
         token = settings.http.admin_token.get_secret_value() if settings.http.admin_token else None
         self.http = BackgroundServer(
@@ -51,6 +58,8 @@ class Daemon:
         for func, seconds, name in jobs:
             first = now if name != "housekeeping" else None
             self.scheduler.add_job(func, "interval", seconds=seconds, id=name, name=name, next_run_time=first)
+        if self.slack is not None:
+            self.slack.start()
         self.scheduler.start()
         self.reverter.start()
         if self.settings.argocd.stream:
@@ -63,6 +72,7 @@ class Daemon:
             repo=self.settings.git.url,
             branch=self.settings.git.branch,
             revert_mode=self.settings.revert.mode,
+            slack="off" if self.slack is None else ("bot" if self.slack.transport.threads else "webhook"),
         )
 
     def _follow_stream(self) -> None:
@@ -79,6 +89,8 @@ class Daemon:
             self.log.warning("job_abandoned_at_shutdown")
         if self._stream_thread is not None:
             self._stream_thread.join(0.5)  # blocked on a read: it is a daemon thread and holds no state
+        if self.slack is not None:
+            self.slack.stop(timeout * 0.2)
         self.http.stop(timeout * 0.2)
         self.argocd.close()
         self.store.close()

@@ -6,7 +6,7 @@ import platform
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, Summary
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -23,6 +23,8 @@ class StateView:
 
     apps: Callable[[], Iterable[AppSnapshot]]
     open_incidents: Callable[[], Mapping[tuple[str, str], int]]  # (app, kind) -> count
+    environment: Callable[[str], str] = lambda _key: ""
+    last_deploys: Callable[[], Iterable[tuple[str, float]]] = lambda: ()  # (app, unix time of its last deploy)
 
 
 class StateCollector(Collector):
@@ -33,7 +35,16 @@ class StateCollector(Collector):
         info = GaugeMetricFamily(
             "sync_watcher_app_info",
             "One series per watched Argo CD Application with its current sync and health state.",
-            labels=["name", "namespace", "project", "sync_status", "health_status", "operation_phase"],
+            # app_namespace, not namespace: a Kubernetes scrape adds the pod's own `namespace` label.
+            labels=[
+                "name",
+                "app_namespace",
+                "project",
+                "environment",
+                "sync_status",
+                "health_status",
+                "operation_phase",
+            ],
         )
         for s in self.view.apps():
             info.add_metric(
@@ -41,6 +52,7 @@ class StateCollector(Collector):
                     s.name,
                     s.namespace,
                     s.project,
+                    self.view.environment(s.key),
                     s.sync_status.value if s.sync_status else "Unknown",
                     s.health.value if s.health else "Unknown",
                     s.phase.value if s.phase else "None",
@@ -54,6 +66,14 @@ class StateCollector(Collector):
         for (app, kind), count in sorted(self.view.open_incidents().items()):
             open_incidents.add_metric([app, kind], float(count))
         yield open_incidents
+        deployed = GaugeMetricFamily(
+            "sync_watcher_app_last_deploy_timestamp_seconds",
+            "Unix time of the app's last successful sync of a new revision.",
+            labels=["name"],
+        )
+        for app, at in self.view.last_deploys():
+            deployed.add_metric([app], at)
+        yield deployed
 
 
 class Metrics:
@@ -132,6 +152,39 @@ class Metrics:
         )
         for outcome in ("pushed", "dry_run", "pull_request_opened", "conflict", "push_failed"):
             self.reverts.labels(outcome)
+        # Slack delivery
+        self.slack_notices = Counter(
+            "sync_watcher_slack_notices",
+            "Slack notices by outcome: sent, filtered (below the route's severity), deduplicated, failed, dropped.",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("sent", "filtered", "deduplicated", "failed", "dropped"):
+            self.slack_notices.labels(outcome)
+        self.slack_queue = Gauge("sync_watcher_slack_queue_depth", "Notices waiting for delivery.", registry=r)
+        # DORA's four keys, per app and environment (averages: _sum / _count; no quantiles per app)
+        dora = ["name", "environment"]
+        self.deployments = Counter(
+            "sync_watcher_deployments", "Successful syncs of new revisions (deployment frequency).", dora, registry=r
+        )
+        self.change_failures = Counter(
+            "sync_watcher_change_failures",
+            "Revisions that opened an incident; stage=sync never deployed, stage=runtime broke the app after.",
+            [*dora, "stage"],
+            registry=r,
+        )
+        self.lead_time = Summary(
+            "sync_watcher_lead_time_seconds",
+            "Commit time to a successful sync of it (lead time for changes).",
+            dora,
+            registry=r,
+        )
+        self.time_to_restore = Summary(
+            "sync_watcher_time_to_restore_seconds",
+            "A failure's onset to the app being Synced and Healthy again (time to restore service).",
+            dora,
+            registry=r,
+        )
         self.build = Info("sync_watcher_build", "Version of the running watcher.", registry=r)
         self.build.info({"version": __version__, "python": platform.python_version()})
         for source in ("argocd", "git"):

@@ -259,7 +259,8 @@ class Reverter:
         if decision.action is Action.REVERT and facts.blame is not None:
             self.execute(incident, decision, facts.blame)
         else:
-            self._notify("alert_only", incident, rule=decision.rule, reason=decision.reason)
+            blamed = facts.blame.culprits if facts.blame else ()
+            self._notify("alert_only", incident, blamed, rule=decision.rule, reason=decision.reason)
 
     def _record(self, incident: Incident, decision: Decision, facts: Facts, log: Any) -> None:
         self.store.record_decision(
@@ -374,13 +375,13 @@ class Reverter:
         try:
             result = self.repo.revert(culprits, message, author, branch, self.settings.revert.push_retries)
         except RevertConflict as exc:
-            self._failed(revert_id, "conflict", incident, log, str(exc), files=exc.files)
+            self._failed(revert_id, "conflict", incident, log, str(exc), culprits, files=exc.files)
             return
         except NothingToRevert as exc:
-            self._failed(revert_id, "already_undone", incident, log, str(exc))
+            self._failed(revert_id, "already_undone", incident, log, str(exc), culprits)
             return
         except PushRejected as exc:
-            self._failed(revert_id, "push_failed", incident, log, str(exc))
+            self._failed(revert_id, "push_failed", incident, log, str(exc), culprits)
             return
         except GitUnavailable as exc:  # failed before anything was pushed: decide again once git answers
             self.store.finish_revert(revert_id, "not_pushed", self.clock(), detail={"error": str(exc)})
@@ -394,7 +395,7 @@ class Reverter:
             self.store.finish_revert(revert_id, "dry_run", done, base_sha=result.base, detail=detail)
             self.metrics.reverts.labels("dry_run").inc()
             log.info("revert_dry_run", base=result.base[:12], diffstat=result.diffstat.splitlines()[-1:])
-            self._notify("revert_dry_run", incident, message=message)
+            self._notify("revert_dry_run", incident, culprits, message=message)
             return
         if mode is RevertMode.PULL_REQUEST:
             try:
@@ -402,7 +403,12 @@ class Reverter:
                 url = self.pulls.open(branch, self.settings.git.branch, revert_title(incident.app, culprits), message)
             except ForgeError as exc:
                 self._failed(
-                    revert_id, "failed", incident, log, f"branch {branch} pushed, pull request not opened: {exc}"
+                    revert_id,
+                    "failed",
+                    incident,
+                    log,
+                    f"branch {branch} pushed, pull request not opened: {exc}",
+                    culprits,
                 )
                 return
             self.store.finish_revert(
@@ -417,7 +423,7 @@ class Reverter:
             self.metrics.reverts.labels("pull_request_opened").inc()
             self._observe_time_to_revert(incident, done)
             log.info("revert_pull_request_opened", url=url, branch=branch)
-            self._notify("revert_proposed", incident, url=url)
+            self._notify("revert_proposed", incident, culprits, url=url)
             return
         deadline = done + timedelta(seconds=self.settings.revert.verify_deadline_seconds)
         self.store.finish_revert(
@@ -432,15 +438,17 @@ class Reverter:
         self.metrics.reverts.labels("pushed").inc()
         self._observe_time_to_revert(incident, done)
         log.info("revert_pushed", revert=result.sha, base=result.base[:12], attempts=result.attempts)
-        self._notify("revert_pushed", incident, revert=result.sha)
+        self._notify("revert_pushed", incident, culprits, revert=result.sha)
         apps = [incident.app, *sorted({a for v in found.also_touched.values() for a in v})]
         self.after_push(apps, incident.revision, str(result.sha))
 
-    def _failed(self, revert_id: int, state: str, incident: Incident, log: Any, error: str, **extra: Any) -> None:
+    def _failed(
+        self, revert_id: int, state: str, incident: Incident, log: Any, error: str, culprits: Any = (), **extra: Any
+    ) -> None:
         self.store.finish_revert(revert_id, state, self.clock(), detail={"error": error, "needs_human": True} | extra)
         self.metrics.reverts.labels(state).inc()
         log.error(f"revert_{state}", error=error, needs_human=True)
-        self._notify("revert_failed", incident, outcome=state, error=error)
+        self._notify("revert_failed", incident, culprits, outcome=state, error=error)
 
     def after_push(self, apps: list[str], bad_revision: str | None, revert_sha: str) -> None:
         """Make Argo CD deploy the revert now: end a sync still retrying the bad revision, then refresh."""
@@ -511,9 +519,17 @@ class Reverter:
     def _observe_time_to_revert(self, incident: Incident, at: datetime) -> None:
         self.metrics.time_to_revert.observe(max((at - _onset(incident)).total_seconds(), 0.0))
 
-    def _notify(self, what: str, incident: Incident, **details: Any) -> None:
+    def _notify(self, what: str, incident: Incident, culprits: Any = (), **details: Any) -> None:
+        """Tell listeners (Slack, the demo) a step's outcome, with the blamed commits: not Argo CD's head."""
+        base = {
+            "incident": incident.id,
+            "app": incident.app,
+            "kind": incident.kind.value,
+            "revision": incident.revision,
+        }
+        base["culprits"] = [{"sha": c.sha, "author": c.author, "subject": c.subject} for c in culprits]
         for listener in self.listeners:
-            listener(what, {"incident": incident.id, "app": incident.app, **details})
+            listener(what, base | details)
 
 
 def _onset(incident: Incident) -> datetime:

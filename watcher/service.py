@@ -18,6 +18,7 @@ from watcher.adapters.argocd import ArgoCDError, snapshot_from_app
 from watcher.adapters.gitrepo import GitError
 from watcher.detect import AppTracker, DetectionRules, observe
 from watcher.domain import INCIDENT_KINDS, AppSnapshot, Commit, Event, EventKind, app_key
+from watcher.dora import CHANGE_FAILURE_STAGE, environment_of
 from watcher.logs import get_logger
 from watcher.metrics import Metrics, StateView
 from watcher.settings import DetectionSettings, Settings
@@ -37,6 +38,10 @@ class Repo(Protocol):
     def yaml_files(self, rev: str, directories: Iterable[str]) -> dict[str, str]: ...
 
 
+# Besides incidents: events whose readers (metrics, Slack) want the commit and the onset of what they close.
+ENRICHED_KINDS = frozenset({EventKind.DEPLOYED, EventKind.RECOVERED, EventKind.SYNC_FAILING})
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -49,6 +54,15 @@ def rules_from(d: DetectionSettings) -> DetectionRules:
         attribution_window=timedelta(seconds=d.attribution_window_seconds),
         failed_after_retries=d.failed_after_retries,
     )
+
+
+def _onset_of(evidence: Mapping[str, object], default: datetime) -> datetime:
+    onset = evidence.get("onset")
+    return datetime.fromisoformat(onset) if isinstance(onset, str) else default
+
+
+def _onset(e: Event) -> datetime:
+    return _onset_of(e.evidence, e.at)
 
 
 def _core(s: AppSnapshot | None) -> tuple[object, ...] | None:
@@ -121,8 +135,12 @@ class Watcher:
         self.head: str | None = None
         self._mapped_head: str | None = None
         self.last_success: dict[str, float] = {}
+        self._open_since: dict[str, datetime] = {}  # app -> onset of its oldest open incident (time to restore)
         self._open = self._count_open()
-        self.metrics = Metrics(StateView(self.snapshots, lambda: dict(self._open)))
+        self._last_failed_change: dict[str, str] = {}  # app -> revision last counted as a failed change
+        self.metrics = Metrics(
+            StateView(self.snapshots, lambda: dict(self._open), self.environment, self._last_deploys)
+        )
         self._commit = lru_cache(maxsize=4096)(self._lookup_commit)
         self.listeners: list[Callable[[Event], None]] = []
 
@@ -238,12 +256,14 @@ class Watcher:
             self._publish(event)
 
     def _enrich(self, e: Event) -> Event:
-        if not e.revision or (e.kind not in INCIDENT_KINDS and e.kind is not EventKind.DEPLOYED):
+        if not e.revision or (e.kind not in INCIDENT_KINDS and e.kind not in ENRICHED_KINDS):
             return e
         commit = self._commit(e.revision)
         if e.app not in self.paths:
             self._remap()  # an app seen on the stream before the first full mapping
         extra: dict[str, object] = {"paths": list(self.paths.get(e.app, ()))}
+        if e.kind is EventKind.RECOVERED and e.app in self._open_since:
+            extra["incident_onset"] = self._open_since[e.app].isoformat()
         if commit:
             extra["commit"] = {
                 "sha": commit.sha,
@@ -269,26 +289,41 @@ class Watcher:
         if e.kind in INCIDENT_KINDS:
             self._open[(e.app, e.kind.value)] += 1
             self.metrics.failures.labels(e.app, e.kind.value).inc()
-            onset = e.evidence.get("onset")
-            if isinstance(onset, str):
-                lag = (e.at - datetime.fromisoformat(onset)).total_seconds()
-                self.metrics.time_to_detect.labels(e.kind.value).observe(max(lag, 0.0))
+            onset = _onset(e)
+            self.metrics.time_to_detect.labels(e.kind.value).observe(max((e.at - onset).total_seconds(), 0.0))
+            self._open_since.setdefault(e.app, onset)
+            self._count_change_failure(e)
             log.warning("failure_detected", reason=e.reason, commit=e.evidence.get("commit"))
         elif e.kind in (EventKind.RECOVERED, EventKind.APP_REMOVED):
             for k in [k for k in self._open if k[0] == e.app]:
                 del self._open[k]
+            since = self._open_since.pop(e.app, None)
+            if e.kind is EventKind.RECOVERED and since is not None:
+                restore = max((e.at - since).total_seconds(), 0.0)
+                self.metrics.time_to_restore.labels(e.app, self.environment(e.app)).observe(restore)
             log.info("app_recovered" if e.kind is EventKind.RECOVERED else "app_removed", reason=e.reason)
         elif e.kind is EventKind.DEPLOYED:
+            env = self.environment(e.app)
+            self.metrics.deployments.labels(e.app, env).inc()
             commit = e.evidence.get("commit")
             finished = e.evidence.get("finished_at")
             if isinstance(commit, dict) and isinstance(finished, str):
                 lead = datetime.fromisoformat(finished) - datetime.fromisoformat(str(commit["committed_at"]))
                 self.metrics.commit_to_sync.observe(max(lead.total_seconds(), 0.0))
+                self.metrics.lead_time.labels(e.app, env).observe(max(lead.total_seconds(), 0.0))
             log.info("deploy_finished")
         else:
             log.info(f"{e.kind.value}_seen", reason=e.reason)
         for listener in self.listeners:
             listener(e)
+
+    def _count_change_failure(self, e: Event) -> None:
+        """DORA: a revision that opened an incident is one failed change, however many incidents it opened."""
+        stage = CHANGE_FAILURE_STAGE.get(e.kind)
+        if stage is None or not e.revision or self._last_failed_change.get(e.app) == e.revision:
+            return
+        self._last_failed_change[e.app] = e.revision
+        self.metrics.change_failures.labels(e.app, self.environment(e.app), stage).inc()
 
     # -- git mapping --------------------------------------------------------------------------------------
     def _remember_specs(self, items: Iterable[Mapping[str, Any]]) -> None:
@@ -336,7 +371,19 @@ class Watcher:
         self.metrics.last_success.labels(source).set(now)
 
     def _count_open(self) -> Tally[tuple[str, str]]:
-        return Tally((i.app, i.kind.value) for i in self.store.incidents(open_only=True, limit=100_000))
+        open_incidents = self.store.incidents(open_only=True, limit=100_000)
+        for i in open_incidents:
+            onset = _onset_of(i.evidence, i.detected_at)
+            self._open_since[i.app] = min(onset, self._open_since.get(i.app, onset))
+        return Tally((i.app, i.kind.value) for i in open_incidents)
+
+    def environment(self, key: str) -> str:
+        meta = (self.apps.get(key) or {}).get("metadata") or {}
+        return environment_of(key, meta.get("labels"))
+
+    def _last_deploys(self) -> list[tuple[str, float]]:
+        with self._lock:
+            return [(k, t.deployed_at.timestamp()) for k, t in self.trackers.items() if t.deployed_at is not None]
 
     def snapshots(self) -> list[AppSnapshot]:
         with self._lock:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -97,6 +98,46 @@ class ForgeSettings(BaseModel):
     web_url: str = Field("", description="Web UI base for commit links, e.g. https://github.com/org/gitops")
 
 
+SEVERITIES = ("info", "warning", "critical")
+
+
+class SlackRoute(BaseModel):
+    """Notices of apps matching `apps` go to `channel` if at least `min_severity` ("off" mutes them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    apps: str = Field("*", description="Glob over app names, e.g. *-prod")
+    channel: str = Field("", description="Bot: channel name or ID; webhook: a key of webhook_urls ('' = default)")
+    min_severity: Literal["info", "warning", "critical", "off"] = "info"
+
+
+class SlackSettings(BaseModel):
+    webhook_url: SecretStr | None = Field(None, description="Incoming-webhook URL: the default transport (secret)")
+    bot_token: SecretStr | None = Field(
+        None, description="Bot token (xoxb-...): threads per incident, parent updated on recovery (secret)"
+    )
+    channel: str = Field("", description="Default channel for the bot token, e.g. #deploys")
+    webhook_urls: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='More webhooks by route channel (JSON object: {"#deploys-prod": "https://..."})',
+    )
+    routes: list[SlackRoute] = Field(
+        default_factory=list,
+        description='First match wins (JSON list: [{"apps": "*-prod", "channel": "#deploys-prod"}])',
+    )
+    min_severity: Literal["info", "warning", "critical"] = Field(
+        "info", description="Drop notices below this severity unless a route says otherwise"
+    )
+    api_url: str = Field("https://slack.com/api/", description="Slack Web API base (bot token transport)")
+    argocd_ui_url: str = Field("", description="Argo CD UI base for links (default: WATCHER_ARGOCD__URL)")
+    queue_size: int = Field(1000, ge=1, description="Notices waiting for delivery; more are dropped and counted")
+    timeout_seconds: int = Field(10, ge=1, description="Timeout of one call to Slack")
+    retries: int = Field(4, ge=0, description="Retries of a failed delivery (429 waits for Retry-After)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.webhook_url is not None or self.bot_token is not None
+
+
 class StoreSettings(BaseModel):
     url: str = Field("sqlite:////var/lib/sync-watcher/state.db", description="SQLAlchemy URL (sqlite or postgresql)")
     timeline_retention_days: int = Field(14, ge=1, description="Observed timeline rows older than this are pruned")
@@ -133,6 +174,7 @@ class Settings(BaseSettings):
     detection: DetectionSettings = Field(default_factory=DetectionSettings)  # type: ignore[arg-type]
     revert: RevertSettings = Field(default_factory=RevertSettings)  # type: ignore[arg-type]
     forge: ForgeSettings = Field(default_factory=ForgeSettings)  # type: ignore[arg-type]
+    slack: SlackSettings = Field(default_factory=SlackSettings)  # type: ignore[arg-type]
     store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
     http: HTTPSettings = Field(default_factory=HTTPSettings)  # type: ignore[arg-type]
     log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
@@ -152,6 +194,20 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _slack_routes_deliverable(self) -> Settings:
+        slack = self.slack
+        if slack.bot_token is not None and not slack.channel:
+            raise ValueError("WATCHER_SLACK__CHANNEL: the bot token needs a default channel, e.g. #deploys")
+        if slack.bot_token is None:
+            for r in slack.routes:
+                if r.channel and r.channel not in slack.webhook_urls:
+                    raise ValueError(
+                        f"WATCHER_SLACK__ROUTES: channel {r.channel!r} has no webhook; add it to "
+                        "WATCHER_SLACK__WEBHOOK_URLS or set WATCHER_SLACK__BOT_TOKEN"
+                    )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -166,6 +222,7 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every configured secret, so the log redactor can scrub them wherever they appear."""
         found = [self.argocd.token, self.argocd.password, self.git.token, self.forge.token, self.http.admin_token]
+        found += [self.slack.webhook_url, self.slack.bot_token, *self.slack.webhook_urls.values()]
         return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
 
 
@@ -175,7 +232,11 @@ SECRET_FIELDS = {
     ("git", "token"),
     ("forge", "token"),
     ("http", "admin_token"),
+    ("slack", "webhook_url"),
+    ("slack", "bot_token"),
+    ("slack", "webhook_urls"),
 }
+JSON_SECRET_FIELDS = {("slack", "webhook_urls")}
 
 
 class SecretFileSource(PydanticBaseSettingsSource):
@@ -195,6 +256,13 @@ class SecretFileSource(PydanticBaseSettingsSource):
                 value = Path(path).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise SettingsError(f"{var}: cannot read {path} ({exc.strerror}); mount the secret there") from exc
+            if (section, name) in JSON_SECRET_FIELDS:
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    raise SettingsError(
+                        f'{var}: {path} is not a JSON object; write {{"#channel": "https://..."}}'
+                    ) from None
             found.setdefault(section, {})[name] = value
         return found
 
@@ -248,7 +316,7 @@ def settings_table() -> list[tuple[str, str, str]]:
         model = info.annotation
         for name, field in model.model_fields.items():  # type: ignore[union-attr]
             default = field.get_default(call_default_factory=True)
-            shown = "" if default in (None, "", []) else str(default)
+            shown = "" if default in (None, "", [], {}) else str(default)
             meaning = field.description or ""
             if (section, name) in SECRET_FIELDS:
                 meaning += f"; or a file: {env_name((section, name))}_FILE"

@@ -138,6 +138,28 @@ controls = sa.Table(
     sa.Column("value", sa.JSON, nullable=False),
     sa.Column("updated_at", TZ, nullable=False),
 )
+# -- Slack (schema version 3) ------------------------------------------------------------------------------
+notifications = sa.Table(  # delivered notices, so a restart never posts the same (app, revision, kind) twice
+    "notifications",
+    meta,
+    sa.Column("dedup_key", sa.String(400), primary_key=True),
+    sa.Column("channel", sa.String(200), nullable=False),
+    sa.Column("ts", sa.String(32)),
+    sa.Column("sent_at", TZ, nullable=False),
+)
+slack_threads = sa.Table(  # an incident's thread: its parent message and what to redraw it from when resolved
+    "slack_threads",
+    meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("app", sa.String(253), nullable=False, index=True),
+    sa.Column("revision", sa.String(64)),
+    sa.Column("incident_id", sa.Integer, index=True),
+    sa.Column("channel", sa.String(200), nullable=False),
+    sa.Column("ts", sa.String(32), nullable=False),
+    sa.Column("parent", sa.JSON, nullable=False),
+    sa.Column("started_at", TZ, nullable=False),
+    sa.Column("resolved_at", TZ),
+)
 # Revert states whose commit is (or may be) in git: the commit counts as reverted, never again.
 REVERTED_STATES = ("started", "pushed", "pull_request_opened")
 ACTIVE_REVERT_STATES = ("pushed", "pull_request_opened")
@@ -158,6 +180,7 @@ Migration = Callable[[Connection], None]
 MIGRATIONS: list[Migration] = [
     lambda conn: meta.create_all(conn, tables=[trackers, timeline, events, deployments, incidents]),
     lambda conn: meta.create_all(conn, tables=[decisions, reverts, suspensions, controls]),
+    lambda conn: meta.create_all(conn, tables=[notifications, slack_threads]),
 ]
 
 
@@ -397,6 +420,65 @@ class Store:
             conn.execute(controls.delete().where(controls.c.key == key))
             if value is not None:
                 conn.execute(controls.insert(), {"key": key, "value": value, "updated_at": at})
+
+    # -- Slack ----------------------------------------------------------------------------------------------
+    def notification_sent(self, key: str) -> bool:
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(sa.select(notifications.c.dedup_key).where(notifications.c.dedup_key == key)).first()
+                is not None
+            )
+
+    def record_notification(self, key: str, channel: str, ts: str | None, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(notifications.delete().where(notifications.c.dedup_key == key))
+            conn.execute(notifications.insert(), {"dedup_key": key, "channel": channel, "ts": ts, "sent_at": at})
+
+    def slack_thread(self, app: str, incident_id: int | None, revision: str | None) -> dict[str, Any] | None:
+        """The open thread of this incident, else one opened for the same app and revision (a failing sync)."""
+        base = sa.select(slack_threads).where(slack_threads.c.app == app, slack_threads.c.resolved_at.is_(None))
+        queries = []
+        if incident_id is not None:
+            queries.append(base.where(slack_threads.c.incident_id == incident_id))
+        if revision is not None:
+            queries.append(base.where(slack_threads.c.revision == revision))
+        with self.engine.connect() as conn:
+            for q in queries:
+                row = conn.execute(q.order_by(slack_threads.c.id.desc()).limit(1)).first()
+                if row is not None:
+                    return _row(row)
+        return None
+
+    def save_slack_thread(
+        self,
+        channel: str,
+        ts: str,
+        app: str,
+        revision: str | None,
+        incident_id: int | None,
+        parent: dict[str, Any],
+        at: datetime,
+    ) -> None:
+        row = {"channel": channel, "ts": ts, "app": app, "revision": revision, "incident_id": incident_id}
+        with self.engine.begin() as conn:
+            conn.execute(slack_threads.insert(), row | {"parent": parent, "started_at": at})
+
+    def attach_slack_thread(self, thread_id: int, incident_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                slack_threads.update()
+                .where(slack_threads.c.id == thread_id, slack_threads.c.incident_id.is_(None))
+                .values(incident_id=incident_id)
+            )
+
+    def open_slack_threads(self, app: str) -> list[dict[str, Any]]:
+        q = sa.select(slack_threads).where(slack_threads.c.app == app, slack_threads.c.resolved_at.is_(None))
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(q.order_by(slack_threads.c.id))]
+
+    def resolve_slack_thread(self, thread_id: int, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(slack_threads.update().where(slack_threads.c.id == thread_id).values(resolved_at=at))
 
     # -- queries ----------------------------------------------------------------------------------------
     def incidents(self, open_only: bool = False, app: str | None = None, limit: int = 200) -> list[Incident]:

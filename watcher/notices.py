@@ -1,0 +1,284 @@
+"""What people are told (pure): detector events and revert actions become notices with a severity and a route."""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from watcher.domain import Event, EventKind
+
+
+class Severity(enum.IntEnum):
+    INFO = 1
+    WARNING = 2
+    CRITICAL = 3
+
+
+class NoticeKind(enum.StrEnum):
+    SYNC_FAILING = "sync_failing"
+    SYNC_FAILED = "sync_failed"
+    MANIFEST_ERROR = "manifest_error"
+    DEGRADED = "degraded"
+    STUCK_PROGRESSING = "stuck_progressing"
+    DEGRADED_UNATTRIBUTED = "degraded_unattributed"
+    RECOVERED = "recovered"
+    REVERT_PUSHED = "revert_pushed"
+    REVERT_PROPOSED = "revert_proposed"
+    REVERT_DRY_RUN = "revert_dry_run"
+    REVERT_FAILED = "revert_failed"
+    NOT_REVERTED = "not_reverted"
+    SUSPENDED = "suspended"
+    CIRCUIT_OPEN = "circuit_open"
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRef:
+    sha: str
+    author: str = ""
+    subject: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One message's content. `headline` and `detail` are ours; `argocd_message` and commit text are not."""
+
+    kind: NoticeKind
+    app: str
+    severity: Severity
+    headline: str
+    detail: str
+    revision: str | None = None
+    incident_id: int | None = None
+    argocd_message: str = ""
+    revision_commit: CommitRef | None = None  # the revision Argo CD tried (the head of a push, maybe innocent)
+    culprits: tuple[CommitRef, ...] = ()  # the commits blame found: these are the ones to look at
+    revert_sha: str | None = None
+    url: str | None = None  # pull or merge request
+    rule: str = ""
+    resolves: bool = False  # the app is healthy again: close the incident's thread
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.app}|{self.revision or '-'}|{self.kind.value}"
+
+
+# (severity, headline) per detector event that people hear about; deploys are not news.
+EVENT_NOTICES: dict[EventKind, tuple[NoticeKind, Severity, str]] = {
+    EventKind.SYNC_FAILING: (NoticeKind.SYNC_FAILING, Severity.WARNING, "Sync failing"),
+    EventKind.SYNC_FAILED: (NoticeKind.SYNC_FAILED, Severity.CRITICAL, "Sync failed"),
+    EventKind.MANIFEST_ERROR: (NoticeKind.MANIFEST_ERROR, Severity.CRITICAL, "Manifests cannot be generated"),
+    EventKind.DEGRADED: (NoticeKind.DEGRADED, Severity.CRITICAL, "Degraded after deploy"),
+    EventKind.STUCK_PROGRESSING: (NoticeKind.STUCK_PROGRESSING, Severity.WARNING, "Stuck progressing"),
+    EventKind.DEGRADED_UNATTRIBUTED: (
+        NoticeKind.DEGRADED_UNATTRIBUTED,
+        Severity.WARNING,
+        "Degraded, not caused by a commit",
+    ),
+    EventKind.RECOVERED: (NoticeKind.RECOVERED, Severity.INFO, "Recovered"),
+}
+# Rules under which not reverting is the expected, configured outcome rather than a call for a human.
+QUIET_RULES = frozenset({"mode_off", "not_allowed", "denied", "opted_out", "no_longer_failing"})
+
+
+def from_event(e: Event) -> Notice | None:
+    spec = EVENT_NOTICES.get(e.kind)
+    if spec is None:
+        return None
+    kind, severity, headline = spec
+    ev = e.evidence
+    detail = e.reason
+    if kind is NoticeKind.RECOVERED:
+        onset = ev.get("incident_onset")
+        took = (e.at - datetime.fromisoformat(onset)).total_seconds() if isinstance(onset, str) else None
+        detail = "Synced and Healthy again" + (f" after {human_duration(took)}" if took is not None else "")
+    return Notice(
+        kind=kind,
+        app=e.app,
+        severity=severity,
+        headline=headline,
+        detail=detail,
+        revision=e.revision,
+        argocd_message=_argocd_message(e.kind, ev),
+        revision_commit=_commit_ref(ev.get("commit")),
+        resolves=kind is NoticeKind.RECOVERED,
+    )
+
+
+ActionText = Callable[[Mapping[str, Any], str], str]  # (details, "`sha1`, `sha2`") -> our words
+# What the reverter reports (`Reverter.listeners`) -> (kind, severity, headline, detail). Its own "recovered"
+# is absent on purpose: the detector's recovery event tells it, once, with the time to recover.
+ACTION_NOTICES: dict[str, tuple[NoticeKind, Severity, ActionText, ActionText]] = {
+    "revert_pushed": (
+        NoticeKind.REVERT_PUSHED,
+        Severity.WARNING,
+        lambda d, names: "Reverted",
+        lambda d, names: f"Pushed a revert of {names}; Argo CD deploys it now.",
+    ),
+    "revert_proposed": (
+        NoticeKind.REVERT_PROPOSED,
+        Severity.WARNING,
+        lambda d, names: "Revert proposed",
+        lambda d, names: f"Opened a pull request that reverts {names}; merge it to deploy the revert.",
+    ),
+    "revert_dry_run": (
+        NoticeKind.REVERT_DRY_RUN,
+        Severity.INFO,
+        lambda d, names: "Would revert (dry run)",
+        lambda d, names: f"Dry-run mode: a revert of {names} applies cleanly; nothing was pushed.",
+    ),
+    "revert_failed": (
+        NoticeKind.REVERT_FAILED,
+        Severity.CRITICAL,
+        lambda d, names: f"Revert failed ({str(d.get('outcome', 'failed')).replace('_', ' ')})",
+        lambda d, names: "Nothing was pushed to the branch; a human must fix or revert it.",
+    ),
+    "alert_only": (
+        NoticeKind.NOT_REVERTED,
+        Severity.WARNING,
+        lambda d, names: "Not reverted",
+        lambda d, names: str(d.get("reason", "")),
+    ),
+    "suspended": (
+        NoticeKind.SUSPENDED,
+        Severity.CRITICAL,
+        lambda d, names: "Auto-revert suspended",
+        lambda d, names: f"{d.get('reason', '')}. Run `sync-watcher resume {d.get('app', '')}` once it is fixed.",
+    ),
+    "circuit_open": (
+        NoticeKind.CIRCUIT_OPEN,
+        Severity.CRITICAL,
+        lambda d, names: "Auto-revert stopped (circuit open)",
+        lambda d, names: f"{d.get('decision', '')}. No app is reverted until `sync-watcher resume --circuit`.",
+    ),
+}
+
+
+def from_action(what: str, d: Mapping[str, Any]) -> Notice | None:
+    """A revert step the reverter reported as a notice; None for steps not worth one."""
+    spec = ACTION_NOTICES.get(what)
+    if spec is None:
+        return None
+    kind, severity, headline, detail = spec
+    culprits = tuple(c for c in (_commit_ref(x) for x in d.get("culprits") or ()) if c is not None)
+    names = ", ".join(f"`{c.sha[:10]}`" for c in culprits) or "the culprit"
+    rule = str(d.get("rule", ""))
+    if rule in QUIET_RULES:
+        severity = Severity.INFO
+    return Notice(
+        kind,
+        app=str(d.get("app", "")),
+        severity=severity,
+        headline=headline(d, names),
+        detail=detail(d, names),
+        revision=d.get("revision"),
+        incident_id=d.get("incident"),
+        argocd_message=str(d.get("error", "")),
+        culprits=culprits,
+        revert_sha=d.get("revert"),
+        url=d.get("url"),
+        rule=rule,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    apps: str
+    channel: str
+    min_severity: Severity | None  # None: muted
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    routes: tuple[Route, ...]
+    default_channel: str
+    min_severity: Severity
+
+
+def route(notice: Notice, routing: Routing) -> str | None:
+    """The channel a notice goes to (the first route matching its app), or None when it is below the bar."""
+    for r in routing.routes:
+        if fnmatch.fnmatchcase(notice.app, r.apps):
+            if r.min_severity is None or notice.severity < r.min_severity:
+                return None
+            return r.channel or routing.default_channel
+    return routing.default_channel if notice.severity >= routing.min_severity else None
+
+
+def routing_from(routes: Sequence[Mapping[str, str]], default_channel: str, min_severity: str) -> Routing:
+    def level(name: str) -> Severity | None:
+        return None if name == "off" else Severity[name.upper()]
+
+    return Routing(
+        tuple(Route(r.get("apps", "*"), r.get("channel", ""), level(r.get("min_severity", "info"))) for r in routes),
+        default_channel,
+        Severity[min_severity.upper()],
+    )
+
+
+def human_duration(seconds: float) -> str:
+    s = int(round(max(seconds, 0)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def _argocd_message(kind: EventKind, ev: Mapping[str, Any]) -> str:
+    if kind is EventKind.MANIFEST_ERROR:
+        return "\n".join(str(c.get("message", "")) for c in ev.get("conditions") or () if isinstance(c, dict))
+    if kind in (EventKind.DEGRADED, EventKind.DEGRADED_UNATTRIBUTED, EventKind.STUCK_PROGRESSING):
+        return str(ev.get("health_message") or "")
+    if kind is EventKind.RECOVERED:
+        return ""
+    return str(ev.get("message") or "")
+
+
+def _commit_ref(c: object) -> CommitRef | None:
+    if not isinstance(c, Mapping) or not c.get("sha"):
+        return None
+    return CommitRef(str(c["sha"]), str(c.get("author", "")), str(c.get("subject", "")))
+
+
+def notice_to_json(n: Notice) -> dict[str, Any]:
+    return {
+        "kind": n.kind.value,
+        "app": n.app,
+        "severity": n.severity.name.lower(),
+        "headline": n.headline,
+        "detail": n.detail,
+        "revision": n.revision,
+        "incident_id": n.incident_id,
+        "argocd_message": n.argocd_message,
+        "revision_commit": _commit_json(n.revision_commit) if n.revision_commit else None,
+        "culprits": [_commit_json(c) for c in n.culprits],
+        "revert_sha": n.revert_sha,
+        "url": n.url,
+        "rule": n.rule,
+    }
+
+
+def notice_from_json(d: Mapping[str, Any]) -> Notice:
+    return Notice(
+        kind=NoticeKind(d["kind"]),
+        app=str(d["app"]),
+        severity=Severity[str(d["severity"]).upper()],
+        headline=str(d["headline"]),
+        detail=str(d["detail"]),
+        revision=d.get("revision"),
+        incident_id=d.get("incident_id"),
+        argocd_message=str(d.get("argocd_message") or ""),
+        revision_commit=_commit_ref(d.get("revision_commit")),
+        culprits=tuple(c for c in (_commit_ref(x) for x in d.get("culprits") or ()) if c is not None),
+        revert_sha=d.get("revert_sha"),
+        url=d.get("url"),
+        rule=str(d.get("rule") or ""),
+    )
+
+
+def _commit_json(c: CommitRef) -> dict[str, str]:
+    return {"sha": c.sha, "author": c.author, "subject": c.subject}
