@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from tests.fake_slack import TOKEN, FakeSlack, block_kit_problems, fake_slack
 from watcher.domain import Event, EventKind
@@ -220,10 +221,8 @@ def test_webhook_honours_429_retry_after_and_retries_server_errors(tmp_path: Pat
     assert count(n, "sent") == 1 and count(n, "failed") == 0
 
 
-def test_undeliverable_notice_is_counted_and_logged_and_the_next_one_still_goes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with fake_slack() as slack:
+def test_undeliverable_notice_is_counted_and_logged_and_the_next_one_still_goes(tmp_path: Path) -> None:
+    with fake_slack() as slack, capture_logs() as logs:
         n = notifier(tmp_path, slack, bot=False, retries=1)
         slack.script = [(404, {}, "no_service")]  # a 404 is final: not retried
         n.on_event(failed_event())
@@ -234,9 +233,9 @@ def test_undeliverable_notice_is_counted_and_logged_and_the_next_one_still_goes(
     assert [m.all_text.count("plate-web-prod") > 0 for m in slack.messages] == [True]
     assert count(n, "failed") == 1 and count(n, "sent") == 1
     assert [p for p, _ in slack.requests].count(slack.requests[0][0]) == 2  # one try each
-    err = capsys.readouterr()
-    assert "slack_delivery_failed" in err.out + err.err
-    assert "/services/T000" not in err.out + err.err  # the webhook URL is a secret
+    failed = [e for e in logs if e["event"] == "slack_delivery_failed"]
+    assert len(failed) == 1 and failed[0]["app"] == "plate-api-prod" and "404" in failed[0]["error"]
+    assert "/services/T000" not in str(logs)  # the webhook URL is a secret
 
 
 def test_a_full_queue_drops_and_counts_instead_of_blocking_the_watcher(tmp_path: Path) -> None:

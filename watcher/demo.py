@@ -13,7 +13,9 @@ from typing import Any
 
 from watcher.daemon import Daemon
 from watcher.domain import Event, EventKind
+from watcher.notices import Notice, from_action, from_event
 from watcher.sim.world import SimWorld
+from watcher.slack_message import header_text
 
 BAD_APP = "plate-api-stg"
 
@@ -69,17 +71,41 @@ class Timeline:
                 self.changed.wait(left)
 
 
-def run_demo(workdir: Path | None = None) -> dict[str, Any]:
+DASHBOARD = "config/grafana/sync-watcher.json"
+ALERT_RULES = "config/prometheus/sync-watcher-rules.yaml"
+
+
+def repo_file(relative: str) -> str:
+    """The file's full path in this checkout, or its path in the repository when installed from a wheel."""
+    path = Path(__file__).resolve().parents[1] / relative
+    return str(path) if path.exists() else f"{relative} (in the sync-watcher repository)"
+
+
+def run_demo(
+    workdir: Path | None = None,
+    *,
+    http_port: int = 0,
+    before_stop: Callable[[Daemon], None] | None = None,
+) -> dict[str, Any]:
+    """The whole loop once. A test can fix the metrics port and look at the running watcher before it stops."""
     root = Path(workdir or tempfile.mkdtemp(prefix="sync-watcher-demo-"))
     timeline = Timeline()
+    slack = SlackPreview()
     world = SimWorld.start(root)
     daemon: Daemon | None = None
     try:
         settings = world.watcher_settings(root)
-        settings = settings.model_copy(update={"revert": settings.revert.model_copy(update={"mode": "push"})})
+        settings = settings.model_copy(
+            update={
+                "revert": settings.revert.model_copy(update={"mode": "push"}),
+                "http": settings.http.model_copy(update={"port": http_port}),
+            }
+        )
         daemon = Daemon(settings, argocd_retry_max_wait=0.5)
         daemon.watcher.listeners.append(timeline.on_event)
         daemon.reverter.listeners.append(timeline.on_action)
+        daemon.watcher.listeners.append(slack.on_event)
+        daemon.reverter.listeners.append(slack.on_action)
         initial = world.work.git("rev-parse", "HEAD")
         timeline.add("commit", sha=initial[:10], author="Platform Team", subject="Initial GitOps layout")
         daemon.start()
@@ -125,6 +151,8 @@ def run_demo(workdir: Path | None = None) -> dict[str, Any]:
         timeline.add("recovered", app=BAD_APP, revision=revert_sha[:10])
         remote = daemon.repo.commits_touching([], revert_sha, limit=5)
         revert_commit = daemon.repo.commit(revert_sha)
+        if before_stop is not None:
+            before_stop(daemon)
         return {
             "repo": world.repo_url,
             "argocd": world.argocd_url,
@@ -150,6 +178,8 @@ def run_demo(workdir: Path | None = None) -> dict[str, Any]:
                 {"id": i.id, "app": i.app, "kind": i.kind.value} for i in daemon.store.incidents(open_only=True)
             ],
             "total_seconds": round(time.monotonic() - timeline.started, 2),
+            "slack": slack.lines,
+            "metrics_url": f"http://127.0.0.1:{daemon.http.port}/metrics",
         }
     finally:
         if daemon is not None:
@@ -207,5 +237,36 @@ def render_text(result: dict[str, Any]) -> str:
         "branch now:",
         *[f"  {line}" for line in result["branch_now"]],
         f"open incidents: {len(result['open_incidents'])}; demo took {result['total_seconds']}s; nothing left running",
+        "",
+        "Slack would have posted (set WATCHER_SLACK__WEBHOOK_URL, or a bot token for one thread per incident):",
+        *[f"  {line}" for line in result["slack"]],
+        "",
+        f"Grafana dashboard: {repo_file(DASHBOARD)}",
+        "  import it: Grafana > Dashboards > New > Import > upload the file, pick your Prometheus data source;",
+        "  the Helm chart ships it as a ConfigMap for Grafana's dashboard sidecar.",
+        f"Prometheus alert rules: {repo_file(ALERT_RULES)} (promtool tests beside it)",
+        f"Metrics were served at {result['metrics_url']} while the demo ran (`sync-watcher run` serves them too).",
     ]
     return "\n".join(lines)
+
+
+class SlackPreview:
+    """What the Slack notifier would post, as one line per notice, without a workspace."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+
+    def on_event(self, e: Event) -> None:
+        self._add(from_event(e))
+
+    def on_action(self, what: str, details: dict[str, Any]) -> None:
+        self._add(from_action(what, details))
+
+    def _add(self, notice: Notice | None) -> None:
+        if notice is None:
+            return
+        culprits = ", ".join(f"{c.sha[:10]} by {c.author}" for c in notice.culprits)
+        line = f"[{notice.severity.name.lower():<8}] {header_text(notice)}: {notice.detail}"
+        with self._lock:
+            self.lines.append(line + (f" (culprit: {culprits})" if culprits else ""))

@@ -150,7 +150,15 @@ class Metrics:
         self.circuit_open = Gauge(
             "sync_watcher_revert_circuit_open", "1 while the revert rate limit has stopped auto-revert.", registry=r
         )
-        for outcome in ("pushed", "dry_run", "pull_request_opened", "conflict", "push_failed"):
+        for outcome in (
+            "pushed",
+            "dry_run",
+            "pull_request_opened",
+            "conflict",
+            "push_failed",
+            "already_undone",
+            "failed",
+        ):
             self.reverts.labels(outcome)
         # Slack delivery
         self.slack_notices = Counter(
@@ -185,9 +193,20 @@ class Metrics:
             dora,
             registry=r,
         )
+        for result in ("healed", "not_healed"):
+            self.verifications.labels(result)
         self.build = Info("sync_watcher_build", "Version of the running watcher.", registry=r)
         self.build.info({"version": __version__, "python": platform.python_version()})
         for source in ("argocd", "git"):
             self.poll_duration.labels(source)
         if view is not None:
             r.register(StateCollector(view))
+
+
+def start_app_series(m: Metrics, app: str, environment: str) -> None:
+    """Create an app's DORA series at 0 when it is first seen, so increase() counts its first deploy or failure."""
+    m.deployments.labels(app, environment)
+    m.lead_time.labels(app, environment)
+    m.time_to_restore.labels(app, environment)
+    for stage in ("sync", "runtime"):
+        m.change_failures.labels(app, environment, stage)

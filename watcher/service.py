@@ -20,7 +20,7 @@ from watcher.detect import AppTracker, DetectionRules, observe
 from watcher.domain import INCIDENT_KINDS, AppSnapshot, Commit, Event, EventKind, app_key
 from watcher.dora import CHANGE_FAILURE_STAGE, environment_of
 from watcher.logs import get_logger
-from watcher.metrics import Metrics, StateView
+from watcher.metrics import Metrics, StateView, start_app_series
 from watcher.settings import DetectionSettings, Settings
 from watcher.store import Observation, Store
 
@@ -141,6 +141,8 @@ class Watcher:
         self.metrics = Metrics(
             StateView(self.snapshots, lambda: dict(self._open), self.environment, self._last_deploys)
         )
+        for key in self.trackers:
+            start_app_series(self.metrics, key, self.environment(key))
         self._commit = lru_cache(maxsize=4096)(self._lookup_commit)
         self.listeners: list[Callable[[Event], None]] = []
 
@@ -238,6 +240,8 @@ class Watcher:
         """Detect on each (app, snapshot), record everything in one transaction, then publish."""
         batch: list[Observation] = []
         for key, snap in seen:
+            if key not in self.trackers and snap is not None:
+                start_app_series(self.metrics, key, self.environment(key))
             before = self.trackers.get(key, AppTracker())
             after, events = observe(before, snap, now, self.rules, app=key)
             if after == before and not events:
