@@ -146,6 +146,8 @@ def scraped_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
             20,
             "the recovery in Prometheus",
         )
+        seen = time.time()  # and two more scrapes, so every counter born late has two samples
+        wait_for(lambda: float(prom.api("query", query="timestamp(up)")["result"][0]["value"][1]) > seen + 2, 10)
         wait_for(lambda: prom.api("rules")["groups"][0]["rules"][0].get("lastEvaluation", "").startswith("2"), 10)
         box["scrape"] = httpx.get(f"http://127.0.0.1:{daemon.http.port}/metrics").text
         box["rules"] = prom.api("rules")
@@ -204,6 +206,27 @@ def test_the_failure_the_revert_and_dora_show_up_as_numbers(scraped_demo: dict[s
     assert last('sync_watcher_time_to_restore_seconds_count{name="plate-api-stg", environment="stg"}') == 1
     assert last('sync_watcher_deployments_total{name="plate-web-stg"}') >= 2  # the first sync and the bump
     assert 0 < last('sync_watcher_time_to_restore_seconds_sum{name="plate-api-stg"}') < 60
+    # The panels show the failure and the revert as numbers, not as zeros or NaN.
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = GRAFANA_VARIABLES | {"$namespace": ".*", "$project": ".*", "$app": ".*"}
+    panels = {p["title"]: p for p in dashboard["panels"]}
+
+    def peak(title: str, ref: str = "A") -> float:
+        target = next(t for t in panels[title]["targets"] if t["refId"] == ref)
+        values = [
+            float(v)
+            for s in prom.series_with_samples(substitute(target["expr"], variables), prom.started, end)
+            for _, v in s["values"]
+        ]
+        finite = [v for v in values if v == v]  # NaN != NaN
+        assert finite, f"{title} {ref}: only NaN"
+        return max(finite)
+
+    assert peak("Failures by kind") >= 1
+    assert peak("Reverts by outcome") > 0
+    assert 0 < peak("Time to detect, revert, recover (p90)", "A") <= 60
+    assert 0 < peak("Time to detect, revert, recover (p90)", "B") <= 60
+    assert peak("Change failure rate") > 0
     annotation = prom.series_with_samples(
         'sum(increase(sync_watcher_reverts_total{outcome=~"pushed|pull_request_opened"}[1m])) > 0',
         prom.started,

@@ -11,7 +11,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from watcher import __version__
-from watcher.domain import AppSnapshot
+from watcher.domain import INCIDENT_KINDS, AppSnapshot
 
 LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 POLL_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -193,6 +193,8 @@ class Metrics:
             dora,
             registry=r,
         )
+        for kind in sorted(k.value for k in INCIDENT_KINDS):
+            self.time_to_detect.labels(kind)
         for result in ("healed", "not_healed"):
             self.verifications.labels(result)
         self.build = Info("sync_watcher_build", "Version of the running watcher.", registry=r)

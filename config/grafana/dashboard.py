@@ -65,6 +65,12 @@ def zero_if_none(expr: str, by: str, like: str) -> str:
     return f"({expr}) or (sum by ({by}) ({like}) * 0)"
 
 
+def new_or_increased(series: str, by: str) -> str:
+    """increase() misses a counter's first increment when the series is born at 1 (an app's first failure
+    of a kind): a series that did not exist one window ago counts with its whole value."""
+    return f"sum by ({by}) (increase({series}[{RATE}]) or ({series} unless {series} offset {RATE}))"
+
+
 def quantile(metric: str, by: str = "", selector: str = W) -> str:
     group = f"le, {by}" if by else "le"
     return f"histogram_quantile(0.9, sum by ({group}) (rate({metric}_bucket{{{selector}}}[{RATE}])))"
@@ -186,7 +192,7 @@ def build() -> Dashboard:
             series(
                 "Failures by kind",
                 "none",
-                q(f"sum by (kind) (increase(sync_watcher_failures_total{{{BY_APP}}}[{RATE}]))", "{{kind}}"),
+                q(new_or_increased(f"sync_watcher_failures_total{{{BY_APP}}}", "kind"), "{{kind}}"),
             )
         )
         .with_panel(
@@ -210,7 +216,7 @@ def build() -> Dashboard:
                 "Policy decisions",
                 "none",
                 q(
-                    f"sum by (action, rule) (increase(sync_watcher_revert_decisions_total{{{W}}}[{RATE}]))",
+                    new_or_increased(f"sync_watcher_revert_decisions_total{{{W}}}", "action, rule"),
                     "{{action}}: {{rule}}",
                 ),
             )
