@@ -232,6 +232,10 @@ def test_environment_values_follow_the_seeds_conventions() -> None:
         ({"persistence": {"type": "hostPath"}}, "at '/persistence/type': value must be one of 'pvc', 'emptyDir'"),
         ({"settings": {"git": {"poll_interval_seconds": 0}}}, "at '/settings/git/poll_interval_seconds'"),
         ({"image": {"digest": "latest"}}, "at '/image/digest'"),
+        (
+            {"settings": {"slack": {"routes": [{"apps": "*-prod", "severity": "critical"}]}}},
+            "at '/settings/slack/routes/0'",
+        ),
         ({"securityContext": {"readOnlyRootFilesystem": False}}, "at '/securityContext/readOnlyRootFilesystem'"),
     ],
 )

@@ -155,6 +155,7 @@ def test_commit_links_only_for_hosts_whose_web_ui_is_known() -> None:
 def test_routing_by_app_and_severity() -> None:
     routing = routing_from(
         [
+            {"apps": "*-prod", "channel": "#oncall", "min_severity": "critical"},
             {"apps": "*-prod", "channel": "#deploys-prod", "min_severity": "info"},
             {"apps": "*-stg", "channel": "#deploys-stg", "min_severity": "warning"},
             {"apps": "sandbox-*", "channel": "", "min_severity": "off"},
@@ -166,12 +167,14 @@ def test_routing_by_app_and_severity() -> None:
     def n(app: str, severity: Severity) -> Notice:
         return Notice(NoticeKind.SYNC_FAILED, app, severity, "h", "d")
 
+    assert route(n("plate-api-prod", Severity.CRITICAL), routing) == "#oncall"
     assert route(n("plate-api-prod", Severity.INFO), routing) == "#deploys-prod"
-    assert route(n("plate-api-stg", Severity.INFO), routing) is None
     assert route(n("plate-api-stg", Severity.WARNING), routing) == "#deploys-stg"
-    assert route(n("sandbox-x", Severity.CRITICAL), routing) is None
+    assert route(n("plate-api-stg", Severity.INFO), routing) is None  # below every bar that matches it
+    assert route(n("sandbox-x", Severity.CRITICAL), routing) is None  # muted
     assert route(n("other", Severity.WARNING), routing) is None  # below the default bar
     assert route(n("other", Severity.CRITICAL), routing) == "#deploys"
+    assert route(n("plate-api-stg", Severity.CRITICAL), routing) == "#deploys-stg"
 
 
 def test_bad_slack_settings_fail_with_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -199,11 +199,14 @@ class Routing:
 
 
 def route(notice: Notice, routing: Routing) -> str | None:
-    """The channel a notice goes to (the first route matching its app), or None when it is below the bar."""
+    """The channel of the first route whose apps match and whose bar the notice reaches (a route with
+    min_severity "off" mutes its apps); else the default channel if the notice reaches the global bar."""
     for r in routing.routes:
-        if fnmatch.fnmatchcase(notice.app, r.apps):
-            if r.min_severity is None or notice.severity < r.min_severity:
-                return None
+        if not fnmatch.fnmatchcase(notice.app, r.apps):
+            continue
+        if r.min_severity is None:
+            return None
+        if notice.severity >= r.min_severity:
             return r.channel or routing.default_channel
     return routing.default_channel if notice.severity >= routing.min_severity else None
 

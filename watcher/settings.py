@@ -122,7 +122,7 @@ class SlackSettings(BaseModel):
     )
     routes: list[SlackRoute] = Field(
         default_factory=list,
-        description='First match wins (JSON list: [{"apps": "*-prod", "channel": "#deploys-prod"}])',
+        description='First route matching app and severity wins (JSON list: [{"apps": "*-prod", "channel": "#p"}])',
     )
     min_severity: Literal["info", "warning", "critical"] = Field(
         "info", description="Drop notices below this severity unless a route says otherwise"
