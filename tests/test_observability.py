@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,9 @@ def scraped_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         wait_for(lambda: float(prom.api("query", query="timestamp(up)")["result"][0]["value"][1]) > seen + 2, 10)
         wait_for(lambda: prom.api("rules")["groups"][0]["rules"][0].get("lastEvaluation", "").startswith("2"), 10)
         box["scrape"] = httpx.get(f"http://127.0.0.1:{daemon.http.port}/metrics").text
+        box["deploys"] = Counter(
+            daemon.watcher.environment(d["app"]) for d in daemon.store.deployments() if d["result"] == "Succeeded"
+        )
         box["rules"] = prom.api("rules")
         box["end"] = time.time()
 
@@ -227,6 +231,11 @@ def test_the_failure_the_revert_and_dora_show_up_as_numbers(scraped_demo: dict[s
     assert 0 < peak("Time to detect, revert, recover (p90)", "A") <= 60
     assert 0 < peak("Time to detect, revert, recover (p90)", "B") <= 60
     assert peak("Change failure rate") > 0
+    # Deployment frequency counts every deploy, each app's first one included (its series is born at 1).
+    deploys = panels["Deployments"]["targets"][0]["expr"]
+    at_end = prom.api("query", query=substitute(deploys, variables), time=end)["result"]
+    counted = {r["metric"].get("environment", ""): round(float(r["value"][1])) for r in at_end}
+    assert scraped_demo["deploys"]["stg"] >= 4 and counted == dict(scraped_demo["deploys"])
     annotation = prom.series_with_samples(
         'sum(increase(sync_watcher_reverts_total{outcome=~"pushed|pull_request_opened"}[1m])) > 0',
         prom.started,

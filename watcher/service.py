@@ -20,7 +20,7 @@ from watcher.detect import AppTracker, DetectionRules, observe
 from watcher.domain import INCIDENT_KINDS, AppSnapshot, Commit, Event, EventKind, app_key
 from watcher.dora import CHANGE_FAILURE_STAGE, environment_of
 from watcher.logs import get_logger
-from watcher.metrics import Metrics, StateView, start_app_series
+from watcher.metrics import Metrics, StateView
 from watcher.settings import DetectionSettings, Settings
 from watcher.store import Observation, Store
 
@@ -141,8 +141,6 @@ class Watcher:
         self.metrics = Metrics(
             StateView(self.snapshots, lambda: dict(self._open), self.environment, self._last_deploys)
         )
-        for key in self.trackers:
-            start_app_series(self.metrics, key, self.environment(key))
         self._commit = lru_cache(maxsize=4096)(self._lookup_commit)
         self.listeners: list[Callable[[Event], None]] = []
 
@@ -240,8 +238,6 @@ class Watcher:
         """Detect on each (app, snapshot), record everything in one transaction, then publish."""
         batch: list[Observation] = []
         for key, snap in seen:
-            if key not in self.trackers and snap is not None:
-                start_app_series(self.metrics, key, self.environment(key))
             before = self.trackers.get(key, AppTracker())
             after, events = observe(before, snap, now, self.rules, app=key)
             if after == before and not events:
@@ -304,17 +300,17 @@ class Watcher:
             since = self._open_since.pop(e.app, None)
             if e.kind is EventKind.RECOVERED and since is not None:
                 restore = max((e.at - since).total_seconds(), 0.0)
-                self.metrics.time_to_restore.labels(e.app, self.environment(e.app)).observe(restore)
+                self.metrics.dora.restored(e.app, self.environment(e.app), restore)
             log.info("app_recovered" if e.kind is EventKind.RECOVERED else "app_removed", reason=e.reason)
         elif e.kind is EventKind.DEPLOYED:
-            env = self.environment(e.app)
-            self.metrics.deployments.labels(e.app, env).inc()
             commit = e.evidence.get("commit")
             finished = e.evidence.get("finished_at")
+            lead_seconds = None
             if isinstance(commit, dict) and isinstance(finished, str):
                 lead = datetime.fromisoformat(finished) - datetime.fromisoformat(str(commit["committed_at"]))
-                self.metrics.commit_to_sync.observe(max(lead.total_seconds(), 0.0))
-                self.metrics.lead_time.labels(e.app, env).observe(max(lead.total_seconds(), 0.0))
+                lead_seconds = max(lead.total_seconds(), 0.0)
+                self.metrics.commit_to_sync.observe(lead_seconds)
+            self.metrics.dora.deployed(e.app, self.environment(e.app), lead_seconds)
             log.info("deploy_finished")
         else:
             log.info(f"{e.kind.value}_seen", reason=e.reason)
@@ -327,7 +323,7 @@ class Watcher:
         if stage is None or not e.revision or self._last_failed_change.get(e.app) == e.revision:
             return
         self._last_failed_change[e.app] = e.revision
-        self.metrics.change_failures.labels(e.app, self.environment(e.app), stage).inc()
+        self.metrics.dora.change_failed(e.app, self.environment(e.app), stage)
 
     # -- git mapping --------------------------------------------------------------------------------------
     def _remember_specs(self, items: Iterable[Mapping[str, Any]]) -> None:

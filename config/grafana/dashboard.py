@@ -65,10 +65,12 @@ def zero_if_none(expr: str, by: str, like: str) -> str:
     return f"({expr}) or (sum by ({by}) ({like}) * 0)"
 
 
-def new_or_increased(series: str, by: str) -> str:
-    """increase() misses a counter's first increment when the series is born at 1 (an app's first failure
-    of a kind): a series that did not exist one window ago counts with its whole value."""
-    return f"sum by ({by}) (increase({series}[{RATE}]) or ({series} unless {series} offset {RATE}))"
+def counted(series: str, by: str, window: str = RATE) -> str:
+    """How much a counter grew in `window`, summed by `by`. Series are born with an app's first failure or
+    deploy, at 1, and increase() cannot see that first step: a series that did not exist one window ago
+    counts with its whole value instead."""
+    born = f"({series} unless {series} offset {window})"
+    return f"sum by ({by}) ((increase({series}[{window}]) unless {born}) or {born})"
 
 
 def quantile(metric: str, by: str = "", selector: str = W) -> str:
@@ -77,19 +79,15 @@ def quantile(metric: str, by: str = "", selector: str = W) -> str:
 
 
 def average(metric: str, by: str = "environment") -> str:
-    return (
-        f"sum by ({by}) (increase({metric}_sum{{{BY_APP}}}[{RANGE}]))"
-        f" / sum by ({by}) (increase({metric}_count{{{BY_APP}}}[{RANGE}]))"
-    )
+    """A summary's mean over the dashboard's range: what it added to _sum over what it added to _count."""
+    return f"{counted(f'{metric}_sum{{{BY_APP}}}', by, RANGE)} / {counted(f'{metric}_count{{{BY_APP}}}', by, RANGE)}"
 
 
 def build() -> Dashboard:
     info = f"sync_watcher_app_info{{{APPS}}}"
-    deploys = f"sum by (environment) (increase(sync_watcher_deployments_total{{{BY_APP}}}[{RANGE}]))"
-    failures = f"sum by (environment) (increase(sync_watcher_change_failures_total{{{BY_APP}}}[{RANGE}]))"
-    never_deployed = (
-        f'sum by (environment) (increase(sync_watcher_change_failures_total{{{BY_APP}, stage="sync"}}[{RANGE}]))'
-    )
+    deploys = counted(f"sync_watcher_deployments_total{{{BY_APP}}}", "environment", RANGE)
+    failures = counted(f"sync_watcher_change_failures_total{{{BY_APP}}}", "environment", RANGE)
+    never_deployed = counted(f'sync_watcher_change_failures_total{{{BY_APP}, stage="sync"}}', "environment", RANGE)
     attempts = f"({deploys} + ({never_deployed} or {deploys} * 0))"
     return (
         Dashboard("sync-watcher")
@@ -192,7 +190,7 @@ def build() -> Dashboard:
             series(
                 "Failures by kind",
                 "none",
-                q(new_or_increased(f"sync_watcher_failures_total{{{BY_APP}}}", "kind"), "{{kind}}"),
+                q(counted(f"sync_watcher_failures_total{{{BY_APP}}}", "kind"), "{{kind}}"),
             )
         )
         .with_panel(
@@ -216,7 +214,7 @@ def build() -> Dashboard:
                 "Policy decisions",
                 "none",
                 q(
-                    new_or_increased(f"sync_watcher_revert_decisions_total{{{W}}}", "action, rule"),
+                    counted(f"sync_watcher_revert_decisions_total{{{W}}}", "action, rule"),
                     "{{action}}: {{rule}}",
                 ),
             )
