@@ -104,8 +104,7 @@ def test_messages_fit_block_kit_limits_whatever_the_input_size() -> None:
 
 
 @pytest.mark.parametrize(
-    "event_kind",
-    [k for k in EventKind if k not in (EventKind.DEPLOY_STARTED, EventKind.DEPLOYED, EventKind.APP_REMOVED)],
+    "event_kind", [k for k in EventKind if k not in (EventKind.DEPLOY_STARTED, EventKind.DEPLOYED)]
 )
 def test_every_detector_notice_names_app_environment_and_links_to_argocd(event_kind: EventKind) -> None:
     e = Event("plate-web-stg", event_kind, HEAD, T0, "reason", {"message": "msg", "health_message": "pods crash"})
@@ -333,3 +332,19 @@ def test_end_to_end_a_bad_commit_becomes_one_thread_naming_the_culprit(scenario:
     assert "Recovered" in thread[-1].all_text and parent.updates and "Resolved" in all_text(parent.updates[-1])
     assert all(not block_kit_problems(m.blocks) for m in messages)
     assert not [m for m in messages if "plate-web-stg" in m.blocks[0]["text"]["text"]]  # healthy apps stay quiet
+
+
+def test_an_app_removed_while_failing_closes_its_thread_and_is_otherwise_not_news(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path}/state.db")
+    with fake_slack() as slack:
+        n = notifier(tmp_path, slack, bot=True, store=store)
+        n.on_event(failed_event())
+        n.on_event(Event("plate-api-prod", EventKind.APP_REMOVED, None, T0, "gone", {}))
+        n.on_event(Event("plate-web-prod", EventKind.APP_REMOVED, None, T0, "gone", {}))  # nothing was open
+        slack.wait(2)
+        assert n.wait_idle(10)
+        n.stop()
+    parent, removed = slack.messages
+    assert removed.thread_ts == parent.ts and "Application removed" in removed.all_text
+    assert parent.updates and "Resolved" in all_text(parent.updates[0])
+    assert store.open_slack_threads("plate-api-prod") == [] and count(n, "filtered") == 1

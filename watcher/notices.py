@@ -26,6 +26,7 @@ class NoticeKind(enum.StrEnum):
     STUCK_PROGRESSING = "stuck_progressing"
     DEGRADED_UNATTRIBUTED = "degraded_unattributed"
     RECOVERED = "recovered"
+    APP_REMOVED = "app_removed"
     REVERT_PUSHED = "revert_pushed"
     REVERT_PROPOSED = "revert_proposed"
     REVERT_DRY_RUN = "revert_dry_run"
@@ -59,7 +60,8 @@ class Notice:
     revert_sha: str | None = None
     url: str | None = None  # pull or merge request
     rule: str = ""
-    resolves: bool = False  # the app is healthy again: close the incident's thread
+    resolves: bool = False  # the app is healthy again (or gone): close the incident's thread
+    only_to_close: bool = False  # news only where an incident is open (an app removed while failing)
 
     @property
     def dedup_key(self) -> str:
@@ -79,6 +81,7 @@ EVENT_NOTICES: dict[EventKind, tuple[NoticeKind, Severity, str]] = {
         "Degraded, not caused by a commit",
     ),
     EventKind.RECOVERED: (NoticeKind.RECOVERED, Severity.INFO, "Recovered"),
+    EventKind.APP_REMOVED: (NoticeKind.APP_REMOVED, Severity.INFO, "Application removed"),
 }
 # Rules under which not reverting is the expected, configured outcome rather than a call for a human.
 QUIET_RULES = frozenset({"mode_off", "not_allowed", "denied", "opted_out", "no_longer_failing"})
@@ -91,6 +94,8 @@ def from_event(e: Event) -> Notice | None:
     kind, severity, headline = spec
     ev = e.evidence
     detail = e.reason
+    if kind is NoticeKind.APP_REMOVED:
+        detail = "The Application was deleted from Argo CD; its open incidents are closed."
     if kind is NoticeKind.RECOVERED:
         onset = ev.get("incident_onset")
         took = (e.at - datetime.fromisoformat(onset)).total_seconds() if isinstance(onset, str) else None
@@ -104,7 +109,8 @@ def from_event(e: Event) -> Notice | None:
         revision=e.revision,
         argocd_message=_argocd_message(e.kind, ev),
         revision_commit=_commit_ref(ev.get("commit")),
-        resolves=kind is NoticeKind.RECOVERED,
+        resolves=kind in (NoticeKind.RECOVERED, NoticeKind.APP_REMOVED),
+        only_to_close=kind is NoticeKind.APP_REMOVED,
     )
 
 
@@ -236,7 +242,7 @@ def _argocd_message(kind: EventKind, ev: Mapping[str, Any]) -> str:
         return "\n".join(str(c.get("message", "")) for c in ev.get("conditions") or () if isinstance(c, dict))
     if kind in (EventKind.DEGRADED, EventKind.DEGRADED_UNATTRIBUTED, EventKind.STUCK_PROGRESSING):
         return str(ev.get("health_message") or "")
-    if kind is EventKind.RECOVERED:
+    if kind in (EventKind.RECOVERED, EventKind.APP_REMOVED):
         return ""
     return str(ev.get("message") or "")
 

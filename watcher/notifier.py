@@ -135,7 +135,7 @@ class SlackNotifier:
             return
         # A recovery goes wherever its alerts went, whatever its own severity: an alert is closed where it was raised.
         threads = self.store.open_slack_threads(n.app) if n.resolves else []
-        channel = threads[0]["channel"] if threads else route(n, self.routing)
+        channel = threads[0]["channel"] if threads else None if n.only_to_close else route(n, self.routing)
         if channel is None:
             self.metrics.slack_notices.labels("filtered").inc()
             return

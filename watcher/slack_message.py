@@ -35,6 +35,7 @@ ICONS = {
     NoticeKind.STUCK_PROGRESSING: ":large_orange_circle:",
     NoticeKind.DEGRADED_UNATTRIBUTED: ":large_orange_circle:",
     NoticeKind.RECOVERED: ":large_green_circle:",
+    NoticeKind.APP_REMOVED: ":wastebasket:",
     NoticeKind.REVERT_PUSHED: ":leftwards_arrow_with_hook:",
     NoticeKind.REVERT_PROPOSED: ":leftwards_arrow_with_hook:",
     NoticeKind.REVERT_DRY_RUN: ":test_tube:",
@@ -140,7 +141,7 @@ def blocks_for(n: Notice, links: Links, resolved: str | None = None) -> list[dic
             shown.append(f"… and {more} more")
         title = "*Culprit:*" if len(n.culprits) == 1 else f"*Culprits ({len(n.culprits)}):*"
         blocks.append(SectionBlock(text=MarkdownTextObject(text=clip_joined([title, *shown]))))
-    elif n.revision_commit is not None and n.kind is not NoticeKind.RECOVERED:
+    elif n.revision_commit is not None and not n.resolves:
         line = _commit_line(n.revision_commit, links)
         note = "_Argo CD's revision is the head of the push; the blamed commit follows in the decision._"
         blocks.append(SectionBlock(text=MarkdownTextObject(text=clip_joined([f"*Commit deployed:* {line}", note]))))
