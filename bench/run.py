@@ -249,41 +249,17 @@ def bench_git(commits: int, runs: int, work: Path) -> None:
     found = len(repo.commits_touching(path, until=until, since=since))
     clone = str(work / "clone")
 
-    def without() -> None:
-        subprocess.run(
-            [
-                "git",
-                "-C",
-                clone,
-                "-c",
-                "core.commitGraph=false",
-                "log",
-                "--format=%H",
-                f"{since}..{until}",
-                "--",
-                *path,
-            ],
-            check=True,
-            capture_output=True,
-        )
+    def git_log_with(config: str) -> Callable[[], None]:
+        """The same path-limited log, with one git setting switched (to time what that setting saves)."""
+        command = ["git", "-C", clone, "-c", config, "log", "--format=%H", f"{since}..{until}", "--", *path]
 
-    def graph_no_bloom() -> None:
-        subprocess.run(
-            [
-                "git",
-                "-C",
-                clone,
-                "-c",
-                "commitGraph.readChangedPaths=false",
-                "log",
-                "--format=%H",
-                f"{since}..{until}",
-                "--",
-                *path,
-            ],
-            check=True,
-            capture_output=True,
-        )
+        def run() -> None:
+            subprocess.run(command, check=True, capture_output=True)
+
+        return run
+
+    without = git_log_with("core.commitGraph=false")
+    graph_no_bloom = git_log_with("commitGraph.readChangedPaths=false")
 
     recent_since = rev_of(bare, commits - 1000)
     recent = timed(lambda: repo.commits_touching(path, until=until, since=recent_since), runs)

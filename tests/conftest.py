@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +35,16 @@ def world(tmp_path: Path) -> Iterator[SimWorld]:
         yield w
     finally:
         w.stop()
+
+
+def prometheus_tool(name: str) -> str:
+    """Path of Debian's prometheus or promtool: a failure in CI (which installs them), a skip elsewhere."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} missing: .ci/run installs Debian's prometheus package")
+        pytest.skip(f"{name} not installed (apt-get install prometheus)")
+    return path
 
 
 def reference(*parts: str) -> Path:

@@ -21,8 +21,9 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.conftest import reference, wait_for
+from tests.conftest import prometheus_tool, reference, wait_for
 from watcher.settings import SECRET_FIELDS, env_name, load_settings, settings_table
+from watcher.sim.gitserver import free_port
 from watcher.sim.world import SimWorld
 
 helm_python = pytest.importorskip("helm_python")
@@ -191,11 +192,7 @@ def test_prometheus_rule_ships_the_rule_file_and_promtool_accepts_it(tmp_path: P
     rule = by_kind(render(CASES["prod"]), "PrometheusRule")[0]
     plain = yaml.safe_load((ROOT / "config" / "prometheus" / "sync-watcher-rules.yaml").read_text())
     assert rule["spec"]["groups"] == plain["groups"]
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool missing: .ci/run installs Debian's prometheus package")
-        pytest.skip("promtool not installed")
+    promtool = prometheus_tool("promtool")
     out = tmp_path / "rules.yaml"
     out.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     check = subprocess.run([promtool, "check", "rules", str(out)], capture_output=True, text=True)
@@ -339,19 +336,11 @@ def chart_env(world: SimWorld, tmp_path: Path) -> Iterator[dict[str, str]]:
         "WATCHER_STORE__URL": f"sqlite:///{state}/state.db",
         "WATCHER_GIT__CLONE_DIR": str(state / "repo"),
         "WATCHER_HTTP__HOST": "127.0.0.1",
-        "WATCHER_HTTP__PORT": str(_free_port()),
+        "WATCHER_HTTP__PORT": str(free_port()),
         "HOME": str(tmp_path / "home"),
         "PATH": os.environ["PATH"],
     }
     yield env
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

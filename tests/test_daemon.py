@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import prometheus_tool, wait_for
 from watcher.daemon import Daemon
 from watcher.domain import Event, EventKind
 from watcher.settings import Settings
@@ -162,11 +161,7 @@ def test_http_endpoints(running: Running) -> None:
 
 
 def test_metrics_scrape_passes_promtool(world: SimWorld, running: Running) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool missing: .ci/run installs Debian's prometheus package")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
+    promtool = prometheus_tool("promtool")
     bad = push(world, "plate-api-stg", "replicaCount", -1, "api: bad")
     wait_for(lambda: running.saw(EventKind.SYNC_FAILED, "plate-api-stg", bad))
     scrape = httpx.get(f"{running.url}/metrics").text

@@ -8,10 +8,8 @@ the scrape, the rule file and the rules' unit tests.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,9 +22,10 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import wait_for
+from tests.conftest import prometheus_tool, wait_for
 from watcher.daemon import Daemon
 from watcher.demo import run_demo
+from watcher.sim.gitserver import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "config" / "grafana" / "sync-watcher.json"
@@ -35,21 +34,6 @@ RULE_TESTS = ROOT / "config" / "prometheus" / "sync-watcher-rules.test.yaml"
 # What Grafana puts in for its own variables when it sends a query; ours are set to "All".
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "10m", "$__interval": "1s"}
 SCRAPE_NAMESPACE = "sync-watcher-demo"  # the label a Kubernetes scrape would add
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} missing: .ci/run installs Debian's prometheus package")
-        pytest.skip(f"{name} not installed (apt-get install prometheus)")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def dashboard_queries(d: dict[str, Any]) -> list[tuple[str, str]]:
@@ -88,7 +72,7 @@ class Prometheus:
         (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.proc = subprocess.Popen(
             [
-                tool("prometheus"),
+                prometheus_tool("prometheus"),
                 f"--config.file={tmp / 'prometheus.yml'}",
                 f"--storage.tsdb.path={tmp / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
@@ -260,7 +244,7 @@ def test_alert_rules_load_evaluate_and_stay_quiet_on_a_healthy_run(scraped_demo:
 
 
 def test_promtool_accepts_the_scrape_the_rules_and_their_unit_tests(scraped_demo: dict[str, Any]) -> None:
-    promtool = tool("promtool")
+    promtool = prometheus_tool("promtool")
     check = subprocess.run([promtool, "check", "metrics"], input=scraped_demo["scrape"], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     rules = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)

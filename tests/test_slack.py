@@ -16,7 +16,17 @@ from tests.fake_slack import TOKEN, FakeSlack, block_kit_problems, fake_slack
 from watcher.domain import Event, EventKind
 from watcher.logs import REDACTOR
 from watcher.metrics import Metrics
-from watcher.notices import Notice, NoticeKind, Severity, from_action, from_event, route, routing_from
+from watcher.notices import (
+    Notice,
+    NoticeKind,
+    Routing,
+    Severity,
+    destination,
+    from_action,
+    from_event,
+    route,
+    routing_from,
+)
 from watcher.notifier import SlackNotifier, transport_for
 from watcher.settings import Settings, SettingsError, load_settings
 from watcher.slack_message import blocks_for, fallback_text, links_for
@@ -174,6 +184,16 @@ def test_routing_by_app_and_severity() -> None:
     assert route(n("other", Severity.WARNING), routing) is None  # below the default bar
     assert route(n("other", Severity.CRITICAL), routing) == "#deploys"
     assert route(n("plate-api-stg", Severity.CRITICAL), routing) == "#deploys-stg"
+
+
+def test_a_recovery_goes_where_the_alerts_went_and_a_removal_only_there() -> None:
+    routing = routing_from([], "#deploys", "warning")
+    recovered = Notice(NoticeKind.RECOVERED, "a-prod", Severity.INFO, "Recovered", "d", resolves=True)
+    removed = Notice(NoticeKind.APP_REMOVED, "a-prod", Severity.INFO, "x", "d", resolves=True, only_to_close=True)
+    assert destination(recovered, ["C0PROD", "C0OTHER"], routing) == "C0PROD"  # below the bar, still told
+    assert destination(recovered, [], routing) is None  # nothing was open: the bar applies
+    assert destination(removed, ["C0PROD"], routing) == "C0PROD"
+    assert destination(removed, [], Routing((), "#deploys", Severity.INFO)) is None
 
 
 def test_bad_slack_settings_fail_with_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -124,3 +124,16 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     store.close()
+
+
+def test_open_incidents_without_a_final_decision_are_the_ones_a_restart_decides_again(store_url: str) -> None:
+    store = Store(store_url)
+    for app in ("waited", "decided", "undecided", "resolved"):
+        store.record(app, AppTracker(), [Event(app, EventKind.SYNC_FAILED, "b" * 40, T0, "sync failed")], False, T0)
+    ids = {i.app: i.id for i in store.incidents()}
+    store.record_decision(ids["waited"], "waited", T0, "wait", "argocd_unknown", "Argo CD unreachable", "push", {})
+    store.record_decision(ids["decided"], "decided", T0, "alert", "mode_off", "off", "off", {})
+    store.record_decision(None, "decided", T0, "alert", "mode_off", "no incident", "off", {})
+    store.resolve_incident(ids["resolved"], T0, "recovered")
+    assert store.open_incidents_undecided(waiting="wait") == sorted([ids["waited"], ids["undecided"]])
+    store.close()

@@ -97,13 +97,19 @@ def check() -> None:
     sys.exit(1 if failed else 0)
 
 
-def _get(url: str) -> Any:
+def _request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One call to a running watcher; unreachable becomes a one-line error that says what to check."""
     try:
-        r = httpx.get(url, timeout=5)
-        r.raise_for_status()
-        return r.json()
+        return httpx.request(method, url, timeout=5, **kwargs)
     except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot read {url}: {exc}; is `sync-watcher run` up? (--url)") from None
+        raise click.ClickException(f"cannot reach {url}: {exc}; is `sync-watcher run` up? (--url)") from None
+
+
+def _get(url: str) -> Any:
+    r = _request("GET", url)
+    if r.is_error:
+        raise click.ClickException(f"cannot read {url}: HTTP {r.status_code}; is `sync-watcher run` up? (--url)")
+    return r.json()
 
 
 @main.command()
@@ -170,10 +176,7 @@ def _decided(incident: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
 def explain(app: str, url: str, as_json: bool) -> None:
     """Why the last auto-revert decision for APP was taken: what was seen, the rule, the outcome."""
-    try:
-        r = httpx.get(url.rstrip("/") + "/api/explain", params={"app": app}, timeout=5)
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach {url}: {exc}; is `sync-watcher run` up? (--url)") from None
+    r = _request("GET", url.rstrip("/") + "/api/explain", params={"app": app})
     if r.status_code == 404:
         raise click.ClickException(f"no decision recorded for {app}: it has had no incident")
     data = r.json()
@@ -217,12 +220,7 @@ def resume(app: str | None, circuit: bool, url: str) -> None:
     token = _settings().http.admin_token
     if token is not None:
         headers["Authorization"] = f"Bearer {token.get_secret_value()}"
-    try:
-        r = httpx.post(
-            url.rstrip("/") + "/api/resume", json={"app": app, "circuit": circuit}, headers=headers, timeout=5
-        )
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach {url}: {exc}; is `sync-watcher run` up? (--url)") from None
+    r = _request("POST", url.rstrip("/") + "/api/resume", json={"app": app, "circuit": circuit}, headers=headers)
     if r.status_code != 200:
         raise click.ClickException(f"{url}: {r.json().get('error', r.text)}")
     data = r.json()

@@ -35,7 +35,9 @@ class Daemon:
         transport = transport_for(settings)
         self.slack: SlackNotifier | None = None
         if transport is not None:
-            self.slack = SlackNotifier(settings, self.store, self.watcher.metrics, transport)
+            self.slack = SlackNotifier(
+                settings, self.store, self.watcher.metrics, transport, environment=self.watcher.environment
+            )
             self.watcher.listeners.append(self.slack.on_event)
             self.reverter.listeners.append(self.slack.on_action)
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})

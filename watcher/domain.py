@@ -129,6 +129,11 @@ class Event:
     def dedup_key(self) -> str:
         return f"{self.app}|{self.revision or '-'}|{self.kind.value}"
 
+    @property
+    def onset(self) -> datetime:
+        """When the failure began as Argo CD reports it (evidence "onset"), else when it was seen."""
+        return onset_from(self.evidence, self.at)
+
 
 @dataclass(frozen=True, slots=True)
 class Commit:
@@ -163,6 +168,15 @@ class Incident:
     reason: str
     evidence: dict[str, object]
     resolution: str = ""
+
+    @property
+    def onset(self) -> datetime:
+        return onset_from(self.evidence, self.detected_at)
+
+
+def onset_from(evidence: dict[str, object], default: datetime) -> datetime:
+    onset = evidence.get("onset")
+    return datetime.fromisoformat(onset) if isinstance(onset, str) else default
 
 
 class RevertMode(enum.StrEnum):

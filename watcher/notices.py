@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from watcher.domain import Event, EventKind
+from watcher.dora import environment_of
 
 
 class Severity(enum.IntEnum):
@@ -60,6 +61,7 @@ class Notice:
     revert_sha: str | None = None
     url: str | None = None  # pull or merge request
     rule: str = ""
+    environment: str = ""
     resolves: bool = False  # the app is healthy again (or gone): close the incident's thread
     only_to_close: bool = False  # news only where an incident is open (an app removed while failing)
 
@@ -87,7 +89,8 @@ EVENT_NOTICES: dict[EventKind, tuple[NoticeKind, Severity, str]] = {
 QUIET_RULES = frozenset({"mode_off", "not_allowed", "denied", "opted_out", "no_longer_failing"})
 
 
-def from_event(e: Event) -> Notice | None:
+def from_event(e: Event, environment: str | None = None) -> Notice | None:
+    """`environment`: the watcher's (from the Application's labels); default: from the app's name."""
     spec = EVENT_NOTICES.get(e.kind)
     if spec is None:
         return None
@@ -109,6 +112,7 @@ def from_event(e: Event) -> Notice | None:
         revision=e.revision,
         argocd_message=_argocd_message(e.kind, ev),
         revision_commit=_commit_ref(ev.get("commit")),
+        environment=environment_of(e.app) if environment is None else environment,
         resolves=kind in (NoticeKind.RECOVERED, NoticeKind.APP_REMOVED),
         only_to_close=kind is NoticeKind.APP_REMOVED,
     )
@@ -163,7 +167,7 @@ ACTION_NOTICES: dict[str, tuple[NoticeKind, Severity, ActionText, ActionText]] =
 }
 
 
-def from_action(what: str, d: Mapping[str, Any]) -> Notice | None:
+def from_action(what: str, d: Mapping[str, Any], environment: str | None = None) -> Notice | None:
     """A revert step the reverter reported as a notice; None for steps not worth one."""
     spec = ACTION_NOTICES.get(what)
     if spec is None:
@@ -174,9 +178,10 @@ def from_action(what: str, d: Mapping[str, Any]) -> Notice | None:
     rule = str(d.get("rule", ""))
     if rule in QUIET_RULES:
         severity = Severity.INFO
+    app = str(d.get("app", ""))
     return Notice(
         kind,
-        app=str(d.get("app", "")),
+        app=app,
         severity=severity,
         headline=headline(d, names),
         detail=detail(d, names),
@@ -187,6 +192,7 @@ def from_action(what: str, d: Mapping[str, Any]) -> Notice | None:
         revert_sha=d.get("revert"),
         url=d.get("url"),
         rule=rule,
+        environment=environment_of(app) if environment is None else environment,
     )
 
 
@@ -215,6 +221,14 @@ def route(notice: Notice, routing: Routing) -> str | None:
         if notice.severity >= r.min_severity:
             return r.channel or routing.default_channel
     return routing.default_channel if notice.severity >= routing.min_severity else None
+
+
+def destination(n: Notice, open_thread_channels: Sequence[str], routing: Routing) -> str | None:
+    """Where a notice goes: a recovery (or removal) to where the app's open alerts went, whatever its own
+    severity; a removal with nothing open nowhere; everything else by `route`."""
+    if n.resolves and open_thread_channels:
+        return open_thread_channels[0]
+    return None if n.only_to_close else route(n, routing)
 
 
 def routing_from(routes: Sequence[Mapping[str, str]], default_channel: str, min_severity: str) -> Routing:
@@ -268,6 +282,7 @@ def notice_to_json(n: Notice) -> dict[str, Any]:
         "revert_sha": n.revert_sha,
         "url": n.url,
         "rule": n.rule,
+        "environment": n.environment,
     }
 
 
@@ -282,6 +297,7 @@ def notice_from_json(d: Mapping[str, Any]) -> Notice:
         incident_id=d.get("incident_id"),
         argocd_message=str(d.get("argocd_message") or ""),
         revision_commit=_commit_ref(d.get("revision_commit")),
+        environment=str(d.get("environment") or ""),
         culprits=tuple(c for c in (_commit_ref(x) for x in d.get("culprits") or ()) if c is not None),
         revert_sha=d.get("revert_sha"),
         url=d.get("url"),

@@ -11,15 +11,16 @@ from typing import Any
 
 from watcher.adapters.slack import BotTransport, SlackError, Transport, WebhookTransport
 from watcher.domain import INCIDENT_KINDS, Event
+from watcher.dora import environment_of
 from watcher.logs import REDACTOR, get_logger
 from watcher.metrics import Metrics
 from watcher.notices import (
     Notice,
+    destination,
     from_action,
     from_event,
     notice_from_json,
     notice_to_json,
-    route,
     routing_from,
 )
 from watcher.service import utcnow
@@ -51,12 +52,14 @@ class SlackNotifier:
         metrics: Metrics,
         transport: Transport,
         clock: Callable[[], datetime] = utcnow,
+        environment: Callable[[str], str] = environment_of,
     ):
         s = settings.slack
         self.store = store
         self.metrics = metrics
         self.transport = transport
         self.clock = clock
+        self.environment = environment  # the watcher's, so Slack names the environment as the metrics do
         self.routing = routing_from([r.model_dump() for r in s.routes], s.channel, s.min_severity)
         self.links: Links = links_for(
             s.argocd_ui_url or settings.argocd.url, settings.git.url, settings.forge.web_url, settings.forge.kind
@@ -70,12 +73,12 @@ class SlackNotifier:
 
     # -- listeners (called on the watcher's and the reverter's threads: enqueue only) ----------------------
     def on_event(self, e: Event) -> None:
-        notice = from_event(e)
+        notice = from_event(e, self.environment(e.app))
         if notice is not None:
             self.submit(notice)
 
     def on_action(self, what: str, details: dict[str, Any]) -> None:
-        notice = from_action(what, details)
+        notice = from_action(what, details, self.environment(str(details.get("app", ""))))
         if notice is not None:
             self.submit(notice)
 
@@ -135,13 +138,13 @@ class SlackNotifier:
             return
         # A recovery goes wherever its alerts went, whatever its own severity: an alert is closed where it was raised.
         threads = self.store.open_slack_threads(n.app) if n.resolves else []
-        channel = threads[0]["channel"] if threads else None if n.only_to_close else route(n, self.routing)
+        channel = destination(n, [t["channel"] for t in threads], self.routing)
         if channel is None:
             self.metrics.slack_notices.labels("filtered").inc()
             return
         if n.incident_id is None and n.kind.value in INCIDENT_KIND_VALUES:
             found = self.store.find_incident(n.app, n.kind.value, n.revision)
-            n = _with_incident(n, found.id if found else None)
+            n = replace(n, incident_id=found.id if found else None)
         text, blocks = _scrub(fallback_text(n)), _scrub(blocks_for(n, self.links))
         if threads:
             ts = self._resolve_threads(n, threads, text, blocks)
@@ -187,10 +190,6 @@ class SlackNotifier:
             told.add(t["channel"])
             self.store.resolve_slack_thread(t["id"], self.clock())
         return ts
-
-
-def _with_incident(n: Notice, incident_id: int | None) -> Notice:
-    return replace(n, incident_id=incident_id)
 
 
 def _scrub(value: Any) -> Any:

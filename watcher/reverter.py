@@ -220,11 +220,9 @@ class Reverter:
                 self.log.warning("revert_not_pushed_before_restart", app=r["app"], incident=r["incident_id"])
                 with self._lock:
                     self.pending.setdefault(r["incident_id"], 0.0)
-        decided = {d["incident_id"] for d in self.store.decisions(limit=10_000) if d["action"] != Action.WAIT.value}
-        for incident in self.store.incidents(open_only=True, limit=10_000):
-            if incident.id not in decided:
-                with self._lock:
-                    self.pending.setdefault(incident.id, 0.0)
+        for incident_id in self.store.open_incidents_undecided(waiting=Action.WAIT.value):
+            with self._lock:
+                self.pending.setdefault(incident_id, 0.0)
         self._refresh_gauges()
         self.reconciled = True
 
@@ -411,36 +409,33 @@ class Reverter:
                     culprits,
                 )
                 return
-            self.store.finish_revert(
-                revert_id,
-                "pull_request_opened",
-                done,
-                revert_sha=result.sha,
-                base_sha=result.base,
-                url=url,
-                detail=detail | {"branch": branch},
-            )
-            self.metrics.reverts.labels("pull_request_opened").inc()
-            self._observe_time_to_revert(incident, done)
+            self._landed(revert_id, "pull_request_opened", incident, done, result, detail | {"branch": branch}, url=url)
             log.info("revert_pull_request_opened", url=url, branch=branch)
             self._notify("revert_proposed", incident, culprits, url=url)
             return
         deadline = done + timedelta(seconds=self.settings.revert.verify_deadline_seconds)
-        self.store.finish_revert(
-            revert_id,
-            "pushed",
-            done,
-            revert_sha=result.sha,
-            base_sha=result.base,
-            verify_deadline=deadline,
-            detail=detail,
-        )
-        self.metrics.reverts.labels("pushed").inc()
-        self._observe_time_to_revert(incident, done)
+        self._landed(revert_id, "pushed", incident, done, result, detail, verify_deadline=deadline)
         log.info("revert_pushed", revert=result.sha, base=result.base[:12], attempts=result.attempts)
         self._notify("revert_pushed", incident, culprits, revert=result.sha)
         apps = [incident.app, *sorted({a for v in found.also_touched.values() for a in v})]
         self.after_push(apps, incident.revision, str(result.sha))
+
+    def _landed(
+        self,
+        revert_id: int,
+        state: str,
+        incident: Incident,
+        at: datetime,
+        result: RevertResult,
+        detail: dict[str, Any],
+        **fields: Any,
+    ) -> None:
+        """A revert commit is on the remote (pushed, or on a pull request's branch): record, count, time it."""
+        self.store.finish_revert(
+            revert_id, state, at, revert_sha=result.sha, base_sha=result.base, detail=detail, **fields
+        )
+        self.metrics.reverts.labels(state).inc()
+        self.metrics.time_to_revert.observe(max((at - incident.onset).total_seconds(), 0.0))
 
     def _failed(
         self, revert_id: int, state: str, incident: Incident, log: Any, error: str, culprits: Any = (), **extra: Any
@@ -480,7 +475,7 @@ class Reverter:
                 self.metrics.verifications.labels("healed").inc()
                 self.log.info("revert_verified", app=r["app"], revert=r["revert_sha"], incident=r["incident_id"])
                 if incident is not None:
-                    self.metrics.time_to_recover.observe(max((now - _onset(incident)).total_seconds(), 0.0))
+                    self.metrics.time_to_recover.observe(max((now - incident.onset).total_seconds(), 0.0))
                     self._notify("recovered", incident, revert=r["revert_sha"])
             elif r["verify_deadline"] is not None and now >= r["verify_deadline"]:
                 reason = f"revert {r['revert_sha'][:12]} did not bring the app back within the deadline"
@@ -516,9 +511,6 @@ class Reverter:
         self.metrics.suspended_apps.set(len(self.store.suspended()))
         self.metrics.circuit_open.set(1 if self.store.control(CIRCUIT) else 0)
 
-    def _observe_time_to_revert(self, incident: Incident, at: datetime) -> None:
-        self.metrics.time_to_revert.observe(max((at - _onset(incident)).total_seconds(), 0.0))
-
     def _notify(self, what: str, incident: Incident, culprits: Any = (), **details: Any) -> None:
         """Tell listeners (Slack, the demo) a step's outcome, with the blamed commits: not Argo CD's head."""
         base = {
@@ -530,8 +522,3 @@ class Reverter:
         base["culprits"] = [{"sha": c.sha, "author": c.author, "subject": c.subject} for c in culprits]
         for listener in self.listeners:
             listener(what, base | details)
-
-
-def _onset(incident: Incident) -> datetime:
-    onset = incident.evidence.get("onset")
-    return datetime.fromisoformat(onset) if isinstance(onset, str) else incident.detected_at

@@ -56,15 +56,6 @@ def rules_from(d: DetectionSettings) -> DetectionRules:
     )
 
 
-def _onset_of(evidence: Mapping[str, object], default: datetime) -> datetime:
-    onset = evidence.get("onset")
-    return datetime.fromisoformat(onset) if isinstance(onset, str) else default
-
-
-def _onset(e: Event) -> datetime:
-    return _onset_of(e.evidence, e.at)
-
-
 def _core(s: AppSnapshot | None) -> tuple[object, ...] | None:
     """The part of a snapshot whose change is worth a timeline row (messages and trimming are not)."""
     if s is None:
@@ -135,8 +126,8 @@ class Watcher:
         self.head: str | None = None
         self._mapped_head: str | None = None
         self.last_success: dict[str, float] = {}
-        self._open_since: dict[str, datetime] = {}  # app -> onset of its oldest open incident (time to restore)
-        self._open = self._count_open()
+        # (app, kind) -> open incidents; app -> onset of its oldest open incident (time to restore)
+        self._open, self._open_since = self._load_open_incidents()
         self._last_failed_change: dict[str, str] = {}  # app -> revision last counted as a failed change
         self.metrics = Metrics(
             StateView(self.snapshots, lambda: dict(self._open), self.environment, self._last_deploys)
@@ -289,7 +280,7 @@ class Watcher:
         if e.kind in INCIDENT_KINDS:
             self._open[(e.app, e.kind.value)] += 1
             self.metrics.failures.labels(e.app, e.kind.value).inc()
-            onset = _onset(e)
+            onset = e.onset
             self.metrics.time_to_detect.labels(e.kind.value).observe(max((e.at - onset).total_seconds(), 0.0))
             self._open_since.setdefault(e.app, onset)
             self._count_change_failure(e)
@@ -370,12 +361,12 @@ class Watcher:
         self.last_success[source] = now
         self.metrics.last_success.labels(source).set(now)
 
-    def _count_open(self) -> Tally[tuple[str, str]]:
+    def _load_open_incidents(self) -> tuple[Tally[tuple[str, str]], dict[str, datetime]]:
         open_incidents = self.store.incidents(open_only=True, limit=100_000)
+        since: dict[str, datetime] = {}
         for i in open_incidents:
-            onset = _onset_of(i.evidence, i.detected_at)
-            self._open_since[i.app] = min(onset, self._open_since.get(i.app, onset))
-        return Tally((i.app, i.kind.value) for i in open_incidents)
+            since[i.app] = min(i.onset, since.get(i.app, i.onset))
+        return Tally((i.app, i.kind.value) for i in open_incidents), since
 
     def environment(self, key: str) -> str:
         meta = (self.apps.get(key) or {}).get("metadata") or {}

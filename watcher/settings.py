@@ -221,9 +221,11 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every configured secret, so the log redactor can scrub them wherever they appear."""
-        found = [self.argocd.token, self.argocd.password, self.git.token, self.forge.token, self.http.admin_token]
-        found += [self.slack.webhook_url, self.slack.bot_token, *self.slack.webhook_urls.values()]
-        return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+        found: list[SecretStr] = []
+        for section, name in SECRET_FIELDS:
+            value = getattr(getattr(self, section), name)
+            found += value.values() if isinstance(value, dict) else [value] if value is not None else []
+        return [v.get_secret_value() for v in found if v.get_secret_value()]
 
 
 SECRET_FIELDS = {

@@ -16,7 +16,6 @@ from slack_sdk.models.blocks import (
 )
 
 from watcher.appmap import normalize_repo_url
-from watcher.dora import environment_of
 from watcher.notices import CommitRef, Notice, NoticeKind
 
 HEADER_MAX = 150  # Block Kit: header text
@@ -113,7 +112,7 @@ def _commit_line(c: CommitRef, links: Links) -> str:
 
 
 def header_text(n: Notice) -> str:
-    env = environment_of(n.app)
+    env = n.environment
     text = f"{ICONS.get(n.kind, '')} {n.headline}: {n.app}" + (f" ({env})" if env else "")
     return text if len(text) <= HEADER_MAX else text[: HEADER_MAX - 1] + "…"
 

@@ -351,6 +351,15 @@ class Store:
         with self.engine.connect() as conn:
             return [_row(r) for r in conn.execute(q)]
 
+    def open_incidents_undecided(self, waiting: str) -> list[int]:
+        """Open incidents with no decision other than `waiting` on record: a restart decides them again."""
+        decided = sa.select(decisions.c.incident_id).where(
+            decisions.c.action != waiting, decisions.c.incident_id.is_not(None)
+        )
+        q = sa.select(incidents.c.id).where(incidents.c.resolved_at.is_(None), incidents.c.id.not_in(decided))
+        with self.engine.connect() as conn:
+            return [row.id for row in conn.execute(q.order_by(incidents.c.id))]
+
     def start_revert(self, incident_id: int, app: str, mode: str, culprits: list[str], at: datetime) -> int:
         """Record the intent before touching git: a crash after this is reconciled against git on start."""
         row = {"incident_id": incident_id, "app": app, "mode": mode, "culprits": culprits, "state": "started"}
