@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.conftest import wait_for
 from watcher.daemon import Daemon
-from watcher.domain import Event, EventKind
+from watcher.domain import DecisionRecord, Event, EventKind, RevertRecord
 from watcher.settings import Settings
 from watcher.sim.world import SimWorld
 
@@ -82,12 +82,12 @@ class Scenario:
     def bot_commits(self) -> list[tuple[str, str, str]]:
         return [c for c in self.remote_log() if c[1] == self.settings.revert.author_name]
 
-    def revert_rows(self, state: str | None = None) -> list[dict[str, Any]]:
-        return [r for r in self.d.store.reverts() if state is None or r["state"] == state]
+    def revert_rows(self, state: str | None = None) -> list[RevertRecord]:
+        return [r for r in self.d.store.audit.reverts() if state is None or r.state == state]
 
-    def decision(self, app: str, rule: str | None = None) -> dict[str, Any] | None:
-        for d in self.d.store.decisions(app=app):
-            if rule is None or d["rule"] == rule:
+    def decision(self, app: str, rule: str | None = None) -> DecisionRecord | None:
+        for d in self.d.store.audit.decisions(app=app):
+            if rule is None or d.rule == rule:
                 return d
         return None
 

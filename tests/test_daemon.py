@@ -106,14 +106,14 @@ def test_restart_does_not_repeat_events_or_forget_incidents(world: SimWorld, tmp
     finally:
         first.stop()
     store = Store(f"sqlite:///{tmp_path}/state.db")
-    before = len(store.events())
+    before = len(store.detection.events())
     second = Running(settings_for(world, tmp_path))
     try:
         # The stream replays every app as ADDED on connect; three full list polls on top of that.
         wait_for(lambda: second.sample("sync_watcher_poll_duration_seconds_count", source="argocd") >= 3, what="polls")
         wait_for(lambda: second.sample("sync_watcher_stream_events_total", type="ADDED") >= 9, what="stream replay")
         assert second.events == [], f"re-emitted after restart: {second.events}"
-        assert len(store.events()) == before
+        assert len(store.detection.events()) == before
         open_incidents = httpx.get(f"{second.url}/api/incidents?open=1").json()["incidents"]
         assert [(i["app"], i["kind"]) for i in open_incidents] == [("plate-api-stg", "sync_failed")]
         apps = {a["name"]: a for a in httpx.get(f"{second.url}/api/apps").json()["apps"]}

@@ -104,19 +104,19 @@ def test_pull_request_mode_pushes_a_branch_and_opens_a_request(
     assert s.remote_log()[0][0] == bad  # main untouched: a human merges
     opened = fake.opened[0]
     branch = opened["head"] if kind == "github" else opened["source_branch"]
-    assert branch == row["detail"]["branch"] and branch.startswith("sync-watcher/revert-")
+    assert branch == row.detail["branch"] and branch.startswith("sync-watcher/revert-")
     text = opened["body"] if kind == "github" else opened["description"]
     assert f"Sync-Watcher-Reverts: {bad}" in text and opened["title"] == 'Revert "plate-api-stg: scale to -1"'
     if kind == "gitlab":
         assert opened["path"] == "/api/v4/projects/plate%2Fgitops/merge_requests"
-    assert row["url"].endswith("/1")
+    assert row.url.endswith("/1")
     tip = subprocess.run(
         ["git", "-C", str(fake.remote), "log", "-1", "--format=%H %P", branch],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()
-    assert tip == [row["revert_sha"], bad]
+    assert tip == [row.revert_sha, bad]
 
 
 def test_forge_errors_are_retried_then_named_without_the_token(world: SimWorld, forge: tuple[FakeForge, str]) -> None:

@@ -19,7 +19,7 @@ from tests.conftest import wait_for
 from tests.revert_world import Scenario, values_path
 from watcher.adapters.gitrepo import GitRepo
 from watcher.cli import main
-from watcher.domain import Event, EventKind
+from watcher.domain import Event, EventKind, RevertState
 from watcher.sim.gitops_repo import REGISTRY
 from watcher.sim.world import SimWorld
 
@@ -28,18 +28,18 @@ def test_single_bad_commit_is_reverted_and_the_app_recovers(scenario: Callable[.
     s = scenario().start()
     bad = s.push("plate-api-stg: scale to -1", {"plate-api-stg": ("replicaCount", -1)})
     row = wait_for(lambda: s.revert_rows("pushed"), what="revert pushed")[0]
-    assert row["culprits"] == [bad]
+    assert row.culprits == (bad,)
     head, author, subject = s.remote_log()[0]
-    assert (head, author, subject) == (row["revert_sha"], "sync-watcher", 'Revert "plate-api-stg: scale to -1"')
+    assert (head, author, subject) == (row.revert_sha, "sync-watcher", 'Revert "plate-api-stg: scale to -1"')
     body = s.d.repo.commit(head)
     assert body is not None and body.parents == (bad,) and body.reverts == (bad,)
     assert yaml.safe_load(s.remote_file(values_path("plate-api-stg")))["replicaCount"] == 1
     wait_for(lambda: s.healthy_on("plate-api-stg", head), what="app healthy on the revert")
-    wait_for(lambda: s.d.store.reverts()[0]["verify_result"] == "healed", what="revert verified")
-    incident = s.d.store.incidents(app="plate-api-stg")[0]
+    wait_for(lambda: s.d.store.audit.reverts()[0].verify_result == "healed", what="revert verified")
+    incident = s.d.store.detection.incidents(app="plate-api-stg")[0]
     assert incident.resolved_at is not None and incident.resolution.startswith(("healed by revert", "recovered"))
     decision = s.decision("plate-api-stg", "culprit_found")
-    assert decision is not None and decision["evidence"]["blame"]["culprits"][0]["sha"] == bad
+    assert decision is not None and decision.evidence["blame"]["culprits"][0]["sha"] == bad
     assert s.d.watcher.metrics.registry.get_sample_value("sync_watcher_reverts_total", {"outcome": "pushed"}) == 1
 
 
@@ -52,12 +52,12 @@ def test_only_the_bad_commit_is_reverted_when_good_commits_to_other_apps_follow(
     good2 = s.commit("plate-cache-prod: bump to 7.2.5", {"plate-cache-prod": ("image.tag", "7.2.5")}, "Dev One")
     s.world.work.push()
     row = wait_for(lambda: s.revert_rows("pushed"), what="revert pushed")[0]
-    assert row["culprits"] == [bad]
+    assert row.culprits == (bad,)
     log = [sha for sha, _, _ in s.remote_log()]
-    assert log[:4] == [row["revert_sha"], good2, good1, bad]
+    assert log[:4] == [row.revert_sha, good2, good1, bad]
     assert yaml.safe_load(s.remote_file(values_path("plate-web-stg")))["image"]["tag"] == "1.26.0"
     assert yaml.safe_load(s.remote_file(values_path("plate-cache-prod")))["image"]["tag"] == "7.2.5"
-    wait_for(lambda: s.healthy_on("plate-api-stg", row["revert_sha"]), what="app healthy on the revert")
+    wait_for(lambda: s.healthy_on("plate-api-stg", row.revert_sha), what="app healthy on the revert")
 
 
 def test_one_bad_commit_breaking_two_apps_is_reverted_once(scenario: Callable[..., Scenario]) -> None:
@@ -67,12 +67,12 @@ def test_one_bad_commit_breaking_two_apps_is_reverted_once(scenario: Callable[..
         {"plate-api-stg": ("replicaCount", -1), "plate-web-stg": ("replicaCount", -1)},
     )
     row = wait_for(lambda: s.revert_rows("pushed"), what="revert pushed")[0]
-    assert row["culprits"] == [bad]
+    assert row.culprits == (bad,)
     for app in ("plate-api-stg", "plate-web-stg"):
-        wait_for(lambda app=app: s.healthy_on(app, row["revert_sha"]), what=f"{app} healthy on the revert")
+        wait_for(lambda app=app: s.healthy_on(app, row.revert_sha), what=f"{app} healthy on the revert")
     assert len(s.bot_commits()) == 1 and len(s.revert_rows()) == 1
-    decision = s.decision(row["app"], "culprit_found")
-    assert decision is not None and "also changed" in decision["reason"]
+    decision = s.decision(row.app, "culprit_found")
+    assert decision is not None and "also changed" in decision.reason
 
 
 def test_two_bad_commits_to_one_app_are_reverted_together(scenario: Callable[..., Scenario]) -> None:
@@ -81,11 +81,11 @@ def test_two_bad_commits_to_one_app_are_reverted_together(scenario: Callable[...
     second = s.commit("plate-api-stg: scale to -1", {"plate-api-stg": ("replicaCount", -1)})
     s.world.work.push()
     row = wait_for(lambda: s.revert_rows("pushed"), what="revert pushed")[0]
-    assert row["culprits"] == [second, first]  # newest first, one commit
-    revert = s.d.repo.commit(row["revert_sha"])
+    assert row.culprits == (second, first)  # newest first, one commit
+    revert = s.d.repo.commit(row.revert_sha)
     assert revert is not None and revert.reverts == (second, first) and revert.parents == (second,)
     assert revert.subject == "Revert 2 commits that broke plate-api-stg"
-    wait_for(lambda: s.healthy_on("plate-api-stg", row["revert_sha"]), what="app healthy on the revert")
+    wait_for(lambda: s.healthy_on("plate-api-stg", row.revert_sha), what="app healthy on the revert")
     assert len(s.bot_commits()) == 1
 
 
@@ -103,7 +103,7 @@ def test_failure_not_caused_by_a_commit_is_alerted_not_reverted(
     del world.controller.cluster.images[f"{REGISTRY}/plate-web"]["1.25.0"]
     world.controller.cluster_changed()
     decision = wait_for(lambda: s.decision("plate-web-stg"), what="a decision on plate-web-stg")
-    assert decision["action"] == "alert" and decision["rule"] == "not_attributed"
+    assert decision.action == "alert" and decision.rule == "not_attributed"
     assert s.remote_log()[0][0] == head_before and not s.revert_rows()
 
 
@@ -117,11 +117,11 @@ def test_argocd_unreachable_during_the_incident_holds_the_revert_until_it_answer
     s = scenario().start(before=cut_argocd)
     bad = s.push("plate-api-stg: scale to -1", {"plate-api-stg": ("replicaCount", -1)})
     waiting = wait_for(lambda: s.decision("plate-api-stg", "argocd_unknown"), what="decision to wait")
-    assert waiting["action"] == "wait"
+    assert waiting.action == "wait"
     assert not s.bot_commits() and s.remote_log()[0][0] == bad  # nothing done on unknown state
     world.faults.server_errors = 0
     row = wait_for(lambda: s.revert_rows("pushed"), timeout=40, what="revert once Argo CD answers")[0]
-    assert row["culprits"] == [bad] and len(s.bot_commits()) == 1
+    assert row.culprits == (bad,) and len(s.bot_commits()) == 1
 
 
 def test_app_opted_out_by_annotation_is_alerted_not_reverted(
@@ -139,8 +139,8 @@ def test_app_opted_out_by_annotation_is_alerted_not_reverted(
     )
     bad = s.push("plate-api-stg: scale to -1", {"plate-api-stg": ("replicaCount", -1)})
     decision = wait_for(lambda: s.decision("plate-api-stg"), what="a decision")
-    assert (decision["action"], decision["rule"]) == ("alert", "opted_out")
-    assert decision["evidence"]["blame"]["culprits"][0]["sha"] == bad  # the alert still names the culprit
+    assert (decision.action, decision.rule) == ("alert", "opted_out")
+    assert decision.evidence["blame"]["culprits"][0]["sha"] == bad  # the alert still names the culprit
     assert s.remote_log()[0][0] == bad and not s.revert_rows()
 
 
@@ -148,10 +148,10 @@ def test_dry_run_records_the_revert_and_pushes_nothing(scenario: Callable[..., S
     s = scenario(mode="dry-run").start()
     bad = s.push("plate-api-stg: scale to -1", {"plate-api-stg": ("replicaCount", -1)})
     row = wait_for(lambda: s.revert_rows("dry_run"), what="dry-run recorded")[0]
-    assert row["culprits"] == [bad] and row["base_sha"] == bad
-    assert 'Revert "plate-api-stg: scale to -1"' in row["detail"]["message"]
-    assert f"Sync-Watcher-Reverts: {bad}" in row["detail"]["message"]
-    assert "values-stg.yaml" in row["detail"]["diffstat"]
+    assert row.culprits == (bad,) and row.base_sha == bad
+    assert 'Revert "plate-api-stg: scale to -1"' in row.detail["message"]
+    assert f"Sync-Watcher-Reverts: {bad}" in row.detail["message"]
+    assert "values-stg.yaml" in row.detail["diffstat"]
     assert s.remote_log()[0][0] == bad and not s.bot_commits()
 
 
@@ -180,8 +180,8 @@ def test_concurrent_push_during_the_revert_keeps_their_commit(
     )
     bad = s.push("plate-api-stg: scale to -1", {"plate-api-stg": ("replicaCount", -1)})
     row = wait_for(lambda: s.revert_rows("pushed"), what="revert pushed")[0]
-    assert row["detail"]["attempts"] == 2 and row["base_sha"] == theirs[0]
-    assert [sha for sha, _, _ in s.remote_log()[:3]] == [row["revert_sha"], theirs[0], bad]
+    assert row.detail["attempts"] == 2 and row.base_sha == theirs[0]
+    assert [sha for sha, _, _ in s.remote_log()[:3]] == [row.revert_sha, theirs[0], bad]
     assert yaml.safe_load(s.remote_file(values_path("plate-web-stg")))["image"]["tag"] == "1.26.0"
     assert yaml.safe_load(s.remote_file(values_path("plate-api-stg")))["replicaCount"] == 1
 
@@ -195,8 +195,8 @@ def test_conflicting_revert_aborts_cleanly_and_asks_for_a_human(
     )
     bad = s.push("plate-api-stg: scale to -1", {"plate-api-stg": ("replicaCount", -1)})
     row = wait_for(lambda: s.revert_rows("conflict"), what="conflict recorded")[0]
-    assert row["culprits"] == [bad] and row["detail"]["needs_human"] is True
-    assert values_path("plate-api-stg") in row["detail"]["files"]
+    assert row.culprits == (bad,) and row.detail["needs_human"] is True
+    assert values_path("plate-api-stg") in row.detail["files"]
     assert s.remote_log()[0][0] == theirs[0] and not s.bot_commits()
     tree = s.d.repo.worktree_path
     status = subprocess.run(["git", "-C", str(tree), "status", "--porcelain"], capture_output=True, text=True)
@@ -209,10 +209,10 @@ def test_rate_limit_opens_the_circuit_and_resume_closes_it(scenario: Callable[..
     s = scenario(max_reverts_per_hour=1).start()
     s.push("plate-api-stg: scale to -1", {"plate-api-stg": ("replicaCount", -1)})
     first = wait_for(lambda: s.revert_rows("pushed"), what="first revert")[0]
-    wait_for(lambda: s.healthy_on("plate-api-stg", first["revert_sha"]), what="api healthy")
+    wait_for(lambda: s.healthy_on("plate-api-stg", first.revert_sha), what="api healthy")
     second = s.push("plate-web-stg: scale to -1", {"plate-web-stg": ("replicaCount", -1)})
     decision = wait_for(lambda: s.decision("plate-web-stg"), what="decision on web")
-    assert (decision["action"], decision["rule"]) == ("alert", "rate_limit")
+    assert (decision.action, decision.rule) == ("alert", "rate_limit")
     assert len(s.bot_commits()) == 1 and s.remote_log()[0][0] == second
     metrics = s.d.watcher.metrics.registry
     wait_for(lambda: metrics.get_sample_value("sync_watcher_revert_circuit_open") == 1, what="circuit gauge")
@@ -231,9 +231,9 @@ def test_revert_that_does_not_heal_suspends_the_app(world: SimWorld, scenario: C
     s.d.watcher.listeners.insert(0, registry_loses_old_tag)
     bad = s.push("plate-api-stg: image 9.9.9", {"plate-api-stg": ("image.tag", "9.9.9")})
     row = wait_for(lambda: s.revert_rows("pushed"), what="revert pushed")[0]
-    assert row["culprits"] == [bad]
-    wait_for(lambda: "plate-api-stg" in s.d.store.suspended(), timeout=30, what="app suspended")
-    assert s.d.store.reverts()[0]["verify_result"] == "not_healed"
+    assert row.culprits == (bad,)
+    wait_for(lambda: "plate-api-stg" in s.d.store.audit.suspended(), timeout=30, what="app suspended")
+    assert s.d.store.audit.reverts()[0].verify_result == "not_healed"
     again = s.push("plate-api-stg: scale to -1", {"plate-api-stg": ("replicaCount", -1)})
     wait_for(lambda: s.decision("plate-api-stg", "suspended"), timeout=30, what="suspended decision")
     assert len(s.bot_commits()) == 1 and s.remote_log()[0][0] == again
@@ -242,7 +242,7 @@ def test_revert_that_does_not_heal_suspends_the_app(world: SimWorld, scenario: C
     assert explained.exit_code == 0 and "ALERT (suspended)" in explained.output and "SUSPENDED" in explained.output
     resumed = CliRunner().invoke(main, ["resume", "plate-api-stg", "--url", api])
     assert resumed.exit_code == 0 and "plate-api-stg: resumed" in resumed.output
-    assert "plate-api-stg" not in s.d.store.suspended()
+    assert "plate-api-stg" not in s.d.store.audit.suspended()
 
 
 def test_kill_9_between_push_and_record_never_reverts_twice(world: SimWorld, tmp_path: Path) -> None:
@@ -282,18 +282,20 @@ def test_kill_9_between_push_and_record_never_reverts_twice(world: SimWorld, tmp
         from watcher.store import Store
 
         store = Store(base.store.url)
-        wait_for(lambda: len(store.deployments()) >= 9, timeout=30, what="initial deploys")
+        wait_for(lambda: len(store.detection.deployments()) >= 9, timeout=30, what="initial deploys")
         work = world.work
         path = values_path("plate-api-stg")
         bad = work.commit("plate-api-stg: scale to -1", {path: work.set_value(path, "replicaCount", -1)}, "Dev Two")
         work.push()
         assert first.wait(60) == -signal.SIGKILL
-        rows = store.reverts()
-        assert [r["state"] for r in rows] == ["started"]  # intent recorded, outcome never written
+        rows = store.audit.reverts()
+        assert [r.state for r in rows] == ["started"]  # intent recorded, outcome never written
         second = start()
         try:
-            done = wait_for(lambda: store.reverts(states=("pushed",)), timeout=30, what="revert reconciled")[0]
-            assert done["id"] == rows[0]["id"] and done["detail"]["reconciled"]
+            done = wait_for(
+                lambda: store.audit.reverts(states=(RevertState.PUSHED,)), timeout=30, what="revert reconciled"
+            )[0]
+            assert done.id == rows[0].id and done.detail["reconciled"]
             log = subprocess.run(
                 ["git", "-C", str(hook.parent.parent), "log", "--format=%an%x1f%B%x1e", "main"],
                 capture_output=True,
@@ -302,8 +304,8 @@ def test_kill_9_between_push_and_record_never_reverts_twice(world: SimWorld, tmp
             ).stdout
             reverts = [r for r in log.split("\x1e") if f"Sync-Watcher-Reverts: {bad}" in r]
             assert len(reverts) == 1
-            wait_for(lambda: store.reverts()[0]["verify_result"] == "healed", timeout=30, what="healed")
-            assert len(store.reverts()) == 1
+            wait_for(lambda: store.audit.reverts()[0].verify_result == "healed", timeout=30, what="healed")
+            assert len(store.audit.reverts()) == 1
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(15)

@@ -306,7 +306,7 @@ def test_bot_keeps_an_incident_in_one_thread_and_marks_the_parent_resolved(tmp_p
     assert "Recovered" in replies[-1].all_text and "after 3m 12s" in replies[-1].all_text
     assert len(parent.updates) == 1 and "Resolved" in all_text(parent.updates[0])
     assert all("argocd-secret-token" not in m.all_text for m in messages)
-    thread = store.open_slack_threads("plate-api-prod")
+    thread = store.slack.open_threads("plate-api-prod")
     assert thread == []  # resolved; the stored ts is what the update used
     # A restart with the same store posts nothing twice.
     with fake_slack() as slack2:
@@ -367,4 +367,4 @@ def test_an_app_removed_while_failing_closes_its_thread_and_is_otherwise_not_new
     parent, removed = slack.messages
     assert removed.thread_ts == parent.ts and "Application removed" in removed.all_text
     assert parent.updates and "Resolved" in all_text(parent.updates[0])
-    assert store.open_slack_threads("plate-api-prod") == [] and count(n, "filtered") == 1
+    assert store.slack.open_threads("plate-api-prod") == [] and count(n, "filtered") == 1

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from watcher.detect import AppTracker
-from watcher.domain import AppSnapshot, Event, EventKind, Health, SyncStatus
+from watcher.domain import Action, AppSnapshot, Event, EventKind, Health, RevertMode, SyncStatus
 from watcher.sim.gitserver import free_port
 from watcher.store import MIGRATIONS, Store
 
@@ -81,21 +81,21 @@ def failed(at: datetime, revision: str = "b" * 40) -> Event:
 def test_incident_survives_a_reopen_and_events_are_recorded_once(store_url: str) -> None:
     tracker = AppTracker(last=AppSnapshot("plate-api-stg", sync_status=SyncStatus.SYNCED, health=Health.HEALTHY))
     store = Store(store_url)
-    assert store.record("plate-api-stg", tracker, [failed(T0)], True, T0) == [failed(T0)]
+    assert store.detection.record("plate-api-stg", tracker, [failed(T0)], True, T0) == [failed(T0)]
     store.close()
     reopened = Store(store_url)
     assert reopened.migrate() == len(MIGRATIONS)
-    assert reopened.record("plate-api-stg", tracker, [failed(T0 + timedelta(seconds=5))], False, T0) == []
-    open_incidents = reopened.incidents(open_only=True)
+    assert reopened.detection.record("plate-api-stg", tracker, [failed(T0 + timedelta(seconds=5))], False, T0) == []
+    open_incidents = reopened.detection.incidents(open_only=True)
     assert [(i.app, i.kind, i.revision) for i in open_incidents] == [("plate-api-stg", EventKind.SYNC_FAILED, "b" * 40)]
     assert open_incidents[0].detected_at == T0
-    assert reopened.load_trackers() == {"plate-api-stg": tracker}
+    assert reopened.detection.load_trackers() == {"plate-api-stg": tracker}
     recovered = Event("plate-api-stg", EventKind.RECOVERED, "c" * 40, T0 + timedelta(minutes=3), "ok")
-    assert reopened.record("plate-api-stg", tracker, [recovered], True, T0) == [recovered]
-    assert reopened.incidents(open_only=True) == []
-    resolved = reopened.incidents()[0]
+    assert reopened.detection.record("plate-api-stg", tracker, [recovered], True, T0) == [recovered]
+    assert reopened.detection.incidents(open_only=True) == []
+    resolved = reopened.detection.incidents()[0]
     assert resolved.resolved_at == T0 + timedelta(minutes=3) and resolved.resolution == "recovered at cccccccccccc"
-    assert len(reopened.timeline("plate-api-stg")) == 2
+    assert len(reopened.detection.timeline("plate-api-stg")) == 2
     reopened.close()
 
 
@@ -111,9 +111,9 @@ def test_deployments_follow_the_operation(store_url: str) -> None:
         "ok",
         {"finished_at": (T0 + timedelta(seconds=8)).isoformat()},
     )
-    store.record("a", AppTracker(), [started], False, T0)
-    store.record("a", AppTracker(), [done], False, T0)
-    [row] = store.deployments("a")
+    store.detection.record("a", AppTracker(), [started], False, T0)
+    store.detection.record("a", AppTracker(), [done], False, T0)
+    [row] = store.detection.deployments("a")
     assert (row["revision"], row["result"]) == (rev, "Succeeded")
     assert row["finished_at"].replace(tzinfo=UTC) == T0 + timedelta(seconds=8)
     store.close()
@@ -129,11 +129,15 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
 def test_open_incidents_without_a_final_decision_are_the_ones_a_restart_decides_again(store_url: str) -> None:
     store = Store(store_url)
     for app in ("waited", "decided", "undecided", "resolved"):
-        store.record(app, AppTracker(), [Event(app, EventKind.SYNC_FAILED, "b" * 40, T0, "sync failed")], False, T0)
-    ids = {i.app: i.id for i in store.incidents()}
-    store.record_decision(ids["waited"], "waited", T0, "wait", "argocd_unknown", "Argo CD unreachable", "push", {})
-    store.record_decision(ids["decided"], "decided", T0, "alert", "mode_off", "off", "off", {})
-    store.record_decision(None, "decided", T0, "alert", "mode_off", "no incident", "off", {})
-    store.resolve_incident(ids["resolved"], T0, "recovered")
-    assert store.open_incidents_undecided(waiting="wait") == sorted([ids["waited"], ids["undecided"]])
+        store.detection.record(
+            app, AppTracker(), [Event(app, EventKind.SYNC_FAILED, "b" * 40, T0, "sync failed")], False, T0
+        )
+    ids = {i.app: i.id for i in store.detection.incidents()}
+    store.audit.record_decision(
+        ids["waited"], "waited", T0, Action.WAIT, "argocd_unknown", "Argo CD unreachable", RevertMode.PUSH, {}
+    )
+    store.audit.record_decision(ids["decided"], "decided", T0, Action.ALERT, "mode_off", "off", RevertMode.OFF, {})
+    store.audit.record_decision(None, "decided", T0, Action.ALERT, "mode_off", "no incident", RevertMode.OFF, {})
+    store.detection.resolve_incident(ids["resolved"], T0, "recovered")
+    assert store.audit.open_incidents_undecided() == sorted([ids["waited"], ids["undecided"]])
     store.close()

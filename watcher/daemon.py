@@ -31,7 +31,10 @@ class Daemon:
         self.repo = GitRepo(settings.git)
         self.watcher = Watcher(settings, self.argocd, self.repo, self.store)
         pulls = pull_requests_for(settings.forge, settings.git.url) if settings.revert.mode == "pull-request" else None
-        self.reverter = Reverter(settings, self.watcher, self.argocd, self.repo, self.store, pulls)
+        self.reverter = Reverter(
+            settings, self.watcher, self.argocd, self.repo, self.store, self.watcher.metrics, pulls
+        )
+        self.watcher.listeners.append(self.reverter.on_event)
         transport = transport_for(settings)
         self.slack: SlackNotifier | None = None
         if transport is not None:

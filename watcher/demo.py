@@ -139,8 +139,9 @@ def run_demo(
             message=str(failed.evidence.get("message", ""))[:300],
         )
         pushed = timeline.wait_action("revert_pushed", 30)
-        decision = daemon.store.decisions(app=BAD_APP, limit=1)[0]
-        culprits = (decision["evidence"].get("blame") or {}).get("culprits") or []
+        decision = daemon.store.audit.decisions(app=BAD_APP, limit=1)[0]
+        blamed: Any = decision.evidence.get("blame") or {}
+        culprits = blamed.get("culprits") or []
         for c in culprits:
             timeline.add("blamed", app=BAD_APP, sha=c["sha"][:10], author=c["author"], subject=c["subject"])
         reverted_at = time.monotonic()
@@ -165,7 +166,7 @@ def run_demo(
                 "culprit_matches_bad_commit": [c["sha"] for c in culprits] == [bad["sha"]],
                 "seconds_from_push": round(detected_at - pushed_at, 2),
             },
-            "decision": {"action": decision["action"], "rule": decision["rule"], "reason": decision["reason"]},
+            "decision": {"action": decision.action.value, "rule": decision.rule, "reason": decision.reason},
             "revert": {
                 "sha": revert_sha,
                 "reverts": list(revert_commit.reverts) if revert_commit else [],
@@ -175,7 +176,8 @@ def run_demo(
             "recovered": {"seconds_from_push": round(recovered_at - pushed_at, 2)},
             "branch_now": [f"{c.sha[:10]} {c.author}: {c.subject}" for c in remote],
             "open_incidents": [
-                {"id": i.id, "app": i.app, "kind": i.kind.value} for i in daemon.store.incidents(open_only=True)
+                {"id": i.id, "app": i.app, "kind": i.kind.value}
+                for i in daemon.store.detection.incidents(open_only=True)
             ],
             "total_seconds": round(time.monotonic() - timeline.started, 2),
             "slack": slack.lines,

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The production clock; decision code takes `now` as an argument and never calls this itself."""
+    return datetime.now(UTC)
 
 
 class SyncStatus(enum.StrEnum):
@@ -201,3 +209,100 @@ class Decision:
     reason: str
     culprits: tuple[str, ...] = ()
     open_circuit: bool = False
+
+
+# -- the revert lifecycle: what the reverter stores, counts and reports -------------------------------------
+class RevertState(enum.StrEnum):
+    """A revert attempt's state. STARTED is written before git is touched; every other state is final."""
+
+    STARTED = "started"  # intent recorded, outcome unknown (a crash here is reconciled against git)
+    PUSHED = "pushed"
+    PULL_REQUEST_OPENED = "pull_request_opened"
+    DRY_RUN = "dry_run"
+    CONFLICT = "conflict"
+    PUSH_FAILED = "push_failed"
+    ALREADY_UNDONE = "already_undone"
+    FAILED = "failed"
+    NOT_PUSHED = "not_pushed"  # nothing reached the remote: the incident is decided again
+
+
+# States whose commit is (or may be) in git: its culprits count as reverted, never again.
+REVERTED_STATES = frozenset({RevertState.STARTED, RevertState.PUSHED, RevertState.PULL_REQUEST_OPENED})
+# States that count for the cooldown and the hourly limit.
+ACTIVE_REVERT_STATES = frozenset({RevertState.PUSHED, RevertState.PULL_REQUEST_OPENED})
+
+
+class VerifyResult(enum.StrEnum):
+    PENDING = ""
+    HEALED = "healed"
+    NOT_HEALED = "not_healed"
+
+
+class RevertStep(enum.StrEnum):
+    """What the reverter tells its listeners (Slack, the demo) after a step."""
+
+    REVERT_PUSHED = "revert_pushed"
+    REVERT_PROPOSED = "revert_proposed"
+    REVERT_DRY_RUN = "revert_dry_run"
+    REVERT_FAILED = "revert_failed"
+    ALERT_ONLY = "alert_only"
+    SUSPENDED = "suspended"
+    CIRCUIT_OPEN = "circuit_open"
+    RECOVERED = "recovered"
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One stored decision: the audit trail's "what was seen, what was decided, why"."""
+
+    id: int
+    incident_id: int | None
+    app: str
+    at: datetime
+    action: Action
+    rule: str
+    reason: str
+    mode: RevertMode
+    evidence: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class RevertRecord:
+    id: int
+    incident_id: int
+    app: str
+    mode: RevertMode
+    culprits: tuple[str, ...]
+    state: RevertState
+    started_at: datetime
+    finished_at: datetime | None = None
+    revert_sha: str | None = None
+    base_sha: str | None = None
+    url: str | None = None
+    verify_deadline: datetime | None = None
+    verified_at: datetime | None = None
+    verify_result: VerifyResult = VerifyResult.PENDING
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def needs_human(self) -> bool:
+        return bool(self.detail.get("needs_human")) or self.verify_result is VerifyResult.NOT_HEALED
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    app: str
+    since: datetime
+    reason: str
+    incident_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RevertHistory:
+    """One app's revert history as the policy needs it, read from the store in one go."""
+
+    reverted: Mapping[str, str]  # culprit sha -> which revert undid it (any app: a commit is reverted once)
+    suspension: str | None  # why the app is suspended from auto-revert
+    circuit: str | None  # why the revert circuit is open
+    last_revert_at: datetime | None  # this app's last revert pushed or proposed (cooldown)
+    reverts_last_hour: int  # every app's (the hourly limit)

@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from watcher import __version__
-from watcher.domain import INCIDENT_KINDS, AppSnapshot
+from watcher.domain import INCIDENT_KINDS, AppSnapshot, RevertState, VerifyResult
 
 LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 POLL_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -117,7 +117,7 @@ class Metrics:
         )
         self.reverts = Counter(
             "sync_watcher_reverts",
-            "Revert attempts by outcome (pushed, dry_run, pull_request_opened, conflict, push_failed, ...).",
+            "Revert attempts by outcome (domain.RevertState: pushed, dry_run, pull_request_opened, conflict, ...).",
             ["outcome"],
             registry=r,
         )
@@ -151,16 +151,9 @@ class Metrics:
         self.circuit_open = Gauge(
             "sync_watcher_revert_circuit_open", "1 while the revert rate limit has stopped auto-revert.", registry=r
         )
-        for outcome in (
-            "pushed",
-            "dry_run",
-            "pull_request_opened",
-            "conflict",
-            "push_failed",
-            "already_undone",
-            "failed",
-        ):
-            self.reverts.labels(outcome)
+        for state in RevertState:
+            if state is not RevertState.STARTED:  # not an outcome: the intent, written before git is touched
+                self.reverts.labels(state.value)
         # Slack delivery
         self.slack_notices = Counter(
             "sync_watcher_slack_notices",
@@ -177,8 +170,9 @@ class Metrics:
         r.register(DoraCollector(self.dora))
         for kind in sorted(k.value for k in INCIDENT_KINDS):
             self.time_to_detect.labels(kind)
-        for result in ("healed", "not_healed"):
-            self.verifications.labels(result)
+        for result in VerifyResult:
+            if result is not VerifyResult.PENDING:
+                self.verifications.labels(result.value)
         self.build = Info("sync_watcher_build", "Version of the running watcher.", registry=r)
         self.build.info({"version": __version__, "python": platform.python_version()})
         for source in ("argocd", "git"):

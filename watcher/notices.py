@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from watcher.domain import Event, EventKind
+from watcher.domain import Event, EventKind, RevertStep
 from watcher.dora import environment_of
 
 
@@ -121,44 +121,44 @@ def from_event(e: Event, environment: str | None = None) -> Notice | None:
 ActionText = Callable[[Mapping[str, Any], str], str]  # (details, "`sha1`, `sha2`") -> our words
 # What the reverter reports (`Reverter.listeners`) -> (kind, severity, headline, detail). Its own "recovered"
 # is absent on purpose: the detector's recovery event tells it, once, with the time to recover.
-ACTION_NOTICES: dict[str, tuple[NoticeKind, Severity, ActionText, ActionText]] = {
-    "revert_pushed": (
+ACTION_NOTICES: dict[RevertStep, tuple[NoticeKind, Severity, ActionText, ActionText]] = {
+    RevertStep.REVERT_PUSHED: (
         NoticeKind.REVERT_PUSHED,
         Severity.WARNING,
         lambda d, names: "Reverted",
         lambda d, names: f"Pushed a revert of {names}; Argo CD deploys it now.",
     ),
-    "revert_proposed": (
+    RevertStep.REVERT_PROPOSED: (
         NoticeKind.REVERT_PROPOSED,
         Severity.WARNING,
         lambda d, names: "Revert proposed",
         lambda d, names: f"Opened a pull request that reverts {names}; merge it to deploy the revert.",
     ),
-    "revert_dry_run": (
+    RevertStep.REVERT_DRY_RUN: (
         NoticeKind.REVERT_DRY_RUN,
         Severity.INFO,
         lambda d, names: "Would revert (dry run)",
         lambda d, names: f"Dry-run mode: a revert of {names} applies cleanly; nothing was pushed.",
     ),
-    "revert_failed": (
+    RevertStep.REVERT_FAILED: (
         NoticeKind.REVERT_FAILED,
         Severity.CRITICAL,
         lambda d, names: f"Revert failed ({str(d.get('outcome', 'failed')).replace('_', ' ')})",
         lambda d, names: "Nothing was pushed to the branch; a human must fix or revert it.",
     ),
-    "alert_only": (
+    RevertStep.ALERT_ONLY: (
         NoticeKind.NOT_REVERTED,
         Severity.WARNING,
         lambda d, names: "Not reverted",
         lambda d, names: str(d.get("reason", "")),
     ),
-    "suspended": (
+    RevertStep.SUSPENDED: (
         NoticeKind.SUSPENDED,
         Severity.CRITICAL,
         lambda d, names: "Auto-revert suspended",
         lambda d, names: f"{d.get('reason', '')}. Run `sync-watcher resume {d.get('app', '')}` once it is fixed.",
     ),
-    "circuit_open": (
+    RevertStep.CIRCUIT_OPEN: (
         NoticeKind.CIRCUIT_OPEN,
         Severity.CRITICAL,
         lambda d, names: "Auto-revert stopped (circuit open)",
@@ -169,7 +169,7 @@ ACTION_NOTICES: dict[str, tuple[NoticeKind, Severity, ActionText, ActionText]] =
 
 def from_action(what: str, d: Mapping[str, Any], environment: str | None = None) -> Notice | None:
     """A revert step the reverter reported as a notice; None for steps not worth one."""
-    spec = ACTION_NOTICES.get(what)
+    spec = ACTION_NOTICES.get(RevertStep(what)) if what in set(RevertStep) else None
     if spec is None:
         return None
     kind, severity, headline, detail = spec

@@ -9,8 +9,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from watcher.adapters.slack import BotTransport, SlackError, Transport, WebhookTransport
-from watcher.domain import INCIDENT_KINDS, Event
+from watcher.adapters.slack import BotTransport, SlackError, WebhookTransport
+from watcher.domain import INCIDENT_KINDS, Event, EventKind, utcnow
 from watcher.dora import environment_of
 from watcher.logs import REDACTOR, get_logger
 from watcher.metrics import Metrics
@@ -23,15 +23,15 @@ from watcher.notices import (
     notice_to_json,
     routing_from,
 )
-from watcher.service import utcnow
+from watcher.ports import SlackTransport
 from watcher.settings import Settings
 from watcher.slack_message import Links, blocks_for, fallback_text, links_for
-from watcher.store import Store
+from watcher.store import SlackThread, Store
 
 INCIDENT_KIND_VALUES = frozenset(k.value for k in INCIDENT_KINDS)
 
 
-def transport_for(settings: Settings) -> Transport | None:
+def transport_for(settings: Settings) -> SlackTransport | None:
     s = settings.slack
     if s.bot_token is not None:
         return BotTransport(s.bot_token.get_secret_value(), s.api_url, s.timeout_seconds, s.retries)
@@ -50,7 +50,7 @@ class SlackNotifier:
         settings: Settings,
         store: Store,
         metrics: Metrics,
-        transport: Transport,
+        transport: SlackTransport,
         clock: Callable[[], datetime] = utcnow,
         environment: Callable[[str], str] = environment_of,
     ):
@@ -133,62 +133,62 @@ class SlackNotifier:
                     self._idle.notify_all()
 
     def deliver(self, n: Notice) -> None:
-        if self.store.notification_sent(n.dedup_key):
+        if self.store.slack.notification_sent(n.dedup_key):
             self.metrics.slack_notices.labels("deduplicated").inc()
             return
         # A recovery goes wherever its alerts went, whatever its own severity: an alert is closed where it was raised.
-        threads = self.store.open_slack_threads(n.app) if n.resolves else []
-        channel = destination(n, [t["channel"] for t in threads], self.routing)
+        threads = self.store.slack.open_threads(n.app) if n.resolves else []
+        channel = destination(n, [t.channel for t in threads], self.routing)
         if channel is None:
             self.metrics.slack_notices.labels("filtered").inc()
             return
         if n.incident_id is None and n.kind.value in INCIDENT_KIND_VALUES:
-            found = self.store.find_incident(n.app, n.kind.value, n.revision)
+            found = self.store.detection.find_incident(n.app, EventKind(n.kind.value), n.revision)
             n = replace(n, incident_id=found.id if found else None)
         text, blocks = _scrub(fallback_text(n)), _scrub(blocks_for(n, self.links))
         if threads:
             ts = self._resolve_threads(n, threads, text, blocks)
         else:
             ts = self._post(n, channel, text, blocks)
-        self.store.record_notification(n.dedup_key, channel, ts, self.clock())
+        self.store.slack.record_notification(n.dedup_key, channel, ts, self.clock())
         self.metrics.slack_notices.labels("sent").inc()
         self.log.info("slack_notice_sent", app=n.app, kind=n.kind.value, channel=channel, severity=n.severity.name)
 
     def _post(self, n: Notice, channel: str, text: str, blocks: list[dict[str, Any]]) -> str | None:
         """Into the incident's open thread if it has one; else a new message that opens it."""
-        thread = None if n.resolves else self.store.slack_thread(n.app, n.incident_id, n.revision)
+        thread = None if n.resolves else self.store.slack.thread(n.app, n.incident_id, n.revision)
         if thread is not None:
-            reply_to = thread["ts"] if self.transport.threads else None
-            _, ts = self.transport.post(thread["channel"], text, blocks, thread_ts=reply_to)
-            if n.incident_id is not None and thread["incident_id"] is None:
-                self.store.attach_slack_thread(thread["id"], n.incident_id)
+            reply_to = thread.ts if self.transport.threads else None
+            _, ts = self.transport.post(thread.channel, text, blocks, thread_ts=reply_to)
+            if n.incident_id is not None and thread.incident_id is None:
+                self.store.slack.attach_thread(thread.id, n.incident_id)
             return ts
         channel_id, ts = self.transport.post(channel, text, blocks)
         if not n.resolves:  # webhooks have no ts: the row still tells where to say it is resolved
             parent = notice_to_json(n)
-            self.store.save_slack_thread(channel_id, ts or "", n.app, n.revision, n.incident_id, parent, self.clock())
+            self.store.slack.save_thread(channel_id, ts or "", n.app, n.revision, n.incident_id, parent, self.clock())
         return ts
 
     def _resolve_threads(
-        self, n: Notice, threads: list[dict[str, Any]], text: str, blocks: list[dict[str, Any]]
+        self, n: Notice, threads: list[SlackThread], text: str, blocks: list[dict[str, Any]]
     ) -> str | None:
         ts: str | None = None
         told: set[str] = set()
         for t in threads:
-            if self.transport.threads and t["ts"]:
-                _, ts = self.transport.post(t["channel"], text, blocks, thread_ts=t["ts"])
-                parent = notice_from_json(t["parent"])
+            if self.transport.threads and t.ts:
+                _, ts = self.transport.post(t.channel, text, blocks, thread_ts=t.ts)
+                parent = notice_from_json(t.parent)
                 resolved = f"{n.detail} (revision `{(n.revision or '')[:10]}`)"
                 self.transport.update(
-                    t["channel"],
-                    t["ts"],
+                    t.channel,
+                    t.ts,
                     _scrub(fallback_text(parent)),
                     _scrub(blocks_for(parent, self.links, resolved)),
                 )
-            elif t["channel"] not in told:  # a webhook: one message per channel the alerts went to
-                _, ts = self.transport.post(t["channel"], text, blocks)
-            told.add(t["channel"])
-            self.store.resolve_slack_thread(t["id"], self.clock())
+            elif t.channel not in told:  # a webhook: one message per channel the alerts went to
+                _, ts = self.transport.post(t.channel, text, blocks)
+            told.add(t.channel)
+            self.store.slack.resolve_thread(t.id, self.clock())
         return ts
 
 

@@ -9,7 +9,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -17,10 +17,11 @@ from watcher import appmap
 from watcher.adapters.argocd import ArgoCDError, snapshot_from_app
 from watcher.adapters.gitrepo import GitError
 from watcher.detect import AppTracker, DetectionRules, observe
-from watcher.domain import INCIDENT_KINDS, AppSnapshot, Commit, Event, EventKind, app_key
+from watcher.domain import INCIDENT_KINDS, AppSnapshot, Commit, Event, EventKind, app_key, utcnow
 from watcher.dora import CHANGE_FAILURE_STAGE, environment_of
 from watcher.logs import get_logger
 from watcher.metrics import Metrics, StateView
+from watcher.ports import AppContext
 from watcher.settings import DetectionSettings, Settings
 from watcher.store import Observation, Store
 
@@ -40,10 +41,6 @@ class Repo(Protocol):
 
 # Besides incidents: events whose readers (metrics, Slack) want the commit and the onset of what they close.
 ENRICHED_KINDS = frozenset({EventKind.DEPLOYED, EventKind.RECOVERED, EventKind.SYNC_FAILING})
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def rules_from(d: DetectionSettings) -> DetectionRules:
@@ -120,7 +117,7 @@ class Watcher:
         self.rules = rules_from(settings.detection)
         self.log = get_logger()
         self._lock = threading.RLock()
-        self.trackers: dict[str, AppTracker] = store.load_trackers()
+        self.trackers: dict[str, AppTracker] = store.detection.load_trackers()
         self.apps: dict[str, dict[str, Any]] = {}  # key -> metadata+spec, for the git mapping
         self.paths: dict[str, tuple[str, ...]] = {}
         self.head: str | None = None
@@ -221,7 +218,7 @@ class Watcher:
 
     def housekeeping(self) -> None:
         days = self.settings.store.timeline_retention_days
-        pruned = self.store.prune_timeline(self.clock() - timedelta(days=days))
+        pruned = self.store.detection.prune_timeline(self.clock() - timedelta(days=days))
         self.log.info("timeline_pruned", rows=pruned, older_than_days=days)
 
     # -- detect -> record -> publish --------------------------------------------------------------------
@@ -237,7 +234,7 @@ class Watcher:
             batch.append(Observation(key, keep, [self._enrich(e) for e in events], _core(snap) != _core(before.last)))
         if not batch:
             return
-        recorded = self.store.record_batch(batch, now)  # memory follows only what was stored
+        recorded = self.store.detection.record_batch(batch, now)  # memory follows only what was stored
         for item in batch:
             if item.tracker is None:
                 self.trackers.pop(item.app, None)
@@ -345,16 +342,21 @@ class Watcher:
             self._mapped_head = signature
 
     # -- views ------------------------------------------------------------------------------------------
-    def app_ref(self, key: str) -> tuple[str, str]:
-        """(name, namespace) to ask Argo CD about the app stored under `key`."""
+    def app_context(self, key: str) -> AppContext:
+        """A consistent copy of what is known about one app, with every app's mapping fields and paths."""
         with self._lock:
             meta = (self.apps.get(key) or {}).get("metadata") or {}
-        return str(meta.get("name") or key.rsplit("/", 1)[-1]), str(meta.get("namespace") or "")
-
-    def app_context(self, key: str) -> tuple[AppTracker | None, dict[str, dict[str, Any]], dict[str, tuple[str, ...]]]:
-        """A consistent copy of one app's tracker and every app's mapping fields and paths (for blame)."""
-        with self._lock:
-            return self.trackers.get(key), dict(self.apps), dict(self.paths)
+            tracker = self.trackers.get(key)
+            return AppContext(
+                key=key,
+                name=str(meta.get("name") or key.rsplit("/", 1)[-1]),
+                namespace=str(meta.get("namespace") or ""),
+                annotations=dict(meta.get("annotations") or {}),
+                last=tracker.last if tracker else None,
+                good_revisions=tracker.good_revisions if tracker else (),
+                specs=dict(self.apps),
+                paths=dict(self.paths),
+            )
 
     def _mark_success(self, source: str) -> None:
         now = time.time()
@@ -362,7 +364,7 @@ class Watcher:
         self.metrics.last_success.labels(source).set(now)
 
     def _load_open_incidents(self) -> tuple[Tally[tuple[str, str]], dict[str, datetime]]:
-        open_incidents = self.store.incidents(open_only=True, limit=100_000)
+        open_incidents = self.store.detection.incidents(open_only=True, limit=100_000)
         since: dict[str, datetime] = {}
         for i in open_incidents:
             since[i.app] = min(i.onset, since.get(i.app, i.onset))

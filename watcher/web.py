@@ -15,39 +15,23 @@ from starlette.routing import Route
 
 from watcher.domain import Incident
 from watcher.service import Watcher
+from watcher.store.codec import to_json
 
 if TYPE_CHECKING:
     from watcher.reverter import Reverter
 
 
 def incident_json(i: Incident) -> dict[str, Any]:
-    return {
-        "id": i.id,
-        "app": i.app,
-        "kind": i.kind.value,
-        "revision": i.revision,
-        "detected_at": i.detected_at.isoformat(),
-        "resolved_at": i.resolved_at.isoformat() if i.resolved_at else None,
-        "reason": i.reason,
-        "resolution": i.resolution,
-        "evidence": i.evidence,
-    }
-
-
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+    return to_json(i)  # type: ignore[no-any-return]
 
 
 def incident_detail(watcher: Watcher, i: Incident) -> dict[str, Any]:
     """An incident with every decision taken on it and every revert attempted for it (the audit trail)."""
-    reverts = [_jsonable(r) for r in watcher.store.reverts(incident_id=i.id)]
-    needs_human = any(
-        r["detail"].get("needs_human") or r["verify_result"] == "not_healed" for r in reverts if r.get("detail")
-    )
+    reverts = watcher.store.audit.reverts(incident_id=i.id)
     return incident_json(i) | {
-        "decisions": [_jsonable(d) for d in watcher.store.decisions(incident_id=i.id)],
-        "reverts": reverts,
-        "needs_human": needs_human,
+        "decisions": [to_json(d) for d in watcher.store.audit.decisions(incident_id=i.id)],
+        "reverts": [to_json(r) for r in reverts],
+        "needs_human": any(r.needs_human for r in reverts),
     }
 
 
@@ -68,21 +52,21 @@ def build_app(watcher: Watcher, reverter: Reverter | None = None, admin_token: s
     def incidents(request: Request) -> Response:
         open_only = request.query_params.get("open") in ("1", "true", "yes")
         app = request.query_params.get("app") or None
-        rows = watcher.store.incidents(open_only=open_only, app=app)
+        rows = watcher.store.detection.incidents(open_only=open_only, app=app)
         return JSONResponse({"incidents": [incident_detail(watcher, i) for i in rows]})
 
     def explain(request: Request) -> Response:
         app = request.query_params.get("app", "")
-        found = watcher.store.decisions(app=app, limit=1) if app else []
+        found = watcher.store.audit.decisions(app=app, limit=1) if app else []
         if not found:
             return JSONResponse({"error": f"no decision recorded for app {app!r}"}, status_code=404)
-        decision = _jsonable(found[0])
-        incident = watcher.store.incident(decision["incident_id"]) if decision["incident_id"] else None
+        decision = found[0]
+        incident = watcher.store.detection.incident(decision.incident_id) if decision.incident_id else None
         return JSONResponse(
             {
-                "decision": decision,
+                "decision": to_json(decision),
                 "incident": incident_detail(watcher, incident) if incident else None,
-                "suspended": _jsonable(watcher.store.suspended().get(app) or {}) or None,
+                "suspended": to_json(suspension) if (suspension := watcher.store.audit.suspended().get(app)) else None,
             }
         )
 

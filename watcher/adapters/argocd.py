@@ -18,6 +18,7 @@ from tenacity import (
 )
 
 from watcher.domain import AppSnapshot, Condition, Health, Phase, SyncStatus
+from watcher.ports import RetryLater
 from watcher.settings import ArgoCDSettings
 
 # The only fields Argo CD's list endpoint can select (forwarder_overwrite.go, see reference/argocd/SOURCE.md).
@@ -51,8 +52,9 @@ STREAM_FIELDS = (
 )
 
 
-class ArgoCDError(Exception):
-    """Base of the errors this adapter raises; messages never contain credentials."""
+class ArgoCDError(RetryLater):
+    """Base of the errors this adapter raises; messages never contain credentials. For the caller every one
+    means the same: Argo CD's answer is unknown, ask again later (an auth error also needs a human's fix)."""
 
 
 class ArgoCDUnavailable(ArgoCDError):

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Protocol
 from urllib.parse import quote
 
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from watcher.appmap import normalize_repo_url
+from watcher.ports import NeedsHuman, PullRequests
 from watcher.settings import ForgeSettings
 
 
-class ForgeError(Exception):
+class ForgeError(NeedsHuman):
     """The forge refused or could not be reached; the message never holds the token."""
 
 
 class _Retryable(ForgeError):
     pass
-
-
-class PullRequests(Protocol):
-    def open(self, branch: str, base: str, title: str, body: str) -> str:
-        """Open a request to merge `branch` into `base`; returns its web URL."""
-        ...
 
 
 def project_from_url(git_url: str) -> str:

@@ -7,13 +7,13 @@ import shlex
 import shutil
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import git
 
-from watcher.domain import ChangedCommit, Commit
+from watcher.domain import ChangedCommit, Commit, RevertState
+from watcher.ports import NeedsHuman, RetryLater, RevertResult
 from watcher.settings import GitSettings
 
 FIELD = "\x1f"
@@ -27,32 +27,30 @@ class GitError(Exception):
     """Base of this adapter's errors; messages never contain credentials."""
 
 
-class GitUnavailable(GitError):
+class GitUnavailable(GitError, RetryLater):
     """Clone or fetch failed: the remote is unreachable or refused us."""
 
 
-class RevertConflict(GitError):
+class RevertConflict(GitError, NeedsHuman):
     """The revert does not apply on the current head; nothing was committed or pushed."""
+
+    outcome = RevertState.CONFLICT
 
     def __init__(self, files: list[str]):
         super().__init__(f"revert conflicts in {', '.join(files) or 'the working tree'}")
         self.files = files
 
 
-class NothingToRevert(GitError):
+class NothingToRevert(GitError, NeedsHuman):
     """Reverting changes nothing at the current head: the change is already undone."""
 
+    outcome = RevertState.ALREADY_UNDONE
 
-class PushRejected(GitError):
+
+class PushRejected(GitError, NeedsHuman):
     """The remote refused the push after the bounded retries (someone kept pushing, or no write access)."""
 
-
-@dataclass(frozen=True)
-class RevertResult:
-    sha: str | None  # None for a dry run: the commit was made locally and thrown away
-    base: str  # the remote head the revert was made on
-    diffstat: str
-    attempts: int
+    outcome = RevertState.PUSH_FAILED
 
 
 class GitRepo:
@@ -128,7 +126,7 @@ class GitRepo:
         try:
             return str(repo.git.rev_parse("--verify", ref + "^{commit}"))
         except git.GitCommandError:
-            raise GitError(
+            raise GitUnavailable(
                 f"branch {ref.rsplit('/', 1)[-1]!r} not found on the remote; check WATCHER_GIT__BRANCH"
             ) from None
 

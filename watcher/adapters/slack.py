@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -20,18 +20,6 @@ from slack_sdk.webhook import WebhookClient
 
 class SlackError(Exception):
     """Slack refused or could not be reached after the retries; the message never holds a URL or token."""
-
-
-class Transport(Protocol):
-    threads: bool  # True: replies go to a thread and the parent can be updated
-
-    def post(
-        self, channel: str, text: str, blocks: list[dict[str, Any]], thread_ts: str | None = None
-    ) -> tuple[str, str | None]:
-        """Post a message; returns (channel id, ts) where the transport knows them."""
-        ...
-
-    def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None: ...
 
 
 def retry_handlers(retries: int) -> list[RetryHandler]:

@@ -1,0 +1,140 @@
+"""The ports the service depends on: what an adapter must do, which calls are on the hot path, and errors named
+by what the caller does next. Adapters (watcher.adapters) implement these; tests and the simulator fake them.
+
+Every call here leaves the process, so every implementation bounds it with a deadline of its own and raises
+one of the errors below (or a subclass) instead of hanging or returning half an answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from watcher.domain import AppSnapshot, ChangedCommit, Commit, RevertState
+
+
+class RetryLater(Exception):
+    """Nothing was changed and the answer is unknown (unreachable, timed out): ask again later."""
+
+
+class NeedsHuman(Exception):
+    """The action failed in a way a person must resolve; `outcome` is the revert state it leaves."""
+
+    outcome: RevertState = RevertState.FAILED
+
+
+# -- Argo CD --------------------------------------------------------------------------------------------
+class AppSource(Protocol):
+    """Lists and reads Argo CD Applications as the API returns them (swagger's v1alpha1Application)."""
+
+    def list_apps(self) -> list[dict[str, Any]]:
+        """Every Application, trimmed to the fields detection reads. Hot path: once per list interval; at
+        10k apps it must parse in about the time of a bare json.loads."""
+        ...
+
+    def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]:
+        """One whole Application; `refresh="normal"` asks Argo CD to re-read git first."""
+        ...
+
+
+class ArgoCDActions(Protocol):
+    """What the reverter asks of Argo CD: a fresh look, and ending a sync still retrying the bad revision."""
+
+    def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]: ...
+    def terminate_operation(self, name: str, namespace: str = "") -> None: ...
+
+
+# -- git ------------------------------------------------------------------------------------------------
+class WatchedRepo(Protocol):
+    """The watcher's clone of the GitOps repo."""
+
+    def sync(self) -> str:
+        """Fetch the watched branch; return its head sha. Raises RetryLater when the remote cannot answer."""
+        ...
+
+    def commit(self, sha: str) -> Commit | None:
+        """The commit, or None when the clone does not have it (yet)."""
+        ...
+
+    def yaml_files(self, rev: str, directories: Iterable[str]) -> dict[str, str]:
+        """path -> text of every YAML file under `directories` at `rev` (app-of-apps mapping)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RevertResult:
+    sha: str | None  # the revert commit on the remote (None in dry-run: nothing was pushed)
+    base: str  # the remote head the revert was made on
+    diffstat: str
+    attempts: int
+
+
+class RevertRepo(Protocol):
+    """What blame and the revert need of git. `revert` is the only call that writes to the remote."""
+
+    def sync(self) -> str: ...
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool: ...
+
+    def changes(self, since: str, until: str, paths: Any, limit: int) -> tuple[list[ChangedCommit], bool]:
+        """Mainline commits in (since, until] that touched `paths`, newest first; True when cut at `limit`."""
+        ...
+
+    def find_reverts(self, shas: Any) -> dict[str, str]:
+        """culprit sha -> the commit on the branch that already reverts it."""
+        ...
+
+    def find_by_incident(self, incident_id: int, since: datetime) -> str | None:
+        """The revert commit this watcher made for `incident_id` (crash recovery), if any."""
+        ...
+
+    def revert(
+        self, culprits: Any, message: str, author: tuple[str, str], push_branch: str | None, retries: int = 3
+    ) -> RevertResult:
+        """Revert `culprits` on the remote head and push to `push_branch` (None: dry run, push nothing).
+        Raises RetryLater when nothing was pushed and git could not be reached, NeedsHuman otherwise."""
+        ...
+
+
+class PullRequests(Protocol):
+    def open(self, branch: str, base: str, title: str, body: str) -> str:
+        """Open a pull (merge) request from `branch` into `base`; return its web URL. Raises NeedsHuman."""
+        ...
+
+
+# -- Slack ----------------------------------------------------------------------------------------------
+class SlackTransport(Protocol):
+    """Delivers one message. `threads`: whether replies and edits are possible (a bot token, not a webhook)."""
+
+    threads: bool
+
+    def post(
+        self, channel: str, text: str, blocks: list[dict[str, Any]], thread_ts: str | None = None
+    ) -> tuple[str, str | None]:
+        """Post; return (channel id, message ts or None)."""
+        ...
+
+    def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None: ...
+
+
+# -- the watcher, as the reverter and the HTTP views see it ----------------------------------------------
+@dataclass(frozen=True, slots=True)
+class AppContext:
+    """A consistent copy of what the watcher knows about one app, plus every app's paths (blame's input)."""
+
+    key: str
+    name: str
+    namespace: str
+    annotations: dict[str, str]
+    last: AppSnapshot | None  # the watcher's latest snapshot
+    good_revisions: tuple[str, ...]  # revisions seen Synced and Healthy, newest last
+    specs: dict[str, dict[str, Any]]  # every app's mapping fields (appmap.mapping_fields)
+    paths: dict[str, tuple[str, ...]]  # every app's repo paths
+
+
+class Fleet(Protocol):
+    """What other parts ask the watcher, instead of reaching into its attributes."""
+
+    def app_context(self, key: str) -> AppContext: ...
+    def environment(self, key: str) -> str: ...

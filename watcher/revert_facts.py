@@ -1,0 +1,134 @@
+"""Pure: what the reverter saw for one incident (Argo CD, git, the store) -> the policy's facts and the evidence.
+
+The reverter reads three things once (`ArgoCDView`, `GitView`, `RevertHistory`) and hands them here; nothing in
+this module does I/O, so every combination of answers is a table test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from watcher.blame import AppSources, Blame, blame, helm_dirs
+from watcher.domain import AppSnapshot, ChangedCommit, Incident, RevertHistory
+from watcher.policy import PolicyFacts, opt_in_from, still_failing
+from watcher.ports import AppContext
+
+# The fields of Argo CD's fresh answer kept in the audit trail (the rest is in the incident's evidence).
+SEEN_FIELDS = ("sync_status", "sync_revision", "health", "phase", "operation_revision", "retry_count")
+MESSAGE_KEPT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ArgoCDView:
+    """A fresh GET of the app: the snapshot, or why there is none."""
+
+    snapshot: AppSnapshot | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GitView:
+    """What git said about the range (last good, failing]: read only when the app still fails at a revision."""
+
+    last_good: str | None = None
+    last_good_source: str = ""  # "watcher" or "argocd_history"
+    last_good_is_ancestor: bool = False
+    changes: tuple[ChangedCommit, ...] = ()  # commits in the range that touched the app's paths, newest first
+    truncated: bool = False
+    undone: Mapping[str, str] = field(default_factory=dict)  # sha -> the commit on the branch that reverts it
+    error: str | None = None  # git could not be read: blame is unknown
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """The policy's input and the audit trail's evidence, built once from the three reads."""
+
+    policy: PolicyFacts
+    blame: Blame | None
+    evidence: Mapping[str, Any]
+
+
+def sources_of(context: AppContext) -> tuple[AppSources, dict[str, AppSources]]:
+    """The app's own repo paths and every other app's, as blame compares them."""
+
+    def of(key: str, paths: tuple[str, ...]) -> AppSources:
+        return AppSources(paths, helm_dirs(context.specs.get(key, {}), paths))
+
+    own = of(context.key, context.paths.get(context.key, ()))
+    return own, {k: of(k, p) for k, p in context.paths.items() if k != context.key}
+
+
+def facts_of(
+    incident: Incident,
+    context: AppContext,
+    argocd: ArgoCDView,
+    git: GitView | None,
+    history: RevertHistory,
+    max_candidates: int,
+) -> Facts:
+    """`git` is None when it was not read (the app no longer fails, or the incident has no revision)."""
+    snap = argocd.snapshot
+    failing = still_failing(snap, incident.kind, incident.revision) if snap is not None else None
+    found: Blame | None = None
+    if git is not None and git.error is None and incident.revision:
+        own, others = sources_of(context)
+        found = blame(
+            incident.app,
+            incident.revision,
+            git.last_good,
+            git.last_good_is_ancestor,
+            git.changes,
+            own,
+            others,
+            max_candidates,
+            git.truncated,
+        )
+    shas = {c.sha for c in found.culprits} if found else set()
+    undone = {k: f"by {v[:12]} in git" for k, v in git.undone.items()} if git else {}
+    already = {k: v for k, v in (dict(history.reverted) | undone).items() if k in shas}
+    policy = PolicyFacts(
+        app=incident.app,
+        kind=incident.kind,
+        detected_at=incident.detected_at,
+        opt_in=opt_in_from(context.annotations),
+        suspended=history.suspension,
+        circuit=history.circuit,
+        still_failing=failing,
+        blame=found,
+        already_reverted=already,
+        last_revert_at=history.last_revert_at,
+        reverts_last_hour=history.reverts_last_hour,
+    )
+    return Facts(policy, found, _evidence(policy, found, argocd, git))
+
+
+def _evidence(p: PolicyFacts, found: Blame | None, argocd: ArgoCDView, git: GitView | None) -> dict[str, Any]:
+    seen: dict[str, Any] | None = None
+    if argocd.snapshot is not None:
+        s = argocd.snapshot
+        seen = {k: _plain(getattr(s, k)) for k in SEEN_FIELDS}
+        seen["operation_message"] = s.operation_message[:MESSAGE_KEPT]
+    evidence: dict[str, Any] = {
+        "argocd_now": seen,
+        "still_failing": p.still_failing,
+        "blame": found.evidence() if found else None,
+        "opt_in": p.opt_in,
+        "suspended": p.suspended,
+        "circuit": p.circuit,
+        "already_reverted": dict(p.already_reverted),
+        "last_revert_at": p.last_revert_at.isoformat() if p.last_revert_at else None,
+        "reverts_last_hour": p.reverts_last_hour,
+    }
+    if argocd.error:
+        evidence["argocd_error"] = argocd.error
+    if git is not None and git.error:
+        evidence["git_error"] = git.error
+    if git is not None and git.last_good_source:
+        evidence["last_good_source"] = git.last_good_source
+    return evidence
+
+
+def _plain(v: object) -> object:
+    return getattr(v, "value", v)

@@ -1,0 +1,57 @@
+"""The reverter's three reads for one incident, each once: Argo CD (a fresh GET), git (the blame range), the
+store (the app's revert history). What they return is plain data for `revert_facts.facts_of`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from watcher.adapters.argocd import snapshot_from_app
+from watcher.blame import last_good_revision
+from watcher.domain import ChangedCommit, Incident
+from watcher.policy import still_failing
+from watcher.ports import AppContext, ArgoCDActions, Fleet, NeedsHuman, RetryLater, RevertRepo
+from watcher.revert_facts import ArgoCDView, Facts, GitView, facts_of, sources_of
+from watcher.store.audit import RevertAudit
+
+
+class IncidentReader:
+    def __init__(self, fleet: Fleet, argocd: ArgoCDActions, repo: RevertRepo, audit: RevertAudit, max_candidates: int):
+        self.fleet = fleet
+        self.argocd = argocd
+        self.repo = repo
+        self.audit = audit
+        self.max_candidates = max_candidates
+
+    def facts(self, incident: Incident, now: datetime) -> Facts:
+        """Three reads, then one pure function builds the facts. Git is read only while the app still fails."""
+        context = self.fleet.app_context(incident.app)
+        argocd = self.read_argocd(context.name, context.namespace)
+        snap = argocd.snapshot
+        failing = snap is not None and still_failing(snap, incident.kind, incident.revision)
+        git = self.read_git(incident, context, argocd) if failing and incident.revision else None
+        history = self.audit.revert_history(incident.app, now)
+        return facts_of(incident, context, argocd, git, history, self.max_candidates)
+
+    def read_argocd(self, name: str, namespace: str) -> ArgoCDView:
+        try:
+            return ArgoCDView(snapshot_from_app(self.argocd.get_app(name, namespace), complete=True))
+        except RetryLater as exc:
+            return ArgoCDView(None, str(exc))
+
+    def read_git(self, incident: Incident, context: AppContext, argocd: ArgoCDView) -> GitView:
+        assert incident.revision is not None
+        history = argocd.snapshot.history_revisions if argocd.snapshot else ()
+        last_good, source = last_good_revision(context.good_revisions, history, incident.revision)
+        own, _ = sources_of(context)
+        changes: list[ChangedCommit] = []
+        truncated = False
+        try:
+            self.repo.sync()
+            ancestor = bool(last_good) and self.repo.is_ancestor(str(last_good), incident.revision)
+            if last_good and ancestor and own.paths:
+                limit = self.max_candidates * 4 + 10
+                changes, truncated = self.repo.changes(last_good, incident.revision, own.paths, limit)
+            undone = self.repo.find_reverts([c.commit.sha for c in changes]) if changes else {}
+        except (RetryLater, NeedsHuman) as exc:
+            return GitView(last_good, source, error=str(exc))
+        return GitView(last_good, source, ancestor, tuple(changes), truncated, undone)

@@ -1,0 +1,54 @@
+"""Persistence over one engine: SQLite (WAL) by default, PostgreSQL by URL (SQLAlchemy Core).
+
+Split by concern, each part a small class over the same engine: `detection` (trackers, timeline, events,
+deployments, incidents), `audit` (decisions, reverts, suspensions, the circuit) and `slack` (delivery state).
+It keeps data, not rules: what an event opens or closes comes from the pure `watcher.ledger`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from watcher.store.audit import RevertAudit
+from watcher.store.delivery import SlackDelivery, SlackThread
+from watcher.store.detection import DetectionRecords, Observation
+from watcher.store.schema import MIGRATIONS, Statements, schema_version
+
+__all__ = ["MIGRATIONS", "Observation", "SlackThread", "Store"]
+
+
+class Store:
+    def __init__(self, url: str):
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.migrate()
+        self.detection = DetectionRecords(self.engine, Statements(self.engine.dialect.name))
+        self.audit = RevertAudit(self.engine)
+        self.slack = SlackDelivery(self.engine)
+
+    def migrate(self) -> int:
+        with self.engine.begin() as conn:
+            schema_version.create(conn, checkfirst=True)
+            current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+            for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
+                step(conn)
+                conn.execute(schema_version.insert().values(version=version))
+        return len(MIGRATIONS)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
