@@ -211,6 +211,11 @@ class Decision:
     open_circuit: bool = False
 
 
+# Trailers on every revert commit this watcher makes: which commits it reverts, for which incident.
+REVERTS_TRAILER = "Sync-Watcher-Reverts"
+INCIDENT_TRAILER = "Sync-Watcher-Incident"
+
+
 # -- the revert lifecycle: what the reverter stores, counts and reports -------------------------------------
 class RevertState(enum.StrEnum):
     """A revert attempt's state. STARTED is written before git is touched; every other state is final."""

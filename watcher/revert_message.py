@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from watcher.adapters.gitrepo import INCIDENT_TRAILER, REVERTS_TRAILER
-from watcher.domain import Commit, Incident
+from watcher.domain import INCIDENT_TRAILER, REVERTS_TRAILER, Commit, Incident
 
 MESSAGE_CHARS = 300
 

@@ -5,7 +5,7 @@ Side effects of one incident, in order, and why that order:
 2. the decision is stored with its evidence before anything is done (the audit trail never lags the act);
 3. the revert's intent is stored before git is touched (a crash after it is reconciled against git on start);
 4. git reverts and pushes; the outcome is written in one place (`_write`): state, metric, log, listeners;
-5. only after a push, Argo CD is asked to end a sync still retrying the bad revision and to refresh.
+5. only after a push, Argo CD is asked (argocd_nudge) to end a sync still retrying the bad revision and to refresh.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from watcher.adapters.argocd import snapshot_from_app
+from watcher.argocd_nudge import deploy_now
 from watcher.domain import (
     INCIDENT_KINDS,
     Action,
@@ -25,7 +25,6 @@ from watcher.domain import (
     Decision,
     Event,
     Incident,
-    Phase,
     RevertMode,
     RevertState,
     RevertStep,
@@ -255,7 +254,8 @@ class Reverter:
         self._write(revert_id, incident, culprits, outcome)
         if outcome.state is RevertState.PUSHED and result is not None and result.sha:
             also = sorted({a for apps in (also_touched or {}).values() for a in apps})
-            self.after_push([incident.app, *also], str(result.sha))
+            contexts = [self.fleet.app_context(app) for app in (incident.app, *also)]
+            deploy_now(self.argocd, contexts, result.sha, self.settings.revert.terminate_retrying, self.log)
         return outcome
 
     def _write(self, revert_id: int, incident: Incident, culprits: Any, outcome: Outcome) -> None:
@@ -274,22 +274,6 @@ class Reverter:
             self._queue(incident.id, outcome.retry_after)
         if outcome.step is not None:
             self._notify(outcome.step, incident, culprits, **outcome.told)
-
-    def after_push(self, apps: list[str], revert_sha: str) -> None:
-        """Make Argo CD deploy the revert now: end a sync still retrying the bad revision, then refresh."""
-        for app in apps:
-            context = self.fleet.app_context(app)
-            name, namespace = context.name, context.namespace
-            try:
-                snap = snapshot_from_app(self.argocd.get_app(name, namespace), complete=True)
-                retrying = snap.phase is Phase.RUNNING and snap.operation_revision not in (None, revert_sha)
-                if retrying and self.settings.revert.terminate_retrying:
-                    self.argocd.terminate_operation(name, namespace)
-                    self.log.info("sync_operation_terminated", app=app, revision=snap.operation_revision)
-                self.argocd.get_app(name, namespace, refresh="normal")
-                self.log.info("argocd_refresh_requested", app=app)
-            except RetryLater as exc:  # Argo CD's own poll picks the revert up within minutes
-                self.log.warning("argocd_nudge_failed", app=app, error=str(exc))
 
     # -- verify -----------------------------------------------------------------------------------------
     def verify(self) -> None:

@@ -12,14 +12,12 @@ from pathlib import Path
 
 import git
 
-from watcher.domain import ChangedCommit, Commit, RevertState
+from watcher.domain import INCIDENT_TRAILER, REVERTS_TRAILER, ChangedCommit, Commit, RevertState
 from watcher.ports import NeedsHuman, RetryLater, RevertResult
 from watcher.settings import GitSettings
 
 FIELD = "\x1f"
 RECORD = "\x1e"
-REVERTS_TRAILER = "Sync-Watcher-Reverts"
-INCIDENT_TRAILER = "Sync-Watcher-Incident"
 LOG_FORMAT = FIELD.join(["%H", "%an", "%cI", "%P", f"%(trailers:key={REVERTS_TRAILER},valueonly,separator=%x20)", "%s"])
 
 
