@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -124,12 +125,31 @@ class ArgoCDClient:
                 raise ArgoCDBadResponse("session login returned no token")
             self._token = token
 
+    def _within_deadline(self, method: str, path: str, params: Mapping[str, Any] | None) -> httpx.Response:
+        """One request, whole: httpx's timeouts bound each read, so a body trickling in a byte at a time would
+        never time out; the body is read in chunks against one deadline for the whole exchange."""
+        deadline = time.monotonic() + self.cfg.timeout_seconds
+        request = self._http.build_request(method, path, params=params, headers=self._auth_headers())
+        r = self._http.send(request, stream=True)
+        try:
+            chunks = []
+            for chunk in r.iter_raw():
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise ArgoCDUnavailable(
+                        f"{method} {path}: no whole answer within {self.cfg.timeout_seconds:g}s "
+                        "(WATCHER_ARGOCD__TIMEOUT_SECONDS)"
+                    )
+        finally:
+            r.close()
+        return httpx.Response(r.status_code, headers=r.headers, content=b"".join(chunks), request=request)
+
     def _send_once(self, method: str, path: str, params: Mapping[str, Any] | None) -> httpx.Response:
         try:
-            r = self._http.request(method, path, params=params, headers=self._auth_headers())
+            r = self._within_deadline(method, path, params)
             if r.status_code == 401 and self.cfg.username:
                 self._token = ""  # the session token expired: log in again, once
-                r = self._http.request(method, path, params=params, headers=self._auth_headers())
+                r = self._within_deadline(method, path, params)
         except httpx.HTTPError as exc:
             raise ArgoCDUnavailable(f"{method} {path}: {type(exc).__name__}") from None
         if r.status_code in (401, 403):
@@ -210,6 +230,8 @@ class ArgoCDClient:
                 reason = str(exc)
             except httpx.HTTPError as exc:
                 reason = f"stream: {type(exc).__name__}"
+            except Exception as exc:  # noqa: BLE001 - a frame or handler we did not foresee: reconnect, never die
+                reason = f"stream: {type(exc).__name__}: {str(exc)[:200]}"
             if stop.is_set():
                 return
             failures += 1
@@ -241,11 +263,15 @@ class ArgoCDClient:
                     frame = json.loads(line[5:].strip())
                 except json.JSONDecodeError:
                     raise ArgoCDBadResponse(f"stream: frame is not JSON: {line[5:85]!r}") from None
+                if not isinstance(frame, dict):
+                    raise ArgoCDBadResponse(f"stream: frame is not a JSON object: {line[5:85]!r}")
                 if "error" in frame:
-                    raise ArgoCDUnavailable(f"stream error: {str(frame['error'].get('message', ''))[:200]}")
-                result = frame.get("result") or {}
-                app = result.get("application")
-                if isinstance(app, dict):
+                    error = frame["error"]
+                    message = error.get("message", "") if isinstance(error, dict) else error
+                    raise ArgoCDUnavailable(f"stream error: {str(message)[:200]}")
+                result = frame.get("result")
+                app = result.get("application") if isinstance(result, dict) else None
+                if isinstance(result, dict) and isinstance(app, dict):
                     yield str(result.get("type", "MODIFIED")), app
 
     def close(self) -> None:
