@@ -3,17 +3,21 @@ answer that is not the spec's ends in a named error within the deadline, never a
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.conftest import wait_for
 from tests.fault_proxy import FaultPlan, FaultProxy
 from watcher.adapters.argocd import ArgoCDBadResponse, ArgoCDClient, ArgoCDError, ArgoCDUnavailable
-from watcher.settings import ArgoCDSettings
+from watcher.adapters.gitrepo import GitRepo, GitUnavailable
+from watcher.settings import ArgoCDSettings, GitSettings
 from watcher.sim.world import SimWorld
 
 TIMEOUT = 1.0
@@ -79,3 +83,40 @@ def test_malformed_stream_frames_reconnect_and_are_counted(world: SimWorld, prox
         stop.set()
         c.close()
         thread.join(5)
+
+
+@pytest.fixture
+def silent_remote() -> Iterator[str]:
+    """A git:// remote that accepts connections and never answers (a stuck load balancer, a dead NFS mount)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                held.append(conn)
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"git://127.0.0.1:{server.getsockname()[1]}/gitops.git"
+    finally:
+        stop.set()
+        thread.join(2)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def test_a_git_remote_that_never_answers_is_killed_at_the_deadline(silent_remote: str, tmp_path: Path) -> None:
+    repo = GitRepo(GitSettings(url=silent_remote, clone_dir=tmp_path / "clone", timeout_seconds=1.5))
+    started = time.monotonic()
+    with pytest.raises(GitUnavailable):
+        repo.sync()
+    assert time.monotonic() - started < 10  # killed at the deadline, not hung until someone notices
+    assert not any("git" in p.name() for p in psutil.Process().children(recursive=True))  # nothing left behind

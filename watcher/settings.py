@@ -49,6 +49,9 @@ class GitSettings(BaseModel):
         None, description="known_hosts file; without it host keys are not checked"
     )
     partial_clone: bool = Field(True, description="Clone with --filter=blob:none where the remote allows it")
+    timeout_seconds: float = Field(
+        120.0, gt=0, description="Deadline of one clone, fetch or push; the git process is killed past it"
+    )
 
 
 class DetectionSettings(BaseModel):

@@ -66,6 +66,9 @@ class GitRepo:
 
     def _env(self) -> dict[str, str]:
         env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+        # Lazy blob fetches of the partial clone cannot be given a deadline per command: make HTTP(S)
+        # transfers that stall (under 1 byte/s for 30 s) fail instead of waiting forever.
+        env |= {"GIT_HTTP_LOW_SPEED_LIMIT": "1", "GIT_HTTP_LOW_SPEED_TIME": "30"}
         if self.cfg.ssh_key_file:
             opts = ["ssh", "-i", str(self.cfg.ssh_key_file), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"]
             if self.cfg.ssh_known_hosts_file:
@@ -94,15 +97,16 @@ class GitRepo:
         return self._repo
 
     def _clone(self) -> None:
+        """init + fetch rather than `git clone`: GitPython can put a deadline on a fetch, not on a clone, and a
+        fetch that was cut short is simply resumed by the next one."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        options = ["--bare", "--no-tags"]
-        if self.cfg.partial_clone:
-            options.append("--filter=blob:none")  # git falls back to a full clone if the server says no
-        try:
-            repo = git.Repo.clone_from(self.cfg.url, self.path, env=self._env(), multi_options=options)
-        except git.GitCommandError as exc:
-            raise GitUnavailable(f"clone failed: {_stderr(exc)}") from None
+        repo = git.Repo.init(self.path, bare=True)
+        repo.git.update_environment(**self._env())
+        repo.git.remote("add", "origin", self.cfg.url)
         repo.git.config("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
+        if self.cfg.partial_clone:  # git falls back to a full fetch if the server does not filter
+            repo.git.config("remote.origin.promisor", "true")
+            repo.git.config("remote.origin.partialclonefilter", "blob:none")
         repo.git.config("core.commitGraph", "true")
         self._repo = repo
 
@@ -250,7 +254,7 @@ class GitRepo:
                     self._clean(tree, base)
                     return RevertResult(None, base, diffstat, attempt)
                 try:
-                    tree.push("origin", f"{sha}:refs/heads/{push_branch}")
+                    tree.push("origin", f"{sha}:refs/heads/{push_branch}", kill_after_timeout=self._deadline)
                 except git.GitCommandError as exc:
                     self._clean(tree, base)
                     if attempt > retries:
@@ -263,12 +267,18 @@ class GitRepo:
                 return RevertResult(sha, base, diffstat, attempt)
         raise AssertionError("unreachable")
 
-    @staticmethod
-    def _fetch(repo: git.Repo) -> None:
+    def _fetch(self, repo: git.Repo) -> None:
         try:
-            repo.git.fetch("origin", "--prune", "--no-tags")
+            repo.git.fetch("origin", "--prune", "--no-tags", kill_after_timeout=self._deadline)
         except git.GitCommandError as exc:
-            raise GitUnavailable(f"fetch failed: {_stderr(exc)}") from None
+            first = not repo.git.for_each_ref("--count=1", "refs/remotes/origin").strip()
+            raise GitUnavailable(f"{'clone' if first else 'fetch'} failed: {_stderr(exc)}") from None
+
+    @property
+    def _deadline(self) -> float:
+        """Seconds a command that talks to the remote may take: git has no overall timeout of its own, and a
+        remote that accepts and never answers would hold the git lock (and every reader behind it) forever."""
+        return self.cfg.timeout_seconds
 
     @property
     def worktree_path(self) -> Path:
