@@ -298,6 +298,23 @@ def test_not_pushed_when_git_is_away_then_decided_again_and_pushed(rig: MakeRig)
     assert [d.action for d in r.decisions(incident)] == ["revert", "revert"]
 
 
+def test_not_pushed_is_decided_again_after_a_restart(rig: MakeRig) -> None:
+    r = rig("push")
+    r.repo.answers = [GitUnavailable("fetch failed: Connection timed out")]
+    incident = r.fail()
+    assert r.reverter.handle(incident).outcome is RevertState.NOT_PUSHED
+
+    r.restart()  # the process is replaced before the retry is due
+    r.clock.advance(RETRY_AFTER_GIT_UNAVAILABLE)
+    handled = r.reverter.run_once()
+
+    assert [(h.incident, h.outcome) for h in handled] == [(incident, RevertState.PUSHED)]
+    assert [x.state for x in r.store.audit.reverts(incident_id=incident)] == [
+        RevertState.PUSHED,
+        RevertState.NOT_PUSHED,
+    ]
+
+
 def test_every_outcome_is_a_revert_state(rig: MakeRig) -> None:
     """The metric has one series per outcome from the start (STARTED is the intent, not an outcome)."""
     r = rig("push")
