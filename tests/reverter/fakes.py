@@ -135,6 +135,7 @@ class FakeRevertRepo:
     """RevertRepo, scripted: what the range holds, what git already reverted, and what each `revert` answers."""
 
     def __init__(self) -> None:
+        # The mainline commits since the last good revision, newest first; `changes` returns those under `paths`.
         self.changed: list[ChangedCommit] = [ChangedCommit(CULPRIT, ("apps/plate-api-stg/deployment.yaml",))]
         self.not_ancestors: set[tuple[str, str]] = set()
         self.reverted_in_git: dict[str, str] = {}  # culprit -> a commit on the branch naming it in a trailer
@@ -156,7 +157,8 @@ class FakeRevertRepo:
 
     def changes(self, since: str, until: str, paths: Any, limit: int) -> tuple[list[ChangedCommit], bool]:
         self.calls.append("changes")
-        return list(self.changed), False
+        touched = [c for c in self.changed if any(f == p or f.startswith(p + "/") for f in c.files for p in paths)]
+        return touched, False
 
     def find_reverts(self, shas: Any) -> dict[str, str]:
         self.calls.append("find_reverts")
@@ -201,6 +203,9 @@ class FakeFleet:
 
     def environment(self, key: str) -> str:
         return key.rsplit("-", 1)[-1]
+
+    def annotate(self, key: str, annotations: Mapping[str, str]) -> None:
+        self.contexts[key] = replace(self.contexts[key], annotations=dict(annotations))
 
     def settle(self, key: str, revision: str, health: Health = Health.HEALTHY) -> None:
         snap = AppSnapshot(key, sync_status=SyncStatus.SYNCED, sync_revision=revision, health=health)
@@ -273,6 +278,12 @@ class Rig:
         incident = self.store.detection.find_incident(app, EventKind.SYNC_FAILED, revision)
         assert incident is not None
         return incident.id
+
+    def broken_again(self, revision: str, app: str = APP) -> int:
+        """A new commit `revision` breaks `app`: Argo CD fails it, git blames it; returns the new incident."""
+        self.argocd.apps[app] = application(app, operation_revision=revision)
+        self.repo.changed.insert(0, ChangedCommit(replace(CULPRIT, sha=revision), (f"{PATHS[app][0]}/deploy.yaml",)))
+        return self.fail(app, revision)
 
     def crashed_after_intent(self, incident_id: int, mode: RevertMode, app: str = APP) -> int:
         """What a process killed mid-revert leaves: the decision and the revert's intent, no outcome."""
