@@ -36,6 +36,21 @@ def test_started_revert_found_in_git_in_push_mode_is_pushed_and_verified(rig: Ma
     assert resolved is not None and resolved.resolved_at == r.clock()
 
 
+def test_started_revert_found_in_git_in_pull_request_mode_needs_a_human(rig: MakeRig) -> None:
+    r = rig("pull-request")
+    incident = r.fail()
+    r.crashed_after_intent(incident, RevertMode.PULL_REQUEST)
+    r.repo.by_incident[incident] = REVERT  # the branch was pushed, the pull request maybe not opened
+
+    assert r.reverter.run_once() == []
+
+    row = r.revert_row(incident)
+    assert (row.state, row.revert_sha, row.verify_deadline) == (RevertState.FAILED, REVERT, None)
+    assert row.needs_human and "open the pull request by hand" in str(row.detail["reconciled"])
+    assert r.counted_outcomes() == {"failed": 1.0}
+    assert r.pulls.opened == [] and r.repo.reverts == []
+
+
 def test_started_revert_not_in_git_is_not_pushed_and_decided_again(rig: MakeRig) -> None:
     r = rig("push")
     incident = r.fail()
