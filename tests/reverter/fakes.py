@@ -25,6 +25,7 @@ from watcher.domain import (
     Health,
     RevertMode,
     RevertRecord,
+    RevertState,
     SyncStatus,
 )
 from watcher.metrics import Metrics
@@ -41,6 +42,7 @@ BAD = "bad0" + "1" * 36  # the failing revision, and the culprit commit
 HEAD = "4ead" + "2" * 36  # the remote head the revert is made on
 REVERT = "2e7e" + "3" * 36  # the revert commit git pushes
 DIFFSTAT = " apps/plate-api-stg/deployment.yaml | 2 +-"
+REVERTS_TOTAL = "sync_watcher_reverts_total"
 PATHS = {APP: ("apps/plate-api-stg",), OTHER: ("apps/plate-web-stg",)}
 ONSET_AGO = timedelta(minutes=1)  # the failure began this long before it was detected
 CULPRIT = Commit(BAD, "Dev Two", NOW - timedelta(minutes=5), "scale plate-api to -1 replicas", (GOOD,))
@@ -100,16 +102,24 @@ class FakeArgoCD:
     def __init__(self, apps: Mapping[str, dict[str, Any]]):
         self.apps = dict(apps)
         self.down = False
+        self.answers_left: int | None = None  # not None: goes down after this many more calls
         self.calls: list[tuple[str, str, str | None]] = []  # (call, app, refresh)
+
+    def _answer(self) -> None:
+        if self.answers_left is not None:
+            self.down = self.down or self.answers_left <= 0
+            self.answers_left -= 1
 
     def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]:
         self.calls.append(("get_app", name, refresh))
+        self._answer()
         if self.down:
             raise ArgoCDUnavailable(f"GET /api/v1/applications/{name}: ConnectTimeout")
         return copy.deepcopy(self.apps[name])
 
     def terminate_operation(self, name: str, namespace: str = "") -> None:
         self.calls.append(("terminate_operation", name, None))
+        self._answer()
         if self.down:
             raise ArgoCDUnavailable(f"DELETE /api/v1/applications/{name}/operation: ConnectTimeout")
 
@@ -298,21 +308,16 @@ class Rig:
     def decisions(self, incident_id: int) -> list[DecisionRecord]:
         return self.store.audit.decisions(incident_id=incident_id)
 
-    def counted(self, outcome: str) -> float:
-        """sync_watcher_reverts_total{outcome=...}"""
-        value = self.metrics.registry.get_sample_value("sync_watcher_reverts_total", {"outcome": outcome})
-        assert value is not None, f"no series for outcome {outcome!r}"
-        return value
+    def reverts_counted(self) -> dict[str, float]:
+        """Every series of sync_watcher_reverts_total: outcome -> count."""
+        found = {
+            s.value: self.metrics.registry.get_sample_value(REVERTS_TOTAL, {"outcome": s.value}) for s in RevertState
+        }
+        return {outcome: n for outcome, n in found.items() if n is not None}
 
     def counted_outcomes(self) -> dict[str, float]:
-        """Every non-zero sync_watcher_reverts_total series."""
-        return {
-            s.labels["outcome"]: s.value
-            for family in self.metrics.registry.collect()
-            if family.name == "sync_watcher_reverts"
-            for s in family.samples
-            if s.name == "sync_watcher_reverts_total" and s.value
-        }
+        """The outcomes counted at least once."""
+        return {outcome: n for outcome, n in self.reverts_counted().items() if n}
 
     def steps(self) -> list[str]:
         return [step for step, _ in self.told]

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.reverter.fakes import APP, BAD, CULPRIT, DIFFSTAT, HEAD, OTHER, REVERT, Rig, application
+from tests.reverter.fakes import APP, BAD, CULPRIT, DIFFSTAT, HEAD, ONSET_AGO, OTHER, REVERT, Rig, application
 from watcher.adapters.forge import ForgeError
 from watcher.adapters.gitrepo import GitUnavailable, NothingToRevert, PushRejected, RevertConflict
 from watcher.domain import ChangedCommit, Health, RevertMode, RevertState, RevertStep, VerifyResult
@@ -32,9 +32,9 @@ def test_pushed_ends_the_retrying_sync_and_refreshes(rig: MakeRig) -> None:
     assert row.verify_deadline == r.clock() + timedelta(seconds=r.settings.revert.verify_deadline_seconds)
     assert row.detail["diffstat"] == DIFFSTAT and not row.needs_human
     assert r.counted_outcomes() == {"pushed": 1.0}
-    assert r.metrics.registry.get_sample_value("sync_watcher_time_to_revert_seconds_count") == 1.0
+    assert r.metrics.registry.get_sample_value("sync_watcher_time_to_revert_seconds_sum") == ONSET_AGO.total_seconds()
     assert r.steps() == [RevertStep.REVERT_PUSHED]
-    step, told = r.told[0]
+    told = r.told[0][1]
     assert told["revert"] == REVERT and told["culprits"][0]["sha"] == BAD and told["incident"] == incident
     [call] = r.repo.reverts
     assert (call.culprits, call.push_branch) == ((BAD,), "main")
@@ -74,19 +74,14 @@ def test_pushed_nudges_every_app_the_culprit_also_changed(rig: MakeRig) -> None:
 
 def test_argocd_away_after_the_push_leaves_the_revert_pushed(rig: MakeRig) -> None:
     r = rig("push")
+    r.argocd.answers_left = 1  # the decision's read, then Argo CD is away for the nudge
     incident = r.fail()
-    real_get = r.argocd.get_app
-    reads = []
-
-    def first_read_only(name: str, namespace: str = "", refresh: str | None = None) -> dict[str, object]:
-        reads.append(name)
-        r.argocd.down = len(reads) > 1  # up for the decision, away for the nudge
-        return real_get(name, namespace, refresh)
-
-    r.argocd.get_app = first_read_only  # type: ignore[method-assign]
 
     assert r.reverter.handle(incident).outcome is RevertState.PUSHED
-    assert r.revert_row(incident).state is RevertState.PUSHED and r.argocd.refreshed == []
+
+    assert r.revert_row(incident).state is RevertState.PUSHED and r.counted_outcomes() == {"pushed": 1.0}
+    assert r.argocd.calls == [("get_app", APP, None), ("get_app", APP, None)]  # tried, gave up: Argo CD polls anyway
+    assert r.argocd.terminated == [] and r.argocd.refreshed == []
 
 
 def test_verify_healed_resolves_the_incident(rig: MakeRig) -> None:
@@ -304,8 +299,7 @@ def test_not_pushed_is_decided_again_after_a_restart(rig: MakeRig) -> None:
     incident = r.fail()
     assert r.reverter.handle(incident).outcome is RevertState.NOT_PUSHED
 
-    r.restart()  # the process is replaced before the retry is due
-    r.clock.advance(RETRY_AFTER_GIT_UNAVAILABLE)
+    r.restart()  # the process is replaced before the retry was due: the new one decides it at once
     handled = r.reverter.run_once()
 
     assert [(h.incident, h.outcome) for h in handled] == [(incident, RevertState.PUSHED)]
@@ -318,14 +312,4 @@ def test_not_pushed_is_decided_again_after_a_restart(rig: MakeRig) -> None:
 def test_every_outcome_is_a_revert_state(rig: MakeRig) -> None:
     """The metric has one series per outcome from the start (STARTED is the intent, not an outcome)."""
     r = rig("push")
-    assert {s for s in RevertState if s is not RevertState.STARTED} == {RevertState(o) for o in _all_series(r)}
-
-
-def _all_series(r: Rig) -> set[str]:
-    return {
-        s.labels["outcome"]
-        for family in r.metrics.registry.collect()
-        if family.name == "sync_watcher_reverts"
-        for s in family.samples
-        if s.name == "sync_watcher_reverts_total"
-    }
+    assert {s for s in RevertState if s is not RevertState.STARTED} == {RevertState(o) for o in r.reverts_counted()}
