@@ -154,6 +154,7 @@ class FakeRevertRepo:
         self.unreachable = False  # sync raises GitUnavailable
         self.calls: list[str] = []
         self.reverts: list[RevertCall] = []
+        self.searched_since: list[datetime] = []  # find_by_incident's `since`, per call
 
     def sync(self) -> str:
         self.calls.append("sync")
@@ -176,6 +177,7 @@ class FakeRevertRepo:
 
     def find_by_incident(self, incident_id: int, since: datetime) -> str | None:
         self.calls.append("find_by_incident")
+        self.searched_since.append(since)
         return self.by_incident.get(incident_id)
 
     def revert(

@@ -71,14 +71,13 @@ def test_reconcile_searches_git_from_before_the_intent(rig: MakeRig) -> None:
     r = rig("push")
     incident = r.fail()
     r.crashed_after_intent(incident, RevertMode.PUSH)
-    seen: list[object] = []
-    find = r.repo.find_by_incident
-    r.repo.find_by_incident = lambda i, since: seen.append(since) or find(i, since)  # type: ignore[method-assign]
     r.clock.advance(3600)
 
     r.reverter.reconcile()
 
-    assert seen == [r.clock() - timedelta(seconds=3600) - RECONCILE_MARGIN]  # committer clocks may be behind
+    assert r.repo.searched_since == [
+        r.clock() - timedelta(seconds=3600) - RECONCILE_MARGIN
+    ]  # committer clocks may be behind
 
 
 def test_reconcile_waits_for_git_then_settles_the_started_revert(rig: MakeRig) -> None:
