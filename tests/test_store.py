@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from watcher.detect import AppTracker
-from watcher.domain import Action, AppSnapshot, Event, EventKind, Health, RevertMode, SyncStatus
+from watcher.domain import Action, AppSnapshot, Event, EventKind, Health, RevertMode, RevertState, SyncStatus
 from watcher.sim.gitserver import free_port
 from watcher.store import MIGRATIONS, Store
 
@@ -128,7 +128,7 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
 
 def test_open_incidents_without_a_final_decision_are_the_ones_a_restart_decides_again(store_url: str) -> None:
     store = Store(store_url)
-    for app in ("waited", "decided", "undecided", "resolved"):
+    for app in ("waited", "decided", "undecided", "resolved", "postponed", "postponed_then_pushed"):
         store.detection.record(
             app, AppTracker(), [Event(app, EventKind.SYNC_FAILED, "b" * 40, T0, "sync failed")], False, T0
         )
@@ -139,5 +139,14 @@ def test_open_incidents_without_a_final_decision_are_the_ones_a_restart_decides_
     store.audit.record_decision(ids["decided"], "decided", T0, Action.ALERT, "mode_off", "off", RevertMode.OFF, {})
     store.audit.record_decision(None, "decided", T0, Action.ALERT, "mode_off", "no incident", RevertMode.OFF, {})
     store.detection.resolve_incident(ids["resolved"], T0, "recovered")
-    assert store.audit.open_incidents_undecided() == sorted([ids["waited"], ids["undecided"]])
+    for app, states in (
+        ("postponed", [RevertState.NOT_PUSHED]),
+        ("postponed_then_pushed", [RevertState.NOT_PUSHED, RevertState.PUSHED]),
+    ):
+        store.audit.record_decision(ids[app], app, T0, Action.REVERT, "culprit_found", "", RevertMode.PUSH, {})
+        for state in states:  # git was away, then (for one of them) the next attempt pushed
+            store.audit.finish_revert(
+                store.audit.start_revert(ids[app], app, RevertMode.PUSH, ["b" * 40], T0), state, T0
+            )
+    assert store.audit.open_incidents_undecided() == sorted([ids["waited"], ids["undecided"], ids["postponed"]])
     store.close()

@@ -261,11 +261,12 @@ class Reverter:
     def _write(self, revert_id: int, incident: Incident, culprits: Any, outcome: Outcome) -> None:
         """The one place an outcome is performed: the revert row, the metric, one log line, the listeners."""
         now = self.clock()
-        self.audit.finish_revert(revert_id, outcome.state, now, detail=dict(outcome.detail), **outcome.columns)
+        detail = dict(outcome.detail) | ({"needs_human": True} if outcome.needs_human else {})  # what status reads
+        self.audit.finish_revert(revert_id, outcome.state, now, detail=detail, **outcome.columns)
         self.metrics.reverts.labels(outcome.state.value).inc()
         if outcome.landed:
             self.metrics.time_to_revert.observe(max((now - incident.onset).total_seconds(), 0.0))
-        shown = {k: v for k, v in outcome.detail.items() if k not in ("message", "diffstat")}
+        shown = {k: v for k, v in detail.items() if k not in ("message", "diffstat")}
         getattr(self.log, outcome.level)(
             outcome.event, app=incident.app, incident=incident.id, culprits=[c.sha[:12] for c in culprits],
             **{k: v for k, v in outcome.columns.items() if k != "verify_deadline"}, **shown,

@@ -78,11 +78,18 @@ class RevertAudit:
             return [from_row(DecisionRecord, r) for r in conn.execute(q)]
 
     def open_incidents_undecided(self) -> list[int]:
-        """Open incidents with no decision but "wait" on record: a restart decides them again."""
+        """Open incidents with no decision but "wait" on record, or whose last revert reached nothing (not_pushed):
+        a restart decides them again."""
         decided = sa.select(decisions.c.incident_id).where(
             decisions.c.action != Action.WAIT.value, decisions.c.incident_id.is_not(None)
         )
-        q = sa.select(incidents.c.id).where(incidents.c.resolved_at.is_(None), incidents.c.id.not_in(decided))
+        last = sa.select(sa.func.max(reverts.c.id)).group_by(reverts.c.incident_id)
+        postponed = sa.select(reverts.c.incident_id).where(
+            reverts.c.id.in_(last), reverts.c.state == RevertState.NOT_PUSHED.value
+        )
+        q = sa.select(incidents.c.id).where(
+            incidents.c.resolved_at.is_(None), sa.or_(incidents.c.id.not_in(decided), incidents.c.id.in_(postponed))
+        )
         with self.engine.connect() as conn:
             return [row.id for row in conn.execute(q.order_by(incidents.c.id))]
 
