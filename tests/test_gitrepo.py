@@ -12,6 +12,7 @@ from watcher.settings import GitSettings
 from watcher.sim.gitops_repo import WorkClone
 from watcher.sim.gitserver import GitDaemon, free_port
 from watcher.sim.history import app_dir, build_history, rev_of
+from watcher.sim.world import SimWorld
 
 COMMITS, APPS = 10_000, 100
 
@@ -94,3 +95,42 @@ def test_token_never_lands_in_config_or_errors(tmp_path: Path) -> None:
         repo.sync()
     assert token not in str(err.value)
     assert not (tmp_path / "clone" / "config").exists() or token not in (tmp_path / "clone" / "config").read_text()
+
+
+def test_a_changed_remote_url_replaces_the_clone(world: SimWorld, tmp_path: Path) -> None:
+    """WATCHER_GIT__URL changed between two starts: the watcher follows the new remote, not its old clone."""
+    other = tmp_path / "other.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(world.root / "remotes" / "gitops.git"), str(other)], check=True)
+    work = tmp_path / "other-work"
+    subprocess.run(["git", "clone", "-q", str(other), str(work)], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(work),
+            "-c",
+            "user.name=x",
+            "-c",
+            "user.email=x@x",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "x",
+        ],
+        check=True,
+    )
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "HEAD:main"], check=True)
+    clone_dir = tmp_path / "clone"
+    first = GitRepo(GitSettings(url=world.repo_url, clone_dir=clone_dir)).sync()
+    second = GitRepo(GitSettings(url=str(other), clone_dir=clone_dir))
+    head = second.sync()
+    assert head != first
+    assert (
+        head
+        == subprocess.run(["git", "-C", str(other), "rev-parse", "main"], capture_output=True, text=True).stdout.strip()
+    )
+    remote = subprocess.run(
+        ["git", "-C", str(clone_dir), "remote", "get-url", "origin"], capture_output=True, text=True
+    )
+    assert remote.stdout.strip() == str(other)

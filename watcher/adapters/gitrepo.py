@@ -13,6 +13,7 @@ from pathlib import Path
 import git
 
 from watcher.domain import INCIDENT_TRAILER, REVERTS_TRAILER, ChangedCommit, Commit, RevertState
+from watcher.logs import get_logger
 from watcher.ports import NeedsHuman, RetryLater, RevertResult
 from watcher.settings import GitSettings
 
@@ -90,11 +91,28 @@ class GitRepo:
         if self._repo is None:
             if (self.path / "HEAD").exists():
                 self._repo = git.Repo(self.path)
-            else:
+                self._replace_if_another_remote(self._repo)
+            if self._repo is None:
                 self._clone()
             assert self._repo is not None
             self._repo.git.update_environment(**self._env())
         return self._repo
+
+    def _replace_if_another_remote(self, repo: git.Repo) -> None:
+        """The clone is a cache of one remote: after WATCHER_GIT__URL changed it would silently keep watching
+        (and pushing reverts to) the old one. Start over from the configured remote instead."""
+        try:
+            url = str(repo.git.config("--get", "remote.origin.url"))
+        except git.GitCommandError:
+            url = ""
+        if url == self.cfg.url:
+            return
+        get_logger().warning(
+            "git_clone_replaced", clone_dir=str(self.path), was=url, now=self.cfg.url
+        )
+        shutil.rmtree(self.path)
+        shutil.rmtree(self.worktree_path, ignore_errors=True)
+        self._repo = None
 
     def _clone(self) -> None:
         """init + fetch rather than `git clone`: GitPython can put a deadline on a fetch, not on a clone, and a
