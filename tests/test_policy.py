@@ -50,10 +50,27 @@ FACTS = PolicyFacts(app="plate-api-stg", kind=EventKind.SYNC_FAILED, detected_at
         ({"blame": replace(FOUND, culprits=(replace(BAD, reverts=("x",)),))}, RULES, Action.ALERT, "culprit_is_revert"),
         ({"already_reverted": {"bad0000000001": "revert #1 pushed"}}, RULES, Action.ALERT, "already_reverted"),
         (
-            {"blame": replace(FOUND, culprits=(replace(BAD, committed_at=NOW - timedelta(hours=3)),))},
+            {
+                "kind": EventKind.DEGRADED,
+                "blame": replace(FOUND, culprits=(replace(BAD, committed_at=NOW - timedelta(hours=3)),)),
+            },
             RULES,
             Action.ALERT,
             "outside_attribution_window",
+        ),
+        (  # a sync failure is the revision's own, however long the commit waited (a sync window, a weekend)
+            {"blame": replace(FOUND, culprits=(replace(BAD, committed_at=NOW - timedelta(days=3)),))},
+            RULES,
+            Action.REVERT,
+            "culprit_found",
+        ),
+        ({"undone_on_branch": {"bad0000000001": "f" * 40}}, RULES, Action.ALERT, "undone_on_branch"),
+        ({"newer_changes": ("f" * 40,)}, RULES, Action.WAIT, "fix_on_branch"),
+        (
+            {"newer_changes": ("f" * 40,), "detected_at": NOW - timedelta(minutes=11)},
+            RULES,
+            Action.ALERT,
+            "fix_not_deployed",
         ),
         ({"last_revert_at": NOW - timedelta(minutes=1)}, RULES, Action.ALERT, "cooldown"),
         ({"last_revert_at": NOW - timedelta(hours=1)}, RULES, Action.REVERT, "culprit_found"),

@@ -86,7 +86,7 @@ EVENT_NOTICES: dict[EventKind, tuple[NoticeKind, Severity, str]] = {
     EventKind.APP_REMOVED: (NoticeKind.APP_REMOVED, Severity.INFO, "Application removed"),
 }
 # Rules under which not reverting is the expected, configured outcome rather than a call for a human.
-QUIET_RULES = frozenset({"mode_off", "not_allowed", "denied", "opted_out", "no_longer_failing"})
+QUIET_RULES = frozenset({"mode_off", "not_allowed", "denied", "opted_out", "no_longer_failing", "undone_on_branch"})
 
 
 def from_event(e: Event, environment: str | None = None) -> Notice | None:

@@ -24,6 +24,9 @@ from watcher.domain import (
 REVERTIBLE_KINDS = frozenset(
     {EventKind.SYNC_FAILED, EventKind.MANIFEST_ERROR, EventKind.DEGRADED, EventKind.STUCK_PROGRESSING}
 )
+# Trouble that shows only after a deploy: only these are bounded by the attribution window. A sync that fails
+# is caused by the revision it applies however long that commit waited (a sync window, a paused app).
+RUNTIME_KINDS = frozenset({EventKind.DEGRADED, EventKind.STUCK_PROGRESSING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,7 @@ class RevertRules:
     cooldown: timedelta = timedelta(minutes=15)
     max_reverts_per_hour: int = 3
     attribution_window: timedelta = timedelta(hours=1)
+    fix_wait: timedelta = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,8 @@ class PolicyFacts:
     still_failing: bool | None = None  # None: Argo CD could not be asked
     blame: Blame | None = None  # None: git could not be read
     already_reverted: Mapping[str, str] = field(default_factory=dict)  # culprit sha -> by which revert
+    undone_on_branch: Mapping[str, str] = field(default_factory=dict)  # culprit sha -> the commit undoing it
+    newer_changes: tuple[str, ...] = ()  # commits after the failing revision that touch the app (a fix?)
     last_revert_at: datetime | None = None  # this app's last revert pushed or proposed
     reverts_last_hour: int = 0
 
@@ -102,6 +108,19 @@ def decide(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision:
     b = f.blame
     if b is None:
         return Decision(Action.WAIT, "git_unknown", "the git history could not be read")
+    if f.newer_changes:
+        newer = ", ".join(sha[:12] for sha in f.newer_changes[:3])
+        if now - f.detected_at < rules.fix_wait:
+            return Decision(
+                Action.WAIT,
+                "fix_on_branch",
+                f"the branch has newer commits that change {f.app} ({newer}); Argo CD was asked to deploy them",
+            )
+        return alert(
+            "fix_not_deployed",
+            f"newer commits that change {f.app} ({newer}) were not deployed within {_ago(rules.fix_wait)}; "
+            "not reverting on top of a possible fix",
+        )
     if b.outcome is not BlameOutcome.CULPRITS:
         return alert(b.outcome.value, b.reason)
     culprits = tuple(c.sha for c in b.culprits)
@@ -110,6 +129,20 @@ def decide(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision:
         return alert(
             "culprit_is_revert", f"{bot_reverts[0].sha[:12]} is a revert made by sync-watcher", culprits=culprits
         )
+    undone = [sha for sha in culprits if sha in f.undone_on_branch]
+    if undone:
+        by = f.undone_on_branch[undone[0]][:12]
+        if len(undone) < len(culprits):  # a person undid part of it: what is left is theirs to judge
+            return alert(
+                "partly_undone_on_branch",
+                f"{undone[0][:12]} is already reverted on the branch by {by}, the other culprits are not",
+                culprits=culprits,
+            )
+        return alert(
+            "undone_on_branch",
+            f"{undone[0][:12]} is already reverted on the branch by {by}; Argo CD was asked to deploy it",
+            culprits=culprits,
+        )
     done = [sha for sha in culprits if sha in f.already_reverted]
     if done:
         return alert(
@@ -117,7 +150,8 @@ def decide(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision:
             f"{done[0][:12]} was already reverted ({f.already_reverted[done[0]]}); not reverting it twice",
             culprits=culprits,
         )
-    stale = [c for c in b.culprits if f.detected_at - c.committed_at > rules.attribution_window]
+    window = rules.attribution_window
+    stale = [c for c in b.culprits if f.kind in RUNTIME_KINDS and f.detected_at - c.committed_at > window]
     if stale:
         return alert(
             "outside_attribution_window",

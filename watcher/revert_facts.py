@@ -38,6 +38,8 @@ class GitView:
     changes: tuple[ChangedCommit, ...] = ()  # commits in the range that touched the app's paths, newest first
     truncated: bool = False
     undone: Mapping[str, str] = field(default_factory=dict)  # sha -> the commit on the branch that reverts it
+    head: str | None = None  # the branch head when read
+    newer: tuple[str, ...] = ()  # commits in (failing, head] that touched the app's paths: a fix on its way?
     error: str | None = None  # git could not be read: blame is unknown
 
 
@@ -48,6 +50,7 @@ class Facts:
     policy: PolicyFacts
     blame: Blame | None
     evidence: Mapping[str, Any]
+    head: str | None = None  # the branch head git was read at (what Argo CD is asked to deploy)
 
 
 def sources_of(context: AppContext) -> tuple[AppSources, dict[str, AppSources]]:
@@ -86,8 +89,8 @@ def facts_of(
             git.truncated,
         )
     shas = {c.sha for c in found.culprits} if found else set()
-    undone = {k: f"by {v[:12]} in git" for k, v in git.undone.items()} if git else {}
-    already = {k: v for k, v in (dict(history.reverted) | undone).items() if k in shas}
+    undone = {k: v for k, v in git.undone.items() if k in shas} if git else {}
+    already = {k: v for k, v in history.reverted.items() if k in shas}
     policy = PolicyFacts(
         app=incident.app,
         kind=incident.kind,
@@ -98,10 +101,12 @@ def facts_of(
         still_failing=failing,
         blame=found,
         already_reverted=already,
+        undone_on_branch=undone,
+        newer_changes=git.newer if git else (),
         last_revert_at=history.last_revert_at,
         reverts_last_hour=history.reverts_last_hour,
     )
-    return Facts(policy, found, _evidence(policy, found, argocd, git))
+    return Facts(policy, found, _evidence(policy, found, argocd, git), git.head if git else None)
 
 
 def _evidence(p: PolicyFacts, found: Blame | None, argocd: ArgoCDView, git: GitView | None) -> dict[str, Any]:
@@ -118,6 +123,8 @@ def _evidence(p: PolicyFacts, found: Blame | None, argocd: ArgoCDView, git: GitV
         "suspended": p.suspended,
         "circuit": p.circuit,
         "already_reverted": dict(p.already_reverted),
+        "undone_on_branch": dict(p.undone_on_branch),
+        "newer_changes": list(p.newer_changes),
         "last_revert_at": p.last_revert_at.isoformat() if p.last_revert_at else None,
         "reverts_last_hour": p.reverts_last_hour,
     }

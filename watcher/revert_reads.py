@@ -45,13 +45,18 @@ class IncidentReader:
         own, _ = sources_of(context)
         changes: list[ChangedCommit] = []
         truncated = False
+        newer: list[ChangedCommit] = []
+        limit = self.max_candidates * 4 + 10
         try:
-            self.repo.sync()
+            head = self.repo.sync()
             ancestor = bool(last_good) and self.repo.is_ancestor(str(last_good), incident.revision)
             if last_good and ancestor and own.paths:
-                limit = self.max_candidates * 4 + 10
                 changes, truncated = self.repo.changes(last_good, incident.revision, own.paths, limit)
+            if own.paths and head != incident.revision and self.repo.is_ancestor(incident.revision, head):
+                newer, _ = self.repo.changes(incident.revision, head, own.paths, limit)
             undone = self.repo.find_reverts([c.commit.sha for c in changes]) if changes else {}
         except (RetryLater, NeedsHuman) as exc:
             return GitView(last_good, source, error=str(exc))
-        return GitView(last_good, source, ancestor, tuple(changes), truncated, undone)
+        # A newer commit that only reverts a culprit is "undone", not "a fix of unknown effect".
+        fixes = tuple(c.commit.sha for c in newer if c.commit.sha not in set(undone.values()))
+        return GitView(last_good, source, ancestor, tuple(changes), truncated, undone, head, fixes)

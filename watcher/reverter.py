@@ -59,6 +59,7 @@ from watcher.store import Store
 
 MAX_WAIT_SECONDS = 30.0
 RECONCILE_MARGIN = timedelta(minutes=10)  # clock skew between this pod and the commit's committer date
+NUDGE_RULES = frozenset({"undone_on_branch", "fix_on_branch"})  # the fix is on the branch: deploy it now
 
 
 def rules_from(s: Settings) -> RevertRules:
@@ -70,6 +71,7 @@ def rules_from(s: Settings) -> RevertRules:
         cooldown=timedelta(seconds=r.cooldown_seconds),
         max_reverts_per_hour=r.max_reverts_per_hour,
         attribution_window=timedelta(seconds=s.detection.attribution_window_seconds),
+        fix_wait=timedelta(seconds=r.fix_wait_seconds),
     )
 
 
@@ -198,11 +200,13 @@ class Reverter:
             self._queue(incident.id, delay)
             if waits == 1:  # one audit row per wait, not one per retry
                 self._record(incident, decision, facts)
+                self._nudge(incident, decision, facts)
             return replace(handled, retry_in=delay)
         with self._lock:
             self.pending.pop(incident.id, None)
         self.waits.pop(incident.id, None)
         self._record(incident, decision, facts)
+        self._nudge(incident, decision, facts)
         if decision.open_circuit:
             self.audit.set_circuit(decision.reason, now)
             self.log.error("revert_circuit_opened", app=incident.app, reason=decision.reason)
@@ -214,6 +218,12 @@ class Reverter:
         blamed = facts.blame.culprits if facts.blame else ()
         self._notify(RevertStep.ALERT_ONLY, incident, blamed, rule=decision.rule, reason=decision.reason)
         return handled
+
+    def _nudge(self, incident: Incident, decision: Decision, facts: Facts) -> None:
+        """The fix is already on the branch (a person's revert, a newer commit): have Argo CD deploy it now."""
+        if decision.rule in NUDGE_RULES and facts.head:
+            contexts = [self.fleet.app_context(incident.app)]
+            deploy_now(self.argocd, contexts, facts.head, self.settings.revert.terminate_retrying, self.log)
 
     def _record(self, incident: Incident, decision: Decision, facts: Facts) -> None:
         evidence = dict(facts.evidence) | {"culprits": list(decision.culprits)}

@@ -147,6 +147,8 @@ class FakeRevertRepo:
     def __init__(self) -> None:
         # The mainline commits since the last good revision, newest first; `changes` returns those under `paths`.
         self.changed: list[ChangedCommit] = [ChangedCommit(CULPRIT, ("apps/plate-api-stg/deployment.yaml",))]
+        # Mainline commits after the failing revision up to the head (a fix or a revert pushed meanwhile).
+        self.after_failing: list[ChangedCommit] = []
         self.not_ancestors: set[tuple[str, str]] = set()
         self.reverted_in_git: dict[str, str] = {}  # culprit -> a commit on the branch naming it in a trailer
         self.by_incident: dict[int, str] = {}  # incident id -> a revert commit carrying its trailer
@@ -168,7 +170,8 @@ class FakeRevertRepo:
 
     def changes(self, since: str, until: str, paths: Any, limit: int) -> tuple[list[ChangedCommit], bool]:
         self.calls.append("changes")
-        touched = [c for c in self.changed if any(f == p or f.startswith(p + "/") for f in c.files for p in paths)]
+        commits = self.after_failing if until == HEAD else self.changed  # (failing, head] or (last good, failing]
+        touched = [c for c in commits if any(f == p or f.startswith(p + "/") for f in c.files for p in paths)]
         return touched, False
 
     def find_reverts(self, shas: Any) -> dict[str, str]:

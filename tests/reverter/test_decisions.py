@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from tests.reverter.fakes import APP, BAD, CULPRIT, OTHER, REVERT, Rig
 from watcher.appmap import OPT_ANNOTATION
@@ -93,19 +94,34 @@ def test_alert_only_when_the_app_opts_out(rig: MakeRig) -> None:
     assert incident not in r.reverter.pending
 
 
-def test_alert_only_when_git_already_has_a_revert_of_the_culprit(rig: MakeRig) -> None:
+def test_a_culprit_already_reverted_on_the_branch_is_deployed_not_reverted_again(rig: MakeRig) -> None:
     r = rig("push")
-    r.repo.reverted_in_git = {BAD: REVERT}  # a commit on the branch carries Sync-Watcher-Reverts: BAD
+    r.repo.reverted_in_git = {BAD: REVERT}  # a person's `git revert` (or our trailer) on the branch
     incident = r.fail()
 
     handled = r.reverter.handle(incident)
 
-    assert (handled.action, handled.rule, handled.culprits) == ("alert", "already_reverted", (BAD,))
-    assert f"by {REVERT[:12]} in git" in handled.reason
+    assert (handled.action, handled.rule, handled.culprits) == ("alert", "undone_on_branch", (BAD,))
+    assert f"by {REVERT[:12]}" in handled.reason
     [decision] = r.decisions(incident)
-    assert decision.evidence["already_reverted"] == {BAD: f"by {REVERT[:12]} in git"}
+    assert decision.evidence["undone_on_branch"] == {BAD: REVERT}
     assert r.repo.reverts == [] and r.store.audit.reverts() == [] and r.counted_outcomes() == {}
-    assert r.steps() == [RevertStep.ALERT_ONLY] and r.told[0][1]["rule"] == "already_reverted"
+    assert r.steps() == [RevertStep.ALERT_ONLY] and r.told[0][1]["rule"] == "undone_on_branch"
+    assert r.argocd.refreshed == [APP]  # Argo CD is asked to deploy the branch head now
+
+
+def test_a_newer_commit_to_the_app_is_waited_for_not_reverted_on_top_of(rig: MakeRig) -> None:
+    r = rig("push")
+    r.repo.after_failing = [ChangedCommit(replace(CULPRIT, sha=NEXT), ("apps/plate-api-stg/deployment.yaml",))]
+    incident = r.fail()
+
+    handled = r.reverter.handle(incident)
+
+    assert (handled.action, handled.rule) == ("wait", "fix_on_branch") and handled.retry_in is not None
+    assert r.repo.reverts == [] and r.argocd.refreshed == [APP]
+    r.clock.advance(11 * 60)  # past WATCHER_REVERT__FIX_WAIT_SECONDS: the fix never deployed
+    later = r.reverter.handle(incident)
+    assert (later.action, later.rule) == ("alert", "fix_not_deployed") and r.repo.reverts == []
 
 
 def test_alert_only_when_the_store_already_reverted_the_culprit_for_another_app(rig: MakeRig) -> None:

@@ -38,14 +38,16 @@ def annotated(value: str) -> AppContext:
     return replace(CONTEXT, annotations={OPT_ANNOTATION: value})
 
 
-# (what the reads said, what the policy is told: still_failing, culprits (None: blame unknown), already_reverted)
+# (what the reads said, what the policy is told: still_failing, culprits (None: blame unknown), already_reverted
+# by the store, undone on the branch by git)
 TABLE = [
-    pytest.param({}, True, (BAD,), {}, id="all_known"),
-    pytest.param({"argocd": ArgoCDView(None, "GET app: ConnectTimeout")}, None, (BAD,), {}, id="argocd_unknown"),
+    pytest.param({}, True, (BAD,), {}, {}, id="all_known"),
+    pytest.param({"argocd": ArgoCDView(None, "GET app: ConnectTimeout")}, None, (BAD,), {}, {}, id="argocd_unknown"),
     pytest.param(
         {"argocd": ArgoCDView(snapshot_from_app(application(APP, operation_revision=GOOD), complete=True))},
         False,
         (BAD,),
+        {},
         {},
         id="argocd_moved_on",
     ),
@@ -54,45 +56,56 @@ TABLE = [
         True,
         (BAD,),
         {},
+        {},
         id="argocd_still_retrying",
     ),
-    pytest.param({"git": None}, True, None, {}, id="git_not_read"),
-    pytest.param({"git": GitView(GOOD, "watcher", error="fetch failed: timed out")}, True, None, {}, id="git_error"),
-    pytest.param({"incident": replace(INCIDENT, revision=None)}, False, None, {}, id="no_revision_to_blame"),
+    pytest.param({"git": None}, True, None, {}, {}, id="git_not_read"),
+    pytest.param(
+        {"git": GitView(GOOD, "watcher", error="fetch failed: timed out")}, True, None, {}, {}, id="git_error"
+    ),
+    pytest.param({"incident": replace(INCIDENT, revision=None)}, False, None, {}, {}, id="no_revision_to_blame"),
     pytest.param(
         {"history": replace(HISTORY, reverted={BAD: "revert #3 pushed"})},
         True,
         (BAD,),
         {BAD: "revert #3 pushed"},
+        {},
         id="already_reverted_in_the_store",
     ),
     pytest.param(
         {"git": replace(GIT, undone={BAD: REVERT})},
         True,
         (BAD,),
-        {BAD: f"by {REVERT[:12]} in git"},
-        id="already_reverted_in_git",
+        {},
+        {BAD: REVERT},
+        id="undone_on_the_branch_in_git",
     ),
     pytest.param(
         {"history": replace(HISTORY, reverted={BAD: "revert #3 started"}), "git": replace(GIT, undone={BAD: REVERT})},
         True,
         (BAD,),
-        {BAD: f"by {REVERT[:12]} in git"},
-        id="git_has_the_last_word",
+        {BAD: "revert #3 started"},
+        {BAD: REVERT},
+        id="the_store_and_git_both_know",
     ),
     pytest.param(
         {"history": replace(HISTORY, reverted={UNRELATED: "revert #1 pushed"})},
         True,
         (BAD,),
         {},
+        {},
         id="reverts_of_other_commits_do_not_count",
     ),
 ]
 
 
-@pytest.mark.parametrize("reads, still_failing, culprits, already", TABLE)
+@pytest.mark.parametrize("reads, still_failing, culprits, already, undone", TABLE)
 def test_facts_of(
-    reads: dict[str, Any], still_failing: bool | None, culprits: tuple[str, ...] | None, already: dict[str, str]
+    reads: dict[str, Any],
+    still_failing: bool | None,
+    culprits: tuple[str, ...] | None,
+    already: dict[str, str],
+    undone: dict[str, str],
 ) -> None:
     f = facts(**reads)
     assert f.policy.still_failing is still_failing
@@ -100,6 +113,7 @@ def test_facts_of(
     assert f.policy.blame is f.blame
     assert dict(f.policy.already_reverted) == already
     assert f.evidence["already_reverted"] == already and f.evidence["still_failing"] is still_failing
+    assert dict(f.policy.undone_on_branch) == undone and f.evidence["undone_on_branch"] == undone
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from watcher.ports import NeedsHuman, RetryLater, RevertResult
 from watcher.settings import GitSettings
 
 FIELD = "\x1f"
+MAX_REVERT_CHAIN = 6  # revert, revert of the revert, ...: deeper chains are not worth the git calls
 RECORD = "\x1e"
 LOG_FORMAT = FIELD.join(["%H", "%an", "%cI", "%P", f"%(trailers:key={REVERTS_TRAILER},valueonly,separator=%x20)", "%s"])
 
@@ -206,20 +207,30 @@ class GitRepo:
         return found[:limit], len(found) > limit
 
     def find_reverts(self, shas: Sequence[str]) -> dict[str, str]:
-        """culprit sha -> the commit on the branch whose trailer says sync-watcher reverted it."""
-        if not shas:
-            return {}
-        greps = [f"--grep=^{REVERTS_TRAILER}: {sha}$" for sha in shas]
-        with self._lock:
-            out = self._open().git.log("--format=%H" + FIELD + "%B" + RECORD, *greps, self.remote_ref, "--")
+        """culprit sha -> the commit on the branch that undoes it now.
+
+        A revert is our trailer or git's own "This reverts commit <sha>." line (a person's `git revert`). A
+        revert that was itself reverted re-applies the change, so the chain counts only while it is odd.
+        """
         found: dict[str, str] = {}
-        for record in out.split(RECORD):
-            sha, _, body = record.strip().partition(FIELD)
-            for line in body.splitlines():
-                key, _, value = line.partition(": ")
-                if key == REVERTS_TRAILER and value.strip() in shas:
-                    found.setdefault(value.strip(), sha)
+        with self._lock:
+            repo = self._open()
+            for sha in shas:
+                chain = [sha]
+                while len(chain) <= MAX_REVERT_CHAIN and (later := self._reverted_by(repo, chain[-1])):
+                    chain.append(later)
+                if len(chain) % 2 == 0:  # culprit, revert: undone; culprit, revert, revert of it: live again
+                    found[sha] = chain[-1]
         return found
+
+    def _reverted_by(self, repo: git.Repo, sha: str) -> str | None:
+        """The oldest commit after `sha` on the branch whose message says it reverts `sha`."""
+        greps = [f"--grep=^{REVERTS_TRAILER}: {sha}$", f"--grep=^This reverts commit {sha}"]
+        try:
+            out = repo.git.log("--format=%H", "--reverse", *greps, f"{sha}..{self.remote_ref}", "--")
+        except git.GitCommandError:
+            return None  # not on this branch's history
+        return out.split()[0] if out.strip() else None
 
     def find_by_incident(self, incident_id: int, since: datetime) -> str | None:
         """The commit on the branch (or a revert branch) that carries `Sync-Watcher-Incident: <id>`."""

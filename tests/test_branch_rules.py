@@ -1,0 +1,110 @@
+"""Rules about what is already on the branch, on real git: a person's revert, a newer fix, an old commit.
+
+Each test asserts the exact set of reverted commits (often none) and the rule the decision names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.revert_world import Scenario
+from watcher.domain import Event, EventKind
+from watcher.sim.world import SimWorld
+
+BAD = ("replicaCount", -1)
+
+
+def on_failure(app: str, act: Callable[[], None]) -> Callable[[Event], None]:
+    """Runs `act` once, on the watcher's thread, when `app`'s sync failure is detected: before the reverter
+    hears of it, as a person who was faster than the bot."""
+    done: list[bool] = []
+
+    def hook(e: Event) -> None:
+        if e.app == app and e.kind is EventKind.SYNC_FAILED and not done:
+            done.append(True)
+            act()
+
+    return hook
+
+
+def test_a_revert_made_by_a_person_is_deployed_not_reverted_again(
+    world: SimWorld, scenario: Callable[..., Scenario]
+) -> None:
+    s = scenario()
+
+    def human_revert() -> None:
+        world.work.git("-c", "user.name=Dev Three", "-c", "user.email=d3@plate.example", "revert", "--no-edit", "HEAD")
+        world.work.push()
+
+    s.start(before=on_failure("plate-api-stg", human_revert))
+    bad = s.push("plate-api-stg: scale to -1", {"plate-api-stg": BAD})
+    decision = wait_for(lambda: s.decision("plate-api-stg"), what="a decision")
+    assert (decision.action, decision.rule) == ("alert", "undone_on_branch")
+    human = s.remote_log()[0]
+    assert human[1] == "Dev Three" and human[2] == 'Revert "plate-api-stg: scale to -1"'
+    assert bad in decision.reason or bad[:12] in decision.reason
+    wait_for(lambda: s.healthy_on("plate-api-stg", human[0]), what="the person's revert deployed")
+    assert s.bot_commits() == [] and s.revert_rows() == []  # reverted: nothing by the bot
+    assert not s.d.store.detection.incidents(open_only=True)
+
+
+def test_a_revert_of_the_revert_makes_the_culprit_live_again(world: SimWorld, tmp_path: object) -> None:
+    from watcher.adapters.gitrepo import GitRepo
+    from watcher.settings import GitSettings
+
+    path = "helm/applications/plate-api/values-stg.yaml"
+    bad = world.work.commit("api: scale to -1", {path: world.work.set_value(path, "replicaCount", -1)}, "Dev Two")
+    world.work.git("-c", "user.name=Dev Three", "-c", "user.email=d3@x", "revert", "--no-edit", "HEAD")
+    first_revert = world.work.git("rev-parse", "HEAD")
+    world.work.push()
+    repo = GitRepo(GitSettings(url=world.repo_url, clone_dir=world.root / "probe-clone"))
+    repo.sync()
+    assert repo.find_reverts([bad]) == {bad: first_revert}
+    world.work.git("-c", "user.name=Dev Two", "-c", "user.email=d2@x", "revert", "--no-edit", "HEAD")
+    world.work.push()
+    repo.sync()
+    assert repo.find_reverts([bad]) == {}  # re-applied: the culprit is live again
+
+
+def test_a_newer_commit_to_the_failing_app_is_waited_for_not_reverted_on_top_of(
+    world: SimWorld, scenario: Callable[..., Scenario]
+) -> None:
+    s = scenario()
+
+    def push_fix() -> None:
+        s.commit("plate-api-stg: one replica", {"plate-api-stg": ("replicaCount", 1)}, "Dev Three")
+        world.work.push()
+
+    s.start(before=on_failure("plate-api-stg", push_fix))
+    s.push("plate-api-stg: scale to -1", {"plate-api-stg": BAD})
+    decision = wait_for(lambda: s.decision("plate-api-stg"), what="a decision")
+    assert (decision.action, decision.rule) == ("wait", "fix_on_branch")
+    fix = s.remote_log()[0]
+    assert fix[1] == "Dev Three"
+    wait_for(lambda: s.healthy_on("plate-api-stg", fix[0]), what="the fix deployed")
+    wait_for(lambda: not s.d.store.detection.incidents(open_only=True), what="the incident closed")
+    assert s.bot_commits() == [] and s.revert_rows() == []
+
+
+def test_a_sync_failure_of_an_old_commit_is_still_its_own(
+    world: SimWorld, scenario: Callable[..., Scenario], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit that waited longer than the attribution window (a sync window, a paused app, a weekend) and
+    then fails to sync is still the cause: the window is for late runtime trouble only."""
+    s = scenario()
+    s.settings = s.settings.model_copy(
+        update={"detection": s.settings.detection.model_copy(update={"attribution_window_seconds": 60})}
+    )
+    s.start()
+    monkeypatch.setenv("GIT_AUTHOR_DATE", "2020-01-01T00:00:00Z")
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "2020-01-01T00:00:00Z")
+    bad = s.push("plate-api-stg: scale to -1", {"plate-api-stg": BAD})
+    monkeypatch.delenv("GIT_AUTHOR_DATE")
+    monkeypatch.delenv("GIT_COMMITTER_DATE")
+    row = wait_for(lambda: s.revert_rows("pushed"), what="revert pushed")[0]
+    assert row.culprits == (bad,)
+    decision = s.decision("plate-api-stg", "culprit_found")
+    assert decision is not None and decision.action == "revert"
