@@ -119,3 +119,27 @@ def test_stream_reconnects_after_the_server_drops_it(world: SimWorld) -> None:
         stop.set()
         world.drop_streams()
         thread.join(5)
+
+
+@pytest.mark.parametrize(
+    ("operation", "spec", "initiated_by", "auto_sync"),
+    [
+        ({"initiatedBy": {"automated": True}}, {"syncPolicy": {"automated": {"prune": True}}}, "automated", True),
+        ({"initiatedBy": {"username": "alice"}}, {"syncPolicy": {"automated": {"enabled": False}}}, "alice", False),
+        ({}, {"syncPolicy": {}}, "", False),
+        ({"initiatedBy": {"username": "admin"}}, None, "admin", None),  # a trimmed answer without the spec
+    ],
+)
+def test_who_started_the_sync_and_whether_the_app_syncs_itself(
+    operation: dict[str, Any], spec: dict[str, Any] | None, initiated_by: str, auto_sync: bool | None
+) -> None:
+    from watcher.adapters.argocd import snapshot_from_app
+
+    app: dict[str, Any] = {
+        "metadata": {"name": "plate-api-stg"},
+        "status": {"operationState": {"phase": "Failed", "operation": {"sync": {"revision": "a" * 40}} | operation}},
+    }
+    if spec is not None:
+        app["spec"] = spec
+    snap = snapshot_from_app(app, complete=True)
+    assert (snap.initiated_by, snap.auto_sync) == (initiated_by, auto_sync)

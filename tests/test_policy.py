@@ -66,6 +66,18 @@ FACTS = PolicyFacts(app="plate-api-stg", kind=EventKind.SYNC_FAILED, detected_at
         ),
         ({"undone_on_branch": {"bad0000000001": "f" * 40}}, RULES, Action.ALERT, "undone_on_branch"),
         ({"newer_changes": ("f" * 40,)}, RULES, Action.WAIT, "fix_on_branch"),
+        ({"pinned": "v1.4.0"}, RULES, Action.ALERT, "pinned_revision"),
+        (  # a person synced (or rolled back to) an older revision: not the branch's failure
+            {"initiated_by": "alice", "revision": "a" * 40, "head": "b" * 40},
+            RULES,
+            Action.ALERT,
+            "manual_sync",
+        ),
+        ({"initiated_by": "alice", "revision": "b" * 40, "head": "b" * 40}, RULES, Action.REVERT, "culprit_found"),
+        ({"initiated_by": "automated", "revision": "a" * 40, "head": "b" * 40}, RULES, Action.REVERT, "culprit_found"),
+        ({"auto_sync": False}, RULES, Action.ALERT, "no_automated_sync"),
+        ({"auto_sync": False}, replace(RULES, revert_without_auto_sync=True), Action.REVERT, "culprit_found"),
+        ({"auto_sync": None}, RULES, Action.REVERT, "culprit_found"),
         (
             {"newer_changes": ("f" * 40,), "detected_at": NOW - timedelta(minutes=11)},
             RULES,

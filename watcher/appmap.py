@@ -139,7 +139,7 @@ def mapping_fields(app: Mapping[str, Any]) -> dict[str, Any]:
     labels = {k: v for k, v in (meta.get("labels") or {}).items() if k in KEPT_LABELS}
 
     def source(s: Mapping[str, Any]) -> dict[str, Any]:
-        kept = {k: s[k] for k in ("repoURL", "path", "ref") if s.get(k)}
+        kept = {k: s[k] for k in ("repoURL", "path", "ref", "targetRevision", "chart") if s.get(k)}
         value_files = (s.get("helm") or {}).get("valueFiles")
         if value_files:
             kept["helm"] = {"valueFiles": list(value_files)}
@@ -155,3 +155,17 @@ def mapping_fields(app: Mapping[str, Any]) -> dict[str, Any]:
         },
         "spec": {"sources": [source(s) for s in _sources(spec)]},
     }
+
+
+def pinned_revision(app: Mapping[str, Any], repo_url: str, branch: str) -> str | None:
+    """The targetRevision an app deploys from the watched repo when it is not the watched branch (a tag, a
+    commit, a semver range, another branch); None when every such source follows the branch (its name,
+    HEAD, or empty) or the app has no source in the repo."""
+    following = {"", "HEAD", branch, f"refs/heads/{branch}"}
+    watched = normalize_repo_url(repo_url)
+    for src in (app.get("spec") or {}).get("sources") or []:
+        if isinstance(src, dict) and normalize_repo_url(str(src.get("repoURL", ""))) == watched:
+            target = str(src.get("targetRevision") or "")
+            if target not in following:
+                return target
+    return None

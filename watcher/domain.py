@@ -88,6 +88,9 @@ class Condition:
     message: str = ""
 
 
+AUTOMATED = "automated"  # AppSnapshot.initiated_by of a sync the application controller started itself
+
+
 @dataclass(frozen=True, slots=True)
 class AppSnapshot:
     """What Argo CD said about one Application at one moment. `None` fields mean 'not reported'."""
@@ -107,6 +110,8 @@ class AppSnapshot:
     retry_count: int = 0
     conditions: tuple[Condition, ...] = ()
     history_revisions: tuple[str, ...] = ()  # status.history, oldest first (full GET only)
+    initiated_by: str = ""  # who started the operation: AUTOMATED, a username, or "" when not reported
+    auto_sync: bool | None = None  # spec.syncPolicy automated and enabled; None when the spec was not read
     complete: bool = True  # False when built from a trimmed list response (no conditions/message)
 
     @property

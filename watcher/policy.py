@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from watcher.appmap import OPT_ANNOTATION
 from watcher.blame import Blame, BlameOutcome
 from watcher.domain import (
+    AUTOMATED,
     FINAL_FAILURE_PHASES,
     MANIFEST_ERROR_CONDITIONS,
     Action,
@@ -38,6 +39,7 @@ class RevertRules:
     max_reverts_per_hour: int = 3
     attribution_window: timedelta = timedelta(hours=1)
     fix_wait: timedelta = timedelta(minutes=10)
+    revert_without_auto_sync: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,11 @@ class PolicyFacts:
     already_reverted: Mapping[str, str] = field(default_factory=dict)  # culprit sha -> by which revert
     undone_on_branch: Mapping[str, str] = field(default_factory=dict)  # culprit sha -> the commit undoing it
     newer_changes: tuple[str, ...] = ()  # commits after the failing revision that touch the app (a fix?)
+    revision: str | None = None  # the failing revision
+    head: str | None = None  # the watched branch's head, when git was read
+    pinned: str | None = None  # the app deploys this targetRevision, not the watched branch
+    initiated_by: str = ""  # who started the failing operation: AUTOMATED, a username, "" unknown
+    auto_sync: bool | None = None  # the app has automated sync (None: unknown)
     last_revert_at: datetime | None = None  # this app's last revert pushed or proposed
     reverts_last_hour: int = 0
 
@@ -101,6 +108,11 @@ def decide(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision:
         return alert("suspended", f"auto-revert is suspended for {f.app}: {f.suspended}")
     if f.circuit:
         return alert("circuit_open", f"the revert circuit is open: {f.circuit}")
+    if f.pinned is not None:
+        return alert(
+            "pinned_revision",
+            f"{f.app} deploys targetRevision {f.pinned!r}, not the watched branch: nothing on the branch to revert",
+        )
     if f.still_failing is None:
         return Decision(Action.WAIT, "argocd_unknown", "Argo CD could not be asked whether the app still fails")
     if not f.still_failing:
@@ -108,6 +120,12 @@ def decide(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision:
     b = f.blame
     if b is None:
         return Decision(Action.WAIT, "git_unknown", "the git history could not be read")
+    if f.initiated_by not in ("", AUTOMATED) and f.head and f.revision and f.revision != f.head:
+        return alert(
+            "manual_sync",
+            f"{f.initiated_by} synced {f.revision[:12]} by hand (the branch head is {f.head[:12]}): a manual sync "
+            "or rollback is not a failure of the branch",
+        )
     if f.newer_changes:
         newer = ", ".join(sha[:12] for sha in f.newer_changes[:3])
         if now - f.detected_at < rules.fix_wait:
@@ -171,6 +189,13 @@ def decide(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision:
             f"{f.reverts_last_hour} reverts in the last hour (limit {rules.max_reverts_per_hour}): circuit opened",
             culprits=culprits,
             open_circuit=True,
+        )
+    if f.auto_sync is False and not rules.revert_without_auto_sync:
+        return alert(
+            "no_automated_sync",
+            f"{f.app} has no automated sync, so Argo CD would not deploy a revert by itself; proposed: revert "
+            f"{', '.join(c[:12] for c in culprits)} and sync (WATCHER_REVERT__WITHOUT_AUTO_SYNC=revert to push it)",
+            culprits=culprits,
         )
     also = sorted({a for apps in b.also_touched.values() for a in apps})
     reason = b.reason + (f"; the culprit also changed {', '.join(also)}" if also else "")

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from watcher.appmap import pinned_revision
 from watcher.blame import AppSources, Blame, blame, helm_dirs
 from watcher.domain import AppSnapshot, ChangedCommit, Incident, RevertHistory
 from watcher.policy import PolicyFacts, opt_in_from, still_failing
@@ -63,6 +64,14 @@ def sources_of(context: AppContext) -> tuple[AppSources, dict[str, AppSources]]:
     return own, {k: of(k, p) for k, p in context.paths.items() if k != context.key}
 
 
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """What this watcher watches: the GitOps repo and its branch."""
+
+    repo_url: str
+    branch: str
+
+
 def facts_of(
     incident: Incident,
     context: AppContext,
@@ -70,6 +79,7 @@ def facts_of(
     git: GitView | None,
     history: RevertHistory,
     max_candidates: int,
+    watched: Watched | None = None,
 ) -> Facts:
     """`git` is None when it was not read (the app no longer fails, or the incident has no revision)."""
     snap = argocd.snapshot
@@ -103,6 +113,13 @@ def facts_of(
         already_reverted=already,
         undone_on_branch=undone,
         newer_changes=git.newer if git else (),
+        revision=incident.revision,
+        head=git.head if git else None,
+        pinned=pinned_revision(context.specs.get(context.key, {}), watched.repo_url, watched.branch)
+        if watched
+        else None,
+        initiated_by=snap.initiated_by if snap else "",
+        auto_sync=snap.auto_sync if snap else None,
         last_revert_at=history.last_revert_at,
         reverts_last_hour=history.reverts_last_hour,
     )
@@ -127,6 +144,9 @@ def _evidence(p: PolicyFacts, found: Blame | None, argocd: ArgoCDView, git: GitV
         "newer_changes": list(p.newer_changes),
         "last_revert_at": p.last_revert_at.isoformat() if p.last_revert_at else None,
         "reverts_last_hour": p.reverts_last_hour,
+        "pinned": p.pinned,
+        "initiated_by": p.initiated_by,
+        "auto_sync": p.auto_sync,
     }
     if argocd.error:
         evidence["argocd_error"] = argocd.error

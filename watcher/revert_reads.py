@@ -10,17 +10,26 @@ from watcher.blame import last_good_revision
 from watcher.domain import ChangedCommit, Incident
 from watcher.policy import still_failing
 from watcher.ports import AppContext, ArgoCDActions, Fleet, NeedsHuman, RetryLater, RevertRepo
-from watcher.revert_facts import ArgoCDView, Facts, GitView, facts_of, sources_of
+from watcher.revert_facts import ArgoCDView, Facts, GitView, Watched, facts_of, sources_of
 from watcher.store.audit import RevertAudit
 
 
 class IncidentReader:
-    def __init__(self, fleet: Fleet, argocd: ArgoCDActions, repo: RevertRepo, audit: RevertAudit, max_candidates: int):
+    def __init__(
+        self,
+        fleet: Fleet,
+        argocd: ArgoCDActions,
+        repo: RevertRepo,
+        audit: RevertAudit,
+        max_candidates: int,
+        watched: Watched | None = None,
+    ):
         self.fleet = fleet
         self.argocd = argocd
         self.repo = repo
         self.audit = audit
         self.max_candidates = max_candidates
+        self.watched = watched
 
     def facts(self, incident: Incident, now: datetime) -> Facts:
         """Three reads, then one pure function builds the facts. Git is read only while the app still fails."""
@@ -30,7 +39,7 @@ class IncidentReader:
         failing = snap is not None and still_failing(snap, incident.kind, incident.revision)
         git = self.read_git(incident, context, argocd) if failing and incident.revision else None
         history = self.audit.revert_history(incident.app, now)
-        return facts_of(incident, context, argocd, git, history, self.max_candidates)
+        return facts_of(incident, context, argocd, git, history, self.max_candidates, self.watched)
 
     def read_argocd(self, name: str, namespace: str) -> ArgoCDView:
         try:

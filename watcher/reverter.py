@@ -43,7 +43,7 @@ from watcher.ports import (
     RevertRepo,
     RevertResult,
 )
-from watcher.revert_facts import Facts
+from watcher.revert_facts import Facts, Watched
 from watcher.revert_message import revert_message, revert_title
 from watcher.revert_outcome import (
     Handled,
@@ -72,6 +72,7 @@ def rules_from(s: Settings) -> RevertRules:
         max_reverts_per_hour=r.max_reverts_per_hour,
         attribution_window=timedelta(seconds=s.detection.attribution_window_seconds),
         fix_wait=timedelta(seconds=r.fix_wait_seconds),
+        revert_without_auto_sync=r.without_auto_sync == "revert",
     )
 
 
@@ -95,7 +96,8 @@ class Reverter:
         self.argocd = argocd
         self.repo = repo
         self.audit = store.audit
-        self.reader = IncidentReader(fleet, argocd, repo, store.audit, settings.revert.max_candidates)
+        watched = Watched(settings.git.url, settings.git.branch)
+        self.reader = IncidentReader(fleet, argocd, repo, store.audit, settings.revert.max_candidates, watched)
         self.incidents = store.detection
         self.pulls = pulls
         self.clock = clock

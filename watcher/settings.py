@@ -87,6 +87,9 @@ class RevertSettings(BaseModel):
     terminate_retrying: bool = Field(
         True, description="After pushing, end Argo CD's retrying sync of the bad revision so the revert deploys"
     )
+    without_auto_sync: Literal["alert", "revert"] = Field(
+        "alert", description="An app without automated sync will not deploy a revert itself: alert, or revert anyway"
+    )
     fix_wait_seconds: float = Field(
         600.0, ge=0, description="A newer commit touches the failing app: wait this long for Argo CD to deploy it"
     )

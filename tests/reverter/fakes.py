@@ -75,11 +75,17 @@ def application(
     sync_revision: str = GOOD,
     health: str = "Healthy",
     history: Sequence[str] = (GOOD,),
+    automated: bool = True,
+    initiated_by: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An Application as Argo CD's GET /api/v1/applications/{name} returns it (the fields snapshot_from_app reads)."""
     return {
         "metadata": {"name": name, "namespace": "argocd"},
-        "spec": {"project": "default", "source": {"path": PATHS.get(name, ("",))[0], "targetRevision": "main"}},
+        "spec": {
+            "project": "default",
+            "source": {"path": PATHS.get(name, ("",))[0], "targetRevision": "main"},
+            "syncPolicy": {"automated": {"prune": True, "selfHeal": True}} if automated else {},
+        },
         "status": {
             "sync": {"status": sync, "revision": sync_revision},
             "health": {"status": health},
@@ -88,7 +94,10 @@ def application(
                 "message": "one or more objects failed to apply: replicas must be >= 0",
                 "retryCount": retry_count,
                 "startedAt": (NOW - timedelta(minutes=2)).isoformat(),
-                "operation": {"sync": {"revision": operation_revision}},
+                "operation": {
+                    "sync": {"revision": operation_revision},
+                    "initiatedBy": initiated_by if initiated_by is not None else {"automated": True},
+                },
                 "syncResult": {"revision": operation_revision},
             },
             "history": [{"revision": r, "id": i} for i, r in enumerate(history)],

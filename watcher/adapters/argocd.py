@@ -18,7 +18,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from watcher.domain import AppSnapshot, Condition, Health, Phase, SyncStatus
+from watcher.domain import AUTOMATED, AppSnapshot, Condition, Health, Phase, SyncStatus
 from watcher.ports import RetryLater
 from watcher.settings import ArgoCDSettings
 
@@ -346,8 +346,27 @@ def snapshot_from_app(app: Mapping[str, Any], complete: bool) -> AppSnapshot:
             if isinstance(c, dict)
         ),
         history_revisions=tuple(_history_revisions(status.get("history"))),
+        initiated_by=_initiator((op.get("operation") or {}).get("initiatedBy")),
+        auto_sync=_auto_sync(app.get("spec")),
         complete=complete,
     )
+
+
+def _initiator(initiated: Any) -> str:
+    """swagger's v1alpha1OperationInitiator: `automated: true` for the controller, else the user's name."""
+    if not isinstance(initiated, dict):
+        return ""
+    if initiated.get("automated"):
+        return AUTOMATED
+    return str(initiated.get("username") or "")
+
+
+def _auto_sync(spec: Any) -> bool | None:
+    """Argo CD's SyncPolicy.IsAutomatedSyncEnabled: `automated` set and not `enabled: false`."""
+    if not isinstance(spec, dict):
+        return None
+    automated = (spec.get("syncPolicy") or {}).get("automated")
+    return isinstance(automated, dict) and automated.get("enabled") is not False
 
 
 def _history_revisions(history: Any) -> list[str]:

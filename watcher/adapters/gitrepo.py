@@ -108,9 +108,7 @@ class GitRepo:
             url = ""
         if url == self.cfg.url:
             return
-        get_logger().warning(
-            "git_clone_replaced", clone_dir=str(self.path), was=url, now=self.cfg.url
-        )
+        get_logger().warning("git_clone_replaced", clone_dir=str(self.path), was=url, now=self.cfg.url)
         shutil.rmtree(self.path)
         shutil.rmtree(self.worktree_path, ignore_errors=True)
         self._repo = None
