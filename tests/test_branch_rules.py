@@ -6,8 +6,11 @@ Each test asserts the exact set of reverted commits (often none) and the rule th
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import httpx
 import pytest
+import yaml
 
 from tests.conftest import wait_for
 from tests.revert_world import Scenario
@@ -108,3 +111,46 @@ def test_a_sync_failure_of_an_old_commit_is_still_its_own(
     assert row.culprits == (bad,)
     decision = s.decision("plate-api-stg", "culprit_found")
     assert decision is not None and decision.action == "revert"
+
+
+def edit_application(world: SimWorld, app: str, edit: Callable[[dict[str, Any]], None], who: str) -> None:
+    """Change an Application manifest in the app-of-apps directory, as the platform team would."""
+    path = f"environments/argocd/apps/{app}.yaml"
+    manifest = yaml.safe_load(world.work.read(path))
+    edit(manifest)
+    world.work.commit(f"{app}: {who}", {path: yaml.safe_dump(manifest)}, "Platform Team")
+    world.work.push()
+
+
+def test_an_app_without_automated_sync_gets_a_proposed_revert_not_a_push(
+    world: SimWorld, scenario: Callable[..., Scenario]
+) -> None:
+    s = scenario().start()
+    edit_application(world, "plate-api-stg", lambda m: m["spec"]["syncPolicy"].pop("automated"), "manual sync only")
+    wait_for(lambda: s.d.watcher.app_context("plate-api-stg").specs, what="the manifest change seen")
+    bad = s.push("plate-api-stg: scale to -1", {"plate-api-stg": BAD})
+    wait_for(lambda: s.app_state("plate-api-stg")[0] == "OutOfSync", what="Argo CD sees the change, does not sync")
+    # A person presses Sync: it fails on the bad commit, and Argo CD will not deploy anything by itself.
+    answer = httpx.post(f"{world.argocd_url}/api/v1/applications/plate-api-stg/sync", json={}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    decision = wait_for(lambda: s.decision("plate-api-stg"), what="a decision")
+    assert (decision.action, decision.rule) == ("alert", "no_automated_sync")
+    assert bad[:12] in decision.reason and decision.evidence["initiated_by"] == "admin"
+    assert s.bot_commits() == [] and s.revert_rows() == []
+
+
+def test_an_app_pinned_to_a_tag_never_reverts_the_branch(world: SimWorld, scenario: Callable[..., Scenario]) -> None:
+    s = scenario().start()
+    world.work.git("tag", "-f", "api-stable", "HEAD")
+    world.work.git("push", "-q", "-f", "origin", "api-stable")
+    edit_application(
+        world, "plate-api-stg", lambda m: m["spec"]["source"].update(targetRevision="api-stable"), "pin to api-stable"
+    )
+    bad = s.push("plate-api-stg: scale to -1", {"plate-api-stg": BAD})
+    # The release manager moves the tag onto the bad commit: Argo CD deploys the tag, and the sync fails.
+    world.work.git("tag", "-f", "api-stable", bad)
+    world.work.git("push", "-q", "-f", "origin", "api-stable")
+    decision = wait_for(lambda: s.decision("plate-api-stg"), timeout=30, what="a decision")
+    assert (decision.action, decision.rule) == ("alert", "pinned_revision")
+    assert "api-stable" in decision.reason
+    assert s.bot_commits() == [] and s.revert_rows() == []

@@ -207,8 +207,36 @@ class Controller:
 
     def _poll_git(self) -> None:
         repo = self._git()
-        repo.git.fetch("origin", "--prune", "--no-tags")
+        repo.git.fetch("origin", "--prune", "--tags", "--force")  # a moved tag is re-resolved, as the repo server does
         self.head = repo.git.rev_parse(f"refs/remotes/origin/{self.branch}")
+
+    def _resolve(self, target: str) -> str | None:
+        """An Application's targetRevision as the repo server resolves it: the branch (or HEAD, or nothing)
+        follows the head; a tag, another branch or a commit is looked up; None when git has no such thing."""
+        if target in ("", "HEAD", self.branch, f"refs/heads/{self.branch}"):
+            return self.head
+        for ref in (f"refs/tags/{target}", f"refs/remotes/origin/{target}", target):
+            try:
+                return str(self._git().git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}"))
+            except git.GitCommandError:
+                continue
+        return None
+
+    def sync(self, name: str, revision: str, username: str) -> str | None:
+        """`POST /applications/{name}/sync` by a person: sync `revision` (default: the target) now, no retries.
+        Returns an error message, or None when the operation started."""
+        with self.lock:
+            app = self.apps.get(name)
+            if app is None:
+                return f"applications.argoproj.io \"{name}\" not found"
+            if app.operation is not None:
+                return "another operation is already in progress"
+            rev = self._resolve(revision or str(app.manifest["spec"].get("source", {}).get("targetRevision", "")))
+            if rev is None:
+                return f"unable to resolve '{revision}' to a commit SHA"
+            self._start_sync(app, rev, self.clock(), {"username": username}, retry={})
+            self._changed(app)
+            return None
 
     def _file(self, rev: str, path: str) -> str | None:
         try:
@@ -327,7 +355,9 @@ class Controller:
         """Compare the app's desired state at head with what is live; auto-sync when they differ."""
         if "sim/static" in app.manifest["metadata"].get("annotations", {}) or self.head is None:
             return
-        rev = self.head
+        target = str(app.manifest["spec"].get("source", {}).get("targetRevision", ""))
+        resolved = self._resolve(target)
+        rev = resolved or self.head
         before = _signature(app)
         app.status["reconciledAt"] = now_iso(now)
         try:
@@ -365,11 +395,19 @@ class Controller:
             "destination": app.manifest["spec"].get("destination", {}),
         }
 
-    def _start_sync(self, app: SimApp, rev: str, now: float) -> None:
-        retry = (app.manifest["spec"].get("syncPolicy") or {}).get("retry") or {}
+    def _start_sync(
+        self,
+        app: SimApp,
+        rev: str,
+        now: float,
+        initiated_by: dict[str, Any] | None = None,
+        retry: dict[str, Any] | None = None,
+    ) -> None:
+        if retry is None:
+            retry = (app.manifest["spec"].get("syncPolicy") or {}).get("retry") or {}
         app.operation = {
             "sync": {"revision": rev, "prune": True, "syncOptions": ["CreateNamespace=true"]},
-            "initiatedBy": {"automated": True},
+            "initiatedBy": initiated_by or {"automated": True},
             "retry": retry,
         }
         app.status["operationState"] = {
@@ -422,7 +460,7 @@ class Controller:
                     "deployedAt": now_iso(now),
                     "deployStartedAt": state["startedAt"],
                     "source": app.manifest["spec"].get("source", {}),
-                    "initiatedBy": {"automated": True},
+                    "initiatedBy": copy.deepcopy(state["operation"].get("initiatedBy") or {"automated": True}),
                 }
             )
             del history[: -int(app.manifest["spec"].get("revisionHistoryLimit") or 10)]

@@ -234,6 +234,17 @@ def build_sim_app(
             )
         return JSONResponse({})
 
+    async def sync(request: Request) -> Response:
+        if (refused := await guard(request)) is not None:
+            return refused
+        body = await request.json() if await request.body() else {}
+        revision = str(body.get("revision") or "") if isinstance(body, dict) else ""
+        error = controller.sync(request.path_params["name"], revision, username="admin")
+        if error is not None:
+            code = 5 if "not found" in error else 9
+            return JSONResponse({"error": error, "code": code, "message": error}, status_code=404 if code == 5 else 400)
+        return JSONResponse(controller.get(request.path_params["name"]) or {})
+
     async def stream(request: Request) -> Response:
         if (refused := await guard(request)) is not None:
             return refused
@@ -283,6 +294,7 @@ def build_sim_app(
             Route("/api/v1/applications", list_apps),
             Route("/api/v1/applications/{name}", get_app),
             Route("/api/v1/applications/{name}/operation", terminate, methods=["DELETE"]),
+            Route("/api/v1/applications/{name}/sync", sync, methods=["POST"]),
             Route("/api/v1/stream/applications", stream),
         ]
     )
