@@ -15,6 +15,7 @@ import yaml
 from tests.conftest import wait_for
 from tests.revert_world import Scenario
 from watcher.domain import Event, EventKind
+from watcher.sim.gitops_repo import REGISTRY
 from watcher.sim.world import SimWorld
 
 BAD = ("replicaCount", -1)
@@ -153,4 +154,23 @@ def test_an_app_pinned_to_a_tag_never_reverts_the_branch(world: SimWorld, scenar
     decision = wait_for(lambda: s.decision("plate-api-stg"), timeout=30, what="a decision")
     assert (decision.action, decision.rule) == ("alert", "pinned_revision")
     assert "api-stable" in decision.reason
+    assert s.bot_commits() == [] and s.revert_rows() == []
+
+
+def test_degraded_after_a_sync_that_did_not_change_what_degraded_is_not_blamed_on_it(
+    world: SimWorld, scenario: Callable[..., Scenario]
+) -> None:
+    """A config-only commit deploys (the Deployment is untouched); minutes later the registry loses the
+    running image and the Deployment degrades. The commit did not cause it: alert, never revert."""
+    s = scenario()
+    s.start()
+    change = s.push("plate-web-stg: greeting", {"plate-web-stg": ("config.greeting", "hello")})
+    wait_for(lambda: s.healthy_on("plate-web-stg", change), what="the config change deployed")
+    del world.controller.cluster.images[f"{REGISTRY}/plate-web"]["1.25.0"]
+    world.controller.cluster_changed()
+    incident = wait_for(lambda: s.d.store.detection.incidents(app="plate-web-stg"), what="an incident")[0]
+    assert incident.kind is EventKind.DEGRADED_UNATTRIBUTED and incident.revision == change
+    assert "Deployment" in incident.reason and "did not change" in incident.reason
+    decision = wait_for(lambda: s.decision("plate-web-stg"), what="a decision")
+    assert (decision.action, decision.rule) == ("alert", "not_attributed")
     assert s.bot_commits() == [] and s.revert_rows() == []

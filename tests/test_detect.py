@@ -275,3 +275,39 @@ def test_good_revisions_remember_where_the_app_was_synced_and_healthy() -> None:
     healthy_b = snap(sync_revision=B, operation_revision=B, operation_finished_at=at(50))
     tracker, _ = observe(tracker, healthy_b, at(60), RULES, app="plate-api-stg")
     assert tracker.good_revisions == (A, B)
+
+
+def test_degraded_resources_the_sync_did_not_change_are_not_the_deploys_doing() -> None:
+    """Argo CD says which resources the sync applied; a degraded one that is not among them (a node failure,
+    a quota, an expired certificate) is degraded_unattributed, not the deployed revision's fault."""
+    tracker, _ = observe(AppTracker(), HEALTHY_A, at(0), RULES, app="plate-api-stg")
+    deployed = replace(
+        HEALTHY_A,
+        sync_revision=B,
+        operation_revision=B,
+        operation_finished_at=at(10),
+        changed_resources=("ConfigMap/plate/plate-api-stg-config",),
+    )
+    tracker, _ = observe(tracker, deployed, at(10), RULES, app="plate-api-stg")
+    broken = replace(deployed, health=Health.DEGRADED, degraded_resources=("Deployment/plate/plate-api-stg",))
+    tracker, _ = observe(tracker, broken, at(20), RULES, app="plate-api-stg")
+    _, events = observe(tracker, broken, at(20) + RULES.degraded_grace, RULES, app="plate-api-stg")
+    assert [(e.kind, e.revision) for e in events] == [(EventKind.DEGRADED_UNATTRIBUTED, B)]
+    # The same with the Deployment among what the sync changed: the deploy broke it.
+    changed = replace(broken, changed_resources=("Deployment/plate/plate-api-stg",))
+    tracker2, _ = observe(AppTracker(), HEALTHY_A, at(0), RULES, app="plate-api-stg")
+    tracker2, _ = observe(
+        tracker2, replace(changed, health=Health.HEALTHY, degraded_resources=()), at(10), RULES, app="plate-api-stg"
+    )
+    tracker2, _ = observe(tracker2, changed, at(20), RULES, app="plate-api-stg")
+    _, events = observe(tracker2, changed, at(20) + RULES.degraded_grace, RULES, app="plate-api-stg")
+    assert [(e.kind, e.revision) for e in events] == [(EventKind.DEGRADED, B)]
+
+
+def test_a_re_sync_of_a_revision_that_ran_healthy_is_not_a_new_deploy() -> None:
+    tracker, _ = observe(AppTracker(), HEALTHY_A, at(0), RULES, app="plate-api-stg")
+    assert tracker.deployed_at is not None and A in tracker.good_revisions
+    first_deploy = tracker.deployed_at
+    selfheal = replace(HEALTHY_A, operation_started_at=at(3000), operation_finished_at=at(3001))
+    tracker, events = observe(tracker, selfheal, at(3001), RULES, app="plate-api-stg")
+    assert tracker.deployed_at == first_deploy and events == []

@@ -109,7 +109,10 @@ class _Run:
                         onset=_iso(s.operation_started_at),
                     )
         elif s.phase is Phase.SUCCEEDED and s.operation_finished_at is not None:
-            if (self.tracker.deployed_revision, self.tracker.deployed_at) != (rev, s.operation_finished_at):
+            t = self.tracker
+            if rev == t.deployed_revision and rev in t.good_revisions:
+                return  # a self-heal or re-sync of a revision that already ran healthy is not a new deploy
+            if (t.deployed_revision, t.deployed_at) != (rev, s.operation_finished_at):
                 self.tracker = replace(self.tracker, deployed_revision=rev, deployed_at=s.operation_finished_at)
                 self.emit(EventKind.DEPLOYED, rev, "sync succeeded", finished_at=_iso(s.operation_finished_at))
         elif s.phase in FINAL_FAILURE_PHASES and s.operation_finished_at is not None:
@@ -176,6 +179,16 @@ class _Run:
                     deployed_at=_iso(deployed_at),
                 )
         elif self.now - deployed_at >= rules.degraded_grace:
+            untouched = _untouched_by_the_sync(s)
+            if untouched:
+                self.emit(
+                    EventKind.DEGRADED_UNATTRIBUTED,
+                    deployed_rev,
+                    f"degraded, but the last sync did not change {', '.join(untouched[:3])}",
+                    onset=_iso(since),
+                    deployed_at=_iso(deployed_at),
+                )
+                return
             # The grace period starts when the sync finished: pods restart during every rollout.
             self.emit(
                 EventKind.DEGRADED,
@@ -208,6 +221,16 @@ class _Run:
             s.name, EventKind.RECOVERED, s.sync_revision, self.now, "synced and healthy", {"recovered": recovered}
         )
         self.events.append(event)
+
+
+def _untouched_by_the_sync(s: AppSnapshot) -> list[str]:
+    """The degraded resources, when Argo CD says which resources the last sync changed and none of them is
+    among those (a node failure, a quota, an expired certificate): not the deploy's doing. Empty otherwise."""
+    if not s.degraded_resources or s.changed_resources is None:
+        return []
+    if set(s.degraded_resources) & set(s.changed_resources):
+        return []
+    return list(s.degraded_resources)
 
 
 def _iso(t: datetime | None) -> str | None:

@@ -112,6 +112,8 @@ class AppSnapshot:
     history_revisions: tuple[str, ...] = ()  # status.history, oldest first (full GET only)
     initiated_by: str = ""  # who started the operation: AUTOMATED, a username, or "" when not reported
     auto_sync: bool | None = None  # spec.syncPolicy automated and enabled; None when the spec was not read
+    degraded_resources: tuple[str, ...] = ()  # status.resources whose health is Degraded, "Kind/namespace/name"
+    changed_resources: tuple[str, ...] | None = None  # what the last sync changed; None: not reported
     complete: bool = True  # False when built from a trimmed list response (no conditions/message)
 
     @property

@@ -50,6 +50,7 @@ STREAM_FIELDS = (
     "result.application.status.health",
     "result.application.status.operationState",
     "result.application.status.conditions",
+    "result.application.status.resources",
 )
 
 
@@ -348,7 +349,29 @@ def snapshot_from_app(app: Mapping[str, Any], complete: bool) -> AppSnapshot:
         history_revisions=tuple(_history_revisions(status.get("history"))),
         initiated_by=_initiator((op.get("operation") or {}).get("initiatedBy")),
         auto_sync=_auto_sync(app.get("spec")),
+        degraded_resources=tuple(
+            _resource_key(r)
+            for r in status.get("resources") or []
+            if isinstance(r, dict) and (r.get("health") or {}).get("status") == Health.DEGRADED.value
+        ),
+        changed_resources=_changed_resources(result.get("resources")),
         complete=complete,
+    )
+
+
+def _resource_key(r: Mapping[str, Any]) -> str:
+    return f"{r.get('kind', '')}/{r.get('namespace', '')}/{r.get('name', '')}"
+
+
+def _changed_resources(results: Any) -> tuple[str, ...] | None:
+    """What the sync changed (swagger's v1alpha1ResourceResult): applied, not reported `unchanged`. With
+    ApplyOutOfSyncOnly a resource the sync did not touch is not listed at all."""
+    if not isinstance(results, list):
+        return None
+    return tuple(
+        _resource_key(r)
+        for r in results
+        if isinstance(r, dict) and r.get("status") == "Synced" and not str(r.get("message", "")).endswith("unchanged")
     )
 
 

@@ -82,6 +82,7 @@ class Rendered:
     image: str = ""
     memory: Any = None
     workload: bool = True  # False for a directory of plain manifests (the app-of-apps)
+    config: str = ""  # fingerprint of the chart's ConfigMap (values under `config`); the rest is the Deployment
 
 
 @dataclass
@@ -347,8 +348,13 @@ class Controller:
         image = values.get("image") or {}
         memory = ((values.get("resources") or {}).get("limits") or {}).get("memory")
         fingerprint = hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+        config = hashlib.sha1(json.dumps(values.get("config"), sort_keys=True, default=str).encode()).hexdigest()
         return Rendered(
-            fingerprint, values.get("replicaCount", 1), f"{image.get('repository')}:{image.get('tag')}", memory
+            fingerprint,
+            values.get("replicaCount", 1),
+            f"{image.get('repository')}:{image.get('tag')}",
+            memory,
+            config=config,
         )
 
     def _reconcile(self, app: SimApp, now: float) -> None:
@@ -447,7 +453,7 @@ class Controller:
             state["syncResult"] = {
                 "revision": rev,
                 "source": app.manifest["spec"].get("source", {}),
-                "resources": [self._resource_result(app, "Synced", "deployment.apps configured")],
+                "resources": self._changed_results(app, app.live, desired),
             }
             app.live = desired
             app.status["sync"] = {"status": "Synced", "revision": rev, "comparedTo": self._compared_to(app)}
@@ -501,6 +507,27 @@ class Controller:
         app.operation = None
         app.attempt_due = None
 
+    def _changed_results(self, app: SimApp, live: Rendered | None, desired: Rendered) -> list[dict[str, Any]]:
+        """The sync's resource results, as with ApplyOutOfSyncOnly=true (the seeds' option): only what it applied."""
+        deployment = (desired.replicas, desired.image, desired.memory)
+        results = []
+        if live is None or (live.replicas, live.image, live.memory) != deployment:
+            results.append(self._resource_result(app, "Synced", f"deployment.apps/{app.name} configured"))
+        if live is None or live.config != desired.config:
+            config = self._resource_result(app, "Synced", f"configmap/{app.name}-config configured")
+            results.append(config | {"group": "", "kind": "ConfigMap", "name": f"{app.name}-config"})
+        return results
+
+    def _resource_statuses(self, app: SimApp) -> list[dict[str, Any]]:
+        """status.resources: the Deployment with the app's health, its ConfigMap (no health of its own)."""
+        dest = app.manifest["spec"].get("destination", {}).get("namespace", "")
+        health = {k: v for k, v in (app.status.get("health") or {}).items() if k in ("status", "message")}
+        common = {"version": "v1", "namespace": dest, "status": app.status.get("sync", {}).get("status", "Unknown")}
+        return [
+            common | {"group": "apps", "kind": "Deployment", "name": app.name, "health": health},
+            common | {"group": "", "kind": "ConfigMap", "name": f"{app.name}-config"},
+        ]
+
     def _resource_result(self, app: SimApp, status: str, message: str) -> dict[str, Any]:
         dest = app.manifest["spec"].get("destination", {})
         return {
@@ -551,6 +578,8 @@ class Controller:
 
     # -- notifications ----------------------------------------------------------------------------------
     def _changed(self, app: SimApp) -> None:
+        if app.live is not None and app.live.workload:
+            app.status["resources"] = self._resource_statuses(app)
         app.resource_version += 1
         self._notify("MODIFIED", app)
 
