@@ -16,6 +16,7 @@ from watcher.reverter import Reverter
 from watcher.service import Watcher
 from watcher.settings import Settings
 from watcher.store import Store
+from watcher.views import readiness_limits
 from watcher.web import BackgroundServer, build_app
 
 TICK_SECONDS = 1.0
@@ -45,9 +46,10 @@ class Daemon:
             self.reverter.listeners.append(self.slack.on_action)
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
         token = settings.http.admin_token.get_secret_value() if settings.http.admin_token else None
-        self.http = BackgroundServer(
-            build_app(self.watcher, self.reverter, token), settings.http.host, settings.http.port
+        api = build_app(
+            self.store, self.watcher, self.watcher.metrics.registry, readiness_limits(settings), self.reverter, token
         )
+        self.http = BackgroundServer(api, settings.http.host, settings.http.port)
         self._stop_stream = threading.Event()
         self._stream_thread: threading.Thread | None = None
 
