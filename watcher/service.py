@@ -45,7 +45,9 @@ class PollSummary:
     def sentence(self) -> str:
         if self.failed:
             return f"{self.step}: FAILED, {self.seen}"
-        return self.step + ": " + self.seen + ("" if self.events is None else f", {self.events} events recorded")
+        if self.events is None:
+            return f"{self.step}: {self.seen}"
+        return f"{self.step}: {self.seen}, {self.events} event{'' if self.events == 1 else 's'} recorded"
 
 
 def rules_from(d: DetectionSettings) -> DetectionRules:
@@ -133,7 +135,7 @@ class Watcher:
             self.head = head
         self._mark_success("git")
         self.fleet_map.remap(head)
-        moved = "unchanged" if head == previous else f"moved from {previous[:12] if previous else 'none'}"
+        moved = "first look" if previous is None else "unchanged" if head == previous else f"moved from {previous[:12]}"
         return PollSummary("git poll", f"head {head[:12]} ({moved})")
 
     def poll_apps(self) -> PollSummary:
