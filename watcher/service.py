@@ -95,6 +95,22 @@ def list_snapshots(argocd: AppSource) -> tuple[dict[str, AppSnapshot], dict[str,
     return snapshots, specs
 
 
+def enriched(e: Event, commit: Commit | None, paths: tuple[str, ...], incident_onset: datetime | None) -> Event:
+    """The event with what its readers want besides the detector's facts: the app's paths, the commit, and for
+    a recovery the onset of the incidents it closes."""
+    extra: dict[str, object] = {"paths": list(paths)}
+    if incident_onset is not None:
+        extra["incident_onset"] = incident_onset.isoformat()
+    if commit:
+        extra["commit"] = {
+            "sha": commit.sha,
+            "author": commit.author,
+            "subject": commit.subject,
+            "committed_at": commit.committed_at.isoformat(),
+        }
+    return Event(e.app, e.kind, e.revision, e.at, e.reason, e.evidence | extra)
+
+
 class Watcher:
     """Observe -> record -> publish; implements ports.Fleet for the reverter, the notifier and the HTTP views."""
 
@@ -227,17 +243,8 @@ class Watcher:
         commit = self._commit(e.revision)
         if not self.fleet_map.has_paths(e.app):
             self.fleet_map.remap(self.head)  # an app seen on the stream before the first full mapping
-        extra: dict[str, object] = {"paths": list(self.fleet_map.paths_of(e.app))}
-        if e.kind is EventKind.RECOVERED and e.app in self.ledger.since:
-            extra["incident_onset"] = self.ledger.since[e.app].isoformat()
-        if commit:
-            extra["commit"] = {
-                "sha": commit.sha,
-                "author": commit.author,
-                "subject": commit.subject,
-                "committed_at": commit.committed_at.isoformat(),
-            }
-        return Event(e.app, e.kind, e.revision, e.at, e.reason, e.evidence | extra)
+        closes = self.ledger.since.get(e.app) if e.kind is EventKind.RECOVERED else None
+        return enriched(e, commit, self.fleet_map.paths_of(e.app), closes)
 
     def _lookup_commit(self, sha: str) -> Commit | None:
         commit = self.repo.commit(sha)
