@@ -175,12 +175,9 @@ def test_metrics_scrape_passes_promtool(world: SimWorld, running: Running) -> No
     assert bad not in scrape  # no sha labels
 
 
-def test_sigterm_stops_the_process_within_ten_seconds(world: SimWorld, tmp_path: Path) -> None:
-    import signal
-    import sys
-    import time
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")} | {
+def cli_env(world: SimWorld, tmp_path: Path) -> dict[str, str]:
+    """The environment of a `sync-watcher` process watching `world`, without the caller's WATCHER_* settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")} | {
         "WATCHER_ARGOCD__URL": world.argocd_url,
         "WATCHER_GIT__URL": world.repo_url,
         "WATCHER_GIT__CLONE_DIR": str(tmp_path / "clone"),
@@ -189,6 +186,81 @@ def test_sigterm_stops_the_process_within_ten_seconds(world: SimWorld, tmp_path:
         "WATCHER_HTTP__PORT": "0",
         "WATCHER_LOG__FORMAT": "json",
     }
+
+
+def run_once(world: SimWorld, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "watcher", "run", "--once"],
+        env=cli_env(world, tmp_path) | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def settled(world: SimWorld) -> bool:
+    apps = world.controller.snapshot()
+    return len(apps) == 9 and all(
+        a["status"]["sync"]["status"] == "Synced"
+        and a["status"]["health"]["status"] == "Healthy"
+        and (a["status"].get("operationState") or {}).get("phase") == "Succeeded"
+        for a in apps
+    )
+
+
+def test_run_once_polls_git_and_argocd_and_passes_the_reverter_once(world: SimWorld, tmp_path: Path) -> None:
+    head = world.work.git("rev-parse", "HEAD")
+    wait_for(lambda: settled(world), what="the simulator's apps deployed")  # so a second look sees no change
+    first = run_once(world, tmp_path)
+    assert first.returncode == 0, first.stderr
+    git, apps, reverter = first.stdout.splitlines()
+    assert git == f"git poll: head {head[:12]} (first look)"
+    assert apps.startswith("apps poll: 9 apps listed, 0 gone, ") and apps.endswith(" events recorded")
+    assert int(apps.split(", ")[-1].split()[0]) > 0  # the first look records what it found
+    assert reverter == "reverter pass: 0 incidents handled (mode dry-run)"
+    # A second look resumes from the store: nothing new is recorded twice.
+    second = run_once(world, tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.splitlines()[1] == "apps poll: 9 apps listed, 0 gone, 0 events recorded"
+
+
+def test_run_once_hands_a_new_failure_to_the_reverter_and_says_what_it_decided(world: SimWorld, tmp_path: Path) -> None:
+    wait_for(lambda: settled(world), what="the simulator's apps deployed")
+    assert run_once(world, tmp_path).returncode == 0  # what was good before the bad commit
+    bad = push(world, "plate-api-stg", "replicaCount", -1, "api: bad")
+
+    def failed_on_bad() -> bool:
+        op = (world.controller.get("plate-api-stg") or {})["status"].get("operationState") or {}
+        return op.get("phase") == "Failed" and op["operation"]["sync"]["revision"] == bad
+
+    wait_for(failed_on_bad, 30, what="the simulator to give up on the bad revision")
+    done = run_once(world, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1:] == [
+        "apps poll: 9 apps listed, 0 gone, 1 event recorded",
+        "reverter pass: 1 incident handled (mode dry-run)",
+        f"  incident 1 (plate-api-stg): revert by culprit_found [{bad[:12]}], revert dry_run",
+    ]
+
+
+def test_run_once_says_when_argocd_is_unreachable_and_exits_non_zero(world: SimWorld, tmp_path: Path) -> None:
+    world.faults.server_errors = 10_000
+    done = run_once(world, tmp_path)
+    assert done.returncode == 1
+    git, apps, reverter = done.stdout.splitlines()
+    assert git.startswith("git poll: head ")
+    assert apps.startswith("apps poll: FAILED, Argo CD unreachable (ArgoCDUnavailable: ")
+    assert reverter.startswith("reverter pass: 0 incidents handled")
+
+
+def test_sigterm_stops_the_process_within_ten_seconds(world: SimWorld, tmp_path: Path) -> None:
+    import signal
+    import sys
+    import time
+
+    env = cli_env(world, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "watcher", "run"], env=env, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     assert proc.stderr is not None

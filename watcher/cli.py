@@ -38,8 +38,14 @@ def main() -> None:
 
 
 @main.command()
-def run() -> None:
-    """Run the daemon until SIGTERM or Ctrl-C."""
+@click.option(
+    "--once",
+    is_flag=True,
+    help="One git poll, one Argo CD poll and one reverter pass (in the configured revert mode), "
+    "a line for each, then exit (1 if a poll failed).",
+)
+def run(once: bool) -> None:
+    """Run the daemon until SIGTERM or Ctrl-C (or one pass with --once)."""
     settings = _settings()
     try:
         require(settings, "argocd", "url")
@@ -49,6 +55,10 @@ def run() -> None:
     configure(settings.log.level, settings.log.format, settings.secret_values())
     from watcher.daemon import Daemon
 
+    if once:
+        summary = Daemon(settings).run_once()
+        click.echo("\n".join(summary.lines()))
+        sys.exit(1 if summary.failed else 0)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -12,14 +13,36 @@ from watcher.adapters.forge import pull_requests_for
 from watcher.adapters.gitrepo import GitRepo
 from watcher.logs import get_logger
 from watcher.notifier import SlackNotifier, transport_for
+from watcher.revert_outcome import Handled
 from watcher.reverter import Reverter
-from watcher.service import Watcher
+from watcher.service import PollSummary, Watcher
 from watcher.settings import Settings
 from watcher.store import Store
+from watcher.views import readiness_limits
 from watcher.web import BackgroundServer, build_app
 
 TICK_SECONDS = 1.0
 HOUSEKEEPING_SECONDS = 3600.0
+ONCE_SLACK_SECONDS = 10.0  # `run --once` waits this long for its Slack notices to go out
+
+
+@dataclass(frozen=True, slots=True)
+class OnceSummary:
+    """What `run --once` did: one line per step, one per incident the reverter handled."""
+
+    git: PollSummary
+    apps: PollSummary
+    revert_mode: str
+    handled: tuple[Handled, ...]
+
+    @property
+    def failed(self) -> bool:
+        return self.git.failed or self.apps.failed
+
+    def lines(self) -> list[str]:
+        n = len(self.handled)
+        reverter = f"reverter pass: {n} incident{'' if n == 1 else 's'} handled (mode {self.revert_mode})"
+        return [self.git.sentence(), self.apps.sentence(), reverter, *(f"  {h.sentence()}" for h in self.handled)]
 
 
 class Daemon:
@@ -45,9 +68,10 @@ class Daemon:
             self.reverter.listeners.append(self.slack.on_action)
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
         token = settings.http.admin_token.get_secret_value() if settings.http.admin_token else None
-        self.http = BackgroundServer(
-            build_app(self.watcher, self.reverter, token), settings.http.host, settings.http.port
+        api = build_app(
+            self.store, self.watcher, self.watcher.metrics.registry, readiness_limits(settings), self.reverter, token
         )
+        self.http = BackgroundServer(api, settings.http.host, settings.http.port)
         self._stop_stream = threading.Event()
         self._stream_thread: threading.Thread | None = None
 
@@ -79,6 +103,26 @@ class Daemon:
             revert_mode=self.settings.revert.mode,
             slack="off" if self.slack is None else ("bot" if self.slack.transport.threads else "webhook"),
         )
+
+    def run_once(self) -> OnceSummary:
+        """One git poll, one apps poll, one reverter pass, on this thread: no scheduler, stream or HTTP.
+
+        The steps run in the daemon's order, so the reverter sees the incidents the polls just recorded.
+        Slack, when configured, gets its notices before this returns: events are recorded once, so a
+        notice not sent now would never be sent. Closes the daemon: it is not meant to start after this.
+        """
+        if self.slack is not None:
+            self.slack.start()
+        try:
+            git = self.watcher.poll_git()
+            apps = self.watcher.poll_apps()
+            handled = tuple(self.reverter.run_once())
+        finally:
+            if self.slack is not None:
+                self.slack.stop(ONCE_SLACK_SECONDS)
+            self.argocd.close()
+            self.store.close()
+        return OnceSummary(git, apps, self.settings.revert.mode, handled)
 
     def _follow_stream(self) -> None:
         self.argocd.stream(self.watcher.on_stream_event, self._stop_stream, on_disconnect=self.watcher.on_stream_lost)

@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 
 from watcher import __version__
 from watcher.domain import INCIDENT_KINDS, AppSnapshot, RevertState, VerifyResult
+from watcher.ledger import LedgerCounts
 
 LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 POLL_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -179,6 +180,20 @@ class Metrics:
             self.poll_duration.labels(source)
         if view is not None:
             r.register(StateCollector(view))
+
+    def count(self, app: str, environment: str, c: LedgerCounts) -> None:
+        """Apply what the incident ledger says one event counts (ledger.fold decides; this only writes)."""
+        if c.failure is not None:
+            self.failures.labels(app, c.failure.value).inc()
+            self.time_to_detect.labels(c.failure.value).observe(c.detect_seconds or 0.0)
+        if c.change_failure_stage is not None:
+            self.dora.change_failed(app, environment, c.change_failure_stage)
+        if c.restore_seconds is not None:
+            self.dora.restored(app, environment, c.restore_seconds)
+        if c.deployed:
+            if c.lead_seconds is not None:
+                self.commit_to_sync.observe(c.lead_seconds)
+            self.dora.deployed(app, environment, c.lead_seconds)
 
 
 @dataclass(slots=True)

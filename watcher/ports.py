@@ -7,11 +7,12 @@ one of the errors below (or a subclass) instead of hanging or returning half an 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from watcher.detect import AppTracker
 from watcher.domain import AppSnapshot, ChangedCommit, Commit, RevertState
 
 
@@ -133,8 +134,19 @@ class AppContext:
     paths: dict[str, tuple[str, ...]]  # every app's repo paths
 
 
+@dataclass(frozen=True, slots=True)
+class FleetStatus:
+    """What the HTTP views show, copied at once: every app's tracker, open incidents and paths, poll times."""
+
+    trackers: dict[str, AppTracker]
+    open_incidents: Mapping[tuple[str, str], int]  # (app, kind) -> open incidents
+    paths: Mapping[str, tuple[str, ...]]
+    last_success: Mapping[str, float]  # "argocd" | "git" -> unix time of the last successful poll
+
+
 class Fleet(Protocol):
     """What other parts ask the watcher, instead of reaching into its attributes."""
 
     def app_context(self, key: str) -> AppContext: ...
     def environment(self, key: str) -> str: ...
+    def status(self) -> FleetStatus: ...

@@ -1,46 +1,53 @@
-"""The only place that wires things: observe (Argo CD, git) -> detect -> record -> expose."""
+"""The watcher's cycle: observe (Argo CD, git) -> detect -> record -> publish (ledger counts, metrics, listeners).
+
+Side effects of one observation, in this order: the store records trackers and events in one transaction;
+only then does memory follow (trackers), and only what was stored is published, so a crash between the two
+re-observes instead of announcing an event twice.
+"""
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import threading
 import time
-from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 from watcher import appmap
 from watcher.adapters.argocd import ArgoCDError, snapshot_from_app
 from watcher.adapters.gitrepo import GitError
 from watcher.detect import AppTracker, DetectionRules, observe
-from watcher.domain import INCIDENT_KINDS, AppSnapshot, Commit, Event, EventKind, app_key, utcnow
-from watcher.dora import CHANGE_FAILURE_STAGE, environment_of
+from watcher.domain import INCIDENT_KINDS, AppSnapshot, Clock, Commit, Event, EventKind, utcnow
+from watcher.fleet_map import FleetMap
+from watcher.ledger import CLOSING_KINDS, fold, ledger_of
 from watcher.logs import get_logger
+from watcher.memory import gc_paused, release_free_memory
 from watcher.metrics import Metrics, StateView
-from watcher.ports import AppContext
+from watcher.ports import AppContext, AppSource, FleetStatus, WatchedRepo
 from watcher.settings import DetectionSettings, Settings
 from watcher.store import Observation, Store
 
-
-class AppSource(Protocol):
-    """Something that lists Argo CD apps: the real client or anything shaped like it."""
-
-    def list_apps(self) -> list[dict[str, Any]]: ...
-    def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]: ...
-
-
-class Repo(Protocol):
-    def sync(self) -> str: ...
-    def commit(self, sha: str) -> Commit | None: ...
-    def yaml_files(self, rev: str, directories: Iterable[str]) -> dict[str, str]: ...
-
-
 # Besides incidents: events whose readers (metrics, Slack) want the commit and the onset of what they close.
 ENRICHED_KINDS = frozenset({EventKind.DEPLOYED, EventKind.RECOVERED, EventKind.SYNC_FAILING})
+
+
+@dataclass(frozen=True, slots=True)
+class PollSummary:
+    """What one poll saw and recorded, as the one line `run --once` prints."""
+
+    step: str  # "git poll" | "apps poll"
+    seen: str  # what it saw, or why it failed
+    events: int | None = None  # events recorded (None: the step records none)
+    failed: bool = False
+
+    def sentence(self) -> str:
+        if self.failed:
+            return f"{self.step}: FAILED, {self.seen}"
+        if self.events is None:
+            return f"{self.step}: {self.seen}"
+        return f"{self.step}: {self.seen}, {self.events} event{'' if self.events == 1 else 's'} recorded"
 
 
 def rules_from(d: DetectionSettings) -> DetectionRules:
@@ -68,47 +75,46 @@ def _core(s: AppSnapshot | None) -> tuple[object, ...] | None:
     )
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Parsing a 10k-app list makes ~10^6 acyclic objects; collecting during that only burns CPU."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-@lru_cache(maxsize=1)
-def _libc() -> Any:
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None  # not glibc: nothing to trim
-
-
-def release_free_memory() -> None:
-    """Give the freed parse of a large list back to the OS (glibc keeps it otherwise; RSS would stay at peak)."""
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
-
-
 def _has_timer(t: AppTracker) -> bool:
     """Only grace periods and deadlines change an app's verdict without new data."""
     return any((t.manifest_error_since, t.degraded_since, t.progressing_since))
 
 
+def list_snapshots(argocd: AppSource) -> tuple[dict[str, AppSnapshot], dict[str, dict[str, Any]]]:
+    """Snapshots and mapping fields of every listed app, with a full GET of the apps that look wrong."""
+    snapshots: dict[str, AppSnapshot] = {}
+    specs: dict[str, dict[str, Any]] = {}
+    for item in argocd.list_apps():  # the raw list is dropped on return
+        snap = snapshot_from_app(item, complete=False)
+        if not snap.name:
+            continue
+        specs[snap.key] = appmap.mapping_fields(item)
+        if not snap.looks_healthy:
+            snap = snapshot_from_app(argocd.get_app(snap.name, snap.namespace), complete=True)
+        snapshots[snap.key] = snap
+    return snapshots, specs
+
+
+def enriched(e: Event, commit: Commit | None, paths: tuple[str, ...], incident_onset: datetime | None) -> Event:
+    """The event with what its readers want besides the detector's facts: the app's paths, the commit, and for
+    a recovery the onset of the incidents it closes."""
+    extra: dict[str, object] = {"paths": list(paths)}
+    if incident_onset is not None:
+        extra["incident_onset"] = incident_onset.isoformat()
+    if commit:
+        extra["commit"] = {
+            "sha": commit.sha,
+            "author": commit.author,
+            "subject": commit.subject,
+            "committed_at": commit.committed_at.isoformat(),
+        }
+    return Event(e.app, e.kind, e.revision, e.at, e.reason, e.evidence | extra)
+
+
 class Watcher:
-    def __init__(
-        self,
-        settings: Settings,
-        argocd: AppSource,
-        repo: Repo,
-        store: Store,
-        clock: Callable[[], datetime] = utcnow,
-    ):
+    """Observe -> record -> publish; implements ports.Fleet for the reverter, the notifier and the HTTP views."""
+
+    def __init__(self, settings: Settings, argocd: AppSource, repo: WatchedRepo, store: Store, clock: Clock = utcnow):
         self.settings = settings
         self.argocd = argocd
         self.repo = repo
@@ -118,76 +124,63 @@ class Watcher:
         self.log = get_logger()
         self._lock = threading.RLock()
         self.trackers: dict[str, AppTracker] = store.detection.load_trackers()
-        self.apps: dict[str, dict[str, Any]] = {}  # key -> metadata+spec, for the git mapping
-        self.paths: dict[str, tuple[str, ...]] = {}
+        self.fleet_map = FleetMap(repo, settings.git.url)
         self.head: str | None = None
-        self._mapped_head: str | None = None
         self.last_success: dict[str, float] = {}
-        # (app, kind) -> open incidents; app -> onset of its oldest open incident (time to restore)
-        self._open, self._open_since = self._load_open_incidents()
-        self._last_failed_change: dict[str, str] = {}  # app -> revision last counted as a failed change
+        self.ledger = ledger_of(store.detection.incidents(open_only=True, limit=100_000))
         self.metrics = Metrics(
-            StateView(self.snapshots, lambda: dict(self._open), self.environment, self._last_deploys)
+            StateView(self.snapshots, lambda: self.ledger.open, self.environment, self._last_deploys)
         )
         self._commit = lru_cache(maxsize=4096)(self._lookup_commit)
         self.listeners: list[Callable[[Event], None]] = []
 
     # -- observe ----------------------------------------------------------------------------------------
-    def poll_git(self) -> None:
+    def poll_git(self) -> PollSummary:
         started = time.perf_counter()
         try:
             head = self.repo.sync()
         except GitError as exc:
             self.metrics.poll_errors.labels("git", type(exc).__name__).inc()
             self.log.warning("git_poll_failed", error=str(exc))
-            return
+            return PollSummary("git poll", f"{type(exc).__name__}: {exc}", failed=True)
         finally:
             self.metrics.poll_duration.labels("git").observe(time.perf_counter() - started)
-        if head != self.head:
-            self.log.info("git_head_moved", previous=self.head, head=head)
+        previous = self.head
+        if head != previous:
+            self.log.info("git_head_moved", previous=previous, head=head)
             self.head = head
         self._mark_success("git")
-        self._remap()
+        self.fleet_map.remap(head)
+        moved = "first look" if previous is None else "unchanged" if head == previous else f"moved from {previous[:12]}"
+        return PollSummary("git poll", f"head {head[:12]} ({moved})")
 
-    def poll_apps(self) -> None:
+    def poll_apps(self) -> PollSummary:
         """The safety net: a complete list, a full GET of the apps that look wrong, detection for all."""
         started = time.perf_counter()
         try:
             with gc_paused():
-                snapshots, specs = self._list_snapshots()
+                snapshots, specs = list_snapshots(self.argocd)
         except ArgoCDError as exc:
             self.metrics.poll_errors.labels("argocd", type(exc).__name__).inc()
             self.metrics.argocd_up.set(0)
             self.log.warning("argocd_poll_failed", error=str(exc), error_type=type(exc).__name__)
-            return  # unknown state: nothing is decided on a failed poll
+            # unknown state: nothing is decided on a failed poll
+            return PollSummary("apps poll", f"Argo CD unreachable ({type(exc).__name__}: {exc})", failed=True)
         finally:
             self.metrics.poll_duration.labels("argocd").observe(time.perf_counter() - started)
         self.metrics.argocd_up.set(1)
         self._mark_success("argocd")
         with self._lock:
-            self.apps.update(specs)
+            self.fleet_map.update(specs)
             now = self.clock()
             gone = sorted(set(self.trackers) - set(snapshots))
             seen: list[tuple[str, AppSnapshot | None]] = [(k, None) for k in gone]
             # Unchanged apps cost one comparison; tick() lets their timers expire.
             seen += [(k, s) for k, s in snapshots.items() if s != self._last(k)]
-            self._observe(seen, now)
-        self._remap()
+            recorded = self._observe(seen, now)
+        self.fleet_map.remap(self.head)
         release_free_memory()
-
-    def _list_snapshots(self) -> tuple[dict[str, AppSnapshot], dict[str, dict[str, Any]]]:
-        """Snapshots and mapping fields of every listed app; the raw list is dropped on return."""
-        snapshots: dict[str, AppSnapshot] = {}
-        specs: dict[str, dict[str, Any]] = {}
-        for item in self.argocd.list_apps():
-            snap = snapshot_from_app(item, complete=False)
-            if not snap.name:
-                continue
-            specs[snap.key] = appmap.mapping_fields(item)
-            if not snap.looks_healthy:
-                snap = snapshot_from_app(self.argocd.get_app(snap.name, snap.namespace), complete=True)
-            snapshots[snap.key] = snap
-        return snapshots, specs
+        return PollSummary("apps poll", f"{len(snapshots)} apps listed, {len(gone)} gone", events=recorded)
 
     def on_stream_event(self, kind: str, app: dict[str, Any]) -> None:
         self.metrics.stream_events.labels(kind).inc()
@@ -196,10 +189,10 @@ class Watcher:
             return
         with self._lock:
             if kind == "DELETED":
-                self.apps.pop(snap.key, None)
+                self.fleet_map.forget(snap.key)
                 self._observe([(snap.key, None)], self.clock())
                 return
-            self._remember_specs([app])
+            self.fleet_map.remember(app)
             self._observe([(snap.key, snap)], self.clock())
 
     def on_stream_lost(self, reason: str) -> None:
@@ -222,8 +215,8 @@ class Watcher:
         self.log.info("timeline_pruned", rows=pruned, older_than_days=days)
 
     # -- detect -> record -> publish --------------------------------------------------------------------
-    def _observe(self, seen: Sequence[tuple[str, AppSnapshot | None]], now: datetime) -> None:
-        """Detect on each (app, snapshot), record everything in one transaction, then publish."""
+    def _observe(self, seen: Sequence[tuple[str, AppSnapshot | None]], now: datetime) -> int:
+        """Detect on each (app, snapshot), record everything in one transaction, then publish; how many recorded."""
         batch: list[Observation] = []
         for key, snap in seen:
             before = self.trackers.get(key, AppTracker())
@@ -233,7 +226,7 @@ class Watcher:
             keep = after if snap is not None else None
             batch.append(Observation(key, keep, [self._enrich(e) for e in events], _core(snap) != _core(before.last)))
         if not batch:
-            return
+            return 0
         recorded = self.store.detection.record_batch(batch, now)  # memory follows only what was stored
         for item in batch:
             if item.tracker is None:
@@ -242,24 +235,16 @@ class Watcher:
                 self.trackers[item.app] = item.tracker
         for event in recorded:
             self._publish(event)
+        return len(recorded)
 
     def _enrich(self, e: Event) -> Event:
         if not e.revision or (e.kind not in INCIDENT_KINDS and e.kind not in ENRICHED_KINDS):
             return e
         commit = self._commit(e.revision)
-        if e.app not in self.paths:
-            self._remap()  # an app seen on the stream before the first full mapping
-        extra: dict[str, object] = {"paths": list(self.paths.get(e.app, ()))}
-        if e.kind is EventKind.RECOVERED and e.app in self._open_since:
-            extra["incident_onset"] = self._open_since[e.app].isoformat()
-        if commit:
-            extra["commit"] = {
-                "sha": commit.sha,
-                "author": commit.author,
-                "subject": commit.subject,
-                "committed_at": commit.committed_at.isoformat(),
-            }
-        return Event(e.app, e.kind, e.revision, e.at, e.reason, e.evidence | extra)
+        if not self.fleet_map.has_paths(e.app):
+            self.fleet_map.remap(self.head)  # an app seen on the stream before the first full mapping
+        closes = self.ledger.since.get(e.app) if e.kind is EventKind.RECOVERED else None
+        return enriched(e, commit, self.fleet_map.paths_of(e.app), closes)
 
     def _lookup_commit(self, sha: str) -> Commit | None:
         commit = self.repo.commit(sha)
@@ -272,152 +257,58 @@ class Watcher:
         return commit
 
     def _publish(self, e: Event) -> None:
+        """Count the event (the ledger says what), log it, hand it to the listeners (reverter, Slack)."""
         self.metrics.events.labels(e.kind.value).inc()
+        self.ledger, counts = fold(self.ledger, e)
+        self.metrics.count(e.app, self.environment(e.app), counts)
         log = self.log.bind(app=e.app, revision=e.revision, kind=e.kind.value)
         if e.kind in INCIDENT_KINDS:
-            self._open[(e.app, e.kind.value)] += 1
-            self.metrics.failures.labels(e.app, e.kind.value).inc()
-            onset = e.onset
-            self.metrics.time_to_detect.labels(e.kind.value).observe(max((e.at - onset).total_seconds(), 0.0))
-            self._open_since.setdefault(e.app, onset)
-            self._count_change_failure(e)
             log.warning("failure_detected", reason=e.reason, commit=e.evidence.get("commit"))
-        elif e.kind in (EventKind.RECOVERED, EventKind.APP_REMOVED):
-            for k in [k for k in self._open if k[0] == e.app]:
-                del self._open[k]
-            since = self._open_since.pop(e.app, None)
-            if e.kind is EventKind.RECOVERED and since is not None:
-                restore = max((e.at - since).total_seconds(), 0.0)
-                self.metrics.dora.restored(e.app, self.environment(e.app), restore)
+        elif e.kind in CLOSING_KINDS:
             log.info("app_recovered" if e.kind is EventKind.RECOVERED else "app_removed", reason=e.reason)
         elif e.kind is EventKind.DEPLOYED:
-            commit = e.evidence.get("commit")
-            finished = e.evidence.get("finished_at")
-            lead_seconds = None
-            if isinstance(commit, dict) and isinstance(finished, str):
-                lead = datetime.fromisoformat(finished) - datetime.fromisoformat(str(commit["committed_at"]))
-                lead_seconds = max(lead.total_seconds(), 0.0)
-                self.metrics.commit_to_sync.observe(lead_seconds)
-            self.metrics.dora.deployed(e.app, self.environment(e.app), lead_seconds)
             log.info("deploy_finished")
         else:
             log.info(f"{e.kind.value}_seen", reason=e.reason)
         for listener in self.listeners:
             listener(e)
 
-    def _count_change_failure(self, e: Event) -> None:
-        """DORA: a revision that opened an incident is one failed change, however many incidents it opened."""
-        stage = CHANGE_FAILURE_STAGE.get(e.kind)
-        if stage is None or not e.revision or self._last_failed_change.get(e.app) == e.revision:
-            return
-        self._last_failed_change[e.app] = e.revision
-        self.metrics.dora.change_failed(e.app, self.environment(e.app), stage)
-
-    # -- git mapping --------------------------------------------------------------------------------------
-    def _remember_specs(self, items: Iterable[Mapping[str, Any]]) -> None:
-        for item in items:
-            meta = item.get("metadata") or {}
-            if meta.get("name"):
-                key = app_key(str(meta["name"]), str(meta.get("namespace") or ""))
-                self.apps[key] = appmap.mapping_fields(item)
-
-    def _remap(self) -> None:
-        """Recompute every app's paths when the head or the set of apps changed."""
-        with self._lock:
-            signature = f"{self.head}|{len(self.apps)}"
-            if self.head is None or signature == self._mapped_head:
-                return
-            apps = list(self.apps.items())
-        url = self.settings.git.url
-        try:
-            manifests = appmap.application_manifests(
-                self.repo.yaml_files(self.head, appmap.manifest_directories([a for _, a in apps], url))
-            )
-        except (GitError, ValueError) as exc:
-            self.log.warning("app_mapping_failed", error=str(exc))
-            return
-        paths = {key: appmap.app_paths(app, url, manifests.get(str(app["metadata"]["name"]))) for key, app in apps}
-        with self._lock:
-            self.paths = paths
-            self._mapped_head = signature
-
-    # -- views ------------------------------------------------------------------------------------------
-    def app_context(self, key: str) -> AppContext:
-        """A consistent copy of what is known about one app, with every app's mapping fields and paths."""
-        with self._lock:
-            meta = (self.apps.get(key) or {}).get("metadata") or {}
-            tracker = self.trackers.get(key)
-            return AppContext(
-                key=key,
-                name=str(meta.get("name") or key.rsplit("/", 1)[-1]),
-                namespace=str(meta.get("namespace") or ""),
-                annotations=dict(meta.get("annotations") or {}),
-                last=tracker.last if tracker else None,
-                good_revisions=tracker.good_revisions if tracker else (),
-                specs=dict(self.apps),
-                paths=dict(self.paths),
-            )
-
     def _mark_success(self, source: str) -> None:
         now = time.time()
         self.last_success[source] = now
         self.metrics.last_success.labels(source).set(now)
 
-    def _load_open_incidents(self) -> tuple[Tally[tuple[str, str]], dict[str, datetime]]:
-        open_incidents = self.store.detection.incidents(open_only=True, limit=100_000)
-        since: dict[str, datetime] = {}
-        for i in open_incidents:
-            since[i.app] = min(i.onset, since.get(i.app, i.onset))
-        return Tally((i.app, i.kind.value) for i in open_incidents), since
+    # -- what others ask (ports.Fleet) --------------------------------------------------------------------
+    def app_context(self, key: str) -> AppContext:
+        """A consistent copy of what is known about one app, with every app's mapping fields and paths."""
+        with self._lock:
+            tracker = self.trackers.get(key)
+            specs, paths = self.fleet_map.copies()
+        meta = (specs.get(key) or {}).get("metadata") or {}
+        return AppContext(
+            key=key,
+            name=str(meta.get("name") or key.rsplit("/", 1)[-1]),
+            namespace=str(meta.get("namespace") or ""),
+            annotations=dict(meta.get("annotations") or {}),
+            last=tracker.last if tracker else None,
+            good_revisions=tracker.good_revisions if tracker else (),
+            specs=specs,
+            paths=paths,
+        )
 
     def environment(self, key: str) -> str:
-        meta = (self.apps.get(key) or {}).get("metadata") or {}
-        return environment_of(key, meta.get("labels"))
+        return self.fleet_map.environment(key)
 
-    def _last_deploys(self) -> list[tuple[str, float]]:
+    def status(self) -> FleetStatus:
         with self._lock:
-            return [(k, t.deployed_at.timestamp()) for k, t in self.trackers.items() if t.deployed_at is not None]
+            return FleetStatus(
+                dict(self.trackers), self.ledger.open, self.fleet_map.copies()[1], dict(self.last_success)
+            )
 
     def snapshots(self) -> list[AppSnapshot]:
         with self._lock:
             return [t.last for t in self.trackers.values() if t.last is not None]
 
-    def apps_view(self) -> list[dict[str, Any]]:
+    def _last_deploys(self) -> list[tuple[str, float]]:
         with self._lock:
-            rows = []
-            for key, t in sorted(self.trackers.items()):
-                s = t.last
-                if s is None:
-                    continue
-                rows.append(
-                    {
-                        "name": s.name,
-                        "namespace": s.namespace,
-                        "project": s.project,
-                        "sync_status": s.sync_status.value if s.sync_status else None,
-                        "sync_revision": s.sync_revision,
-                        "health": s.health.value if s.health else None,
-                        "operation_phase": s.phase.value if s.phase else None,
-                        "operation_revision": s.operation_revision,
-                        "retry_count": s.retry_count,
-                        "deployed_revision": t.deployed_revision,
-                        "deployed_at": t.deployed_at.isoformat() if t.deployed_at else None,
-                        "open_incidents": sorted(k for (a, k), n in self._open.items() if a == key and n),
-                        "paths": list(self.paths.get(key, ())),
-                    }
-                )
-            return rows
-
-    def readiness(self) -> dict[str, Any]:
-        max_age = self.settings.http.readiness_max_age_seconds
-        limits = {
-            "argocd": max_age or 3 * self.settings.argocd.list_interval_seconds,
-            "git": max_age or 3 * self.settings.git.poll_interval_seconds,
-        }
-        now = time.time()
-        checks = {}
-        for source, limit in limits.items():
-            last = self.last_success.get(source)
-            age = None if last is None else round(now - last, 3)
-            checks[source] = {"ok": age is not None and age <= limit, "age_seconds": age, "limit_seconds": limit}
-        return {"ready": all(c["ok"] for c in checks.values()), "checks": checks}
+            return [(k, t.deployed_at.timestamp()) for k, t in self.trackers.items() if t.deployed_at is not None]

@@ -4,71 +4,67 @@ from __future__ import annotations
 
 import hmac
 import threading
+import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from watcher.domain import Incident
-from watcher.service import Watcher
-from watcher.store.codec import to_json
+from watcher.ports import Fleet
+from watcher.store import Store
+from watcher.views import apps_view, explanation, incident_detail, readiness
 
 if TYPE_CHECKING:
     from watcher.reverter import Reverter
 
 
-def incident_json(i: Incident) -> dict[str, Any]:
-    return to_json(i)  # type: ignore[no-any-return]
+def build_app(
+    store: Store,
+    fleet: Fleet,
+    registry: CollectorRegistry,
+    readiness_limits: Mapping[str, float],
+    reverter: Reverter | None = None,
+    admin_token: str | None = None,
+) -> Starlette:
+    """The routes over what they read: the store (incidents, audit), the fleet (apps, polls), the metrics."""
 
+    def detail(i: Incident) -> dict[str, Any]:
+        return incident_detail(i, store.audit.decisions(incident_id=i.id), store.audit.reverts(incident_id=i.id))
 
-def incident_detail(watcher: Watcher, i: Incident) -> dict[str, Any]:
-    """An incident with every decision taken on it and every revert attempted for it (the audit trail)."""
-    reverts = watcher.store.audit.reverts(incident_id=i.id)
-    return incident_json(i) | {
-        "decisions": [to_json(d) for d in watcher.store.audit.decisions(incident_id=i.id)],
-        "reverts": [to_json(r) for r in reverts],
-        "needs_human": any(r.needs_human for r in reverts),
-    }
-
-
-def build_app(watcher: Watcher, reverter: Reverter | None = None, admin_token: str | None = None) -> Starlette:
     def metrics(_: Request) -> Response:
-        return Response(generate_latest(watcher.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     def healthz(_: Request) -> Response:
         return PlainTextResponse("ok\n")
 
     def readyz(_: Request) -> Response:
-        state = watcher.readiness()
+        state = readiness(fleet.status().last_success, readiness_limits, time.time())
         return JSONResponse(state, status_code=200 if state["ready"] else 503)
 
     def apps(_: Request) -> Response:
-        return JSONResponse({"apps": watcher.apps_view()})
+        return JSONResponse({"apps": apps_view(fleet.status())})
 
     def incidents(request: Request) -> Response:
         open_only = request.query_params.get("open") in ("1", "true", "yes")
         app = request.query_params.get("app") or None
-        rows = watcher.store.detection.incidents(open_only=open_only, app=app)
-        return JSONResponse({"incidents": [incident_detail(watcher, i) for i in rows]})
+        rows = store.detection.incidents(open_only=open_only, app=app)
+        return JSONResponse({"incidents": [detail(i) for i in rows]})
 
     def explain(request: Request) -> Response:
         app = request.query_params.get("app", "")
-        found = watcher.store.audit.decisions(app=app, limit=1) if app else []
+        found = store.audit.decisions(app=app, limit=1) if app else []
         if not found:
             return JSONResponse({"error": f"no decision recorded for app {app!r}"}, status_code=404)
         decision = found[0]
-        incident = watcher.store.detection.incident(decision.incident_id) if decision.incident_id else None
-        return JSONResponse(
-            {
-                "decision": to_json(decision),
-                "incident": incident_detail(watcher, incident) if incident else None,
-                "suspended": to_json(suspension) if (suspension := watcher.store.audit.suspended().get(app)) else None,
-            }
-        )
+        incident = store.detection.incident(decision.incident_id) if decision.incident_id else None
+        suspension = store.audit.suspended().get(app)
+        return JSONResponse(explanation(decision, detail(incident) if incident else None, suspension))
 
     async def resume(request: Request) -> Response:
         if admin_token:

@@ -1,0 +1,80 @@
+"""Which repo paths define each watched app: the apps' mapping fields, remapped when the head or the apps change."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from watcher import appmap
+from watcher.adapters.gitrepo import GitError
+from watcher.domain import app_key
+from watcher.dora import environment_of
+from watcher.logs import get_logger
+from watcher.ports import WatchedRepo
+
+
+class FleetMap:
+    """Every app's mapping fields (appmap.mapping_fields) and repo paths; safe to read from any thread."""
+
+    def __init__(self, repo: WatchedRepo, watched_url: str):
+        self.repo = repo
+        self.watched_url = watched_url
+        self.log = get_logger()
+        self._lock = threading.Lock()
+        self._specs: dict[str, dict[str, Any]] = {}
+        self._paths: dict[str, tuple[str, ...]] = {}
+        self._mapped: str | None = None  # the head and app count the paths were computed for
+
+    def update(self, specs: Mapping[str, dict[str, Any]]) -> None:
+        with self._lock:
+            self._specs.update(specs)
+
+    def remember(self, item: Mapping[str, Any]) -> None:
+        """One whole Application, as the stream sends it."""
+        meta = item.get("metadata") or {}
+        if meta.get("name"):
+            key = app_key(str(meta["name"]), str(meta.get("namespace") or ""))
+            with self._lock:
+                self._specs[key] = appmap.mapping_fields(item)
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._specs.pop(key, None)
+
+    def remap(self, head: str | None) -> None:
+        """Recompute every app's paths when the head or the set of apps changed (git is read outside the lock)."""
+        with self._lock:
+            signature = f"{head}|{len(self._specs)}"
+            if head is None or signature == self._mapped:
+                return
+            apps = list(self._specs.items())
+        url = self.watched_url
+        try:
+            manifests = appmap.application_manifests(
+                self.repo.yaml_files(head, appmap.manifest_directories([a for _, a in apps], url))
+            )
+        except (GitError, ValueError) as exc:
+            self.log.warning("app_mapping_failed", error=str(exc))
+            return
+        paths = {key: appmap.app_paths(app, url, manifests.get(str(app["metadata"]["name"]))) for key, app in apps}
+        with self._lock:
+            self._paths = paths
+            self._mapped = signature
+
+    def has_paths(self, key: str) -> bool:
+        return key in self._paths
+
+    def paths_of(self, key: str) -> tuple[str, ...]:
+        return self._paths.get(key, ())
+
+    def metadata(self, key: str) -> dict[str, Any]:
+        return dict((self._specs.get(key) or {}).get("metadata") or {})
+
+    def environment(self, key: str) -> str:
+        return environment_of(key, self.metadata(key).get("labels"))
+
+    def copies(self) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[str, ...]]]:
+        """Every app's mapping fields and paths, copied at once (blame's input)."""
+        with self._lock:
+            return dict(self._specs), dict(self._paths)
