@@ -220,7 +220,7 @@ def test_app_that_disappears_reports_removal_not_failure() -> None:
 
 
 def test_dedup_survives_a_serialised_tracker() -> None:
-    from watcher.store.codec import tracker_from_json, tracker_to_json
+    from watcher.codec import tracker_from_json, tracker_to_json
 
     tracker, events = observe(AppTracker(), FAILED_B, at(40), RULES, app="x")
     assert [e.kind for e in events] == [EventKind.SYNC_FAILED]
@@ -253,7 +253,7 @@ def test_grace_expires_on_a_tick_without_new_data() -> None:
 def test_tracker_round_trips_through_json() -> None:
     import json
 
-    from watcher.store.codec import tracker_from_json, tracker_to_json
+    from watcher.codec import tracker_from_json, tracker_to_json
 
     tracker, _ = observe(AppTracker(), COMPARISON_ERROR_B, at(0), RULES, app="x")
     assert tracker_from_json(json.loads(json.dumps(tracker_to_json(tracker)))) == tracker

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from watcher.codec import to_json
 from watcher.domain import DecisionRecord, Incident, RevertRecord, Suspension
 from watcher.ports import FleetStatus
 from watcher.settings import Settings
-from watcher.store.codec import to_json
 
 
 def apps_view(status: FleetStatus) -> list[dict[str, Any]]:

@@ -229,7 +229,7 @@ class Controller:
         with self.lock:
             app = self.apps.get(name)
             if app is None:
-                return f"applications.argoproj.io \"{name}\" not found"
+                return f'applications.argoproj.io "{name}" not found'
             if app.operation is not None:
                 return "another operation is already in progress"
             rev = self._resolve(revision or str(app.manifest["spec"].get("source", {}).get("targetRevision", "")))

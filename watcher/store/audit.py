@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from watcher.codec import _utc, from_row
 from watcher.domain import (
     ACTIVE_REVERT_STATES,
     REVERTED_STATES,
@@ -21,7 +22,6 @@ from watcher.domain import (
     Suspension,
     VerifyResult,
 )
-from watcher.store.codec import _utc, from_row
 from watcher.store.schema import controls, decisions, incidents, reverts, suspensions
 
 CIRCUIT = "revert_circuit"

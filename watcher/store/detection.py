@@ -10,10 +10,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from watcher.codec import from_row, tracker_from_json, tracker_to_json
 from watcher.detect import AppTracker
 from watcher.domain import AppSnapshot, Event, EventKind, Incident
 from watcher.ledger import deployment_of, incident_change, stored_key
-from watcher.store.codec import from_row, tracker_from_json, tracker_to_json
 from watcher.store.schema import Statements, deployments, events, incidents, timeline, trackers
 
 

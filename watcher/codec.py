@@ -1,4 +1,4 @@
-"""One codec between the frozen domain records and JSON-able rows: pydantic's TypeAdapter over the dataclasses.
+"""One codec between the frozen domain records and JSON (rows, evidence, HTTP views): pydantic TypeAdapters.
 
 Replaces hand-written to/from-JSON pairs: a field added to a record is stored and read back without a second
 edit, and a row that does not fit its record fails loudly, naming the field.
