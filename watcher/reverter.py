@@ -28,7 +28,6 @@ from watcher.domain import (
     RevertMode,
     RevertState,
     RevertStep,
-    VerifyResult,
     utcnow,
 )
 from watcher.logs import get_logger
@@ -50,10 +49,9 @@ from watcher.revert_outcome import (
     Outcome,
     outcome_of,
     reconciled_outcome,
-    settled_on_a_revision,
-    verification,
 )
 from watcher.revert_reads import IncidentReader
+from watcher.revert_verify import RevertVerifier
 from watcher.settings import Settings
 from watcher.store import Store
 
@@ -111,6 +109,9 @@ class Reverter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        self.verifier = RevertVerifier(
+            fleet, repo, store.audit, store.detection, metrics, self.log, self._notify, self._refresh_gauges
+        )
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -290,31 +291,7 @@ class Reverter:
 
     # -- verify -----------------------------------------------------------------------------------------
     def verify(self) -> None:
-        now = self.clock()
-        for r in self.audit.reverts(states=(RevertState.PUSHED,), limit=50):
-            if r.verify_result is not VerifyResult.PENDING or not r.revert_sha:
-                continue
-            settled = settled_on_a_revision(self.fleet.app_context(r.app).last)
-            includes = settled is not None and (settled == r.revert_sha or self.repo.is_ancestor(r.revert_sha, settled))
-            result = verification(includes, r.verify_deadline, now)
-            if result is VerifyResult.PENDING:
-                continue
-            self.audit.verify_revert(r.id, result, now)
-            self.metrics.verifications.labels(result.value).inc()
-            incident = self.incidents.incident(r.incident_id)
-            if result is VerifyResult.HEALED:
-                self.incidents.resolve_incident(r.incident_id, now, f"healed by revert {r.revert_sha[:12]}")
-                self.log.info("revert_verified", app=r.app, revert=r.revert_sha, incident=r.incident_id)
-                if incident is not None:
-                    self.metrics.time_to_recover.observe(max((now - incident.onset).total_seconds(), 0.0))
-                    self._notify(RevertStep.RECOVERED, incident, revert=r.revert_sha)
-                continue
-            reason = f"revert {r.revert_sha[:12]} did not bring the app back within the deadline"
-            self.audit.suspend(r.app, reason, r.incident_id, now)
-            self.log.error("revert_did_not_heal", app=r.app, revert=r.revert_sha, suspended=True)
-            self._refresh_gauges()
-            if incident is not None:
-                self._notify(RevertStep.SUSPENDED, incident, reason=reason)
+        self.verifier.run(self.clock())
 
     # -- operators --------------------------------------------------------------------------------------
     def resume(self, app: str | None, circuit: bool) -> dict[str, Any]:
