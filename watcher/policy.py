@@ -87,41 +87,60 @@ def still_failing(snap: AppSnapshot, kind: EventKind, revision: str | None) -> b
 
 
 def decide(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision:
-    """The first rule that stops a revert decides; a revert needs every fact known and every check passed."""
+    """The first rule that stops a revert decides; a revert needs every fact known and every check passed.
+    Three stages, in order: may this app be reverted at all, is enough known (and is it the branch's failure),
+    and do the culprits pass every safety check."""
+    stopped = _scope(f, rules) or _knowledge(f, rules, now) or _culprit_checks(f, rules, now)
+    if stopped is not None:
+        return stopped
+    assert f.blame is not None
+    b = f.blame
+    culprits = tuple(c.sha for c in b.culprits)
+    also = sorted({a for apps in b.also_touched.values() for a in apps})
+    reason = b.reason + (f"; the culprit also changed {', '.join(also)}" if also else "")
+    return Decision(Action.REVERT, "culprit_found", reason, culprits=culprits)
 
-    def alert(rule: str, reason: str, **kw: object) -> Decision:
-        return Decision(Action.ALERT, rule, reason, **kw)  # type: ignore[arg-type]
 
+def _alert(rule: str, reason: str, culprits: tuple[str, ...] = (), open_circuit: bool = False) -> Decision:
+    return Decision(Action.ALERT, rule, reason, culprits, open_circuit)
+
+
+def _scope(f: PolicyFacts, rules: RevertRules) -> Decision | None:
+    """Configuration and state that rule out a revert whatever happened."""
     if rules.mode is RevertMode.OFF:
-        return alert("mode_off", "auto-revert is off (WATCHER_REVERT__MODE=off)")
+        return _alert("mode_off", "auto-revert is off (WATCHER_REVERT__MODE=off)")
     if f.kind not in REVERTIBLE_KINDS:
-        return alert("not_attributed", f"{f.kind.value} is not attributed to a commit")
+        return _alert("not_attributed", f"{f.kind.value} is not attributed to a commit")
     if f.opt_in is False:
-        return alert("opted_out", f"the app opts out with the annotation {OPT_ANNOTATION}")
+        return _alert("opted_out", f"the app opts out with the annotation {OPT_ANNOTATION}")
     if f.opt_in is None:
         if not any(fnmatch.fnmatchcase(f.app, g) for g in rules.allow):
-            return alert("not_allowed", f"{f.app} matches none of WATCHER_REVERT__ALLOW {list(rules.allow)}")
+            return _alert("not_allowed", f"{f.app} matches none of WATCHER_REVERT__ALLOW {list(rules.allow)}")
         denied = [g for g in rules.deny if fnmatch.fnmatchcase(f.app, g)]
         if denied:
-            return alert("denied", f"{f.app} matches WATCHER_REVERT__DENY {denied[0]!r}")
+            return _alert("denied", f"{f.app} matches WATCHER_REVERT__DENY {denied[0]!r}")
     if f.suspended:
-        return alert("suspended", f"auto-revert is suspended for {f.app}: {f.suspended}")
+        return _alert("suspended", f"auto-revert is suspended for {f.app}: {f.suspended}")
     if f.circuit:
-        return alert("circuit_open", f"the revert circuit is open: {f.circuit}")
+        return _alert("circuit_open", f"the revert circuit is open: {f.circuit}")
     if f.pinned is not None:
-        return alert(
+        return _alert(
             "pinned_revision",
             f"{f.app} deploys targetRevision {f.pinned!r}, not the watched branch: nothing on the branch to revert",
         )
+    return None
+
+
+def _knowledge(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision | None:
+    """Unknown facts wait; a failure that is not the branch's (gone, manual, a fix on its way) is no revert."""
     if f.still_failing is None:
         return Decision(Action.WAIT, "argocd_unknown", "Argo CD could not be asked whether the app still fails")
     if not f.still_failing:
-        return alert("no_longer_failing", "a fresh look at the app no longer shows the failure")
-    b = f.blame
-    if b is None:
+        return _alert("no_longer_failing", "a fresh look at the app no longer shows the failure")
+    if f.blame is None:
         return Decision(Action.WAIT, "git_unknown", "the git history could not be read")
     if f.initiated_by not in ("", AUTOMATED) and f.head and f.revision and f.revision != f.head:
-        return alert(
+        return _alert(
             "manual_sync",
             f"{f.initiated_by} synced {f.revision[:12]} by hand (the branch head is {f.head[:12]}): a manual sync "
             "or rollback is not a failure of the branch",
@@ -134,36 +153,43 @@ def decide(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision:
                 "fix_on_branch",
                 f"the branch has newer commits that change {f.app} ({newer}); Argo CD was asked to deploy them",
             )
-        return alert(
+        return _alert(
             "fix_not_deployed",
             f"newer commits that change {f.app} ({newer}) were not deployed within {_ago(rules.fix_wait)}; "
             "not reverting on top of a possible fix",
         )
+    return None
+
+
+def _culprit_checks(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision | None:
+    """What blame found, checked: exactly these commits, not undone already, recent enough, within the limits."""
+    b = f.blame
+    assert b is not None
     if b.outcome is not BlameOutcome.CULPRITS:
-        return alert(b.outcome.value, b.reason)
+        return _alert(b.outcome.value, b.reason)
     culprits = tuple(c.sha for c in b.culprits)
     bot_reverts = [c for c in b.culprits if c.reverts]
     if bot_reverts:
-        return alert(
+        return _alert(
             "culprit_is_revert", f"{bot_reverts[0].sha[:12]} is a revert made by sync-watcher", culprits=culprits
         )
     undone = [sha for sha in culprits if sha in f.undone_on_branch]
     if undone:
         by = f.undone_on_branch[undone[0]][:12]
         if len(undone) < len(culprits):  # a person undid part of it: what is left is theirs to judge
-            return alert(
+            return _alert(
                 "partly_undone_on_branch",
                 f"{undone[0][:12]} is already reverted on the branch by {by}, the other culprits are not",
                 culprits=culprits,
             )
-        return alert(
+        return _alert(
             "undone_on_branch",
             f"{undone[0][:12]} is already reverted on the branch by {by}; Argo CD was asked to deploy it",
             culprits=culprits,
         )
     done = [sha for sha in culprits if sha in f.already_reverted]
     if done:
-        return alert(
+        return _alert(
             "already_reverted",
             f"{done[0][:12]} was already reverted ({f.already_reverted[done[0]]}); not reverting it twice",
             culprits=culprits,
@@ -171,35 +197,33 @@ def decide(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision:
     window = rules.attribution_window
     stale = [c for c in b.culprits if f.kind in RUNTIME_KINDS and f.detected_at - c.committed_at > window]
     if stale:
-        return alert(
+        return _alert(
             "outside_attribution_window",
             f"{stale[0].sha[:12]} was committed {_ago(f.detected_at - stale[0].committed_at)} before the failure "
             f"(window {_ago(rules.attribution_window)})",
             culprits=culprits,
         )
     if f.last_revert_at is not None and now - f.last_revert_at < rules.cooldown:
-        return alert(
+        return _alert(
             "cooldown",
             f"{f.app} was reverted {_ago(now - f.last_revert_at)} ago (cooldown {_ago(rules.cooldown)})",
             culprits=culprits,
         )
     if f.reverts_last_hour >= rules.max_reverts_per_hour:
-        return alert(
+        return _alert(
             "rate_limit",
             f"{f.reverts_last_hour} reverts in the last hour (limit {rules.max_reverts_per_hour}): circuit opened",
             culprits=culprits,
             open_circuit=True,
         )
     if f.auto_sync is False and not rules.revert_without_auto_sync:
-        return alert(
+        return _alert(
             "no_automated_sync",
             f"{f.app} has no automated sync, so Argo CD would not deploy a revert by itself; proposed: revert "
             f"{', '.join(c[:12] for c in culprits)} and sync (WATCHER_REVERT__WITHOUT_AUTO_SYNC=revert to push it)",
             culprits=culprits,
         )
-    also = sorted({a for apps in b.also_touched.values() for a in apps})
-    reason = b.reason + (f"; the culprit also changed {', '.join(also)}" if also else "")
-    return Decision(Action.REVERT, "culprit_found", reason, culprits=culprits)
+    return None
 
 
 def _ago(d: timedelta) -> str:
