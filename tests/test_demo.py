@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+from watcher.demo import argocd_message
+
 
 def test_demo_json_shows_the_whole_loop_and_leaves_nothing_running() -> None:
     out = subprocess.run(
@@ -38,3 +40,16 @@ def test_demo_text_output() -> None:
     assert "DETECTED sync_failed on plate-api-stg" in out.stdout
     assert "REVERTED plate-api-stg" in out.stdout
     assert "the revert undoes only the bad commit: yes" in out.stdout
+    detected = out.stdout[out.stdout.index("DETECTED") :].split("BLAMED")[0]
+    assert "Argo CD: one or more objects failed to apply" in detected
+    assert "must be greater than or equal to 0" in " ".join(detected.split())  # all of it, wrapped, not cut
+
+
+def test_a_long_argocd_message_is_cut_at_a_word_with_an_ellipsis() -> None:
+    message = "one or more objects failed to apply, reason: " + "ConfigMap.v1 is invalid: data too long; " * 40
+    text = argocd_message(message)
+    assert text.endswith(" …") and len(text) < len(message)
+    words = text.split()
+    assert words[:2] == ["Argo", "CD:"] and set(words[2:-1]) <= set(message.split())  # no word cut in half
+    assert all(len(line) <= 118 for line in text.splitlines())
+    assert argocd_message("short and whole") == f"{'':19}Argo CD: short and whole"
