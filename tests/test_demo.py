@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from watcher.demo import argocd_message
+from watcher.sim.gitserver import free_port
 
 
 def test_demo_json_shows_the_whole_loop_and_leaves_nothing_running() -> None:
@@ -53,3 +58,31 @@ def test_a_long_argocd_message_is_cut_at_a_word_with_an_ellipsis() -> None:
     assert words[:2] == ["Argo", "CD:"] and set(words[2:-1]) <= set(message.split())  # no word cut in half
     assert all(len(line) <= 118 for line in text.splitlines())
     assert argocd_message("short and whole") == f"{'':19}Argo CD: short and whole"
+
+
+def test_simulate_prints_a_watch_command_with_this_worlds_own_clone_and_store(tmp_path: Path) -> None:
+    commands = [_simulate_watch_command(tmp_path / name) for name in ("first", "second")]
+    for workdir, env in zip((tmp_path / "first", tmp_path / "second"), commands, strict=True):
+        assert Path(env["WATCHER_GIT__CLONE_DIR"]).is_relative_to(workdir)
+        assert env["WATCHER_STORE__URL"] == f"sqlite:///{workdir}/watcher/state.db"
+    assert commands[0]["WATCHER_GIT__URL"] != commands[1]["WATCHER_GIT__URL"]  # a new world: a new remote...
+    assert commands[0]["WATCHER_GIT__CLONE_DIR"] != commands[1]["WATCHER_GIT__CLONE_DIR"]  # ...and a new clone
+
+
+def _simulate_watch_command(workdir: Path) -> dict[str, str]:
+    """Start `sync-watcher simulate`, read the `Watch it:` command it prints, stop it with Ctrl-C."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "simulate", "--port", str(free_port()), "--dir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("Watch it: "):
+                return dict(word.split("=", 1) for word in line.split() if "=" in word)
+        pytest.fail(f"simulate exited without a command: {proc.wait()}")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
