@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -58,6 +59,17 @@ def test_a_long_argocd_message_is_cut_at_a_word_with_an_ellipsis() -> None:
     assert words[:2] == ["Argo", "CD:"] and set(words[2:-1]) <= set(message.split())  # no word cut in half
     assert all(len(line) <= 118 for line in text.splitlines())
     assert argocd_message("short and whole") == f"{'':19}Argo CD: short and whole"
+
+
+def test_demo_log_lines_follow_watcher_log_level() -> None:
+    env = os.environ | {"WATCHER_LOG__LEVEL": "debug"}
+    out = subprocess.run(
+        [sys.executable, "-m", "watcher", "demo", "--json"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["open_incidents"] == []  # stdout stays the result
+    assert "watcher_started" in out.stderr and "revert_pushed" in out.stderr
+    assert "[debug    ] Popen(['git'" in out.stderr  # the git commands it runs
 
 
 def test_simulate_prints_a_watch_command_with_this_worlds_own_clone_and_store(tmp_path: Path) -> None:

@@ -237,7 +237,9 @@ def demo(as_json: bool, keep: Path | None) -> None:
     """Show the whole loop in under a minute, on loopback, leaving nothing running."""
     from watcher.demo import render_text, run_demo
 
-    configure("warning", "console", stream=sys.stderr)
+    log = _settings().log
+    # The timeline is the demo's output; the watcher's own log lines too when WATCHER_LOG__LEVEL asks for them.
+    configure(log.level if "level" in log.model_fields_set else "warning", "console", stream=sys.stderr)
     result = run_demo(keep)
     click.echo(json.dumps(result, indent=2, default=str) if as_json else render_text(result))
 
