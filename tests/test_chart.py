@@ -1,5 +1,6 @@
 """The Helm chart, rendered by the real Helm engine and checked against Kubernetes' and the CRDs' schemas,
-promtool, and the daemon's own settings; the Argo CD Applications that deploy it; the Dockerfile."""
+promtool, and the daemon's own settings; the Argo CD Applications that deploy it; the Dockerfile's lint and lock
+(tests/test_image.py builds the image and runs it)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,19 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jsonschema
 import pytest
 import yaml
 
-from tests.conftest import prometheus_tool, reference, wait_for
+from tests.conftest import prometheus_tool, reference
 from watcher.settings import SECRET_FIELDS, env_name, load_settings, settings_table
-from watcher.sim.gitserver import free_port
-from watcher.sim.world import SimWorld
 
 helm_python = pytest.importorskip("helm_python")
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
@@ -311,99 +307,3 @@ def test_lock_file_pins_every_runtime_dependency_with_hashes() -> None:
     assert names <= pinned, f"not in config/requirements.lock: {names - pinned}"
     assert lock.count("==") == lock.count("--hash=sha256:", 0, len(lock)) or "--hash=sha256:" in lock
     assert all("--hash=sha256:" in block for block in lock.split("\n\n") if "==" in block)
-
-
-@pytest.fixture
-def chart_env(world: SimWorld, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The environment the chart gives the container (stg values), pointed at the simulated world."""
-    container = by_kind(render(CASES["stg"]), "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    for name, value in list(env.items()):
-        if value.startswith("/var/run/secrets/sync-watcher/"):
-            path = secrets / Path(value).name
-            path.write_text("demo-token-123456" if "TOKEN" in name else "")
-            env[name] = str(path)
-    env.pop("WATCHER_GIT__SSH_KEY_FILE")  # the world's remote is git://, not SSH
-    env.pop("WATCHER_GIT__SSH_KNOWN_HOSTS_FILE")
-    env.pop("WATCHER_SLACK__BOT_TOKEN_FILE")
-    env.pop("WATCHER_SLACK__CHANNEL")
-    state = tmp_path / "var-lib-sync-watcher"
-    env |= {
-        "WATCHER_ARGOCD__URL": world.argocd_url,
-        "WATCHER_GIT__URL": world.repo_url,
-        "WATCHER_STORE__URL": f"sqlite:///{state}/state.db",
-        "WATCHER_GIT__CLONE_DIR": str(state / "repo"),
-        "WATCHER_HTTP__HOST": "127.0.0.1",
-        "WATCHER_HTTP__PORT": str(free_port()),
-        "HOME": str(tmp_path / "home"),
-        "PATH": os.environ["PATH"],
-    }
-    yield env
-
-
-@pytest.fixture(scope="module")
-def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The image's /opt/sync-watcher, built as the Dockerfile builds it: the hash-pinned lock, then the package
-    from the same files the Dockerfile copies (no Docker engine runs here)."""
-    tmp = tmp_path_factory.mktemp("image")
-    src = tmp / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "watcher", src / "watcher", ignore=shutil.ignore_patterns("__pycache__"))
-    venv = tmp / "opt-sync-watcher"
-    steps = [
-        [sys.executable, "-m", "venv", str(venv)],
-        [
-            str(venv / "bin" / "pip"),
-            "install",
-            "-q",
-            "--require-hashes",
-            "--no-deps",
-            "-r",
-            str(ROOT / "config" / "requirements.lock"),
-        ],
-        [str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(src)],
-    ]
-    for step in steps:
-        done = subprocess.run(
-            step, capture_output=True, text=True, env=os.environ | {"PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-        )
-        if done.returncode != 0:
-            if "Could not find a version" in done.stderr or "NewConnectionError" in done.stderr:
-                pytest.skip("PyPI not reachable: cannot build the image's venv")
-            pytest.fail(f"{' '.join(step[:3])} failed:\n{done.stderr[-2000:]}")
-    return venv
-
-
-def test_the_images_entry_command_runs_with_the_charts_environment(chart_env: dict[str, str], image_venv: Path) -> None:
-    """Run the image's ENTRYPOINT + CMD (`sync-watcher run`) from a venv built like the image's, with exactly
-    the environment the chart renders, and check the probes the chart points at and SIGTERM."""
-    exe = image_venv / "bin" / "sync-watcher"
-    proc = subprocess.Popen(
-        [str(exe), "run"], env=chart_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    url = f"http://127.0.0.1:{chart_env['WATCHER_HTTP__PORT']}"
-    try:
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return proc.poll() is not None  # stop waiting if it died
-
-        wait_for(ready, 30, "readyz")
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        assert httpx.get(f"{url}/healthz").status_code == 200
-        assert "sync_watcher_app_info" in httpx.get(f"{url}/metrics").text
-        proc.send_signal(signal.SIGTERM)  # what tini forwards when Kubernetes stops the pod
-        assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    out = proc.stdout.read() if proc.stdout else ""
-    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    assert lines and {"watcher_started", "watcher_stopped"} <= {line["event"] for line in lines}  # JSON logs
-    assert "demo-token-123456" not in out

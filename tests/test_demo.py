@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+
+from watcher.demo import argocd_message
+from watcher.sim.gitserver import free_port
 
 
 def test_demo_json_shows_the_whole_loop_and_leaves_nothing_running() -> None:
@@ -38,3 +46,55 @@ def test_demo_text_output() -> None:
     assert "DETECTED sync_failed on plate-api-stg" in out.stdout
     assert "REVERTED plate-api-stg" in out.stdout
     assert "the revert undoes only the bad commit: yes" in out.stdout
+    detected = out.stdout[out.stdout.index("DETECTED") :].split("BLAMED")[0]
+    assert "Argo CD: one or more objects failed to apply" in detected
+    assert "must be greater than or equal to 0" in " ".join(detected.split())  # all of it, wrapped, not cut
+
+
+def test_a_long_argocd_message_is_cut_at_a_word_with_an_ellipsis() -> None:
+    message = "one or more objects failed to apply, reason: " + "ConfigMap.v1 is invalid: data too long; " * 40
+    text = argocd_message(message)
+    assert text.endswith(" …") and len(text) < len(message)
+    words = text.split()
+    assert words[:2] == ["Argo", "CD:"] and set(words[2:-1]) <= set(message.split())  # no word cut in half
+    assert all(len(line) <= 118 for line in text.splitlines())
+    assert argocd_message("short and whole") == f"{'':19}Argo CD: short and whole"
+
+
+def test_demo_log_lines_follow_watcher_log_level() -> None:
+    env = os.environ | {"WATCHER_LOG__LEVEL": "debug"}
+    out = subprocess.run(
+        [sys.executable, "-m", "watcher", "demo", "--json"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["open_incidents"] == []  # stdout stays the result
+    assert "watcher_started" in out.stderr and "revert_pushed" in out.stderr
+    assert "[debug    ] Popen(['git'" in out.stderr  # the git commands it runs
+
+
+def test_simulate_prints_a_watch_command_with_this_worlds_own_clone_and_store(tmp_path: Path) -> None:
+    commands = [_simulate_watch_command(tmp_path / name) for name in ("first", "second")]
+    for workdir, env in zip((tmp_path / "first", tmp_path / "second"), commands, strict=True):
+        assert Path(env["WATCHER_GIT__CLONE_DIR"]).is_relative_to(workdir)
+        assert env["WATCHER_STORE__URL"] == f"sqlite:///{workdir}/watcher/state.db"
+    assert commands[0]["WATCHER_GIT__URL"] != commands[1]["WATCHER_GIT__URL"]  # a new world: a new remote...
+    assert commands[0]["WATCHER_GIT__CLONE_DIR"] != commands[1]["WATCHER_GIT__CLONE_DIR"]  # ...and a new clone
+
+
+def _simulate_watch_command(workdir: Path) -> dict[str, str]:
+    """Start `sync-watcher simulate`, read the `Watch it:` command it prints, stop it with Ctrl-C."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "simulate", "--port", str(free_port()), "--dir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("Watch it: "):
+                return dict(word.split("=", 1) for word in line.split() if "=" in word)
+        pytest.fail(f"simulate exited without a command: {proc.wait()}")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
-from watcher.logs import SecretRedactor, configure, get_logger
-from watcher.settings import SettingsError, load_settings, require, settings_table
+from watcher.adapters.gitrepo import GitRepo
+from watcher.logs import QUIET_LIBRARIES, SecretRedactor, configure, get_logger
+from watcher.settings import GitSettings, SettingsError, load_settings, require, settings_table
 
 
 @pytest.fixture(autouse=True)
@@ -20,6 +25,21 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("WATCHER_"):
             monkeypatch.delenv(key)
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Tests here configure logging into a buffer; later tests get back what they had."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    libraries = {name: logging.getLogger(name).level for name in QUIET_LIBRARIES}
+    yield
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, library_level in libraries.items():
+        logging.getLogger(name).setLevel(library_level)
 
 
 def test_nested_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,3 +123,25 @@ def test_redactor_handles_nested_values() -> None:
         "a": ["x *** y", ("***",)],
         "api_key": "***",
     }
+
+
+@pytest.mark.parametrize("level", ["debug", "info"])
+def test_debug_level_shows_debug_lines_and_the_git_commands_info_does_not(level: str, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(remote)], check=True)
+    author = ["-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(["git", "-C", str(remote), *author, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    out = io.StringIO()
+    configure(level, "json", stream=out)
+    get_logger().debug("probe_debugged")
+    get_logger().info("probe_informed")
+    GitRepo(GitSettings(url=str(remote), clone_dir=tmp_path / "clone")).sync()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    debug = [line for line in lines if line["level"] == "debug"]
+    git = [line["event"] for line in debug if line.get("logger") == "git.cmd"]
+    assert "probe_informed" in [line["event"] for line in lines]
+    if level == "debug":
+        assert "probe_debugged" in [line["event"] for line in debug]
+        assert any("'fetch'" in e for e in git), git  # the git commands it ran, as JSON lines
+    else:
+        assert debug == []

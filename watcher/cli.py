@@ -247,7 +247,9 @@ def demo(as_json: bool, keep: Path | None) -> None:
     """Show the whole loop in under a minute, on loopback, leaving nothing running."""
     from watcher.demo import render_text, run_demo
 
-    configure("warning", "console", stream=sys.stderr)
+    log = _settings().log
+    # The timeline is the demo's output; the watcher's own log lines too when WATCHER_LOG__LEVEL asks for them.
+    configure(log.level if "level" in log.model_fields_set else "warning", "console", stream=sys.stderr)
     result = run_demo(keep)
     click.echo(json.dumps(result, indent=2, default=str) if as_json else render_text(result))
 
@@ -264,6 +266,8 @@ def demo(as_json: bool, keep: Path | None) -> None:
 )
 def simulate(port: int, workdir: Path) -> None:
     """Serve a simulated Argo CD over a demo GitOps repo (served by git daemon) until Ctrl-C."""
+    from shlex import quote
+
     from watcher.sim.controller import SimTimings
     from watcher.sim.world import SimWorld
 
@@ -272,11 +276,15 @@ def simulate(port: int, workdir: Path) -> None:
     world = SimWorld.start(
         workdir, timings=SimTimings(git_poll_seconds=5, sync_seconds=1, health_seconds=2, backoff_scale=0.2), port=port
     )
+    # The watcher's clone and store go inside this world's (new, empty) directory: a clone or store left by an
+    # earlier world would follow that world's remote and history.
+    state = workdir.resolve() / "watcher"
     click.echo(
         f"Argo CD simulator: {world.argocd_url}\nGitOps repo:       {world.repo_url}\n"
         f"Work clone:        {world.work.path}  (edit, commit, `git push origin HEAD:main`)\n\n"
         f"Watch it: WATCHER_ARGOCD__URL={world.argocd_url} WATCHER_GIT__URL={world.repo_url} "
-        f"WATCHER_GIT__CLONE_DIR=/tmp/sw-clone WATCHER_STORE__URL=sqlite:////tmp/sw.db sync-watcher run"
+        f"WATCHER_GIT__CLONE_DIR={quote(str(state / 'clone'))} "
+        f"WATCHER_STORE__URL={quote(f'sqlite:///{state}/state.db')} sync-watcher run"
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

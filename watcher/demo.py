@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -73,6 +74,7 @@ class Timeline:
 
 DASHBOARD = "config/grafana/sync-watcher.json"
 ALERT_RULES = "config/prometheus/sync-watcher-rules.yaml"
+ARGOCD_MESSAGE_SHOWN = 400
 
 
 def repo_file(relative: str) -> str:
@@ -136,7 +138,7 @@ def run_demo(
             app=BAD_APP,
             kind=failed.kind.value,
             revision=(failed.revision or "")[:10],
-            message=str(failed.evidence.get("message", ""))[:300],
+            message=str(failed.evidence.get("message", "")),
         )
         pushed = timeline.wait_action("revert_pushed", 30)
         decision = daemon.store.audit.decisions(app=BAD_APP, limit=1)[0]
@@ -225,9 +227,7 @@ def render_text(result: dict[str, Any]) -> str:
         elif what == "blamed":
             text = f"BLAMED   {e['sha']} by {e['author']}: {e['subject']} (the only new commit that changed {e['app']})"
         else:
-            text = (
-                f"DETECTED {e['kind']} on {e['app']} at revision {e['revision']}\n{'':>19}Argo CD: {e['message'][:160]}"
-            )
+            text = f"DETECTED {e['kind']} on {e['app']} at revision {e['revision']}\n{argocd_message(e['message'])}"
         lines.append(f"  +{e['t']:>6.2f}s  {text}")
     d, r = result["detected"], result["revert"]
     lines += [
@@ -250,6 +250,12 @@ def render_text(result: dict[str, Any]) -> str:
         f"Metrics were served at {result['metrics_url']} while the demo ran (`sync-watcher run` serves them too).",
     ]
     return "\n".join(lines)
+
+
+def argocd_message(message: str) -> str:
+    """Argo CD's message under the timeline's text, wrapped; a long one is cut at a word, with "…"."""
+    short = textwrap.shorten(message, ARGOCD_MESSAGE_SHOWN, placeholder=" …")
+    return textwrap.fill(short, 118, initial_indent=f"{'':19}Argo CD: ", subsequent_indent=f"{'':28}")
 
 
 class SlackPreview:

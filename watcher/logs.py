@@ -53,27 +53,61 @@ def _secret_key(key: object, value: object) -> bool:
 REDACTOR = SecretRedactor()
 
 
+# Libraries log through the standard library: GitPython the git commands it runs, httpx the requests it sends,
+# uvicorn its server. Their lines come out with the daemon's, in the same format and scrubbed the same way: all of
+# them at debug, otherwise only warnings and errors. These stay quieter even at debug:
+QUIET_LIBRARIES = {
+    # "skipped: maximum number of running instances" whenever a poll outlasts its interval, and a line per job run:
+    # expected under load (coalescing is the point), so only its errors are worth a line.
+    "apscheduler": logging.ERROR,
+    "httpcore": logging.INFO,  # every socket step of every request
+}
+
+
+class _LibraryHandler(logging.StreamHandler):
+    """The root logger's handler for library lines; a class of its own so that configuring again replaces it."""
+
+
 def configure(level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (), stream: Any = None) -> None:
     REDACTOR.add(secrets)
-    # APScheduler says "skipped: maximum number of running instances" whenever a poll outlasts its
-    # interval: expected under load (coalescing is the point), so only its errors are worth a line.
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     out = stream or sys.stderr
     json_out = fmt == "json" or (fmt == "auto" and not out.isatty())
     renderer: Any = structlog.processors.JSONRenderer() if json_out else structlog.dev.ConsoleRenderer(colors=False)
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    threshold = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            stamp,
             structlog.processors.format_exc_info,
             REDACTOR,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
+        # One write per line, so that lines from the library handler below never land inside one of ours.
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    handler = _LibraryHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.processors.add_log_level, stamp],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                REDACTOR,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _LibraryHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(threshold if threshold <= logging.DEBUG else max(threshold, logging.WARNING))
+    for name, quiet in QUIET_LIBRARIES.items():
+        logging.getLogger(name).setLevel(quiet)
 
 
 def get_logger(**context: Any) -> Any:
