@@ -49,6 +49,12 @@ def test_demo_text_output() -> None:
     detected = out.stdout[out.stdout.index("DETECTED") :].split("BLAMED")[0]
     assert "Argo CD: one or more objects failed to apply" in detected
     assert "must be greater than or equal to 0" in " ".join(detected.split())  # all of it, wrapped, not cut
+    # The log names Argo CD's revision as the deployed one (the head of the push, Dev Three's), and the culprit
+    # (Dev Two's) once blame has run: no line calls the innocent head "the commit".
+    [failure] = [line for line in out.stderr.splitlines() if "failure_detected" in line]
+    assert "deployed_revision=" in failure and "commit=" not in failure
+    [decided] = [line for line in out.stderr.splitlines() if "revert_decided" in line]
+    assert "culprits=" in decided and "by Dev Two" in decided
 
 
 def test_a_long_argocd_message_is_cut_at_a_word_with_an_ellipsis() -> None:

@@ -235,9 +235,11 @@ class Reverter:
             self.rules.mode, evidence,
         )  # fmt: skip
         self.metrics.decisions.labels(decision.action.value, decision.rule).inc()
-        self.log.info(
+        culprits = [f"{c.sha[:12]} by {c.author}: {c.subject}" for c in (facts.blame.culprits if facts.blame else ())]
+        # A named culprit is worth a warning: it is the line that corrects failure_detected's deployed revision.
+        (self.log.warning if culprits else self.log.info)(
             "revert_decided", app=incident.app, incident=incident.id, action=decision.action.value,
-            rule=decision.rule, reason=decision.reason,
+            rule=decision.rule, reason=decision.reason, culprits=culprits,
         )  # fmt: skip
 
     # -- act --------------------------------------------------------------------------------------------

@@ -95,6 +95,12 @@ def list_snapshots(argocd: AppSource) -> tuple[dict[str, AppSnapshot], dict[str,
     return snapshots, specs
 
 
+def _commit_line(commit: object) -> str | None:
+    if not isinstance(commit, dict):
+        return None
+    return f"{str(commit.get('sha', ''))[:12]} by {commit.get('author', '')}: {commit.get('subject', '')}"
+
+
 def enriched(e: Event, commit: Commit | None, paths: tuple[str, ...], incident_onset: datetime | None) -> Event:
     """The event with what its readers want besides the detector's facts: the app's paths, the commit, and for
     a recovery the onset of the incidents it closes."""
@@ -263,7 +269,9 @@ class Watcher:
         self.metrics.count(e.app, self.environment(e.app), counts)
         log = self.log.bind(app=e.app, revision=e.revision, kind=e.kind.value)
         if e.kind in INCIDENT_KINDS:
-            log.warning("failure_detected", reason=e.reason, commit=e.evidence.get("commit"))
+            # The revision Argo CD deployed is often the head of a push, not the culprit: say which it is. The
+            # culprit is named once blame has run (the reverter's revert_decided line).
+            log.warning("failure_detected", reason=e.reason, deployed_revision=_commit_line(e.evidence.get("commit")))
         elif e.kind in CLOSING_KINDS:
             log.info("app_recovered" if e.kind is EventKind.RECOVERED else "app_removed", reason=e.reason)
         elif e.kind is EventKind.DEPLOYED:
