@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -22,6 +27,29 @@ from watcher.views import readiness_limits
 from watcher.web import BackgroundServer, build_app
 
 TICK_SECONDS = 1.0
+
+
+def end_child_processes() -> int:
+    """SIGTERM then SIGKILL every direct child (git fetches, pushes) still running: a job abandoned at shutdown
+    must not outlive the process and keep writing. Linux /proc; elsewhere nothing is done."""
+    me = os.getpid()
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == me:
+            children.append(int(stat.parent.name))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        if sig is signal.SIGTERM:
+            time.sleep(0.2)
+    return len(children)
+
+
 HOUSEKEEPING_SECONDS = 3600.0
 ONCE_SLACK_SECONDS = 10.0  # `run --once` waits this long for its Slack notices to go out
 
@@ -69,7 +97,13 @@ class Daemon:
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
         token = settings.http.admin_token.get_secret_value() if settings.http.admin_token else None
         api = build_app(
-            self.store, self.watcher, self.watcher.metrics.registry, readiness_limits(settings), self.reverter, token
+            self.store,
+            self.watcher,
+            self.watcher.metrics.registry,
+            readiness_limits(settings),
+            self.reverter,
+            token,
+            settings.http.stuck_poll_seconds,
         )
         self.http = BackgroundServer(api, settings.http.host, settings.http.port)
         self._stop_stream = threading.Event()
@@ -128,14 +162,17 @@ class Daemon:
         self.argocd.stream(self.watcher.on_stream_event, self._stop_stream, on_disconnect=self.watcher.on_stream_lost)
 
     def stop(self, timeout: float = 8.0) -> None:
-        """Stop within `timeout`: jobs in flight finish or are abandoned; every write is one transaction."""
+        """Stop within `timeout`: jobs in flight finish or are abandoned; every write is one transaction.
+        Nothing is observed or written once this begins, and git processes still running are ended."""
+        self.watcher.stopped.set()
         self._stop_stream.set()
         self.reverter.stop(timeout * 0.2)
         stopper = threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True}, daemon=True)
         stopper.start()
         stopper.join(timeout * 0.6)
         if stopper.is_alive():
-            self.log.warning("job_abandoned_at_shutdown")
+            ended = end_child_processes()
+            self.log.warning("job_abandoned_at_shutdown", child_processes_ended=ended)
         if self._stream_thread is not None:
             self._stream_thread.join(0.5)  # blocked on a read: it is a daemon thread and holds no state
         if self.slack is not None:

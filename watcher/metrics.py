@@ -116,6 +116,19 @@ class Metrics:
         self.stream_reconnects = Counter(
             "sync_watcher_stream_reconnects", "Times the watch stream was lost and reconnected.", registry=r
         )
+        self.unreadable_apps = Counter(
+            "sync_watcher_unreadable_apps",
+            "Apps Argo CD answered for in a shape the spec does not allow, or whose GET failed (kept as they were).",
+            registry=r,
+        )
+        self.suspect_lists = Counter(
+            "sync_watcher_suspect_lists",
+            "Application lists that dropped most of the fleet (RBAC or a filter hiding apps): nothing was removed.",
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "sync_watcher_store_errors", "Writes to the state store that failed (full or read-only disk).", registry=r
+        )
         self.reverts = Counter(
             "sync_watcher_reverts",
             "Revert attempts by outcome (domain.RevertState: pushed, dry_run, pull_request_opened, conflict, ...).",

@@ -8,7 +8,7 @@ one of the errors below (or a subclass) instead of hanging or returning half an 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -18,6 +18,10 @@ from watcher.domain import AppSnapshot, ChangedCommit, Commit, RevertState
 
 class RetryLater(Exception):
     """Nothing was changed and the answer is unknown (unreachable, timed out): ask again later."""
+
+
+class StoreUnavailable(RetryLater):
+    """The state store refused a write (full or read-only disk, database away): nothing of it was kept."""
 
 
 class NeedsHuman(Exception):
@@ -142,6 +146,8 @@ class FleetStatus:
     open_incidents: Mapping[tuple[str, str], int]  # (app, kind) -> open incidents
     paths: Mapping[str, tuple[str, ...]]
     last_success: Mapping[str, float]  # "argocd" | "git" -> unix time of the last successful poll
+    failing: Mapping[str, str] = field(default_factory=dict)  # "store" -> why its last write failed
+    in_flight: Mapping[str, float] = field(default_factory=dict)  # poll -> seconds it has been running
 
 
 class Fleet(Protocol):

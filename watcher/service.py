@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from watcher import appmap
-from watcher.adapters.argocd import ArgoCDError, snapshot_from_app
+from watcher.adapters.argocd import ArgoCDError, ArgoCDNotFound, snapshot_from_app
 from watcher.adapters.gitrepo import GitError
 from watcher.detect import AppTracker, DetectionRules, observe
 from watcher.domain import INCIDENT_KINDS, AppSnapshot, Clock, Commit, Event, EventKind, utcnow
@@ -25,9 +26,15 @@ from watcher.ledger import CLOSING_KINDS, fold, ledger_of
 from watcher.logs import get_logger
 from watcher.memory import gc_paused, release_free_memory
 from watcher.metrics import Metrics, StateView
-from watcher.ports import AppContext, AppSource, FleetStatus, WatchedRepo
+from watcher.ports import AppContext, AppSource, FleetStatus, StoreUnavailable, WatchedRepo
 from watcher.settings import DetectionSettings, Settings
 from watcher.store import Observation, Store
+
+# A list that misses more than this share of the known fleet (and at least SUSPECT_MIN apps) is suspect:
+# RBAC, a project filter or a half-started Argo CD hides apps; nobody deletes most of a fleet at once.
+SUSPECT_SHARE = 0.5
+SUSPECT_MIN = 3
+CONFIRM_PER_POLL = 20  # apps missing from a list confirmed gone (a GET answers 404) per poll; the rest wait
 
 # Besides incidents: events whose readers (metrics, Slack) want the commit and the onset of what they close.
 ENRICHED_KINDS = frozenset({EventKind.DEPLOYED, EventKind.RECOVERED, EventKind.SYNC_FAILING})
@@ -80,19 +87,38 @@ def _has_timer(t: AppTracker) -> bool:
     return any((t.manifest_error_since, t.degraded_since, t.progressing_since))
 
 
-def list_snapshots(argocd: AppSource) -> tuple[dict[str, AppSnapshot], dict[str, dict[str, Any]]]:
-    """Snapshots and mapping fields of every listed app, with a full GET of the apps that look wrong."""
-    snapshots: dict[str, AppSnapshot] = {}
-    specs: dict[str, dict[str, Any]] = {}
-    for item in argocd.list_apps():  # the raw list is dropped on return
-        snap = snapshot_from_app(item, complete=False)
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One list poll: snapshots and mapping fields per app, and the apps it could not read this time."""
+
+    snapshots: dict[str, AppSnapshot]
+    specs: dict[str, dict[str, Any]]
+    unreadable: dict[str, str]  # app key (or the item's position) -> why: kept as it was, not taken as gone
+
+
+def list_snapshots(argocd: AppSource) -> Listing:
+    """Snapshots and mapping fields of every listed app, with a full GET of the apps that look wrong. One
+    malformed item or one failed GET is one unreadable app; the others are still observed."""
+    listing = Listing({}, {}, {})
+    for position, item in enumerate(argocd.list_apps()):  # the raw list is dropped on return
+        try:
+            snap = snapshot_from_app(item, complete=False)
+            specs = appmap.mapping_fields(item)
+        except (AttributeError, TypeError, ValueError) as exc:  # a shape the spec does not allow
+            name = item.get("metadata", {}).get("name") if isinstance(item.get("metadata"), dict) else None
+            listing.unreadable[str(name or f"#{position}")] = f"malformed list item: {type(exc).__name__}: {exc}"
+            continue
         if not snap.name:
             continue
-        specs[snap.key] = appmap.mapping_fields(item)
+        listing.specs[snap.key] = specs
         if not snap.looks_healthy:
-            snap = snapshot_from_app(argocd.get_app(snap.name, snap.namespace), complete=True)
-        snapshots[snap.key] = snap
-    return snapshots, specs
+            try:
+                snap = snapshot_from_app(argocd.get_app(snap.name, snap.namespace), complete=True)
+            except (ArgoCDError, AttributeError, TypeError, ValueError) as exc:
+                listing.unreadable[snap.key] = f"GET failed: {type(exc).__name__}: {exc}"
+                continue
+        listing.snapshots[snap.key] = snap
+    return listing
 
 
 def _commit_line(commit: object) -> str | None:
@@ -128,7 +154,16 @@ class Watcher:
         self.clock = clock
         self.rules = rules_from(settings.detection)
         self.log = get_logger()
+        # Two locks: observers (polls, the stream, the tick) take turns under `_observing`, which may be held
+        # across git and store I/O; `_lock` guards the state the HTTP views and the reverter read, and is held
+        # only to copy or swap it, so /metrics and /api/apps answer while a fetch hangs.
+        self._observing = threading.RLock()
         self._lock = threading.RLock()
+        self._in_flight: dict[str, float] = {}  # poll -> monotonic start
+        self.failing: dict[str, str] = {}  # "store" -> why its last write failed
+        self.stopped = threading.Event()  # set at shutdown: nothing more is observed or written
+        # Deadlines pass only on fresh data: up to one list interval after the last complete list.
+        self._fresh_until: datetime | None = None
         self.trackers: dict[str, AppTracker] = store.detection.load_trackers()
         self.fleet_map = FleetMap(repo, settings.git.url)
         self.head: str | None = None
@@ -141,7 +176,19 @@ class Watcher:
         self.listeners: list[Callable[[Event], None]] = []
 
     # -- observe ----------------------------------------------------------------------------------------
+    @contextmanager
+    def _polling(self, source: str) -> Iterator[None]:
+        self._in_flight[source] = time.monotonic()
+        try:
+            yield
+        finally:
+            self._in_flight.pop(source, None)
+
     def poll_git(self) -> PollSummary:
+        with self._polling("git"):
+            return self._poll_git()
+
+    def _poll_git(self) -> PollSummary:
         started = time.perf_counter()
         try:
             head = self.repo.sync()
@@ -161,11 +208,15 @@ class Watcher:
         return PollSummary("git poll", f"head {head[:12]} ({moved})")
 
     def poll_apps(self) -> PollSummary:
+        with self._polling("argocd"):
+            return self._poll_apps()
+
+    def _poll_apps(self) -> PollSummary:
         """The safety net: a complete list, a full GET of the apps that look wrong, detection for all."""
         started = time.perf_counter()
         try:
             with gc_paused():
-                snapshots, specs = list_snapshots(self.argocd)
+                listing = list_snapshots(self.argocd)
         except ArgoCDError as exc:
             self.metrics.poll_errors.labels("argocd", type(exc).__name__).inc()
             self.metrics.argocd_up.set(0)
@@ -175,31 +226,74 @@ class Watcher:
         finally:
             self.metrics.poll_duration.labels("argocd").observe(time.perf_counter() - started)
         self.metrics.argocd_up.set(1)
-        self._mark_success("argocd")
-        with self._lock:
-            self.fleet_map.update(specs)
-            now = self.clock()
-            gone = sorted(set(self.trackers) - set(snapshots))
-            seen: list[tuple[str, AppSnapshot | None]] = [(k, None) for k in gone]
-            # Unchanged apps cost one comparison; tick() lets their timers expire.
-            seen += [(k, s) for k, s in snapshots.items() if s != self._last(k)]
-            recorded = self._observe(seen, now)
+        listed_at = self.clock()
+        for key, why in listing.unreadable.items():
+            self.metrics.unreadable_apps.inc()
+            self.log.warning("app_unreadable", app=key, reason=why)
+        gone = self._confirmed_gone(listing)
+        with self._observing:
+            self.fleet_map.update(listing.specs)
+            with self._lock:
+                # Unchanged apps cost one comparison; tick() lets their timers expire.
+                changed = [(k, s) for k, s in listing.snapshots.items() if s != self._last(k)]
+            try:
+                recorded = self._observe([*((k, None) for k in gone), *changed], self.clock())
+            except StoreUnavailable as exc:
+                return self._store_failed("apps poll", exc)
+        self._mark_success("argocd")  # after the write: a poll whose facts were not kept did not succeed
+        self._fresh_until = listed_at + timedelta(seconds=self.settings.argocd.list_interval_seconds)
         self.fleet_map.remap(self.head)
         release_free_memory()
-        return PollSummary("apps poll", f"{len(snapshots)} apps listed, {len(gone)} gone", events=recorded)
+        seen = f"{len(listing.snapshots)} apps listed, {len(gone)} gone"
+        if listing.unreadable:
+            seen += f", {len(listing.unreadable)} unreadable"
+        return PollSummary("apps poll", seen, events=recorded)
+
+    def _confirmed_gone(self, listing: Listing) -> list[str]:
+        """Apps missing from the list that Argo CD confirms deleted (a GET answers 404). A list that misses
+        most of the fleet is suspect and removes nothing: an app leaves on a stream DELETED or a 404."""
+        with self._lock:
+            known = set(self.trackers)
+        missing = sorted(known - set(listing.snapshots) - set(listing.unreadable))
+        if len(missing) >= SUSPECT_MIN and len(missing) > SUSPECT_SHARE * len(known):
+            self.metrics.suspect_lists.inc()
+            self.log.warning(
+                "argocd_list_suspect", missing=len(missing), known=len(known), listed=len(listing.snapshots)
+            )
+            return []
+        gone = []
+        for key in missing[:CONFIRM_PER_POLL]:
+            ctx = self.app_context(key)
+            try:
+                self.argocd.get_app(ctx.name, ctx.namespace)
+            except ArgoCDNotFound:
+                gone.append(key)
+            except ArgoCDError as exc:  # unknown: it stays until Argo CD can say
+                self.log.warning("app_missing_unconfirmed", app=key, error=str(exc))
+        return gone
+
+    def _store_failed(self, step: str, exc: StoreUnavailable) -> PollSummary:
+        """Loud: counted, logged, and /readyz fails until a write succeeds. Nothing observed is lost: memory
+        did not follow the failed write, so the next poll observes (and records) the same again."""
+        self.metrics.store_errors.inc()
+        self.failing["store"] = str(exc)
+        self.log.error("store_write_failed", error=str(exc))
+        return PollSummary(step, str(exc), failed=True)
 
     def on_stream_event(self, kind: str, app: dict[str, Any]) -> None:
         self.metrics.stream_events.labels(kind).inc()
         snap = snapshot_from_app(app, complete=True)
         if not snap.name:
             return
-        with self._lock:
+        with self._observing:
             if kind == "DELETED":
                 self.fleet_map.forget(snap.key)
-                self._observe([(snap.key, None)], self.clock())
-                return
-            self.fleet_map.remember(app)
-            self._observe([(snap.key, snap)], self.clock())
+            else:
+                self.fleet_map.remember(app)
+            try:
+                self._observe([(snap.key, None if kind == "DELETED" else snap)], self.clock())
+            except StoreUnavailable as exc:
+                self._store_failed("stream", exc)
 
     def on_stream_lost(self, reason: str) -> None:
         self.metrics.stream_reconnects.inc()
@@ -210,22 +304,38 @@ class Watcher:
         return tracker.last if tracker else None
 
     def tick(self) -> None:
-        """Let grace periods and deadlines expire between observations."""
-        with self._lock:
-            timed = [(k, t.last) for k, t in self.trackers.items() if t.last is not None and _has_timer(t)]
-            self._observe(timed, self.clock())
+        """Let grace periods and deadlines expire between observations, as of fresh data only: "still progressing"
+        past the deadline is a fact about an app we can see, never about a snapshot from before Argo CD went
+        away. While lists fail (or trickle in), the clock of the timers stops one list interval after the last."""
+        fresh_until = self._fresh_until
+        if fresh_until is None:
+            return
+        with self._observing:
+            with self._lock:
+                timed = [(k, t.last) for k, t in self.trackers.items() if t.last is not None and _has_timer(t)]
+            try:
+                self._observe(timed, min(self.clock(), fresh_until))
+            except StoreUnavailable as exc:
+                self._store_failed("tick", exc)
 
     def housekeeping(self) -> None:
         days = self.settings.store.timeline_retention_days
-        pruned = self.store.detection.prune_timeline(self.clock() - timedelta(days=days))
+        try:
+            pruned = self.store.detection.prune_timeline(self.clock() - timedelta(days=days))
+        except StoreUnavailable as exc:
+            self._store_failed("housekeeping", exc)
+            return
         self.log.info("timeline_pruned", rows=pruned, older_than_days=days)
 
     # -- detect -> record -> publish --------------------------------------------------------------------
     def _observe(self, seen: Sequence[tuple[str, AppSnapshot | None]], now: datetime) -> int:
         """Detect on each (app, snapshot), record everything in one transaction, then publish; how many recorded."""
+        if self.stopped.is_set():
+            return 0
+        with self._lock:
+            befores = [(key, snap, self.trackers.get(key, AppTracker())) for key, snap in seen]
         batch: list[Observation] = []
-        for key, snap in seen:
-            before = self.trackers.get(key, AppTracker())
+        for key, snap, before in befores:
             after, events = observe(before, snap, now, self.rules, app=key)
             if after == before and not events:
                 continue
@@ -234,11 +344,13 @@ class Watcher:
         if not batch:
             return 0
         recorded = self.store.detection.record_batch(batch, now)  # memory follows only what was stored
-        for item in batch:
-            if item.tracker is None:
-                self.trackers.pop(item.app, None)
-            else:
-                self.trackers[item.app] = item.tracker
+        self.failing.pop("store", None)
+        with self._lock:
+            for item in batch:
+                if item.tracker is None:
+                    self.trackers.pop(item.app, None)
+                else:
+                    self.trackers[item.app] = item.tracker
         for event in recorded:
             self._publish(event)
         return len(recorded)
@@ -309,9 +421,16 @@ class Watcher:
 
     def status(self) -> FleetStatus:
         with self._lock:
-            return FleetStatus(
-                dict(self.trackers), self.ledger.open, self.fleet_map.copies()[1], dict(self.last_success)
-            )
+            trackers = dict(self.trackers)
+        now = time.monotonic()
+        return FleetStatus(
+            trackers,
+            self.ledger.open,
+            self.fleet_map.copies()[1],
+            dict(self.last_success),
+            dict(self.failing),
+            {source: now - started for source, started in list(self._in_flight.items())},
+        )
 
     def snapshots(self) -> list[AppSnapshot]:
         with self._lock:

@@ -162,6 +162,9 @@ class StoreSettings(BaseModel):
 class HTTPSettings(BaseModel):
     host: str = Field("0.0.0.0", description="Address for /metrics, /healthz, /readyz and /api")
     port: int = Field(8000, ge=0, le=65535, description="Port for the same (0: pick a free one)")
+    stuck_poll_seconds: float = Field(
+        600.0, gt=0, description="/healthz fails when one poll has run longer than this (past all its deadlines)"
+    )
     readiness_max_age_seconds: float = Field(
         0.0, ge=0, description="/readyz fails when a poll is older than this (0: 3x its interval)"
     )

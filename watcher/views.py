@@ -47,14 +47,30 @@ def readiness_limits(settings: Settings) -> dict[str, float]:
     }
 
 
-def readiness(last_success: Mapping[str, float], limits: Mapping[str, float], now: float) -> dict[str, Any]:
-    """/readyz: ready when every source's last successful poll is within its limit (`now`: unix time)."""
-    checks = {}
+def readiness(
+    last_success: Mapping[str, float],
+    limits: Mapping[str, float],
+    now: float,
+    failing: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """/readyz: ready when every source's last successful poll is within its limit (`now`: unix time) and no
+    part is failing right now (the state store refusing writes): a watcher that cannot keep what it sees is
+    as blind as one that cannot see."""
+    checks: dict[str, dict[str, Any]] = {}
     for source, limit in limits.items():
         last = last_success.get(source)
         age = None if last is None else round(now - last, 3)
         checks[source] = {"ok": age is not None and age <= limit, "age_seconds": age, "limit_seconds": limit}
+    for part, why in (failing or {}).items():
+        checks[part] = {"ok": False, "error": why}
     return {"ready": all(c["ok"] for c in checks.values()), "checks": checks}
+
+
+def liveness(in_flight: Mapping[str, float], limit: float) -> dict[str, Any]:
+    """/healthz: alive unless a poll has been running longer than `limit` seconds (stuck past every deadline
+    it has: a restart is the way out)."""
+    stuck = {source: round(seconds, 1) for source, seconds in in_flight.items() if seconds > limit}
+    return {"alive": not stuck, "stuck_seconds": stuck, "limit_seconds": limit}
 
 
 def incident_json(i: Incident) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from starlette.routing import Route
 from watcher.domain import Incident
 from watcher.ports import Fleet
 from watcher.store import Store
-from watcher.views import apps_view, explanation, incident_detail, readiness
+from watcher.views import apps_view, explanation, incident_detail, liveness, readiness
 
 if TYPE_CHECKING:
     from watcher.reverter import Reverter
@@ -31,6 +31,7 @@ def build_app(
     readiness_limits: Mapping[str, float],
     reverter: Reverter | None = None,
     admin_token: str | None = None,
+    stuck_poll_seconds: float = 600.0,
 ) -> Starlette:
     """The routes over what they read: the store (incidents, audit), the fleet (apps, polls), the metrics."""
 
@@ -41,10 +42,14 @@ def build_app(
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     def healthz(_: Request) -> Response:
-        return PlainTextResponse("ok\n")
+        state = liveness(fleet.status().in_flight, stuck_poll_seconds)
+        if state["alive"]:
+            return PlainTextResponse("ok\n")
+        return JSONResponse(state, status_code=503)
 
     def readyz(_: Request) -> Response:
-        state = readiness(fleet.status().last_success, readiness_limits, time.time())
+        status = fleet.status()
+        state = readiness(status.last_success, readiness_limits, time.time(), status.failing)
         return JSONResponse(state, status_code=200 if state["ready"] else 503)
 
     def apps(_: Request) -> Response:

@@ -9,11 +9,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from watcher.codec import from_row, tracker_from_json, tracker_to_json
 from watcher.detect import AppTracker
 from watcher.domain import AppSnapshot, Event, EventKind, Incident
 from watcher.ledger import deployment_of, incident_change, stored_key
+from watcher.ports import StoreUnavailable
 from watcher.store.schema import Statements, deployments, events, incidents, timeline, trackers
 
 
@@ -38,8 +40,16 @@ class DetectionRecords:
         return {row.app: tracker_from_json(row.state) for row in rows}
 
     def record_batch(self, batch: Iterable[Observation], now: datetime) -> list[Event]:
-        """Save observations in one transaction; returns the events that were not recorded before."""
-        batch = list(batch)
+        """Save observations in one transaction; returns the events that were not recorded before. A failed
+        write keeps nothing and raises StoreUnavailable: the caller observes the same again later."""
+        try:
+            return self._write(list(batch), now)
+        except SQLAlchemyError as exc:  # the driver's words, never the statement's parameters
+            raise StoreUnavailable(
+                f"state store write failed: {getattr(exc, 'orig', None) or type(exc).__name__}"
+            ) from None
+
+    def _write(self, batch: list[Observation], now: datetime) -> list[Event]:
         recorded: list[Event] = []
         gone = [item.app for item in batch if item.tracker is None]
         kept = [item for item in batch if item.tracker is not None]
@@ -140,8 +150,13 @@ class DetectionRecords:
             return [dict(r._mapping) for r in conn.execute(q)]
 
     def prune_timeline(self, before: datetime) -> int:
-        with self.engine.begin() as conn:
-            return conn.execute(timeline.delete().where(timeline.c.observed_at < before)).rowcount or 0
+        try:
+            with self.engine.begin() as conn:
+                return conn.execute(timeline.delete().where(timeline.c.observed_at < before)).rowcount or 0
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(
+                f"state store write failed: {getattr(exc, 'orig', None) or type(exc).__name__}"
+            ) from None
 
 
 def _event_row(e: Event) -> dict[str, Any]:
