@@ -1,0 +1,345 @@
+"""Least privilege by default (issue #12): each test is one fault or probe a platform engineer would try.
+
+Host keys over a real sshd on loopback, the admin API of a running daemon, credentials in URLs, forged
+trailers, settings typos, and the pagination of /api/incidents.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from pydantic import SecretStr
+from structlog.testing import capture_logs
+
+from tests.conftest import wait_for
+from tests.ssh_server import SshServer, keygen
+from watcher.adapters.gitrepo import GitRepo, GitUnavailable, HostKeyRejected
+from watcher.cli import main
+from watcher.daemon import Daemon
+from watcher.logs import configure
+from watcher.settings import GitSettings, RevertSettings, Settings, SettingsError, load_settings
+from watcher.sim.world import SimWorld
+from watcher.store import Store
+from watcher.store.schema import incidents as incidents_table
+from watcher.web import MAX_ADMIN_BODY, BackgroundServer, build_app
+
+IDENTITY = {"GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@x", "GIT_COMMITTER_NAME": "Dev"}
+
+
+def git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    run_env = os.environ | {"GIT_COMMITTER_EMAIL": "dev@x"} | IDENTITY | (env or {})
+    return subprocess.run(["git", *args], cwd=cwd, env=run_env, check=True, capture_output=True, text=True).stdout
+
+
+def remote_with_history(root: Path) -> tuple[Path, Path]:
+    """A bare remote and a work clone that pushes to it, with one commit on main."""
+    bare, work = root / "gitops.git", root / "work"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    subprocess.run(["git", "clone", "-q", str(bare), str(work)], check=True, capture_output=True)
+    push(work, "app.yaml", "replicas: 1\n", "first")
+    return bare, work
+
+
+def push(work: Path, name: str, text: str, subject: str, env: dict[str, str] | None = None) -> str:
+    (work / name).write_text(text)
+    git("add", name, cwd=work)
+    git("commit", "-q", "-m", subject, cwd=work, env=env)
+    git("push", "-q", "origin", "HEAD:main", cwd=work)
+    return git("rev-parse", "HEAD", cwd=work).strip()
+
+
+def head_of(bare: Path) -> str:
+    return git("rev-parse", "main", cwd=bare).strip()
+
+
+# -- 1. host keys ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def ssh_remote(tmp_path: Path) -> Iterator[tuple[SshServer, Path, Path]]:
+    bare, work = remote_with_history(tmp_path / "remote")
+    server = SshServer(tmp_path / "sshd").start()
+    try:
+        yield server, bare, work
+    finally:
+        server.stop()
+
+
+def test_unknown_host_is_trusted_on_first_use_and_a_changed_key_stops_fetch_and_push(
+    ssh_remote: tuple[SshServer, Path, Path], tmp_path: Path
+) -> None:
+    server, bare, work = ssh_remote
+    state = tmp_path / "state"
+    cfg = GitSettings(url=server.url(bare), clone_dir=state / "repo", ssh_key_file=server.client_key)  # type: ignore[call-arg]
+    repo = GitRepo(cfg)
+    with capture_logs() as logs:
+        assert repo.sync() == head_of(bare)
+        repo.sync()
+    trusted = [e for e in logs if e["event"] == "ssh_host_key_trusted"]
+    assert len(trusted) == 1 and trusted[0]["fingerprint"] == server.host_fingerprint
+    assert f"[127.0.0.1]:{server.port}" in (state / "known_hosts").read_text()  # on the state volume
+
+    server.stop()
+    server.start(host_key_name="impostor_key")  # same address, another identity
+    culprit = push(work, "app.yaml", "replicas: -1\n", "break it")
+    with pytest.raises(HostKeyRejected) as err:
+        repo.sync()
+    assert "host key" in str(err.value) and str(state / "known_hosts") in str(err.value)
+    before = head_of(bare)
+    commit = GitRepo(GitSettings(url=str(bare), clone_dir=tmp_path / "local" / "repo")).commit(culprit)  # type: ignore[call-arg]
+    assert commit is not None
+    with pytest.raises(GitUnavailable):
+        repo.revert([commit], "Revert", ("sync-watcher", "sync-watcher@noreply.invalid"), push_branch="main")
+    assert head_of(bare) == before  # nothing pushed to the impostor's address
+
+
+def test_a_known_hosts_file_from_the_chart_is_the_whole_truth(
+    ssh_remote: tuple[SshServer, Path, Path], tmp_path: Path
+) -> None:
+    server, bare, _ = ssh_remote
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{server.port} {Path(f'{server.host_key}.pub').read_text()}")
+    ok = GitSettings(  # type: ignore[call-arg]
+        url=server.url(bare),
+        clone_dir=tmp_path / "a" / "repo",
+        ssh_key_file=server.client_key,
+        ssh_known_hosts_file=known,
+    )
+    assert GitRepo(ok).sync() == head_of(bare)
+    other = tmp_path / "other_known_hosts"
+    other.write_text(f"[127.0.0.1]:{server.port} {keygen(tmp_path / 'stranger').with_suffix('.pub').read_text()}")
+    with pytest.raises(HostKeyRejected):
+        GitRepo(ok.model_copy(update={"ssh_known_hosts_file": other, "clone_dir": tmp_path / "b" / "repo"})).sync()
+    assert other.read_text().count("\n") == 1  # a mounted file is never written to
+
+
+def test_host_key_checking_off_must_be_explicit_and_is_warned_at_every_start(
+    ssh_remote: tuple[SshServer, Path, Path], world: SimWorld, tmp_path: Path
+) -> None:
+    server, bare, _ = ssh_remote
+    base = world.watcher_settings(tmp_path / "w")
+    git_cfg = base.git.model_copy(
+        update={"url": server.url(bare), "ssh_key_file": server.client_key, "ssh_host_key_checking": "off"}
+    )
+    settings = base.model_copy(update={"git": git_cfg})
+    assert GitRepo(settings.git).sync() == head_of(bare)
+    assert not (tmp_path / "w" / "known_hosts").exists()
+    for _ in range(2):  # every start, not only the first
+        with capture_logs() as logs:
+            daemon = Daemon(settings, argocd_retry_max_wait=0.05)
+            daemon.start()
+            daemon.stop()
+        assert [e["risk"] for e in logs if e["event"] == "ssh_host_key_checking_off"]
+
+
+# -- 2. the admin API -------------------------------------------------------------------------------------------
+@pytest.fixture
+def daemon_of(world: SimWorld, tmp_path: Path) -> Iterator[Any]:
+    started: list[Daemon] = []
+
+    def start(**http: Any) -> tuple[Daemon, str]:
+        base = world.watcher_settings(tmp_path / f"w{len(started)}")
+        settings = base.model_copy(update={"http": base.http.model_copy(update=http)})
+        d = Daemon(settings, argocd_retry_max_wait=0.05)
+        d.start()
+        started.append(d)
+        return d, f"http://127.0.0.1:{d.http.port}"
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+def test_resume_is_closed_by_default_and_the_cli_finds_the_generated_token(daemon_of: Any) -> None:
+    d, url = daemon_of(admin_token=None)
+    assert httpx.post(f"{url}/api/resume", json={"circuit": True}).status_code == 401
+    assert (
+        httpx.post(f"{url}/api/resume", json={"circuit": True}, headers={"Authorization": "Bearer x"}).status_code
+        == 401
+    )
+    token_file = d.settings.git.clone_dir.parent / "admin-token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    env = {"WATCHER_GIT__CLONE_DIR": str(d.settings.git.clone_dir)}
+    resumed = CliRunner().invoke(main, ["resume", "--circuit", "--url", url], env=env)
+    assert resumed.exit_code == 0, resumed.output
+    assert "circuit: was not open" in resumed.output
+
+
+def test_waiving_the_token_is_explicit_and_warned_at_start(daemon_of: Any) -> None:
+    with capture_logs() as logs:
+        _, url = daemon_of(admin_token=None, admin_auth="none")
+    assert [e for e in logs if e["event"] == "admin_api_unauthenticated" and e["log_level"] == "warning"]
+    r = httpx.post(f"{url}/api/resume", json={"circuit": True})
+    assert r.status_code == 200 and r.json()["circuit_closed"] is False
+
+
+BAD_BODIES = [
+    ({"Content-Type": "text/plain"}, b'{"circuit": true}', 415),  # what a cross-origin form can send
+    ({"Content-Type": "application/x-www-form-urlencoded"}, b"circuit=true", 415),
+    ({"Content-Type": "application/json"}, b'{"app": "' + b"x" * MAX_ADMIN_BODY + b'"}', 413),
+    ({"Content-Type": "application/json"}, b'{"app": ', 400),
+    ({"Content-Type": "application/json"}, b'{"app": ["a", "b"]}', 400),  # was a 500 with SQL in it
+    ({"Content-Type": "application/json"}, b'{"app": {"$ne": 1}}', 400),
+    ({"Content-Type": "application/json"}, b'{"circuit": "yes", "extra": 1}', 400),
+    ({"Content-Type": "application/json"}, b"[1, 2]", 400),
+    ({"Content-Type": "application/json"}, b"{}", 400),
+]
+
+
+def test_resume_answers_bad_bodies_with_a_4xx_and_one_log_line(daemon_of: Any) -> None:
+    _, url = daemon_of(admin_token=SecretStr("admin-token-for-this-test"))
+    auth = {"Authorization": "Bearer admin-token-for-this-test"}
+    for headers, body, status in BAD_BODIES:
+        with capture_logs() as logs:
+            r = httpx.post(f"{url}/api/resume", content=body, headers=headers | auth)
+        assert r.status_code == status, (body[:40], r.text)
+        assert "error" in r.json() and "sql" not in r.text.lower() and "select" not in r.text.lower()
+        rejected = [e for e in logs if e["event"] == "admin_request_rejected"]
+        assert len(rejected) == 1 and rejected[0]["status"] == status, (body[:40], rejected)
+        assert "x" * 100 not in json.dumps(rejected[0])  # the body is never echoed into the log
+    good = httpx.post(f"{url}/api/resume", json={"app": "plate-api-stg"}, headers=auth)
+    assert good.status_code == 200 and good.json()["resumed"] is False
+
+
+# -- 3. credentials in URLs ---------------------------------------------------------------------------------------
+def test_check_never_prints_credentials_in_urls(tmp_path: Path) -> None:
+    env = {
+        "WATCHER_ARGOCD__URL": "https://admin:argo-pass-123@127.0.0.1:9",
+        "WATCHER_GIT__URL": "https://user:tok-abc123456@127.0.0.1:9/x.git",
+        "WATCHER_GIT__CLONE_DIR": str(tmp_path / "repo"),
+    }
+    result = CliRunner().invoke(main, ["check"], env=env)
+    assert result.exit_code == 1
+    assert "https://***@127.0.0.1:9/x.git" in result.output and "https://***@127.0.0.1:9" in result.output
+    assert "tok-abc123456" not in result.output and "argo-pass-123" not in result.output
+
+
+def test_start_log_and_git_errors_hide_a_token_in_the_repo_url(world: SimWorld, tmp_path: Path) -> None:
+    base = world.watcher_settings(tmp_path / "w", poll_seconds=0.2)
+    git_cfg = base.git.model_copy(update={"url": "https://ghp_tokenonly123456@127.0.0.1:9/acme/gitops.git"})
+    out = io.StringIO()
+    configure("info", "json", stream=out)
+    d = Daemon(base.model_copy(update={"git": git_cfg}), argocd_retry_max_wait=0.05)
+    d.start()
+    try:
+        wait_for(lambda: "git_poll_failed" in out.getvalue(), what="a failed git poll")
+    finally:
+        d.stop()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    started = next(line for line in lines if line["event"] == "watcher_started")
+    assert started["repo"] == "https://***@127.0.0.1:9/acme/gitops.git"
+    assert "ghp_tokenonly123456" not in out.getvalue()
+
+
+# -- 4. our own trailers --------------------------------------------------------------------------------------------
+def test_a_forged_incident_trailer_is_not_taken_for_our_revert(tmp_path: Path) -> None:
+    bare, work = remote_with_history(tmp_path)
+    since = datetime.now(UTC) - timedelta(hours=1)
+    trailer = "Sync-Watcher-Incident: 7"
+    mallory = {"GIT_AUTHOR_NAME": "Mallory", "GIT_AUTHOR_EMAIL": "m@x", "GIT_COMMITTER_NAME": "Mallory"}
+    push(work, "a.yaml", "x\n", f"Revert it\n\n{trailer}", env=mallory)
+    as_us = {"GIT_AUTHOR_NAME": "sync-watcher", "GIT_AUTHOR_EMAIL": "sync-watcher@noreply.invalid"}
+    push(work, "b.yaml", "y\n", f"Revert half\n\n{trailer}", env=as_us)  # authored as us, committed by Dev
+    repo = GitRepo(GitSettings(url=str(bare), clone_dir=tmp_path / "state" / "repo"))  # type: ignore[call-arg]
+    repo.sync()
+    assert repo.find_by_incident(7, since) is None  # the default identity is the default revert author
+    ours = push(
+        work,
+        "c.yaml",
+        "z\n",
+        f"Revert\n\n{trailer}",
+        env=as_us | {"GIT_COMMITTER_NAME": "sync-watcher", "GIT_COMMITTER_EMAIL": "sync-watcher@noreply.invalid"},
+    )
+    repo.sync()
+    assert repo.find_by_incident(7, since) == ours
+
+
+def test_revert_commits_are_signed_with_the_configured_ssh_key(tmp_path: Path) -> None:
+    bare, work = remote_with_history(tmp_path)
+    culprit = push(work, "app.yaml", "replicas: -1\n", "break it")
+    key = keygen(tmp_path / "signing_key", "sync-watcher")
+    revert = RevertSettings(signing_key_file=key)  # type: ignore[call-arg]
+    repo = GitRepo(GitSettings(url=str(bare), clone_dir=tmp_path / "state" / "repo"), revert)  # type: ignore[call-arg]
+    repo.sync()
+    commit = repo.commit(culprit)
+    assert commit is not None
+    result = repo.revert([commit], "Revert", (revert.author_name, revert.author_email), push_branch="main")
+    assert result.sha == head_of(bare)
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"{revert.author_email} {key.with_suffix('.pub').read_text()}")
+    shown = git("-c", f"gpg.ssh.allowedSignersFile={signers}", "log", "-1", "--format=%G? %GS", "main", cwd=bare)
+    assert shown.split() == ["G", revert.author_email]
+
+
+# -- 5. settings typos ---------------------------------------------------------------------------------------------
+def test_an_unknown_variable_names_the_closest_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATCHER_REVERT__MOD", "push")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert str(err.value) == "WATCHER_REVERT__MOD: not a sync-watcher setting; did you mean WATCHER_REVERT__MODE?"
+    result = CliRunner().invoke(main, ["check"])
+    assert result.exit_code == 1 and "did you mean WATCHER_REVERT__MODE" in result.output
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("WATCHER_SLACK__ROUTES", '[{"apps": "*-prod", "channel": '),
+        ("WATCHER_SLACK__WEBHOOK_URLS", "{'#p': 'https://hooks'}"),
+        ("WATCHER_REVERT__ALLOW", "*-stg"),
+        ("WATCHER_ARGOCD__PROJECTS", "[platform"),
+    ],
+)
+def test_malformed_json_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
+    monkeypatch.setenv(var, value)
+    result = CliRunner().invoke(main, ["run"])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {var}: not valid JSON") and result.output.count("\n") == 1
+    assert "Traceback" not in result.output
+
+
+def test_every_setting_name_and_its_file_form_are_known(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "t").write_text("s3cret-token")
+    monkeypatch.setenv("WATCHER_HTTP__ADMIN_TOKEN_FILE", str(tmp_path / "t"))
+    monkeypatch.setenv("watcher_log__level", "debug")  # the variables are case-insensitive
+    settings: Settings = load_settings()
+    assert settings.http.admin_token is not None and settings.log.level == "debug"
+
+
+# -- 6. /api/incidents is paginated ------------------------------------------------------------------------------------
+def test_incidents_come_a_page_at_a_time(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path}/state.db")
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        for n in range(5):
+            row = {"app": f"a{n}", "kind": "sync_failed", "revision": "abc", "detected_at": now, "reason": "r"}
+            conn.execute(incidents_table.insert(), row | {"evidence": {}, "resolution": ""})
+
+    class Watching:
+        pass
+
+    watching = Watching()
+    watching.store = store  # type: ignore[attr-defined]
+    server = BackgroundServer(build_app(watching), "127.0.0.1", 0)  # type: ignore[arg-type]
+    server.start()
+    client = httpx.Client(base_url=f"http://127.0.0.1:{server.port}")
+    first = client.get("/api/incidents?limit=2").json()
+    assert [i["app"] for i in first["incidents"]] == ["a4", "a3"] and first["next_before"] is not None
+    second = client.get(f"/api/incidents?limit=2&before={first['next_before']}").json()
+    third = client.get(f"/api/incidents?limit=2&before={second['next_before']}").json()
+    assert [i["app"] for i in second["incidents"] + third["incidents"]] == ["a2", "a1", "a0"]
+    assert third["next_before"] is None
+    assert len(client.get("/api/incidents").json()["incidents"]) == 5
+    assert client.get("/api/incidents?limit=0").status_code == 400
+    assert client.get("/api/incidents?before=x").status_code == 400
+    server.stop()
+    store.close()
