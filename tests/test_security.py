@@ -130,7 +130,8 @@ def test_host_key_checking_off_must_be_explicit_and_is_warned_at_every_start(
     git_cfg = base.git.model_copy(
         update={"url": server.url(bare), "ssh_key_file": server.client_key, "ssh_host_key_checking": "off"}
     )
-    settings = base.model_copy(update={"git": git_cfg})
+    argocd = base.argocd.model_copy(update={"insecure": True})
+    settings = base.model_copy(update={"git": git_cfg, "argocd": argocd})
     assert GitRepo(settings.git).sync() == head_of(bare)
     assert not (tmp_path / "w" / "known_hosts").exists()
     for _ in range(2):  # every start, not only the first
@@ -138,7 +139,8 @@ def test_host_key_checking_off_must_be_explicit_and_is_warned_at_every_start(
             daemon = Daemon(settings, argocd_retry_max_wait=0.05)
             daemon.start()
             daemon.stop()
-        assert [e["risk"] for e in logs if e["event"] == "ssh_host_key_checking_off"]
+        warned = {e["event"] for e in logs if e["log_level"] == "warning" and "risk" in e}
+        assert {"ssh_host_key_checking_off", "argocd_tls_unverified"} <= warned
 
 
 # -- 2. the admin API -------------------------------------------------------------------------------------------
@@ -160,13 +162,16 @@ def daemon_of(world: SimWorld, tmp_path: Path) -> Iterator[Any]:
 
 
 def test_resume_is_closed_by_default_and_the_cli_finds_the_generated_token(daemon_of: Any) -> None:
-    d, url = daemon_of(admin_token=None)
+    with capture_logs() as logs:
+        d, url = daemon_of(admin_token=None)
+    token_file = d.settings.git.clone_dir.parent / "admin-token"
+    said = next(e for e in logs if e["event"] == "admin_api_requires_token")
+    assert said["source"] == str(token_file) and said["generated_now"] is True
     assert httpx.post(f"{url}/api/resume", json={"circuit": True}).status_code == 401
     assert (
         httpx.post(f"{url}/api/resume", json={"circuit": True}, headers={"Authorization": "Bearer x"}).status_code
         == 401
     )
-    token_file = d.settings.git.clone_dir.parent / "admin-token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     env = {"WATCHER_GIT__CLONE_DIR": str(d.settings.git.clone_dir)}
     resumed = CliRunner().invoke(main, ["resume", "--circuit", "--url", url], env=env)

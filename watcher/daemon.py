@@ -91,14 +91,21 @@ class Daemon:
                 risk="anyone on the network path can pose as the git remote to a bot that pushes",
                 fix="unset WATCHER_GIT__SSH_HOST_KEY_CHECKING (trust on first use) or give a known_hosts file",
             )
+        if self.settings.argocd.insecure:
+            self.log.warning(
+                "argocd_tls_unverified",
+                risk="anyone on the network path can pose as Argo CD and read the token",
+                fix="unset WATCHER_ARGOCD__INSECURE and give WATCHER_ARGOCD__CA_BUNDLE",
+            )
         if self.settings.http.admin_auth == "none":
             self.log.warning(
                 "admin_api_unauthenticated",
                 risk="anyone who reaches the HTTP port can resume auto-revert",
                 fix="unset WATCHER_HTTP__ADMIN_AUTH and give WATCHER_HTTP__ADMIN_TOKEN_FILE",
             )
-        elif self._token_generated:
-            self.log.info("admin_token_generated", path=str(token_path(self.settings)))
+        else:
+            source = "WATCHER_HTTP__ADMIN_TOKEN" if self.settings.http.admin_token else str(token_path(self.settings))
+            self.log.info("admin_api_requires_token", source=source, generated_now=self._token_generated)
 
     def _follow_stream(self) -> None:
         self.argocd.stream(self.watcher.on_stream_event, self._stop_stream, on_disconnect=self.watcher.on_stream_lost)
