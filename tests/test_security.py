@@ -11,7 +11,7 @@ import json
 import os
 import stat
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,12 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from tests.conftest import wait_for
+from tests.revert_world import Scenario
 from tests.ssh_server import SshServer, keygen
 from watcher.adapters.gitrepo import GitRepo, GitUnavailable, HostKeyRejected
 from watcher.cli import main
 from watcher.daemon import Daemon
+from watcher.domain import RevertMode
 from watcher.logs import configure
 from watcher.settings import GitSettings, RevertSettings, Settings, SettingsError, load_settings
 from watcher.sim.world import SimWorld
@@ -266,6 +268,33 @@ def test_a_forged_incident_trailer_is_not_taken_for_our_revert(tmp_path: Path) -
     )
     repo.sync()
     assert repo.find_by_incident(7, since) == ours
+
+
+def test_reconcile_after_a_crash_does_not_take_a_forged_trailer_for_our_revert(
+    world: SimWorld, scenario: Callable[..., Scenario]
+) -> None:
+    s = scenario()
+    # What a kill -9 between "intent stored" and "pushed" leaves: an incident and a revert row in state started.
+    store = Store(s.settings.store.url)
+    now = datetime.now(UTC)
+    head = world.work.git("rev-parse", "HEAD")
+    with store.engine.begin() as conn:
+        row = {"app": "plate-api-stg", "kind": "sync_failed", "revision": head, "detected_at": now, "reason": "r"}
+        incident_id = conn.execute(
+            incidents_table.insert(), row | {"evidence": {}, "resolution": ""}
+        ).inserted_primary_key[0]
+    revert_id = store.audit.start_revert(incident_id, "plate-api-stg", RevertMode.PUSH, [head], now)
+    store.close()
+    # Meanwhile someone else pushes a commit that claims to be that revert.
+    forged = world.work.commit(
+        f"Revert it\n\nSync-Watcher-Incident: {incident_id}", {"FORGED": "x\n"}, author="Mallory"
+    )
+    world.work.push()
+    s.start()
+    reconciled = wait_for(
+        lambda: [r for r in s.d.store.audit.reverts() if r.id == revert_id and r.state != "started"], what="reconcile"
+    )[0]
+    assert reconciled.revert_sha != forged and reconciled.state != "pushed"
 
 
 def test_revert_commits_are_signed_with_the_configured_ssh_key(tmp_path: Path) -> None:
