@@ -175,6 +175,9 @@ def test_resume_is_closed_by_default_and_the_cli_finds_the_generated_token(daemo
         == 401
     )
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    elsewhere = {"WATCHER_GIT__CLONE_DIR": str(token_file.parent / "not-the-pod" / "repo")}
+    refused = CliRunner().invoke(main, ["resume", "--circuit", "--url", url], env=elsewhere)
+    assert refused.exit_code == 1 and "wants the admin token" in refused.output
     env = {"WATCHER_GIT__CLONE_DIR": str(d.settings.git.clone_dir)}
     resumed = CliRunner().invoke(main, ["resume", "--circuit", "--url", url], env=env)
     assert resumed.exit_code == 0, resumed.output

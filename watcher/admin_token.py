@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-from watcher.settings import Settings, state_dir
+from watcher.settings import Settings, SettingsError, state_dir
 
 
 def token_path(settings: Settings) -> Path:
@@ -31,10 +31,17 @@ def ensure_token(settings: Settings) -> tuple[str | None, bool]:
     if existing:
         return existing, False
     path = token_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    # 0600 from the start: the token is never readable by anyone else, not even for an instant.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(token + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # 0600 from the start: the token is never readable by anyone else, not even for an instant.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(token + "\n")
+    except OSError as exc:
+        raise SettingsError(
+            f"WATCHER_HTTP__ADMIN_TOKEN: none set and cannot keep a generated one in {path} ({exc.strerror}); "
+            "set WATCHER_HTTP__ADMIN_TOKEN_FILE or make the state volume writable"
+        ) from None
     return token, True

@@ -52,7 +52,10 @@ def run() -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    daemon = Daemon(settings)
+    try:
+        daemon = Daemon(settings)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
     daemon.start()
     stop.wait()
     daemon.stop()
@@ -224,6 +227,11 @@ def resume(app: str | None, circuit: bool, url: str) -> None:
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     r = _request("POST", url.rstrip("/") + "/api/resume", json={"app": app, "circuit": circuit}, headers=headers)
+    if r.status_code == 401:
+        raise click.ClickException(
+            f"{url} wants the admin token: set WATCHER_HTTP__ADMIN_TOKEN_FILE, or run this in the watcher's pod "
+            "(kubectl exec deploy/sync-watcher -- sync-watcher resume ...), where it reads the token itself"
+        )
     if r.status_code != 200:
         raise click.ClickException(f"{url}: {r.json().get('error', r.text)}")
     data = r.json()
