@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import stat
 import subprocess
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from structlog.testing import capture_logs
 from tests.conftest import wait_for
 from tests.revert_world import Scenario
 from tests.ssh_server import SshServer, keygen
-from watcher.adapters.gitrepo import GitRepo, GitUnavailable, HostKeyRejected
+from watcher.adapters.gitrepo import GitRepo, GitUnavailable, HostKeyRejected, SigningFailed
 from watcher.cli import main
 from watcher.daemon import Daemon
 from watcher.domain import RevertMode
@@ -300,21 +301,57 @@ def test_reconcile_after_a_crash_does_not_take_a_forged_trailer_for_our_revert(
     assert reconciled.revert_sha != forged and reconciled.state != "pushed"
 
 
-def test_revert_commits_are_signed_with_the_configured_ssh_key(tmp_path: Path) -> None:
+def openpgp_key(home: Path, email: str) -> Path:
+    """An unprotected OpenPGP signing key, armored as a Secret would hold it."""
+    if shutil.which("gpg") is None:
+        if os.environ.get("CI"):
+            pytest.fail("gpg missing: scripts/test installs Debian's gpg package")
+        pytest.skip("gpg not installed (apt-get install gpg)")
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--batch", "--homedir", str(home), "--passphrase", ""]
+    subprocess.run([*gpg, "--quick-gen-key", f"sync-watcher <{email}>", "ed25519", "sign", "never"], check=True)
+    armored = subprocess.run([*gpg, "--armor", "--export-secret-keys"], check=True, capture_output=True).stdout
+    (home.parent / "signing.asc").write_bytes(armored)
+    return home.parent / "signing.asc"
+
+
+@pytest.mark.parametrize("kind", ["ssh", "openpgp"])
+def test_revert_commits_are_signed_with_the_configured_key(tmp_path: Path, kind: str) -> None:
     bare, work = remote_with_history(tmp_path)
     culprit = push(work, "app.yaml", "replicas: -1\n", "break it")
-    key = keygen(tmp_path / "signing_key", "sync-watcher")
+    email = RevertSettings().author_email  # type: ignore[call-arg]
+    homes = [tmp_path / "keyring", tmp_path / "state" / "gnupg"]
+    key = keygen(tmp_path / "signing_key", "sync-watcher") if kind == "ssh" else openpgp_key(homes[0], email)
     revert = RevertSettings(signing_key_file=key)  # type: ignore[call-arg]
     repo = GitRepo(GitSettings(url=str(bare), clone_dir=tmp_path / "state" / "repo"), revert)  # type: ignore[call-arg]
     repo.sync()
     commit = repo.commit(culprit)
     assert commit is not None
-    result = repo.revert([commit], "Revert", (revert.author_name, revert.author_email), push_branch="main")
+    try:
+        result = repo.revert([commit], "Revert", (revert.author_name, revert.author_email), push_branch="main")
+    finally:
+        for home in homes:
+            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True)
     assert result.sha == head_of(bare)
     signers = tmp_path / "allowed_signers"
-    signers.write_text(f"{revert.author_email} {key.with_suffix('.pub').read_text()}")
-    shown = git("-c", f"gpg.ssh.allowedSignersFile={signers}", "log", "-1", "--format=%G? %GS", "main", cwd=bare)
-    assert shown.split() == ["G", revert.author_email]
+    if kind == "ssh":
+        signers.write_text(f"{email} {key.with_suffix('.pub').read_text()}")
+    check = ["-c", f"gpg.ssh.allowedSignersFile={signers}", "log", "-1", "--format=%G?", "main"]
+    assert git(*check, cwd=bare, env={"GNUPGHOME": str(homes[0])}).strip() in ("G", "U")  # U: good, owner untrusted
+
+
+def test_a_key_that_cannot_sign_stops_the_revert_before_anything_is_pushed(tmp_path: Path) -> None:
+    bare, work = remote_with_history(tmp_path)
+    culprit = push(work, "app.yaml", "replicas: -1\n", "break it")
+    (tmp_path / "not_a_key").write_text("this is not a key\n")
+    revert = RevertSettings(signing_key_file=tmp_path / "not_a_key")  # type: ignore[call-arg]
+    repo = GitRepo(GitSettings(url=str(bare), clone_dir=tmp_path / "state" / "repo"), revert)  # type: ignore[call-arg]
+    repo.sync()
+    commit = repo.commit(culprit)
+    assert commit is not None
+    with pytest.raises(SigningFailed) as err:
+        repo.revert([commit], "Revert", (revert.author_name, revert.author_email), push_branch="main")
+    assert "nothing pushed" in str(err.value) and head_of(bare) == culprit
 
 
 # -- 5. settings typos ---------------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ class RevertSettings(BaseModel):
     author_name: str = Field("sync-watcher", description="Author and committer name of revert commits")
     author_email: str = Field("sync-watcher@noreply.invalid", description="Author and committer email of reverts")
     signing_key_file: Path | None = Field(
-        None, description="SSH private key (from a Secret) that signs revert commits, so forges show them verified"
+        None, description="SSH or armored OpenPGP private key (from a Secret) that signs revert commits (git commit -S)"
     )
     branch_prefix: str = Field("sync-watcher/revert-", description="Branch name prefix in pull-request mode")
     terminate_retrying: bool = Field(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import git
 
+from watcher.adapters.signing import Signing, SigningUnavailable, signing_for
 from watcher.domain import ChangedCommit, Commit, RevertState
 from watcher.logs import get_logger
 from watcher.ports import NeedsHuman, RetryLater, RevertResult
@@ -56,6 +57,12 @@ class NothingToRevert(GitError, NeedsHuman):
     outcome = RevertState.ALREADY_UNDONE
 
 
+class SigningFailed(GitError, NeedsHuman):
+    """WATCHER_REVERT__SIGNING_KEY_FILE is set but the revert could not be signed; nothing was committed."""
+
+    outcome = RevertState.FAILED
+
+
 class PushRejected(GitError, NeedsHuman):
     """The remote refused the push after the bounded retries (someone kept pushing, or no write access)."""
 
@@ -71,6 +78,7 @@ class GitRepo:
         # Only commits by this identity count as ours when a trailer is read back (crash recovery).
         self.identity = (revert.author_name, revert.author_email)
         self.signing_key = revert.signing_key_file
+        self._signing: Signing | None = None
         self.path = Path(cfg.clone_dir)
         self.known_hosts = cfg.ssh_known_hosts_file or state_dir(cfg) / "known_hosts"
         self._lock = threading.Lock()
@@ -87,8 +95,6 @@ class GitRepo:
             # The token goes in a header through the environment: never in the URL, argv or .git/config.
             raw = f"{self.cfg.token_username}:{self.cfg.token.get_secret_value()}".encode()
             config.append(("http.extraHeader", "Authorization: Basic " + base64.b64encode(raw).decode()))
-        if self.signing_key:
-            config += [("gpg.format", "ssh"), ("user.signingKey", str(self.signing_key))]
         env["GIT_CONFIG_COUNT"] = str(len(config))
         for i, (key, value) in enumerate(config):
             env |= {f"GIT_CONFIG_KEY_{i}": key, f"GIT_CONFIG_VALUE_{i}": value}
@@ -283,8 +289,7 @@ class GitRepo:
                 name, email = author
                 identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email}
                 identity |= {"GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
-                sign = f"--gpg-sign={self.signing_key}" if self.signing_key else "--no-gpg-sign"
-                tree.commit("-q", "--no-verify", sign, "-m", message, env=identity)
+                self._commit(tree, base, message, identity)
                 sha = str(tree.rev_parse("HEAD"))
                 diffstat = str(tree.show("--stat", "--format=", "HEAD")).strip()
                 if push_branch is None:
@@ -303,6 +308,23 @@ class GitRepo:
                     pass  # the push landed; the next poll fetches it
                 return RevertResult(sha, base, diffstat, attempt)
         raise AssertionError("unreachable")
+
+    def _commit(self, tree: git.Git, base: str, message: str, identity: dict[str, str]) -> None:
+        """Commit the staged revert, signed when a key is set; an unsigned revert is never made instead."""
+        if not self.signing_key:
+            tree.commit("-q", "--no-verify", "--no-gpg-sign", "-m", message, env=identity)
+            return
+        try:
+            if self._signing is None:
+                self._signing = signing_for(self.signing_key, state_dir(self.cfg) / "gnupg")
+            signing = self._signing
+            tree(c=list(signing.config)).commit(
+                "-q", "--no-verify", f"--gpg-sign={signing.key_id}", "-m", message, env=identity | signing.env
+            )
+        except (SigningUnavailable, git.GitCommandError) as exc:
+            self._clean(tree, base)
+            detail = str(exc) if isinstance(exc, SigningUnavailable) else _stderr(exc)
+            raise SigningFailed(f"revert not committed, nothing pushed: signing failed: {detail}") from None
 
     def _fetch(self, repo: git.Repo) -> None:
         try:
