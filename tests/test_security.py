@@ -105,6 +105,23 @@ def test_unknown_host_is_trusted_on_first_use_and_a_changed_key_stops_fetch_and_
     assert head_of(bare) == before  # nothing pushed to the impostor's address
 
 
+def test_check_shows_the_fingerprint_it_trusted_on_first_use(
+    ssh_remote: tuple[SshServer, Path, Path], tmp_path: Path
+) -> None:
+    server, bare, _ = ssh_remote
+    env = {
+        "WATCHER_ARGOCD__URL": "http://127.0.0.1:9",
+        "WATCHER_GIT__URL": server.url(bare),
+        "WATCHER_GIT__SSH_KEY_FILE": str(server.client_key),
+        "WATCHER_GIT__CLONE_DIR": str(tmp_path / "state" / "repo"),
+    }
+    first = CliRunner().invoke(main, ["check"], env=env)
+    expected = f"ok   host key  [127.0.0.1]:{server.port} {server.host_fingerprint} trusted on first use"
+    assert expected in first.output, first.output
+    again = CliRunner().invoke(main, ["check"], env=env)
+    assert "ok   git" in again.output and "host key" not in again.output
+
+
 def test_a_known_hosts_file_from_the_chart_is_the_whole_truth(
     ssh_remote: tuple[SshServer, Path, Path], tmp_path: Path
 ) -> None:

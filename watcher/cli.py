@@ -94,8 +94,11 @@ def check() -> None:
     finally:
         client.close()
     try:
-        head = GitRepo(settings.git, settings.revert).sync()
+        repo = GitRepo(settings.git, settings.revert)
+        head = repo.sync()
         line(True, "git", f"{git_url} branch {settings.git.branch} at {head[:12]}")
+        for host, fingerprint in repo.trusted:  # compare with the fingerprints the git host publishes
+            line(True, "host key", f"{host} {fingerprint} trusted on first use, kept in {repo.known_hosts}")
     except GitError as exc:
         line(False, "git", f"{git_url}: {without_credentials(str(exc))}")
     sys.exit(1 if failed else 0)

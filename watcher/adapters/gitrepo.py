@@ -81,6 +81,7 @@ class GitRepo:
         self._signing: Signing | None = None
         self.path = Path(cfg.clone_dir)
         self.known_hosts = cfg.ssh_known_hosts_file or state_dir(cfg) / "known_hosts"
+        self.trusted: list[tuple[str, str]] = []  # (host, fingerprint) this process trusted on first use
         self._lock = threading.Lock()
         self._repo: git.Repo | None = None
 
@@ -117,7 +118,7 @@ class GitRepo:
         ]  # fmt: skip
 
     def _trusting(self) -> _HostKeyWatch:
-        return _HostKeyWatch(self.known_hosts if self.cfg.ssh_host_key_checking != "off" else None)
+        return _HostKeyWatch(self.known_hosts if self.cfg.ssh_host_key_checking != "off" else None, self.trusted)
 
     def _open(self) -> git.Repo:
         if self._repo is None:
@@ -405,8 +406,9 @@ def _unavailable(step: str, exc: git.GitCommandError, known_hosts: Path) -> GitU
 class _HostKeyWatch:
     """Logs the fingerprint of every host key ssh trusted on first use while the block ran."""
 
-    def __init__(self, known_hosts: Path | None):
+    def __init__(self, known_hosts: Path | None, trusted: list[tuple[str, str]]):
         self.path = known_hosts
+        self.trusted = trusted
         self.before: set[str] = set()
 
     def _lines(self) -> set[str]:
@@ -424,6 +426,7 @@ class _HostKeyWatch:
         for line in sorted(self._lines() - self.before):
             host, _, key = line.partition(" ")
             fingerprint = _fingerprint(key)
+            self.trusted.append((host, fingerprint))
             get_logger().warning("ssh_host_key_trusted", host=host, fingerprint=fingerprint, known_hosts=str(self.path))
 
 
