@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from click.testing import CliRunner
 from pydantic import SecretStr
 from structlog.testing import capture_logs
@@ -38,6 +39,15 @@ from watcher.store.schema import incidents as incidents_table
 from watcher.web import MAX_ADMIN_BODY, BackgroundServer, build_app
 
 IDENTITY = {"GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@x", "GIT_COMMITTER_NAME": "Dev"}
+
+
+@pytest.fixture(autouse=True)
+def _logging_at_every_level() -> Iterator[None]:
+    """`check` and `demo` (run by other tests) configure logging at error or warning level for the whole
+    process; these tests read warnings and info lines, so they start from structlog's defaults and leave them."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 def git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
