@@ -39,7 +39,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "serviceMonitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}},
     "prometheusRule": {"prometheusRule": {"enabled": True}},
     "dashboard": {"dashboard": {"enabled": True, "folder": "GitOps"}},
-    "networkPolicy": {"networkPolicy": {"enabled": True}},
+    "noNetworkPolicy": {"networkPolicy": {"enabled": False}},
+    "adminAuthNone": {"adminApi": {"auth": "none"}},
+    "signedReverts": {"secrets": {"keys": {"revertSigningKey": "signing-key"}}},
     "digest": {"image": {"digest": "sha256:" + "a" * 64}},
     "ownServiceAccount": {"serviceAccount": {"create": False, "name": "existing"}},
     "postgres": {"settings": {"store": {"url": "postgresql://watcher@pg:5432/watcher"}}},
@@ -182,6 +184,31 @@ def test_secret_keys_become_file_settings_and_nothing_secret_sits_in_values() ->
     assert external["spec"]["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "openbao"}
     assert {d["secretKey"] for d in external["spec"]["data"]} == {i["key"] for i in items}
     assert not any('TOKEN"' in e or e.endswith("__TOKEN") for e in env)  # secrets only ever as files
+
+
+def test_least_privilege_is_the_default() -> None:
+    """NetworkPolicy on; the API needs a token; host keys are checked (no setting turns checking off)."""
+    docs = render(CASES["defaults"])
+    policy = by_kind(docs, "NetworkPolicy")[0]["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    peers = policy["ingress"][0]["from"]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}} in peers
+    assert {"podSelector": {"matchLabels": {"sync-watcher-client": "true"}}} in peers and len(peers) == 2
+    assert policy["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    egress = {(p["port"], p["protocol"]) for rule in policy["egress"] for p in rule["ports"]}
+    assert egress == {(53, "UDP"), (53, "TCP"), (443, "TCP"), (22, "TCP"), (8080, "TCP")}  # DNS, Argo CD, git, Slack
+    env = {
+        e["name"]: e["value"]
+        for e in by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["WATCHER_HTTP__ADMIN_AUTH"] == "token" and "WATCHER_GIT__SSH_HOST_KEY_CHECKING" not in env
+    assert not by_kind(render(CASES["noNetworkPolicy"]), "NetworkPolicy")
+    assert "WARNING: networkPolicy.enabled=false" in notes(CASES["noNetworkPolicy"])
+    assert "WARNING: adminApi.auth=none" in notes(CASES["adminAuthNone"])
+    signed = by_kind(render(CASES["signedReverts"]), "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "WATCHER_REVERT__SIGNING_KEY_FILE", "value": "/var/run/secrets/sync-watcher/revertSigningKey"} in (
+        signed["env"]
+    )
 
 
 def test_prometheus_rule_ships_the_rule_file_and_promtool_accepts_it(tmp_path: Path) -> None:

@@ -217,7 +217,9 @@ def test_rate_limit_opens_the_circuit_and_resume_closes_it(scenario: Callable[..
     metrics = s.d.watcher.metrics.registry
     wait_for(lambda: metrics.get_sample_value("sync_watcher_revert_circuit_open") == 1, what="circuit gauge")
     url = f"http://127.0.0.1:{s.d.http.port}/api/resume"
-    assert httpx.post(url, json={"circuit": True}).json()["circuit_closed"] is True
+    assert s.settings.http.admin_token is not None
+    admin = {"Authorization": f"Bearer {s.settings.http.admin_token.get_secret_value()}"}
+    assert httpx.post(url, json={"circuit": True}, headers=admin).json()["circuit_closed"] is True
     wait_for(lambda: metrics.get_sample_value("sync_watcher_revert_circuit_open") == 0, what="circuit closed")
 
 
@@ -240,7 +242,9 @@ def test_revert_that_does_not_heal_suspends_the_app(world: SimWorld, scenario: C
     api = f"http://127.0.0.1:{s.d.http.port}"
     explained = CliRunner().invoke(main, ["explain", "plate-api-stg", "--url", api])
     assert explained.exit_code == 0 and "ALERT (suspended)" in explained.output and "SUSPENDED" in explained.output
-    resumed = CliRunner().invoke(main, ["resume", "plate-api-stg", "--url", api])
+    assert s.settings.http.admin_token is not None
+    token = {"WATCHER_HTTP__ADMIN_TOKEN": s.settings.http.admin_token.get_secret_value()}
+    resumed = CliRunner().invoke(main, ["resume", "plate-api-stg", "--url", api], env=token)
     assert resumed.exit_code == 0 and "plate-api-stg: resumed" in resumed.output
     assert "plate-api-stg" not in s.d.store.audit.suspended()
 

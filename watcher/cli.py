@@ -16,7 +16,7 @@ from tabulate import tabulate
 
 from watcher import __version__
 from watcher.logs import configure
-from watcher.settings import Settings, SettingsError, load_settings, require, settings_table
+from watcher.settings import Settings, SettingsError, load_settings, require, settings_table, without_credentials
 
 DEFAULT_API = "http://127.0.0.1:8000"
 
@@ -62,7 +62,10 @@ def run(once: bool) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    daemon = Daemon(settings)
+    try:
+        daemon = Daemon(settings)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
     daemon.start()
     stop.wait()
     daemon.stop()
@@ -90,20 +93,24 @@ def check() -> None:
         line(False, "settings", str(exc))
         sys.exit(1)
     line(True, "settings", "all WATCHER_* settings valid")
+    argocd_url, git_url = without_credentials(settings.argocd.url), without_credentials(settings.git.url)
     client = ArgoCDClient(settings.argocd, retry_attempts=1)
     try:
         version = client.version().get("Version", "?")
         apps = client.list_apps()
-        line(True, "argocd", f"{settings.argocd.url} (Argo CD {version}), {len(apps)} apps visible")
+        line(True, "argocd", f"{argocd_url} (Argo CD {version}), {len(apps)} apps visible")
     except ArgoCDError as exc:
-        line(False, "argocd", f"{settings.argocd.url}: {exc}")
+        line(False, "argocd", f"{argocd_url}: {without_credentials(str(exc))}")
     finally:
         client.close()
     try:
-        head = GitRepo(settings.git).sync()
-        line(True, "git", f"{settings.git.url} branch {settings.git.branch} at {head[:12]}")
+        repo = GitRepo(settings.git, settings.revert)
+        head = repo.sync()
+        line(True, "git", f"{git_url} branch {settings.git.branch} at {head[:12]}")
+        for host, fingerprint in repo.trusted:  # compare with the fingerprints the git host publishes
+            line(True, "host key", f"{host} {fingerprint} trusted on first use, kept in {repo.known_hosts}")
     except GitError as exc:
-        line(False, "git", f"{settings.git.url}: {exc}")
+        line(False, "git", f"{git_url}: {without_credentials(str(exc))}")
     sys.exit(1 if failed else 0)
 
 
@@ -226,11 +233,18 @@ def resume(app: str | None, circuit: bool, url: str) -> None:
     """Let auto-revert act on APP again (after a revert that did not heal it), and/or close the circuit."""
     if not app and not circuit:
         raise click.UsageError("name an APP, or pass --circuit, or both")
+    from watcher.admin_token import read_token
+
     headers = {}
-    token = _settings().http.admin_token
+    token = read_token(_settings())  # WATCHER_HTTP__ADMIN_TOKEN(_FILE), else the one the daemon generated
     if token is not None:
-        headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+        headers["Authorization"] = f"Bearer {token}"
     r = _request("POST", url.rstrip("/") + "/api/resume", json={"app": app, "circuit": circuit}, headers=headers)
+    if r.status_code == 401:
+        raise click.ClickException(
+            f"{url} wants the admin token: set WATCHER_HTTP__ADMIN_TOKEN_FILE, or run this in the watcher's pod "
+            "(kubectl exec deploy/sync-watcher -- sync-watcher resume ...), where it reads the token itself"
+        )
     if r.status_code != 200:
         raise click.ClickException(f"{url}: {r.json().get('error', r.text)}")
     data = r.json()

@@ -16,12 +16,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from watcher.adapters.argocd import ArgoCDClient
 from watcher.adapters.forge import pull_requests_for
 from watcher.adapters.gitrepo import GitRepo
+from watcher.admin_token import ensure_token, token_path
 from watcher.logs import get_logger
 from watcher.notifier import SlackNotifier, transport_for
 from watcher.revert_outcome import Handled
 from watcher.reverter import Reverter
 from watcher.service import PollSummary, Watcher
-from watcher.settings import Settings
+from watcher.settings import Settings, without_credentials
 from watcher.store import Store
 from watcher.views import readiness_limits
 from watcher.web import BackgroundServer, build_app
@@ -79,7 +80,7 @@ class Daemon:
         self.log = get_logger()
         self.store = Store(settings.store.url)
         self.argocd = ArgoCDClient(settings.argocd, retry_max_wait=argocd_retry_max_wait)
-        self.repo = GitRepo(settings.git)
+        self.repo = GitRepo(settings.git, settings.revert)
         self.watcher = Watcher(settings, self.argocd, self.repo, self.store)
         pulls = pull_requests_for(settings.forge, settings.git.url) if settings.revert.mode == "pull-request" else None
         self.reverter = Reverter(
@@ -95,7 +96,7 @@ class Daemon:
             self.watcher.listeners.append(self.slack.on_event)
             self.reverter.listeners.append(self.slack.on_action)
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
-        token = settings.http.admin_token.get_secret_value() if settings.http.admin_token else None
+        token, self._token_generated = ensure_token(settings)
         api = build_app(
             self.store,
             self.watcher,
@@ -104,6 +105,7 @@ class Daemon:
             self.reverter,
             token,
             settings.http.stuck_poll_seconds,
+            auth_waived=settings.http.admin_auth == "none",
         )
         self.http = BackgroundServer(api, settings.http.host, settings.http.port)
         self._stop_stream = threading.Event()
@@ -131,12 +133,37 @@ class Daemon:
         self.log.info(
             "watcher_started",
             http_port=self.http.port,
-            argocd=self.settings.argocd.url,
-            repo=self.settings.git.url,
+            argocd=without_credentials(self.settings.argocd.url),
+            repo=without_credentials(self.settings.git.url),
             branch=self.settings.git.branch,
             revert_mode=self.settings.revert.mode,
             slack="off" if self.slack is None else ("bot" if self.slack.transport.threads else "webhook"),
         )
+        self._log_unsafe_choices()
+
+    def _log_unsafe_choices(self) -> None:
+        """Every start says which protections are off, so a waiver cannot be forgotten in a values file."""
+        if self.settings.git.ssh_host_key_checking == "off":
+            self.log.warning(
+                "ssh_host_key_checking_off",
+                risk="anyone on the network path can pose as the git remote to a bot that pushes",
+                fix="unset WATCHER_GIT__SSH_HOST_KEY_CHECKING (trust on first use) or give a known_hosts file",
+            )
+        if self.settings.argocd.insecure:
+            self.log.warning(
+                "argocd_tls_unverified",
+                risk="anyone on the network path can pose as Argo CD and read the token",
+                fix="unset WATCHER_ARGOCD__INSECURE and give WATCHER_ARGOCD__CA_BUNDLE",
+            )
+        if self.settings.http.admin_auth == "none":
+            self.log.warning(
+                "admin_api_unauthenticated",
+                risk="anyone who reaches the HTTP port can resume auto-revert",
+                fix="unset WATCHER_HTTP__ADMIN_AUTH and give WATCHER_HTTP__ADMIN_TOKEN_FILE",
+            )
+        else:
+            source = "WATCHER_HTTP__ADMIN_TOKEN" if self.settings.http.admin_token else str(token_path(self.settings))
+            self.log.info("admin_api_requires_token", source=source, generated_now=self._token_generated)
 
     def run_once(self) -> OnceSummary:
         """One git poll, one apps poll, one reverter pass, on this thread: no scheduler, stream or HTTP.

@@ -10,10 +10,11 @@ from typing import Any
 
 import structlog
 
+from watcher.settings import without_credentials
+
 REDACTED = "***"
 SECRET_KEYS = re.compile(r"(token|password|secret|authorization|webhook|api_key|private_key)", re.IGNORECASE)
-# Credentials embedded in URLs (https://user:pass@host) and bearer headers, whatever the key is called.
-URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@", re.IGNORECASE)
+# Bearer headers, whatever the key is called (credentials in URLs: settings.without_credentials).
 BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
 
@@ -30,7 +31,7 @@ class SecretRedactor:
         if isinstance(value, str):
             for secret in self.secrets:
                 value = value.replace(secret, REDACTED)
-            value = URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED}@", value)
+            value = without_credentials(value)
             return BEARER.sub(rf"\g<1>{REDACTED}", value)
         if isinstance(value, dict):
             return {k: REDACTED if _secret_key(k, v) else self.scrub(v) for k, v in value.items()}

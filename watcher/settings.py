@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 ENV_PREFIX = "WATCHER_"
 NESTED = "__"
@@ -46,7 +49,12 @@ class GitSettings(BaseModel):
     token_username: str = Field("x-access-token", description="Username sent with the HTTPS token")
     ssh_key_file: Path | None = Field(None, description="Private SSH key file for the remote")
     ssh_known_hosts_file: Path | None = Field(
-        None, description="known_hosts file; without it host keys are not checked"
+        None, description="known_hosts file (e.g. from the chart); unset: known_hosts beside the clone"
+    )
+    ssh_host_key_checking: Literal["accept-new", "yes", "off"] = Field(
+        "accept-new",
+        description="accept-new: trust a host on first use and keep its key; yes: only keys already known; "
+        "off: no checking (anyone on the path can pose as the remote; warned at every start)",
     )
     partial_clone: bool = Field(True, description="Clone with --filter=blob:none where the remote allows it")
     timeout_seconds: float = Field(
@@ -83,6 +91,9 @@ class RevertSettings(BaseModel):
     push_retries: int = Field(3, ge=0, description="Redo the revert on the new head this often when a push is rejected")
     author_name: str = Field("sync-watcher", description="Author and committer name of revert commits")
     author_email: str = Field("sync-watcher@noreply.invalid", description="Author and committer email of reverts")
+    signing_key_file: Path | None = Field(
+        None, description="SSH or armored OpenPGP private key (from a Secret) that signs revert commits (git commit -S)"
+    )
     branch_prefix: str = Field("sync-watcher/revert-", description="Branch name prefix in pull-request mode")
     terminate_retrying: bool = Field(
         True, description="After pushing, end Argo CD's retrying sync of the bad revision so the revert deploys"
@@ -169,7 +180,14 @@ class HTTPSettings(BaseModel):
         0.0, ge=0, description="/readyz fails when a poll is older than this (0: 3x its interval)"
     )
     admin_token: SecretStr | None = Field(
-        None, description="Bearer token that POST /api/resume requires (secret; unset: no token asked)"
+        None,
+        description="Bearer token that POST /api/resume requires (secret; unset: one is generated into "
+        "admin-token beside the clone)",
+    )
+    admin_auth: Literal["token", "none"] = Field(
+        "token",
+        description="token: /api/resume needs the admin token; none: anyone who reaches the port may "
+        "resume (warned at every start)",
     )
 
 
@@ -289,9 +307,68 @@ def env_name(loc: tuple[str | int, ...]) -> str:
     return ENV_PREFIX + NESTED.join(str(p).upper() for p in loc)
 
 
+def state_dir(git: GitSettings) -> Path:
+    """The state volume: the directory that holds the clone (and the SQLite file, the known hosts, the token)."""
+    return git.clone_dir.parent
+
+
+def known_variables() -> dict[str, tuple[str, str]]:
+    """Every WATCHER_* name a user may set -> (section, field); *_FILE names map to their secret's field."""
+    names: dict[str, tuple[str, str]] = {}
+    for section, info in Settings.model_fields.items():
+        names[env_name((section,))] = (section, "")  # a whole section as one JSON object
+        for name in info.annotation.model_fields:  # type: ignore[union-attr]
+            names[env_name((section, name))] = (section, name)
+            if (section, name) in SECRET_FIELDS:
+                names[env_name((section, name)) + "_FILE"] = (section, name)
+    return names
+
+
+def check_environment(environ: dict[str, str]) -> None:
+    """Fail on a WATCHER_* name that is no setting (a typo silently keeps the default) and on malformed JSON."""
+    known = known_variables()
+    for var in sorted(v for v in environ if v.upper().startswith(ENV_PREFIX)):
+        if var.upper() not in known:
+            close = difflib.get_close_matches(var.upper(), known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else "`sync-watcher settings` lists them all"
+            raise SettingsError(f"{var}: not a sync-watcher setting; {hint}")
+        section, name = known[var.upper()]
+        if var.upper().endswith("_FILE") or not _takes_json(section, name):
+            continue
+        try:
+            json.loads(environ[var])
+        except ValueError as exc:
+            example = _describe((section, name)) if name else "a JSON object of this section's settings"
+            raise SettingsError(f"{var}: not valid JSON ({exc}); expected: {example}") from None
+
+
+def _takes_json(section: str, name: str) -> bool:
+    if not name:
+        return True
+    field = Settings.model_fields[section].annotation.model_fields[name]  # type: ignore[union-attr]
+    return getattr(field.annotation, "__origin__", None) in (list, dict)
+
+
+# userinfo in a URL: always hidden for http(s) (a token alone is a credential), otherwise only user:password.
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/@\s'\"]+)@", re.IGNORECASE)
+
+
+def without_credentials(text: str) -> str:
+    """`https://user:token@host/x.git` -> `https://***@host/x.git`, anywhere in `text`."""
+
+    def hide(m: re.Match[str]) -> str:
+        http = m["scheme"].lower().startswith(("http://", "https://"))
+        return f"{m['scheme']}***@" if http or ":" in m["userinfo"] else m[0]
+
+    return _URL_USERINFO.sub(hide, text)
+
+
 def load_settings(**overrides: Any) -> Settings:
+    check_environment(dict(os.environ))
     try:
         return Settings(**overrides)
+    except SourceError as exc:  # a value pydantic-settings could not parse: its message names the field
+        raise SettingsError(str(exc).splitlines()[0]) from None
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(p for p in err["loc"] if p != "__root__")

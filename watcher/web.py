@@ -10,18 +10,57 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from watcher.domain import Incident
+from watcher.logs import get_logger
 from watcher.ports import Fleet
 from watcher.store import Store
 from watcher.views import apps_view, explanation, incident_detail, liveness, readiness
 
 if TYPE_CHECKING:
     from watcher.reverter import Reverter
+
+
+MAX_ADMIN_BODY = 4096
+RESUME_BODY = 'send {"app": "<name>"} and/or {"circuit": true}'
+INCIDENTS_PAGE, INCIDENTS_MAX_PAGE = 100, 500
+
+
+class ResumeRequest(BaseModel):
+    """The body of POST /api/resume; anything else is a 400 before the store sees it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    app: str | None = Field(None, min_length=1, max_length=253)
+    circuit: bool = False
+
+
+def _rejected(status: int, error: str, request: Request) -> Response:
+    """One log line per refused admin call; the body is never echoed (it may hold anything)."""
+    get_logger().warning("admin_request_rejected", path=request.url.path, status=status, error=error)
+    return JSONResponse({"error": error}, status_code=status)
+
+
+async def _small_json(request: Request) -> bytes | Response:
+    """The body, if it is JSON and at most MAX_ADMIN_BODY bytes: a form or text/plain (what a browser can send
+    cross-origin without asking) is a 415."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        return _rejected(415, "send Content-Type: application/json", request)
+    declared = request.headers.get("content-length", "")
+    too_big = f"body larger than {MAX_ADMIN_BODY} bytes"
+    if declared.isdigit() and int(declared) > MAX_ADMIN_BODY:
+        return _rejected(413, too_big, request)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_ADMIN_BODY:
+            return _rejected(413, too_big, request)
+    return body
 
 
 def build_app(
@@ -32,8 +71,10 @@ def build_app(
     reverter: Reverter | None = None,
     admin_token: str | None = None,
     stuck_poll_seconds: float = 600.0,
+    auth_waived: bool = False,
 ) -> Starlette:
-    """The routes over what they read: the store (incidents, audit), the fleet (apps, polls), the metrics."""
+    """The routes over what they read: the store (incidents, audit), the fleet (apps, polls), the metrics.
+    `admin_token` None closes POST /api/resume to everyone, unless `auth_waived` opens it to everyone."""
 
     def detail(i: Incident) -> dict[str, Any]:
         return incident_detail(i, store.audit.decisions(incident_id=i.id), store.audit.reverts(incident_id=i.id))
@@ -56,10 +97,20 @@ def build_app(
         return JSONResponse({"apps": apps_view(fleet.status())})
 
     def incidents(request: Request) -> Response:
-        open_only = request.query_params.get("open") in ("1", "true", "yes")
-        app = request.query_params.get("app") or None
-        rows = store.detection.incidents(open_only=open_only, app=app)
-        return JSONResponse({"incidents": [detail(i) for i in rows]})
+        """Newest first, a page at a time: `?limit=` (default 100) and `?before=<next_before of the last page>`."""
+        query = request.query_params
+        open_only = query.get("open") in ("1", "true", "yes")
+        app = query.get("app") or None
+        limit, before = query.get("limit", str(INCIDENTS_PAGE)), query.get("before", "")
+        if not (limit.isdigit() and 1 <= int(limit) <= INCIDENTS_MAX_PAGE) or not (before.isdigit() or not before):
+            error = f"limit must be 1..{INCIDENTS_MAX_PAGE} and before an incident id"
+            return JSONResponse({"error": error}, status_code=400)
+        rows = store.detection.incidents(
+            open_only=open_only, app=app, limit=int(limit) + 1, before=int(before) if before else None
+        )
+        page = rows[: int(limit)]
+        next_before = page[-1].id if len(rows) > int(limit) else None
+        return JSONResponse({"incidents": [detail(i) for i in page], "next_before": next_before})
 
     def explain(request: Request) -> Response:
         app = request.query_params.get("app", "")
@@ -72,18 +123,24 @@ def build_app(
         return JSONResponse(explanation(decision, detail(incident) if incident else None, suspension))
 
     async def resume(request: Request) -> Response:
-        if admin_token:
+        if not auth_waived:
             sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(sent.encode(), admin_token.encode()):
-                return JSONResponse({"error": "send Authorization: Bearer <WATCHER_HTTP__ADMIN_TOKEN>"}, 401)
+            if admin_token is None or not hmac.compare_digest(sent.encode(), admin_token.encode()):
+                return _rejected(401, "send Authorization: Bearer <admin token> (sync-watcher resume does)", request)
         if reverter is None:
             return JSONResponse({"error": "auto-revert is not running in this process"}, status_code=409)
-        body = await request.json() if await request.body() else {}
-        app = body.get("app") if isinstance(body, dict) else None
-        circuit = bool(body.get("circuit")) if isinstance(body, dict) else False
-        if not app and not circuit:
-            return JSONResponse({"error": 'send {"app": "<name>"} and/or {"circuit": true}'}, status_code=400)
-        return JSONResponse(reverter.resume(app, circuit))
+        body = await _small_json(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            asked = ResumeRequest.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            return _rejected(400, f"{where}: {first['msg']}; {RESUME_BODY}", request)
+        if not asked.app and not asked.circuit:
+            return _rejected(400, RESUME_BODY, request)
+        return JSONResponse(reverter.resume(asked.app, asked.circuit))
 
     return Starlette(
         routes=[

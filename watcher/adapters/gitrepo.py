@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import shlex
 import shutil
+import subprocess
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -12,14 +13,15 @@ from pathlib import Path
 
 import git
 
+from watcher.adapters.signing import Signing, SigningUnavailable, signing_for
 from watcher.domain import INCIDENT_TRAILER, REVERTS_TRAILER, ChangedCommit, Commit, RevertState
 from watcher.logs import get_logger
 from watcher.ports import NeedsHuman, RetryLater, RevertResult
-from watcher.settings import GitSettings
+from watcher.settings import GitSettings, RevertSettings, state_dir, without_credentials
 
 FIELD = "\x1f"
-MAX_REVERT_CHAIN = 6  # revert, revert of the revert, ...: deeper chains are not worth the git calls
 RECORD = "\x1e"
+MAX_REVERT_CHAIN = 6  # revert, revert of the revert, ...: deeper chains are not worth the git calls
 LOG_FORMAT = FIELD.join(["%H", "%an", "%cI", "%P", f"%(trailers:key={REVERTS_TRAILER},valueonly,separator=%x20)", "%s"])
 
 
@@ -29,6 +31,13 @@ class GitError(Exception):
 
 class GitUnavailable(GitError, RetryLater):
     """Clone or fetch failed: the remote is unreachable or refused us."""
+
+
+class HostKeyRejected(GitUnavailable):
+    """ssh refused the remote's host key: it changed since we first trusted it, or it is not in known_hosts."""
+
+
+HOST_KEY_FAILURES = ("Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED")
 
 
 class RevertConflict(GitError, NeedsHuman):
@@ -47,6 +56,12 @@ class NothingToRevert(GitError, NeedsHuman):
     outcome = RevertState.ALREADY_UNDONE
 
 
+class SigningFailed(GitError, NeedsHuman):
+    """WATCHER_REVERT__SIGNING_KEY_FILE is set but the revert could not be signed; nothing was committed."""
+
+    outcome = RevertState.FAILED
+
+
 class PushRejected(GitError, NeedsHuman):
     """The remote refused the push after the bounded retries (someone kept pushing, or no write access)."""
 
@@ -56,9 +71,16 @@ class PushRejected(GitError, NeedsHuman):
 class GitRepo:
     """A bare, partial clone that only this process writes; all methods are safe to call from any thread."""
 
-    def __init__(self, cfg: GitSettings):
+    def __init__(self, cfg: GitSettings, revert: RevertSettings | None = None):
         self.cfg = cfg
+        revert = revert or RevertSettings()  # type: ignore[call-arg]
+        # Only commits by this identity count as ours when a trailer is read back (crash recovery).
+        self.identity = (revert.author_name, revert.author_email)
+        self.signing_key = revert.signing_key_file
+        self._signing: Signing | None = None
         self.path = Path(cfg.clone_dir)
+        self.known_hosts = cfg.ssh_known_hosts_file or state_dir(cfg) / "known_hosts"
+        self.trusted: list[tuple[str, str]] = []  # (host, fingerprint) this process trusted on first use
         self._lock = threading.Lock()
         self._repo: git.Repo | None = None
 
@@ -67,26 +89,38 @@ class GitRepo:
         return f"refs/remotes/origin/{self.cfg.branch}"
 
     def _env(self) -> dict[str, str]:
-        env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+        env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GIT_SSH_COMMAND": shlex.join(self._ssh())}
         # Lazy blob fetches of the partial clone cannot be given a deadline per command: make HTTP(S)
         # transfers that stall (under 1 byte/s for 30 s) fail instead of waiting forever.
         env |= {"GIT_HTTP_LOW_SPEED_LIMIT": "1", "GIT_HTTP_LOW_SPEED_TIME": "30"}
-        if self.cfg.ssh_key_file:
-            opts = ["ssh", "-i", str(self.cfg.ssh_key_file), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"]
-            if self.cfg.ssh_known_hosts_file:
-                opts += ["-o", f"UserKnownHostsFile={self.cfg.ssh_known_hosts_file}", "-o", "StrictHostKeyChecking=yes"]
-            else:
-                opts += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
-            env["GIT_SSH_COMMAND"] = shlex.join(opts)
+        config: list[tuple[str, str]] = []
         if self.cfg.token:
             # The token goes in a header through the environment: never in the URL, argv or .git/config.
             raw = f"{self.cfg.token_username}:{self.cfg.token.get_secret_value()}".encode()
-            env |= {
-                "GIT_CONFIG_COUNT": "1",
-                "GIT_CONFIG_KEY_0": "http.extraHeader",
-                "GIT_CONFIG_VALUE_0": "Authorization: Basic " + base64.b64encode(raw).decode(),
-            }
+            config.append(("http.extraHeader", "Authorization: Basic " + base64.b64encode(raw).decode()))
+        env["GIT_CONFIG_COUNT"] = str(len(config))
+        for i, (key, value) in enumerate(config):
+            env |= {f"GIT_CONFIG_KEY_{i}": key, f"GIT_CONFIG_VALUE_{i}": value}
         return env
+
+    def _ssh(self) -> list[str]:
+        """The ssh command git runs for ssh:// and git@host: remotes: host keys checked unless set to off."""
+        opts = ["ssh", "-o", "BatchMode=yes"]
+        if self.cfg.ssh_key_file:
+            opts += ["-i", str(self.cfg.ssh_key_file), "-o", "IdentitiesOnly=yes"]
+        if self.cfg.ssh_host_key_checking == "off":
+            return opts + ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+        # A known_hosts file from the chart is the whole truth; otherwise trust on first use, kept on the volume.
+        strict = "yes" if self.cfg.ssh_known_hosts_file else self.cfg.ssh_host_key_checking
+        return opts + [
+            "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", f"StrictHostKeyChecking={strict}",
+            "-o", "HashKnownHosts=no",
+        ]  # fmt: skip
+
+    def _trusting(self) -> _HostKeyWatch:
+        return _HostKeyWatch(self.known_hosts if self.cfg.ssh_host_key_checking != "off" else None, self.trusted)
 
     def _open(self) -> git.Repo:
         if self._repo is None:
@@ -108,14 +142,19 @@ class GitRepo:
             url = ""
         if url == self.cfg.url:
             return
-        get_logger().warning("git_clone_replaced", clone_dir=str(self.path), was=url, now=self.cfg.url)
+        get_logger().warning(
+            "git_clone_replaced",
+            clone_dir=str(self.path),
+            was=without_credentials(url),
+            now=without_credentials(self.cfg.url),
+        )
         shutil.rmtree(self.path)
         shutil.rmtree(self.worktree_path, ignore_errors=True)
         self._repo = None
 
     def _clone(self) -> None:
         """init + fetch rather than `git clone`: GitPython can put a deadline on a fetch, not on a clone, and a
-        fetch that was cut short is simply resumed by the next one."""
+        fetch that was cut short is simply resumed by the next one (sync fetches right after this)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         repo = git.Repo.init(self.path, bare=True)
         repo.git.update_environment(**self._env())
@@ -131,7 +170,8 @@ class GitRepo:
         """Clone or fetch, refresh the commit-graph, and return the branch head."""
         with self._lock:
             repo = self._open()
-            self._fetch(repo)
+            with self._trusting():
+                self._fetch(repo)
             # --split writes only the new commits as a layer: cheap after every fetch, fast path filters.
             repo.git.commit_graph("write", "--reachable", "--changed-paths", "--split")
             return self._rev(repo, self.remote_ref)
@@ -231,16 +271,24 @@ class GitRepo:
         return out.split()[0] if out.strip() else None
 
     def find_by_incident(self, incident_id: int, since: datetime) -> str | None:
-        """The commit on the branch (or a revert branch) that carries `Sync-Watcher-Incident: <id>`."""
+        """Our commit on the branch (or a revert branch) that carries `Sync-Watcher-Incident: <id>`.
+
+        Anyone can write the trailer; only a commit authored and committed as the watcher's identity is taken
+        as the revert it made, so a forged trailer cannot make it believe a revert already landed.
+        """
         with self._lock:
             out = self._open().git.log(
-                "--format=%H",
+                f"--format=%H{FIELD}%an{FIELD}%ae{FIELD}%cn{FIELD}%ce",
                 f"--grep=^{INCIDENT_TRAILER}: {incident_id}$",
                 f"--since={since.isoformat()}",
                 "--remotes=origin",
                 "--",
             )
-        return out.split()[0] if out.strip() else None
+        for line in out.splitlines():
+            sha, author, author_email, committer, committer_email = line.split(FIELD)
+            if (author, author_email) == (committer, committer_email) == self.identity:
+                return sha
+        return None
 
     def revert(
         self,
@@ -274,7 +322,7 @@ class GitRepo:
                 name, email = author
                 identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email}
                 identity |= {"GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
-                tree.commit("-q", "--no-verify", "--no-gpg-sign", "-m", message, env=identity)
+                self._commit(tree, base, message, identity)
                 sha = str(tree.rev_parse("HEAD"))
                 diffstat = str(tree.show("--stat", "--format=", "HEAD")).strip()
                 if push_branch is None:
@@ -294,12 +342,29 @@ class GitRepo:
                 return RevertResult(sha, base, diffstat, attempt)
         raise AssertionError("unreachable")
 
+    def _commit(self, tree: git.Git, base: str, message: str, identity: dict[str, str]) -> None:
+        """Commit the staged revert, signed when a key is set; an unsigned revert is never made instead."""
+        if not self.signing_key:
+            tree.commit("-q", "--no-verify", "--no-gpg-sign", "-m", message, env=identity)
+            return
+        try:
+            if self._signing is None:
+                self._signing = signing_for(self.signing_key, state_dir(self.cfg) / "gnupg")
+            signing = self._signing
+            tree(c=list(signing.config)).commit(
+                "-q", "--no-verify", f"--gpg-sign={signing.key_id}", "-m", message, env=identity | signing.env
+            )
+        except (SigningUnavailable, git.GitCommandError) as exc:
+            self._clean(tree, base)
+            detail = str(exc) if isinstance(exc, SigningUnavailable) else _stderr(exc)
+            raise SigningFailed(f"revert not committed, nothing pushed: signing failed: {detail}") from None
+
     def _fetch(self, repo: git.Repo) -> None:
         try:
             repo.git.fetch("origin", "--prune", "--no-tags", kill_after_timeout=self._deadline)
         except git.GitCommandError as exc:
             first = not repo.git.for_each_ref("--count=1", "refs/remotes/origin").strip()
-            raise GitUnavailable(f"{'clone' if first else 'fetch'} failed: {_stderr(exc)}") from None
+            raise _unavailable("clone" if first else "fetch", exc, self.known_hosts) from None
 
     @property
     def _deadline(self) -> float:
@@ -360,4 +425,53 @@ def _parse(line: str) -> Commit:
 
 def _stderr(exc: git.GitCommandError) -> str:
     text = str(exc.stderr or exc).strip().replace("\n", " ")
-    return text[:300]
+    return without_credentials(text)[:300]
+
+
+def _unavailable(step: str, exc: git.GitCommandError, known_hosts: Path) -> GitUnavailable:
+    text = str(exc.stderr or exc)
+    if any(failure in text for failure in HOST_KEY_FAILURES):
+        changed = "CHANGED" in text
+        return HostKeyRejected(
+            f"{step} refused: the remote's host key "
+            + ("differs from the one trusted in " if changed else "is not in ")
+            + f"{known_hosts}; someone may be posing as the git host. If the key really "
+            + ("changed, remove the old line (ssh-keygen -R <host> -f <file>) and restart" if changed else "is right, "
+               "add it to that file (ssh-keyscan) or set WATCHER_GIT__SSH_HOST_KEY_CHECKING=accept-new")
+        )  # fmt: skip
+    return GitUnavailable(f"{step} failed: {_stderr(exc)}")
+
+
+class _HostKeyWatch:
+    """Logs the fingerprint of every host key ssh trusted on first use while the block ran."""
+
+    def __init__(self, known_hosts: Path | None, trusted: list[tuple[str, str]]):
+        self.path = known_hosts
+        self.trusted = trusted
+        self.before: set[str] = set()
+
+    def _lines(self) -> set[str]:
+        try:
+            text = self.path.read_text(encoding="utf-8") if self.path else ""
+        except OSError:
+            return set()
+        return {line for line in text.splitlines() if line.strip() and not line.startswith("#")}
+
+    def __enter__(self) -> _HostKeyWatch:
+        self.before = self._lines()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for line in sorted(self._lines() - self.before):
+            host, _, key = line.partition(" ")
+            fingerprint = _fingerprint(key)
+            self.trusted.append((host, fingerprint))
+            get_logger().warning("ssh_host_key_trusted", host=host, fingerprint=fingerprint, known_hosts=str(self.path))
+
+
+def _fingerprint(key: str) -> str:
+    try:
+        found = subprocess.run(["ssh-keygen", "-l", "-f", "-"], input=key, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown (ssh-keygen not found)"
+    return found.stdout.split()[1] if found.returncode == 0 and found.stdout else "unknown"

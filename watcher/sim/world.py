@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,8 @@ class SimWorld:
                 "progress_deadline_seconds": 3 * grace_seconds,
             },
             store={"url": f"sqlite:///{state_dir}/state.db"},
-            http={"host": "127.0.0.1", "port": 0},
+            # A fresh admin token per world: the API stays closed to anyone without it, as in production.
+            http={"host": "127.0.0.1", "port": 0, "admin_token": secrets.token_urlsafe(16)},
         )
 
     def drop_streams(self) -> None:

@@ -121,8 +121,12 @@ class DetectionRecords:
                 .values(resolved_at=at, resolution=resolution)
             )
 
-    def incidents(self, open_only: bool = False, app: str | None = None, limit: int = 200) -> list[Incident]:
+    def incidents(
+        self, open_only: bool = False, app: str | None = None, limit: int = 200, before: int | None = None
+    ) -> list[Incident]:
         q = sa.select(incidents).order_by(incidents.c.id.desc()).limit(limit)
+        if before is not None:
+            q = q.where(incidents.c.id < before)
         if open_only:
             q = q.where(incidents.c.resolved_at.is_(None))
         if app:

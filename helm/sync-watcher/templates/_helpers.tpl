@@ -59,6 +59,7 @@ forgeToken: WATCHER_FORGE__TOKEN_FILE
 slackWebhookUrl: WATCHER_SLACK__WEBHOOK_URL_FILE
 slackBotToken: WATCHER_SLACK__BOT_TOKEN_FILE
 adminToken: WATCHER_HTTP__ADMIN_TOKEN_FILE
+revertSigningKey: WATCHER_REVERT__SIGNING_KEY_FILE
 {{- end -}}
 
 {{/* The keys of secrets.keys that are provided ("" means not). */}}
