@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import structlog
 
+from tests.conftest import wait_for
 from watcher.adapters.gitrepo import GitRepo
 from watcher.logs import QUIET_LIBRARIES, SecretRedactor, configure, get_logger
 from watcher.settings import GitSettings, SettingsError, load_settings, require, settings_table
@@ -145,3 +146,30 @@ def test_debug_level_shows_debug_lines_and_the_git_commands_info_does_not(level:
         assert any("'fetch'" in e for e in git), git  # the git commands it ran, as JSON lines
     else:
         assert debug == []
+
+
+def test_errors_of_threads_and_the_scheduler_go_through_the_json_logger_and_its_redactor() -> None:
+    import threading
+
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    out = io.StringIO()
+    configure("info", "json", secrets=["tok-abcdef123456"], stream=out)
+
+    def crash() -> None:
+        raise ValueError("refused: tok-abcdef123456")
+
+    thread = threading.Thread(target=crash, name="reverter")
+    thread.start()
+    thread.join()
+    scheduler = BackgroundScheduler()
+    scheduler.add_job(crash, id="apps_poll", name="apps_poll")
+    scheduler.start()
+    wait_for(lambda: out.getvalue().count("refused") >= 2, what="both errors logged")
+    scheduler.shutdown()
+    lines = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+    crashed = [line for line in lines if line.get("event") == "thread_crashed"]
+    assert crashed and crashed[0]["thread"] == "reverter" and "ValueError" in crashed[0]["exception"]
+    job = [line for line in lines if "apps_poll" in line.get("event", "")]
+    assert job and job[0]["level"] == "error"
+    assert "tok-abcdef123456" not in out.getvalue()  # scrubbed from tracebacks too

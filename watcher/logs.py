@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
@@ -109,6 +110,18 @@ def configure(level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (
     root.setLevel(threshold if threshold <= logging.DEBUG else max(threshold, logging.WARNING))
     for name, quiet in QUIET_LIBRARIES.items():
         logging.getLogger(name).setLevel(quiet)
+    threading.excepthook = _thread_crashed
+
+
+def _thread_crashed(args: threading.ExceptHookArgs) -> None:
+    """An exception no one caught on a worker thread: one JSON line, scrubbed, instead of a bare traceback."""
+    if args.exc_type is SystemExit:
+        return
+    get_logger().error(
+        "thread_crashed",
+        thread=args.thread.name if args.thread else None,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
 
 
 def get_logger(**context: Any) -> Any:
