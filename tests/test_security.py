@@ -425,12 +425,8 @@ def test_incidents_come_a_page_at_a_time(tmp_path: Path) -> None:
             row = {"app": f"a{n}", "kind": "sync_failed", "revision": "abc", "detected_at": now, "reason": "r"}
             conn.execute(incidents_table.insert(), row | {"evidence": {}, "resolution": ""})
 
-    class Watching:
-        pass
-
-    watching = Watching()
-    watching.store = store  # type: ignore[attr-defined]
-    server = BackgroundServer(build_app(watching), "127.0.0.1", 0)  # type: ignore[arg-type]
+    # The incidents route reads only the store: the fleet and the metrics are not asked.
+    server = BackgroundServer(build_app(store, None, None, {}), "127.0.0.1", 0)  # type: ignore[arg-type]
     server.start()
     client = httpx.Client(base_url=f"http://127.0.0.1:{server.port}")
     first = client.get("/api/incidents?limit=2").json()

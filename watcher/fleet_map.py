@@ -8,10 +8,10 @@ from typing import Any
 
 from watcher import appmap
 from watcher.adapters.gitrepo import GitError
-from watcher.domain import app_key
+from watcher.domain import AppSnapshot, app_key
 from watcher.dora import environment_of
 from watcher.logs import get_logger
-from watcher.ports import WatchedRepo
+from watcher.ports import AppContext, WatchedRepo
 
 
 class FleetMap:
@@ -78,3 +78,18 @@ class FleetMap:
         """Every app's mapping fields and paths, copied at once (blame's input)."""
         with self._lock:
             return dict(self._specs), dict(self._paths)
+
+    def context(self, key: str, last: AppSnapshot | None, good_revisions: tuple[str, ...]) -> AppContext:
+        """What is known about one app (with the watcher's `last` snapshot), and every app's fields and paths."""
+        specs, paths = self.copies()
+        meta = (specs.get(key) or {}).get("metadata") or {}
+        return AppContext(
+            key=key,
+            name=str(meta.get("name") or key.rsplit("/", 1)[-1]),
+            namespace=str(meta.get("namespace") or ""),
+            annotations=dict(meta.get("annotations") or {}),
+            last=last,
+            good_revisions=good_revisions,
+            specs=specs,
+            paths=paths,
+        )

@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
-from watcher import appmap
-from watcher.adapters.argocd import ArgoCDError, ArgoCDNotFound, snapshot_from_app
+from watcher.adapters.argocd import ArgoCDError, snapshot_from_app
 from watcher.adapters.gitrepo import GitError
+from watcher.apps_listing import Listing, confirm_gone, is_suspect, list_snapshots
 from watcher.detect import AppTracker, DetectionRules, observe
 from watcher.domain import INCIDENT_KINDS, AppSnapshot, Clock, Commit, Event, EventKind, utcnow
 from watcher.fleet_map import FleetMap
@@ -29,12 +29,6 @@ from watcher.metrics import Metrics, StateView
 from watcher.ports import AppContext, AppSource, FleetStatus, StoreUnavailable, WatchedRepo
 from watcher.settings import DetectionSettings, Settings
 from watcher.store import Observation, Store
-
-# A list that misses more than this share of the known fleet (and at least SUSPECT_MIN apps) is suspect:
-# RBAC, a project filter or a half-started Argo CD hides apps; nobody deletes most of a fleet at once.
-SUSPECT_SHARE = 0.5
-SUSPECT_MIN = 3
-CONFIRM_PER_POLL = 20  # apps missing from a list confirmed gone (a GET answers 404) per poll; the rest wait
 
 # Besides incidents: events whose readers (metrics, Slack) want the commit and the onset of what they close.
 ENRICHED_KINDS = frozenset({EventKind.DEPLOYED, EventKind.RECOVERED, EventKind.SYNC_FAILING})
@@ -87,38 +81,19 @@ def _has_timer(t: AppTracker) -> bool:
     return any((t.manifest_error_since, t.degraded_since, t.progressing_since))
 
 
-@dataclass(frozen=True, slots=True)
-class Listing:
-    """One list poll: snapshots and mapping fields per app, and the apps it could not read this time."""
-
-    snapshots: dict[str, AppSnapshot]
-    specs: dict[str, dict[str, Any]]
-    unreadable: dict[str, str]  # app key (or the item's position) -> why: kept as it was, not taken as gone
-
-
-def list_snapshots(argocd: AppSource) -> Listing:
-    """Snapshots and mapping fields of every listed app, with a full GET of the apps that look wrong. One
-    malformed item or one failed GET is one unreadable app; the others are still observed."""
-    listing = Listing({}, {}, {})
-    for position, item in enumerate(argocd.list_apps()):  # the raw list is dropped on return
-        try:
-            snap = snapshot_from_app(item, complete=False)
-            specs = appmap.mapping_fields(item)
-        except (AttributeError, TypeError, ValueError) as exc:  # a shape the spec does not allow
-            name = item.get("metadata", {}).get("name") if isinstance(item.get("metadata"), dict) else None
-            listing.unreadable[str(name or f"#{position}")] = f"malformed list item: {type(exc).__name__}: {exc}"
-            continue
-        if not snap.name:
-            continue
-        listing.specs[snap.key] = specs
-        if not snap.looks_healthy:
-            try:
-                snap = snapshot_from_app(argocd.get_app(snap.name, snap.namespace), complete=True)
-            except (ArgoCDError, AttributeError, TypeError, ValueError) as exc:
-                listing.unreadable[snap.key] = f"GET failed: {type(exc).__name__}: {exc}"
-                continue
-        listing.snapshots[snap.key] = snap
-    return listing
+def log_event(log: Any, e: Event) -> None:
+    """The one line each event logs."""
+    log = log.bind(app=e.app, revision=e.revision, kind=e.kind.value)
+    if e.kind in INCIDENT_KINDS:
+        # The revision Argo CD deployed is often the head of a push, not the culprit: say which it is. The
+        # culprit is named once blame has run (the reverter's revert_decided line).
+        log.warning("failure_detected", reason=e.reason, deployed_revision=_commit_line(e.evidence.get("commit")))
+    elif e.kind in CLOSING_KINDS:
+        log.info("app_recovered" if e.kind is EventKind.RECOVERED else "app_removed", reason=e.reason)
+    elif e.kind is EventKind.DEPLOYED:
+        log.info("deploy_finished")
+    else:
+        log.info(f"{e.kind.value}_seen", reason=e.reason)
 
 
 def _commit_line(commit: object) -> str | None:
@@ -143,6 +118,36 @@ def enriched(e: Event, commit: Commit | None, paths: tuple[str, ...], incident_o
     return Event(e.app, e.kind, e.revision, e.at, e.reason, e.evidence | extra)
 
 
+class InFlight:
+    """The polls under way and since when: what /healthz reads to tell a stuck poll from a slow one."""
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+
+    @contextmanager
+    def track(self, source: str) -> Iterator[None]:
+        self._started[source] = time.monotonic()
+        try:
+            yield
+        finally:
+            self._started.pop(source, None)
+
+    def ages(self, now: float) -> dict[str, float]:
+        return {source: now - started for source, started in list(self._started.items())}
+
+
+def commit_of(repo: WatchedRepo, sha: str) -> Commit | None:
+    """The commit, fetching once when Argo CD saw a revision before our last fetch."""
+    commit = repo.commit(sha)
+    if commit is None:
+        try:
+            repo.sync()
+        except GitError:
+            return None
+        commit = repo.commit(sha)
+    return commit
+
+
 class Watcher:
     """Observe -> record -> publish; implements ports.Fleet for the reverter, the notifier and the HTTP views."""
 
@@ -159,7 +164,7 @@ class Watcher:
         # only to copy or swap it, so /metrics and /api/apps answer while a fetch hangs.
         self._observing = threading.RLock()
         self._lock = threading.RLock()
-        self._in_flight: dict[str, float] = {}  # poll -> monotonic start
+        self.in_flight = InFlight()
         self.failing: dict[str, str] = {}  # "store" -> why its last write failed
         self.stopped = threading.Event()  # set at shutdown: nothing more is observed or written
         # Deadlines pass only on fresh data: up to one list interval after the last complete list.
@@ -172,20 +177,12 @@ class Watcher:
         self.metrics = Metrics(
             StateView(self.snapshots, lambda: self.ledger.open, self.environment, self._last_deploys)
         )
-        self._commit = lru_cache(maxsize=4096)(self._lookup_commit)
+        self._commit = lru_cache(maxsize=4096)(partial(commit_of, repo))
         self.listeners: list[Callable[[Event], None]] = []
 
     # -- observe ----------------------------------------------------------------------------------------
-    @contextmanager
-    def _polling(self, source: str) -> Iterator[None]:
-        self._in_flight[source] = time.monotonic()
-        try:
-            yield
-        finally:
-            self._in_flight.pop(source, None)
-
     def poll_git(self) -> PollSummary:
-        with self._polling("git"):
+        with self.in_flight.track("git"):
             return self._poll_git()
 
     def _poll_git(self) -> PollSummary:
@@ -208,7 +205,7 @@ class Watcher:
         return PollSummary("git poll", f"head {head[:12]} ({moved})")
 
     def poll_apps(self) -> PollSummary:
-        with self._polling("argocd"):
+        with self.in_flight.track("argocd"):
             return self._poll_apps()
 
     def _poll_apps(self) -> PollSummary:
@@ -250,27 +247,16 @@ class Watcher:
         return PollSummary("apps poll", seen, events=recorded)
 
     def _confirmed_gone(self, listing: Listing) -> list[str]:
-        """Apps missing from the list that Argo CD confirms deleted (a GET answers 404). A list that misses
-        most of the fleet is suspect and removes nothing: an app leaves on a stream DELETED or a 404."""
+        """Apps missing from the list that Argo CD confirms deleted; none at all when the list is suspect."""
         with self._lock:
             known = set(self.trackers)
         missing = sorted(known - set(listing.snapshots) - set(listing.unreadable))
-        if len(missing) >= SUSPECT_MIN and len(missing) > SUSPECT_SHARE * len(known):
+        if is_suspect(len(missing), len(known)):
             self.metrics.suspect_lists.inc()
-            self.log.warning(
-                "argocd_list_suspect", missing=len(missing), known=len(known), listed=len(listing.snapshots)
-            )
+            self.log.warning("argocd_list_suspect", missing=len(missing), known=len(known))
             return []
-        gone = []
-        for key in missing[:CONFIRM_PER_POLL]:
-            ctx = self.app_context(key)
-            try:
-                self.argocd.get_app(ctx.name, ctx.namespace)
-            except ArgoCDNotFound:
-                gone.append(key)
-            except ArgoCDError as exc:  # unknown: it stays until Argo CD can say
-                self.log.warning("app_missing_unconfirmed", app=key, error=str(exc))
-        return gone
+        refs = [(key, (ctx := self.app_context(key)).name, ctx.namespace) for key in missing]
+        return confirm_gone(self.argocd, refs, self.log)
 
     def _store_failed(self, step: str, exc: StoreUnavailable) -> PollSummary:
         """Loud: counted, logged, and /readyz fails until a write succeeds. Nothing observed is lost: memory
@@ -364,32 +350,12 @@ class Watcher:
         closes = self.ledger.since.get(e.app) if e.kind is EventKind.RECOVERED else None
         return enriched(e, commit, self.fleet_map.paths_of(e.app), closes)
 
-    def _lookup_commit(self, sha: str) -> Commit | None:
-        commit = self.repo.commit(sha)
-        if commit is None:  # Argo CD saw a revision before our last fetch
-            try:
-                self.repo.sync()
-            except GitError:
-                return None
-            commit = self.repo.commit(sha)
-        return commit
-
     def _publish(self, e: Event) -> None:
         """Count the event (the ledger says what), log it, hand it to the listeners (reverter, Slack)."""
         self.metrics.events.labels(e.kind.value).inc()
         self.ledger, counts = fold(self.ledger, e)
         self.metrics.count(e.app, self.environment(e.app), counts)
-        log = self.log.bind(app=e.app, revision=e.revision, kind=e.kind.value)
-        if e.kind in INCIDENT_KINDS:
-            # The revision Argo CD deployed is often the head of a push, not the culprit: say which it is. The
-            # culprit is named once blame has run (the reverter's revert_decided line).
-            log.warning("failure_detected", reason=e.reason, deployed_revision=_commit_line(e.evidence.get("commit")))
-        elif e.kind in CLOSING_KINDS:
-            log.info("app_recovered" if e.kind is EventKind.RECOVERED else "app_removed", reason=e.reason)
-        elif e.kind is EventKind.DEPLOYED:
-            log.info("deploy_finished")
-        else:
-            log.info(f"{e.kind.value}_seen", reason=e.reason)
+        log_event(self.log, e)
         for listener in self.listeners:
             listener(e)
 
@@ -403,18 +369,7 @@ class Watcher:
         """A consistent copy of what is known about one app, with every app's mapping fields and paths."""
         with self._lock:
             tracker = self.trackers.get(key)
-            specs, paths = self.fleet_map.copies()
-        meta = (specs.get(key) or {}).get("metadata") or {}
-        return AppContext(
-            key=key,
-            name=str(meta.get("name") or key.rsplit("/", 1)[-1]),
-            namespace=str(meta.get("namespace") or ""),
-            annotations=dict(meta.get("annotations") or {}),
-            last=tracker.last if tracker else None,
-            good_revisions=tracker.good_revisions if tracker else (),
-            specs=specs,
-            paths=paths,
-        )
+        return self.fleet_map.context(key, tracker.last if tracker else None, tracker.good_revisions if tracker else ())
 
     def environment(self, key: str) -> str:
         return self.fleet_map.environment(key)
@@ -429,7 +384,7 @@ class Watcher:
             self.fleet_map.copies()[1],
             dict(self.last_success),
             dict(self.failing),
-            {source: now - started for source, started in list(self._in_flight.items())},
+            self.in_flight.ages(now),
         )
 
     def snapshots(self) -> list[AppSnapshot]:

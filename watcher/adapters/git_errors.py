@@ -1,0 +1,73 @@
+"""The git adapter's errors, named by what the caller does (RetryLater, NeedsHuman); never a credential."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import git
+
+from watcher.domain import RevertState
+from watcher.ports import NeedsHuman, RetryLater
+from watcher.settings import without_credentials
+
+
+class GitError(Exception):
+    """Base of this adapter's errors; messages never contain credentials."""
+
+
+class GitUnavailable(GitError, RetryLater):
+    """Clone or fetch failed: the remote is unreachable or refused us."""
+
+
+class HostKeyRejected(GitUnavailable):
+    """ssh refused the remote's host key: it changed since we first trusted it, or it is not in known_hosts."""
+
+
+HOST_KEY_FAILURES = ("Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED")
+
+
+class RevertConflict(GitError, NeedsHuman):
+    """The revert does not apply on the current head; nothing was committed or pushed."""
+
+    outcome = RevertState.CONFLICT
+
+    def __init__(self, files: list[str]):
+        super().__init__(f"revert conflicts in {', '.join(files) or 'the working tree'}")
+        self.files = files
+
+
+class NothingToRevert(GitError, NeedsHuman):
+    """Reverting changes nothing at the current head: the change is already undone."""
+
+    outcome = RevertState.ALREADY_UNDONE
+
+
+class SigningFailed(GitError, NeedsHuman):
+    """WATCHER_REVERT__SIGNING_KEY_FILE is set but the revert could not be signed; nothing was committed."""
+
+    outcome = RevertState.FAILED
+
+
+class PushRejected(GitError, NeedsHuman):
+    """The remote refused the push after the bounded retries (someone kept pushing, or no write access)."""
+
+    outcome = RevertState.PUSH_FAILED
+
+
+def _stderr(exc: git.GitCommandError) -> str:
+    text = str(exc.stderr or exc).strip().replace("\n", " ")
+    return without_credentials(text)[:300]
+
+
+def _unavailable(step: str, exc: git.GitCommandError, known_hosts: Path) -> GitUnavailable:
+    text = str(exc.stderr or exc)
+    if any(failure in text for failure in HOST_KEY_FAILURES):
+        changed = "CHANGED" in text
+        return HostKeyRejected(
+            f"{step} refused: the remote's host key "
+            + ("differs from the one trusted in " if changed else "is not in ")
+            + f"{known_hosts}; someone may be posing as the git host. If the key really "
+            + ("changed, remove the old line (ssh-keygen -R <host> -f <file>) and restart" if changed else "is right, "
+               "add it to that file (ssh-keyscan) or set WATCHER_GIT__SSH_HOST_KEY_CHECKING=accept-new")
+        )  # fmt: skip
+    return GitUnavailable(f"{step} failed: {_stderr(exc)}")

@@ -1,0 +1,128 @@
+"""The one git path that writes to the remote: revert culprits on the current head in a private work tree,
+commit (signed when a key is set), push, and redo it on the new head when someone pushed first."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import git
+
+from watcher.adapters.git_errors import NothingToRevert, PushRejected, RevertConflict, SigningFailed, _stderr
+from watcher.adapters.signing import Signing, SigningUnavailable, signing_for
+from watcher.domain import Commit
+from watcher.ports import RetryLater, RevertResult
+from watcher.settings import state_dir
+
+if TYPE_CHECKING:
+    from watcher.adapters.gitrepo import GitRepo
+
+
+class RevertWorktree:
+    """Reverts through `repo`'s clone, under its lock (no fetch or read of the clone runs meanwhile)."""
+
+    def __init__(self, repo: GitRepo, signing_key: Path | None):
+        self.repo = repo
+        self.signing_key = signing_key
+        self._signing: Signing | None = None
+
+    def revert(
+        self,
+        culprits: Sequence[Commit],
+        message: str,
+        author: tuple[str, str],
+        push_branch: str | None,
+        retries: int = 3,
+    ) -> RevertResult:
+        """Revert `culprits` (newest first) as one commit on the current remote head; push it to `push_branch`.
+
+        With `push_branch=None` it is a dry run. A rejected push is retried on the new head, at most
+        `retries` times. The scratch work tree is reset before and after: a conflict leaves nothing behind.
+        """
+        with self.repo.locked() as repo:
+            for attempt in range(1, retries + 2):
+                self.repo.fetch(repo)
+                base = self.repo.rev(repo, self.repo.remote_ref)
+                tree = self._worktree(repo, base)
+                try:
+                    for c in culprits:
+                        tree.revert("--no-commit", *(["-m", "1"] if c.is_merge else []), c.sha)
+                except git.GitCommandError:
+                    conflicted = tree.diff("--name-only", "--diff-filter=U").split()
+                    self._clean(tree, base)
+                    raise RevertConflict(conflicted) from None
+                if not tree.diff("--cached", "--name-only").strip():
+                    self._clean(tree, base)
+                    raise NothingToRevert("the reverted change is already undone at the branch head")
+                name, email = author
+                identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email}
+                identity |= {"GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+                self._commit(tree, base, message, identity)
+                sha = str(tree.rev_parse("HEAD"))
+                diffstat = str(tree.show("--stat", "--format=", "HEAD")).strip()
+                if push_branch is None:
+                    self._clean(tree, base)
+                    return RevertResult(None, base, diffstat, attempt)
+                try:
+                    tree.push(
+                        "origin", f"{sha}:refs/heads/{push_branch}", kill_after_timeout=self.repo.cfg.timeout_seconds
+                    )
+                except git.GitCommandError as exc:
+                    self._clean(tree, base)
+                    if attempt > retries:
+                        raise PushRejected(f"push to {push_branch} refused {attempt} times: {_stderr(exc)}") from None
+                    continue  # someone pushed first: redo the revert on their head
+                try:
+                    self.repo.fetch(repo)
+                except RetryLater:
+                    pass  # the push landed; the next poll fetches it
+                return RevertResult(sha, base, diffstat, attempt)
+        raise AssertionError("unreachable")
+
+    def _commit(self, tree: git.Git, base: str, message: str, identity: dict[str, str]) -> None:
+        """Commit the staged revert, signed when a key is set; an unsigned revert is never made instead."""
+        if not self.signing_key:
+            tree.commit("-q", "--no-verify", "--no-gpg-sign", "-m", message, env=identity)
+            return
+        try:
+            if self._signing is None:
+                self._signing = signing_for(self.signing_key, state_dir(self.repo.cfg) / "gnupg")
+            signing = self._signing
+            tree(c=list(signing.config)).commit(
+                "-q", "--no-verify", f"--gpg-sign={signing.key_id}", "-m", message, env=identity | signing.env
+            )
+        except (SigningUnavailable, git.GitCommandError) as exc:
+            self._clean(tree, base)
+            detail = str(exc) if isinstance(exc, SigningUnavailable) else _stderr(exc)
+            raise SigningFailed(f"revert not committed, nothing pushed: signing failed: {detail}") from None
+
+    @property
+    def worktree_path(self) -> Path:
+        return self.repo.path.with_name(self.repo.path.name + "-worktree")
+
+    def _worktree(self, repo: git.Repo, base: str) -> git.Git:
+        """A private work tree at `base`, cleaned of anything an earlier run (or crash) left."""
+        path = self.worktree_path
+        tree = git.Git(path)
+        tree.update_environment(**self.repo.transport.env())
+        if (path / ".git").exists():
+            try:
+                self._clean(tree, base)
+                return tree
+            except git.GitCommandError:
+                shutil.rmtree(path)  # left by another clone of the repo: make a new one
+        repo.git.worktree("prune")
+        repo.git.worktree("add", "--detach", "--force", str(path), base)
+        self._clean(tree, base)
+        return tree
+
+    @staticmethod
+    def _clean(tree: git.Git, base: str) -> None:
+        try:
+            tree.revert("--quit")
+        except git.GitCommandError:
+            pass  # no revert in progress
+        tree.reset("-q", "--hard", base)
+        tree.clean("-q", "-fdx")

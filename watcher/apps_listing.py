@@ -1,0 +1,72 @@
+"""Argo CD's application list as the watcher reads it: one bad item is one unreadable app, and a list that
+misses most of the fleet is suspect, never a mass deletion (an app leaves on a 404 or a stream DELETED)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from watcher import appmap
+from watcher.adapters.argocd import ArgoCDError, ArgoCDNotFound, snapshot_from_app
+from watcher.domain import AppSnapshot
+from watcher.ports import AppSource
+
+# A list that misses more than this share of the known fleet (and at least SUSPECT_MIN apps) is suspect:
+# RBAC, a project filter or a half-started Argo CD hides apps; nobody deletes most of a fleet at once.
+SUSPECT_SHARE = 0.5
+SUSPECT_MIN = 3
+CONFIRM_PER_POLL = 20  # apps missing from a list confirmed gone (a GET answers 404) per poll; the rest wait
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One list poll: snapshots and mapping fields per app, and the apps it could not read this time."""
+
+    snapshots: dict[str, AppSnapshot]
+    specs: dict[str, dict[str, Any]]
+    unreadable: dict[str, str]  # app key (or the item's position) -> why: kept as it was, not taken as gone
+
+
+def list_snapshots(argocd: AppSource) -> Listing:
+    """Snapshots and mapping fields of every listed app, with a full GET of the apps that look wrong. One
+    malformed item or one failed GET is one unreadable app; the others are still observed."""
+    listing = Listing({}, {}, {})
+    for position, item in enumerate(argocd.list_apps()):  # the raw list is dropped on return
+        try:
+            snap = snapshot_from_app(item, complete=False)
+            specs = appmap.mapping_fields(item)
+        except (AttributeError, TypeError, ValueError) as exc:  # a shape the spec does not allow
+            name = item.get("metadata", {}).get("name") if isinstance(item.get("metadata"), dict) else None
+            listing.unreadable[str(name or f"#{position}")] = f"malformed list item: {type(exc).__name__}: {exc}"
+            continue
+        if not snap.name:
+            continue
+        listing.specs[snap.key] = specs
+        if not snap.looks_healthy:
+            try:
+                snap = snapshot_from_app(argocd.get_app(snap.name, snap.namespace), complete=True)
+            except (ArgoCDError, AttributeError, TypeError, ValueError) as exc:
+                listing.unreadable[snap.key] = f"GET failed: {type(exc).__name__}: {exc}"
+                continue
+        listing.snapshots[snap.key] = snap
+    return listing
+
+
+def is_suspect(missing: int, known: int) -> bool:
+    """Whether a list missing `missing` of `known` apps is to be disbelieved rather than acted on."""
+    return missing >= SUSPECT_MIN and missing > SUSPECT_SHARE * known
+
+
+def confirm_gone(argocd: AppSource, missing: Sequence[tuple[str, str, str]], log: Any) -> list[str]:
+    """The keys of (key, name, namespace) that Argo CD confirms deleted: a GET answers 404. Any other answer
+    keeps the app until Argo CD can say; at most CONFIRM_PER_POLL GETs a poll."""
+    gone = []
+    for key, name, namespace in missing[:CONFIRM_PER_POLL]:
+        try:
+            argocd.get_app(name, namespace)
+        except ArgoCDNotFound:
+            gone.append(key)
+        except ArgoCDError as exc:
+            log.warning("app_missing_unconfirmed", app=key, error=str(exc))
+    return gone
