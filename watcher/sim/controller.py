@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import posixpath
 import re
 import threading
 import time
@@ -22,24 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import git
-import yaml
+from watcher.sim.cluster import Cluster, apply_error, changed_results, live_health, resource_result, resource_statuses
+from watcher.sim.repo_server import Rendered, RenderError, RepoServer
+
+__all__ = ["Cluster", "Controller", "SimTimings"]
 
 Listener = Callable[[str, dict[str, Any]], None]
 GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
-MEMORY_MIB = {
-    "Ki": 1 / 1024,
-    "Mi": 1,
-    "Gi": 1024,
-    "Ti": 1024**2,
-    "K": 1 / 1048.576,
-    "M": 1 / 1.048576,
-    "G": 953.67431640625,
-    "T": 953674.31640625,
-    None: 1 / 1048576,
-}
 
 
 @dataclass
@@ -48,12 +37,6 @@ class SimTimings:
     sync_seconds: float = 2.0  # one sync attempt
     health_seconds: float = 5.0  # Progressing -> Healthy/Degraded after a sync
     backoff_scale: float = 1.0  # multiplies the Application's retry backoff (tests: 0.01)
-
-
-@dataclass
-class Cluster:
-    images: dict[str, dict[str, int]] = field(default_factory=dict)  # repository -> tag -> MiB needed
-    max_replicas: int = 20
 
 
 def go_duration(text: str | int | None, default: float) -> float:
@@ -67,22 +50,6 @@ def go_duration(text: str | int | None, default: float) -> float:
 
 def now_iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class RenderError(Exception):
-    """Manifests cannot be generated (Argo CD: ComparisonError)."""
-
-
-@dataclass
-class Rendered:
-    """What a source renders to, reduced to what the simulated cluster looks at."""
-
-    fingerprint: str
-    replicas: Any = 0
-    image: str = ""
-    memory: Any = None
-    workload: bool = True  # False for a directory of plain manifests (the app-of-apps)
-    config: str = ""  # fingerprint of the chart's ConfigMap (values under `config`); the rest is the Deployment
 
 
 @dataclass
@@ -136,7 +103,7 @@ class Controller:
         self.listeners: list[Listener] = []
         self.head: str | None = None
         self._next_poll = 0.0
-        self._repo: git.Repo | None = None
+        self.repo_server = RepoServer(repo_url, self.workdir, branch)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.history_id = 0
@@ -196,33 +163,6 @@ class Controller:
                 self.apps[app.name] = app
 
     # -- git ------------------------------------------------------------------------------------------
-    def _git(self) -> git.Repo:
-        if self._repo is None:
-            target = self.workdir / "sim-clone.git"
-            if target.exists():
-                self._repo = git.Repo(target)
-            else:
-                self._repo = git.Repo.clone_from(self.repo_url, target, bare=True, multi_options=["--no-tags"])
-                self._repo.git.config("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
-        return self._repo
-
-    def _poll_git(self) -> None:
-        repo = self._git()
-        repo.git.fetch("origin", "--prune", "--tags", "--force")  # a moved tag is re-resolved, as the repo server does
-        self.head = repo.git.rev_parse(f"refs/remotes/origin/{self.branch}")
-
-    def _resolve(self, target: str) -> str | None:
-        """An Application's targetRevision as the repo server resolves it: the branch (or HEAD, or nothing)
-        follows the head; a tag, another branch or a commit is looked up; None when git has no such thing."""
-        if target in ("", "HEAD", self.branch, f"refs/heads/{self.branch}"):
-            return self.head
-        for ref in (f"refs/tags/{target}", f"refs/remotes/origin/{target}", target):
-            try:
-                return str(self._git().git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}"))
-            except git.GitCommandError:
-                continue
-        return None
-
     def sync(self, name: str, revision: str, username: str) -> str | None:
         """`POST /applications/{name}/sync` by a person: sync `revision` (default: the target) now, no retries.
         Returns an error message, or None when the operation started."""
@@ -232,25 +172,14 @@ class Controller:
                 return f'applications.argoproj.io "{name}" not found'
             if app.operation is not None:
                 return "another operation is already in progress"
-            rev = self._resolve(revision or str(app.manifest["spec"].get("source", {}).get("targetRevision", "")))
+            rev = self.repo_server.resolve(
+                revision or str(app.manifest["spec"].get("source", {}).get("targetRevision", ""))
+            )
             if rev is None:
                 return f"unable to resolve '{revision}' to a commit SHA"
             self._start_sync(app, rev, self.clock(), {"username": username}, retry={})
             self._changed(app)
             return None
-
-    def _file(self, rev: str, path: str) -> str | None:
-        try:
-            return str(self._git().git.show(f"{rev}:{path}"))
-        except git.GitCommandError:
-            return None
-
-    def _dir_files(self, rev: str, path: str) -> dict[str, str]:
-        try:
-            names = self._git().git.ls_tree("-r", "--name-only", rev, "--", path).splitlines()
-        except git.GitCommandError:
-            return {}
-        return {n: self._file(rev, n) or "" for n in names if n.endswith((".yaml", ".yml"))}
 
     # -- the reconcile loop -----------------------------------------------------------------------------
     def tick(self) -> None:
@@ -258,7 +187,7 @@ class Controller:
         with self.lock:
             if now >= self._next_poll:
                 self._next_poll = now + self.timings.git_poll_seconds
-                self._poll_git()
+                self.head = self.repo_server.poll()
                 self._load_apps()
                 for app in list(self.apps.values()):
                     self._reconcile(app, now)
@@ -266,37 +195,17 @@ class Controller:
                 self._advance(app, now)
 
     def _load_apps(self) -> None:
+        """The app-of-apps and its children as git has them now; apps gone from git are deleted."""
         assert self.head is not None
-        root_text = self._file(self.head, self.root_manifest)
-        root = yaml.safe_load(root_text) if root_text else None
-        if not isinstance(root, dict):
-            return
-        root["metadata"].setdefault("namespace", "argocd")
-        self._upsert(root)
-        path = root["spec"]["source"]["path"]
-        seen = {root["metadata"]["name"]}
-        for text in self._dir_files(self.head, path).values():
-            try:
-                docs = list(yaml.safe_load_all(text))
-            except yaml.YAMLError:
-                continue  # the root app reports it as a ComparisonError on its own
-            for doc in docs:
-                if isinstance(doc, dict) and doc.get("kind") == "Application":
-                    doc["metadata"].setdefault("namespace", "argocd")
-                    annotations = doc["metadata"].setdefault("annotations", {})
-                    # Argo CD v3 resource tracking: how the watcher tells the parent of an app.
-                    annotations["argocd.argoproj.io/tracking-id"] = (
-                        f"{root['metadata']['name']}:argoproj.io/Application:argocd/{doc['metadata']['name']}"
-                    )
-                    self._upsert(doc)
-                    seen.add(doc["metadata"]["name"])
-        for name in [
-            n
-            for n, a in self.apps.items()
-            if n not in seen and "sim/static" not in a.manifest["metadata"].get("annotations", {})
-        ]:
-            gone = self.apps.pop(name)
-            self._notify("DELETED", gone)
+        manifests = self.repo_server.applications(self.head, self.root_manifest)
+        if not manifests:
+            return  # the root does not parse: nothing is known to be gone
+        for manifest in manifests:
+            self._upsert(manifest)
+        seen = {m["metadata"]["name"] for m in manifests}
+        static = [n for n, a in self.apps.items() if "sim/static" in a.manifest["metadata"].get("annotations", {})]
+        for name in [n for n in self.apps if n not in seen and n not in static]:
+            self._notify("DELETED", self.apps.pop(name))
 
     def _upsert(self, manifest: dict[str, Any]) -> None:
         name = manifest["metadata"]["name"]
@@ -310,75 +219,19 @@ class Controller:
             app.manifest = manifest
             self._changed(app)
 
-    def _render(self, app: SimApp, rev: str) -> Rendered:
-        spec = app.manifest["spec"]
-        source = spec.get("source") or (spec.get("sources") or [{}])[0]
-        path = source.get("path", "")
-        files = self._dir_files(rev, path)
-        if not files:
-            raise RenderError(f"{path}: app path does not exist")
-        if "helm" not in source:
-            for name, content in sorted(files.items()):
-                try:
-                    list(yaml.safe_load_all(content))
-                except yaml.YAMLError as exc:
-                    raise RenderError(f"failed to unmarshal {posixpath.basename(name)}: {exc}") from None
-            digest = hashlib.sha1(json.dumps(files, sort_keys=True).encode()).hexdigest()
-            return Rendered(digest, workload=False)
-        value_files = ["values.yaml", *((source.get("helm") or {}).get("valueFiles") or [])]
-        values: dict[str, Any] = {}
-        for vf in value_files:
-            full = posixpath.normpath(posixpath.join(path, vf))
-            text = files.get(full) if full.startswith(path) else self._file(rev, full)
-            if text is None:
-                if vf == "values.yaml":
-                    continue
-                raise RenderError(f"open {full}: no such file or directory")
-            try:
-                loaded = yaml.safe_load(text) or {}
-            except yaml.YAMLError as exc:
-                line = getattr(getattr(exc, "problem_mark", None), "line", 0) + 1
-                raise RenderError(
-                    f"failed to parse {vf}: error converting YAML to JSON: yaml: line {line}: "
-                    f"{getattr(exc, 'problem', 'invalid YAML')}"
-                ) from None
-            if not isinstance(loaded, dict):
-                raise RenderError(f"failed to parse {vf}: values must be a map")
-            values = _merge(values, loaded)
-        image = values.get("image") or {}
-        memory = ((values.get("resources") or {}).get("limits") or {}).get("memory")
-        fingerprint = hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
-        config = hashlib.sha1(json.dumps(values.get("config"), sort_keys=True, default=str).encode()).hexdigest()
-        return Rendered(
-            fingerprint,
-            values.get("replicaCount", 1),
-            f"{image.get('repository')}:{image.get('tag')}",
-            memory,
-            config=config,
-        )
-
     def _reconcile(self, app: SimApp, now: float) -> None:
         """Compare the app's desired state at head with what is live; auto-sync when they differ."""
         if "sim/static" in app.manifest["metadata"].get("annotations", {}) or self.head is None:
             return
         target = str(app.manifest["spec"].get("source", {}).get("targetRevision", ""))
-        resolved = self._resolve(target)
+        resolved = self.repo_server.resolve(target)
         rev = resolved or self.head
         before = _signature(app)
         app.status["reconciledAt"] = now_iso(now)
         try:
-            desired = self._render(app, rev)
+            desired = self.repo_server.render(app.manifest, rev)
         except RenderError as exc:
-            message = (
-                f"Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: "
-                f"code = Unknown desc = {exc}"
-            )
-            current = app.status.get("conditions") or []
-            if not current or current[0].get("message") != message:
-                app.status["conditions"] = [
-                    {"type": "ComparisonError", "message": message, "lastTransitionTime": now_iso(now)}
-                ]
-            app.status["sync"] = {"status": "Unknown", "revision": rev, "comparedTo": self._compared_to(app)}
+            _comparison_error(app, rev, str(exc), now)
             if _signature(app) != before:
                 self._changed(app)
             return
@@ -387,19 +240,13 @@ class Controller:
         app.status["sync"] = {
             "status": "Synced" if in_sync else "OutOfSync",
             "revision": rev,
-            "comparedTo": self._compared_to(app),
+            "comparedTo": _compared_to(app),
         }
         automated = (app.manifest["spec"].get("syncPolicy") or {}).get("automated")
         if not in_sync and automated is not None and app.operation is None and rev not in app.failed_revisions:
             self._start_sync(app, rev, now)
         if _signature(app) != before:
             self._changed(app)
-
-    def _compared_to(self, app: SimApp) -> dict[str, Any]:
-        return {
-            "source": app.manifest["spec"].get("source", {}),
-            "destination": app.manifest["spec"].get("destination", {}),
-        }
 
     def _start_sync(
         self,
@@ -429,14 +276,14 @@ class Controller:
         state = app.status.get("operationState")
         if app.terminate and app.operation is not None and state is not None:
             app.terminate = False
-            self._finish(app, now, "Failed", "Operation terminated")
+            _finish(app, now, "Failed", "Operation terminated")
             app.failed_revisions.add(state["operation"]["sync"]["revision"])
             self._changed(app)
         elif app.operation is not None and app.attempt_due is not None and now >= app.attempt_due:
             self._attempt(app, now)
         if app.health_due is not None and now >= app.health_due:
             app.health_due = None
-            status, message = self._live_health(app.live)
+            status, message = live_health(self.cluster, app.live)
             app.status["health"] = {"status": status, "message": message, "lastTransitionTime": now_iso(now)}
             self._changed(app)
 
@@ -444,32 +291,21 @@ class Controller:
         state = app.status["operationState"]
         rev = state["operation"]["sync"]["revision"]
         try:
-            desired = self._render(app, rev)
-            error = self._apply_error(app, desired)
+            desired = self.repo_server.render(app.manifest, rev)
+            error = apply_error(app.name, desired)
         except RenderError as exc:
             desired, error = None, f"ComparisonError: {exc}"
         if error is None and desired is not None:
-            self._finish(app, now, "Succeeded", "successfully synced (all tasks run)")
+            _finish(app, now, "Succeeded", "successfully synced (all tasks run)")
             state["syncResult"] = {
                 "revision": rev,
                 "source": app.manifest["spec"].get("source", {}),
-                "resources": self._changed_results(app, app.live, desired),
+                "resources": changed_results(app.name, _namespace(app), app.live, desired),
             }
             app.live = desired
-            app.status["sync"] = {"status": "Synced", "revision": rev, "comparedTo": self._compared_to(app)}
+            app.status["sync"] = {"status": "Synced", "revision": rev, "comparedTo": _compared_to(app)}
             self.history_id += 1
-            history = app.status.setdefault("history", [])
-            history.append(
-                {
-                    "id": self.history_id,
-                    "revision": rev,
-                    "deployedAt": now_iso(now),
-                    "deployStartedAt": state["startedAt"],
-                    "source": app.manifest["spec"].get("source", {}),
-                    "initiatedBy": copy.deepcopy(state["operation"].get("initiatedBy") or {"automated": True}),
-                }
-            )
-            del history[: -int(app.manifest["spec"].get("revisionHistoryLimit") or 10)]
+            _add_history(app, self.history_id, rev, now)
             app.status["health"] = {
                 "status": "Progressing",
                 "message": "Waiting for rollout to finish",
@@ -477,15 +313,9 @@ class Controller:
             }
             app.health_due = now + self.timings.health_seconds
         else:
-            retry = state["operation"].get("retry") or {}
-            limit = int(retry.get("limit", 0) or 0)
             count = int(state.get("retryCount", 0))
-            if limit < 0 or count < limit:
-                backoff = retry.get("backoff") or {}
-                base = go_duration(backoff.get("duration"), 5.0)
-                factor = float(backoff.get("factor") or 2)
-                cap = go_duration(backoff.get("maxDuration"), 180.0)
-                wait = min(base * factor**count, cap) * self.timings.backoff_scale
+            wait = retry_wait(state["operation"].get("retry") or {}, count, self.timings.backoff_scale)
+            if wait is not None:
                 state["retryCount"] = count + 1
                 at = datetime.fromtimestamp(now + wait, UTC).strftime("%-I:%M%p")
                 state["message"] = f"{error}. Retrying attempt #{count + 1} at {at}."
@@ -495,91 +325,15 @@ class Controller:
                 state["syncResult"] = {
                     "revision": rev,
                     "source": app.manifest["spec"].get("source", {}),
-                    "resources": [self._resource_result(app, "SyncFailed", error or "")],
+                    "resources": [resource_result(app.name, _namespace(app), "SyncFailed", error or "")],
                 }
-                self._finish(app, now, "Failed", f"{error}{suffix}")
+                _finish(app, now, "Failed", f"{error}{suffix}")
                 app.failed_revisions.add(rev)
         self._changed(app)
 
-    def _finish(self, app: SimApp, now: float, phase: str, message: str) -> None:
-        state = app.status["operationState"]
-        state.update(phase=phase, message=message, finishedAt=now_iso(now))
-        app.operation = None
-        app.attempt_due = None
-
-    def _changed_results(self, app: SimApp, live: Rendered | None, desired: Rendered) -> list[dict[str, Any]]:
-        """The sync's resource results, as with ApplyOutOfSyncOnly=true (the seeds' option): only what it applied."""
-        deployment = (desired.replicas, desired.image, desired.memory)
-        results = []
-        if live is None or (live.replicas, live.image, live.memory) != deployment:
-            results.append(self._resource_result(app, "Synced", f"deployment.apps/{app.name} configured"))
-        if live is None or live.config != desired.config:
-            config = self._resource_result(app, "Synced", f"configmap/{app.name}-config configured")
-            results.append(config | {"group": "", "kind": "ConfigMap", "name": f"{app.name}-config"})
-        return results
-
-    def _resource_statuses(self, app: SimApp) -> list[dict[str, Any]]:
-        """status.resources: the Deployment with the app's health, its ConfigMap (no health of its own)."""
-        dest = app.manifest["spec"].get("destination", {}).get("namespace", "")
-        health = {k: v for k, v in (app.status.get("health") or {}).items() if k in ("status", "message")}
-        common = {"version": "v1", "namespace": dest, "status": app.status.get("sync", {}).get("status", "Unknown")}
-        return [
-            common | {"group": "apps", "kind": "Deployment", "name": app.name, "health": health},
-            common | {"group": "", "kind": "ConfigMap", "name": f"{app.name}-config"},
-        ]
-
-    def _resource_result(self, app: SimApp, status: str, message: str) -> dict[str, Any]:
-        dest = app.manifest["spec"].get("destination", {})
-        return {
-            "group": "apps",
-            "version": "v1",
-            "kind": "Deployment",
-            "namespace": dest.get("namespace", ""),
-            "name": app.name,
-            "status": status,
-            "message": message,
-            "syncPhase": "Sync",
-        }
-
-    def _apply_error(self, app: SimApp, r: Rendered) -> str | None:
-        """What the Kubernetes API server would refuse."""
-        prefix = f'one or more objects failed to apply, reason: Deployment.apps "{app.name}" is invalid: '
-        if not r.workload:
-            return None
-        if not isinstance(r.replicas, int) or isinstance(r.replicas, bool):
-            return prefix + f"spec.replicas: Invalid value: {r.replicas!r}: must be an integer"
-        if r.replicas < 0:
-            return prefix + f"spec.replicas: Invalid value: {r.replicas}: must be greater than or equal to 0"
-        if r.memory is not None and _mib(r.memory) is None:
-            return prefix + (
-                f"spec.template.spec.containers[0].resources.limits[memory]: Invalid value: "
-                f'"{r.memory}": quantities must match the regular expression'
-            )
-        return None
-
-    def _live_health(self, live: Rendered | None) -> tuple[str, str]:
-        if live is None:
-            return "Missing", ""
-        if not live.workload:
-            return "Healthy", ""
-        repository, _, tag = live.image.rpartition(":")
-        needs = self.cluster.images.get(repository, {}).get(tag)
-        if needs is None:
-            return "Degraded", f'ImagePullBackOff: Back-off pulling image "{live.image}"'
-        limit = _mib(live.memory) if live.memory is not None else None
-        if limit is not None and limit < needs:
-            return "Degraded", "CrashLoopBackOff: back-off restarting failed container app (OOMKilled)"
-        if live.replicas > self.cluster.max_replicas:
-            return "Progressing", (
-                f"Waiting for rollout to finish: {self.cluster.max_replicas} of {live.replicas} "
-                "updated replicas are available..."
-            )
-        return "Healthy", ""
-
-    # -- notifications ----------------------------------------------------------------------------------
     def _changed(self, app: SimApp) -> None:
         if app.live is not None and app.live.workload:
-            app.status["resources"] = self._resource_statuses(app)
+            app.status["resources"] = resource_statuses(app.name, _namespace(app), app.status)
         app.resource_version += 1
         self._notify("MODIFIED", app)
 
@@ -598,18 +352,68 @@ class Controller:
             return app.to_json() if app else None
 
 
+def _namespace(app: SimApp) -> str:
+    return str(app.manifest["spec"].get("destination", {}).get("namespace", ""))
+
+
 def _signature(app: SimApp) -> str:
     status = {k: v for k, v in app.status.items() if k != "reconciledAt"}
     return json.dumps([status, app.operation], sort_keys=True, default=str)
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+def _finish(app: SimApp, now: float, phase: str, message: str) -> None:
+    state = app.status["operationState"]
+    state.update(phase=phase, message=message, finishedAt=now_iso(now))
+    app.operation = None
+    app.attempt_due = None
 
 
-def _mib(quantity: Any) -> float | None:
-    m = MEMORY.match(str(quantity).strip())
-    return float(m[1]) * MEMORY_MIB[m[2]] if m else None
+# -- notifications ----------------------------------------------------------------------------------
+
+
+def _compared_to(app: SimApp) -> dict[str, Any]:
+    return {
+        "source": app.manifest["spec"].get("source", {}),
+        "destination": app.manifest["spec"].get("destination", {}),
+    }
+
+
+def retry_wait(retry: dict[str, Any], count: int, scale: float) -> float | None:
+    """Seconds before retry `count + 1` under the Application's retry policy; None when retries are spent."""
+    limit = int(retry.get("limit", 0) or 0)
+    if not (limit < 0 or count < limit):
+        return None
+    backoff = retry.get("backoff") or {}
+    base = go_duration(backoff.get("duration"), 5.0)
+    factor = float(backoff.get("factor") or 2)
+    cap = go_duration(backoff.get("maxDuration"), 180.0)
+    return float(min(base * factor**count, cap) * scale)
+
+
+def _add_history(app: SimApp, history_id: int, rev: str, now: float) -> None:
+    """status.history gains the deployed revision (as Argo CD's controller keeps it, bounded)."""
+    state = app.status["operationState"]
+    history = app.status.setdefault("history", [])
+    history.append(
+        {
+            "id": history_id,
+            "revision": rev,
+            "deployedAt": now_iso(now),
+            "deployStartedAt": state["startedAt"],
+            "source": app.manifest["spec"].get("source", {}),
+            "initiatedBy": copy.deepcopy(state["operation"].get("initiatedBy") or {"automated": True}),
+        }
+    )
+    del history[: -int(app.manifest["spec"].get("revisionHistoryLimit") or 10)]
+
+
+def _comparison_error(app: SimApp, rev: str, error: str, now: float) -> None:
+    """Manifests cannot be generated: a ComparisonError condition (its time kept while the message stays)."""
+    message = (
+        f"Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: "
+        f"code = Unknown desc = {error}"
+    )
+    current = app.status.get("conditions") or []
+    if not current or current[0].get("message") != message:
+        app.status["conditions"] = [{"type": "ComparisonError", "message": message, "lastTransitionTime": now_iso(now)}]
+    app.status["sync"] = {"status": "Unknown", "revision": rev, "comparedTo": _compared_to(app)}

@@ -1,0 +1,159 @@
+"""The simulator's repo server: the GitOps repo's content at a revision, a targetRevision resolved as Argo CD's
+repo server does, and an Application's source rendered to what the simulated cluster looks at."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import git
+import yaml
+
+
+class RenderError(Exception):
+    """Manifests cannot be generated (Argo CD: ComparisonError)."""
+
+
+@dataclass
+class Rendered:
+    """What a source renders to, reduced to what the simulated cluster looks at."""
+
+    fingerprint: str
+    replicas: Any = 0
+    image: str = ""
+    memory: Any = None
+    workload: bool = True  # False for a directory of plain manifests (the app-of-apps)
+    config: str = ""  # fingerprint of the chart's ConfigMap (values under `config`); the rest is the Deployment
+
+
+class RepoServer:
+    def __init__(self, repo_url: str, workdir: Path, branch: str):
+        self.repo_url = repo_url
+        self.workdir = workdir
+        self.branch = branch
+        self.head: str | None = None
+        self._repo: git.Repo | None = None
+
+    def git(self) -> git.Repo:
+        if self._repo is None:
+            target = self.workdir / "sim-clone.git"
+            if target.exists():
+                self._repo = git.Repo(target)
+            else:
+                self._repo = git.Repo.clone_from(self.repo_url, target, bare=True, multi_options=["--no-tags"])
+                self._repo.git.config("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
+        return self._repo
+
+    def poll(self) -> str:
+        repo = self.git()
+        repo.git.fetch("origin", "--prune", "--tags", "--force")  # a moved tag is re-resolved, as the repo server does
+        self.head = repo.git.rev_parse(f"refs/remotes/origin/{self.branch}")
+        return self.head
+
+    def resolve(self, target: str) -> str | None:
+        """An Application's targetRevision as the repo server resolves it: the branch (or HEAD, or nothing)
+        follows the head; a tag, another branch or a commit is looked up; None when git has no such thing."""
+        if target in ("", "HEAD", self.branch, f"refs/heads/{self.branch}"):
+            return self.head
+        for ref in (f"refs/tags/{target}", f"refs/remotes/origin/{target}", target):
+            try:
+                return str(self.git().git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}"))
+            except git.GitCommandError:
+                continue
+        return None
+
+    def file(self, rev: str, path: str) -> str | None:
+        try:
+            return str(self.git().git.show(f"{rev}:{path}"))
+        except git.GitCommandError:
+            return None
+
+    def dir_files(self, rev: str, path: str) -> dict[str, str]:
+        try:
+            names = self.git().git.ls_tree("-r", "--name-only", rev, "--", path).splitlines()
+        except git.GitCommandError:
+            return {}
+        return {n: self.file(rev, n) or "" for n in names if n.endswith((".yaml", ".yml"))}
+
+    def applications(self, rev: str, root_manifest: str) -> list[dict[str, Any]]:
+        """The root Application and every Application in its source directory at `rev` (none when the root does
+        not parse: Argo CD reports that as the root's own ComparisonError)."""
+        root_text = self.file(rev, root_manifest)
+        root = yaml.safe_load(root_text) if root_text else None
+        if not isinstance(root, dict):
+            return []
+        root["metadata"].setdefault("namespace", "argocd")
+        found = [root]
+        for text in self.dir_files(rev, root["spec"]["source"]["path"]).values():
+            try:
+                docs = list(yaml.safe_load_all(text))
+            except yaml.YAMLError:
+                continue  # the root app reports it as a ComparisonError on its own
+            for doc in docs:
+                if isinstance(doc, dict) and doc.get("kind") == "Application":
+                    doc["metadata"].setdefault("namespace", "argocd")
+                    annotations = doc["metadata"].setdefault("annotations", {})
+                    # Argo CD v3 resource tracking: how the watcher tells the parent of an app.
+                    annotations["argocd.argoproj.io/tracking-id"] = (
+                        f"{root['metadata']['name']}:argoproj.io/Application:argocd/{doc['metadata']['name']}"
+                    )
+                    found.append(doc)
+        return found
+
+    def render(self, manifest: dict[str, Any], rev: str) -> Rendered:
+        spec = manifest["spec"]
+        source = spec.get("source") or (spec.get("sources") or [{}])[0]
+        path = source.get("path", "")
+        files = self.dir_files(rev, path)
+        if not files:
+            raise RenderError(f"{path}: app path does not exist")
+        if "helm" not in source:
+            for name, content in sorted(files.items()):
+                try:
+                    list(yaml.safe_load_all(content))
+                except yaml.YAMLError as exc:
+                    raise RenderError(f"failed to unmarshal {posixpath.basename(name)}: {exc}") from None
+            digest = hashlib.sha1(json.dumps(files, sort_keys=True).encode()).hexdigest()
+            return Rendered(digest, workload=False)
+        value_files = ["values.yaml", *((source.get("helm") or {}).get("valueFiles") or [])]
+        values: dict[str, Any] = {}
+        for vf in value_files:
+            full = posixpath.normpath(posixpath.join(path, vf))
+            text = files.get(full) if full.startswith(path) else self.file(rev, full)
+            if text is None:
+                if vf == "values.yaml":
+                    continue
+                raise RenderError(f"open {full}: no such file or directory")
+            try:
+                loaded = yaml.safe_load(text) or {}
+            except yaml.YAMLError as exc:
+                line = getattr(getattr(exc, "problem_mark", None), "line", 0) + 1
+                raise RenderError(
+                    f"failed to parse {vf}: error converting YAML to JSON: yaml: line {line}: "
+                    f"{getattr(exc, 'problem', 'invalid YAML')}"
+                ) from None
+            if not isinstance(loaded, dict):
+                raise RenderError(f"failed to parse {vf}: values must be a map")
+            values = _merge(values, loaded)
+        image = values.get("image") or {}
+        memory = ((values.get("resources") or {}).get("limits") or {}).get("memory")
+        fingerprint = hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+        config = hashlib.sha1(json.dumps(values.get("config"), sort_keys=True, default=str).encode()).hexdigest()
+        return Rendered(
+            fingerprint,
+            values.get("replicaCount", 1),
+            f"{image.get('repository')}:{image.get('tag')}",
+            memory,
+            config=config,
+        )
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
