@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from tests.conftest import wait_for
 from tests.revert_world import Scenario, values_path
-from watcher.adapters.gitrepo import GitRepo
+from watcher.adapters.git_revert import RevertWorktree
 from watcher.cli import main
 from watcher.domain import Event, EventKind, RevertState
 from watcher.sim.gitops_repo import REGISTRY
@@ -158,16 +158,16 @@ def test_dry_run_records_the_revert_and_pushes_nothing(scenario: Callable[..., S
 def _push_first_during_revert(s: Scenario, monkeypatch: pytest.MonkeyPatch, change: Callable[[], str]) -> list[str]:
     """Let someone else push right after the watcher read the remote head for its revert (once)."""
     pushed: list[str] = []
-    original = GitRepo._worktree
+    original = RevertWorktree._worktree
 
-    def racing(self: GitRepo, repo: Any, base: str) -> Any:
+    def racing(self: RevertWorktree, repo: Any, base: str) -> Any:
         tree = original(self, repo, base)
         if not pushed:
             pushed.append(change())
             s.world.work.push()
         return tree
 
-    monkeypatch.setattr(GitRepo, "_worktree", racing)
+    monkeypatch.setattr(RevertWorktree, "_worktree", racing)
     return pushed
 
 

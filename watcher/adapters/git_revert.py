@@ -5,25 +5,39 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import git
 
 from watcher.adapters.git_errors import NothingToRevert, PushRejected, RevertConflict, SigningFailed, _stderr
+from watcher.adapters.git_transport import GitTransport
 from watcher.adapters.signing import Signing, SigningUnavailable, signing_for
 from watcher.domain import Commit
 from watcher.ports import RetryLater, RevertResult
-from watcher.settings import state_dir
+from watcher.settings import GitSettings, state_dir
 
-if TYPE_CHECKING:
-    from watcher.adapters.gitrepo import GitRepo
+
+class Clone(Protocol):
+    """What the revert needs of the watcher's clone (GitRepo): the clone under its lock, a fetch, a ref."""
+
+    cfg: GitSettings
+    path: Path
+    transport: GitTransport
+
+    @property
+    def remote_ref(self) -> str: ...
+
+    def locked(self) -> AbstractContextManager[git.Repo]: ...
+    def fetch(self, repo: git.Repo) -> None: ...
+    def rev(self, repo: git.Repo, ref: str) -> str: ...
 
 
 class RevertWorktree:
     """Reverts through `repo`'s clone, under its lock (no fetch or read of the clone runs meanwhile)."""
 
-    def __init__(self, repo: GitRepo, signing_key: Path | None):
+    def __init__(self, repo: Clone, signing_key: Path | None):
         self.repo = repo
         self.signing_key = signing_key
         self._signing: Signing | None = None
