@@ -311,3 +311,25 @@ def test_a_re_sync_of_a_revision_that_ran_healthy_is_not_a_new_deploy() -> None:
     selfheal = replace(HEALTHY_A, operation_started_at=at(3000), operation_finished_at=at(3001))
     tracker, events = observe(tracker, selfheal, at(3001), RULES, app="plate-api-stg")
     assert tracker.deployed_at == first_deploy and events == []
+
+
+def test_a_later_failed_sync_says_nothing_of_what_the_deploy_changed() -> None:
+    """The last operation is a failed sync of another revision: its results are not the deploy's, so a
+    degraded app stays attributed to the deployed revision (as before this rule)."""
+    c = "c" * 40
+    tracker, _ = observe(AppTracker(), HEALTHY_A, at(0), RULES, app="plate-api-stg")
+    deployed = replace(HEALTHY_A, sync_revision=B, operation_revision=B, operation_finished_at=at(10))
+    tracker, _ = observe(tracker, deployed, at(10), RULES, app="plate-api-stg")
+    failed_later = replace(
+        deployed,
+        health=Health.DEGRADED,
+        phase=Phase.FAILED,
+        operation_revision=c,
+        operation_finished_at=at(15),
+        degraded_resources=("Deployment/plate/plate-api-stg",),
+        changed_resources=(),
+    )
+    tracker, _ = observe(tracker, failed_later, at(20), RULES, app="plate-api-stg")
+    _, events = observe(tracker, failed_later, at(20) + RULES.degraded_grace, RULES, app="plate-api-stg")
+    assert (EventKind.DEGRADED, B) in [(e.kind, e.revision) for e in events]
+    assert EventKind.DEGRADED_UNATTRIBUTED not in [e.kind for e in events]

@@ -179,7 +179,7 @@ class _Run:
                     deployed_at=_iso(deployed_at),
                 )
         elif self.now - deployed_at >= rules.degraded_grace:
-            untouched = _untouched_by_the_sync(s)
+            untouched = _untouched_by_the_sync(s, deployed_rev)
             if untouched:
                 self.emit(
                     EventKind.DEGRADED_UNATTRIBUTED,
@@ -223,10 +223,13 @@ class _Run:
         self.events.append(event)
 
 
-def _untouched_by_the_sync(s: AppSnapshot) -> list[str]:
-    """The degraded resources, when Argo CD says which resources the last sync changed and none of them is
-    among those (a node failure, a quota, an expired certificate): not the deploy's doing. Empty otherwise."""
+def _untouched_by_the_sync(s: AppSnapshot, deployed: str) -> list[str]:
+    """The degraded resources, when Argo CD says which resources the sync that deployed `deployed` changed and
+    none of them is among those (a node failure, a quota, an expired certificate): not the deploy's doing.
+    Empty otherwise, also when the last operation is another one (a later failed sync says nothing of it)."""
     if not s.degraded_resources or s.changed_resources is None:
+        return []
+    if s.phase is not Phase.SUCCEEDED or s.operation_revision != deployed:
         return []
     if set(s.degraded_resources) & set(s.changed_resources):
         return []
