@@ -25,7 +25,12 @@ class Store:
     def __init__(self, url: str):
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        connect_args: dict[str, Any] = {}
+        if url.startswith("postgresql"):  # every call has a deadline: connecting, and each statement
+            connect_args = {"connect_timeout": 10, "options": "-c statement_timeout=30000"}
+        self.engine: Engine = sa.create_engine(
+            url.replace("postgresql://", "postgresql+psycopg://", 1), connect_args=connect_args
+        )
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.migrate()
