@@ -9,7 +9,7 @@ import pytest
 
 from watcher.blame import Blame, BlameOutcome
 from watcher.domain import Action, AppSnapshot, Commit, EventKind, Health, Phase, RevertMode, SyncStatus
-from watcher.policy import PolicyFacts, RevertRules, decide, opt_in_from, still_failing
+from watcher.policy import PolicyFacts, RevertRules, advice_for, decide, opt_in_from, still_failing
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 BAD = Commit("bad0000000001", "Dev Two", NOW - timedelta(minutes=5), "scale to -1")
@@ -93,6 +93,7 @@ def test_decisions(change: dict[str, object], rules: RevertRules, action: Action
     d = decide(replace(FACTS, **change), rules, NOW)  # type: ignore[arg-type]
     assert (d.action, d.rule) == (action, rule), d.reason
     assert d.reason
+    assert advice_for(d.rule), f"`sync-watcher explain` has no words for {d.rule}"
 
 
 def test_rate_limit_opens_the_circuit_and_names_the_culprit() -> None:

@@ -242,6 +242,7 @@ def test_revert_that_does_not_heal_suspends_the_app(world: SimWorld, scenario: C
     api = f"http://127.0.0.1:{s.d.http.port}"
     explained = CliRunner().invoke(main, ["explain", "plate-api-stg", "--url", api])
     assert explained.exit_code == 0 and "ALERT (suspended)" in explained.output and "SUSPENDED" in explained.output
+    assert "sync-watcher resume APP" in explained.output  # what to do, in words the operator can act on
     assert s.settings.http.admin_token is not None
     token = {"WATCHER_HTTP__ADMIN_TOKEN": s.settings.http.admin_token.get_secret_value()}
     resumed = CliRunner().invoke(main, ["resume", "plate-api-stg", "--url", api], env=token)

@@ -206,6 +206,7 @@ def explain(app: str, url: str, as_json: bool) -> None:
     lines = [
         f"{app}: {d['action'].upper()} ({d['rule']}) at {d['at'][:19]} in mode {d['mode']}",
         f"  why:      {d['reason']}",
+        f"  do:       {data.get('what_to_do') or '-'}",
         f"  incident: #{incident.get('id')} {incident.get('kind')} at {(incident.get('revision') or '')[:12]}"
         f" ({incident.get('reason')})",
         f"  argo cd:  {json.dumps(ev.get('argocd_now'))}",

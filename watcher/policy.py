@@ -229,3 +229,38 @@ def _culprit_checks(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decisi
 def _ago(d: timedelta) -> str:
     s = int(d.total_seconds())
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+# What an operator can do about each rule's outcome: `sync-watcher explain` prints it under the reason.
+RULE_ADVICE: dict[str, str] = {
+    "mode_off": "Nothing to do if intended; set WATCHER_REVERT__MODE=dry-run, push or pull-request to act.",
+    "not_attributed": "No commit caused this: look at the cluster (nodes, quotas, certificates, the registry).",
+    "opted_out": "The app's annotation sync-watcher.io/auto-revert says false: fix or revert by hand.",
+    "not_allowed": "The app is outside WATCHER_REVERT__ALLOW: fix or revert by hand, or widen the globs.",
+    "denied": "The app matches WATCHER_REVERT__DENY: fix or revert by hand.",
+    "suspended": "A revert of this app did not heal it: fix it by hand, then `sync-watcher resume APP`.",
+    "circuit_open": "Too many reverts in an hour: check what is going on, then `sync-watcher resume --circuit`.",
+    "pinned_revision": "The app deploys a tag, commit or other branch: move its targetRevision back to a good one.",
+    "argocd_unknown": "Waiting for Argo CD to answer; check the watcher's Argo CD token and network if it lasts.",
+    "no_longer_failing": "Nothing to do: the app recovered or moved on by itself.",
+    "git_unknown": "Waiting for git to answer; check the remote, the credentials and the host key if it lasts.",
+    "manual_sync": "A person synced an older revision by hand: sync the branch head, or revert by hand.",
+    "fix_on_branch": "A newer commit may fix it: the watcher waits for Argo CD to deploy the branch head.",
+    "fix_not_deployed": "Newer commits did not deploy: check the app's sync (is it paused, out of a sync window?).",
+    "no_commit_touches_app": "No commit in the range changed the app: look for a shared chart or the cluster.",
+    "too_many_candidates": "Several commits changed the app: revert the bad one by hand (the culprits are listed).",
+    "unknown": "History does not line up (no good revision, or rewritten): revert by hand.",
+    "culprit_is_revert": "The culprit is a sync-watcher revert: fix forward by hand.",
+    "undone_on_branch": "Already reverted on the branch: the watcher asked Argo CD to deploy it; nothing else to do.",
+    "partly_undone_on_branch": "Some culprits were reverted by hand: revert the rest by hand if they are bad.",
+    "already_reverted": "This commit was already reverted: look at that revert's outcome.",
+    "outside_attribution_window": "The commit is older than the attribution window: likely the cluster, not git.",
+    "cooldown": "The app was reverted moments ago: wait for that revert, or revert by hand.",
+    "rate_limit": "Too many reverts in an hour opened the circuit: check, then `sync-watcher resume --circuit`.",
+    "no_automated_sync": "Argo CD will not deploy a revert by itself: push the proposed revert and sync the app.",
+    "culprit_found": "Reverted (or proposed): watch the app come back; the incident closes when it does.",
+}
+
+
+def advice_for(rule: str) -> str:
+    return RULE_ADVICE.get(rule, "")

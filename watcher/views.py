@@ -7,6 +7,7 @@ from typing import Any
 
 from watcher.codec import to_json
 from watcher.domain import DecisionRecord, Incident, RevertRecord, Suspension
+from watcher.policy import advice_for
 from watcher.ports import FleetStatus
 from watcher.settings import Settings
 
@@ -94,6 +95,7 @@ def explanation(
     """/api/explain: the app's last decision, its incident's audit trail, and its suspension if any."""
     return {
         "decision": to_json(decision),
+        "what_to_do": advice_for(decision.rule),
         "incident": incident,
         "suspended": to_json(suspension) if suspension else None,
     }
