@@ -123,7 +123,19 @@ def test_a_git_remote_that_never_answers_is_killed_at_the_deadline(silent_remote
     with pytest.raises(GitUnavailable):
         repo.sync()
     assert time.monotonic() - started < 10  # killed at the deadline, not hung until someone notices
-    assert not any("git" in p.name() for p in psutil.Process().children(recursive=True))  # nothing left behind
+    assert _git_processes_in(tmp_path / "clone") == []  # nothing left behind
+
+
+def _git_processes_in(directory: Path) -> list[str]:
+    """Live git processes working in `directory` (other tests' git helpers are children of pytest too)."""
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "git" in p.name() and p.status() != psutil.STATUS_ZOMBIE and p.cwd().startswith(str(directory)):
+                found.append(" ".join(p.cmdline()))
+        except psutil.Error:
+            continue  # ended meanwhile
+    return found
 
 
 # -- the whole daemon under faults: honest /readyz and /healthz, no false incident, no revert, recovery ---------
