@@ -263,7 +263,7 @@ def test_a_hung_git_remote_leaves_http_answering_and_liveness_honest(
     daemon.start()
     url = f"http://127.0.0.1:{daemon.http.port}"
     try:
-        wait_for(lambda: daemon.watcher.status().in_flight.get("git", 0) > 1.0, what="the fetch hanging")
+        wait_for(lambda: daemon.watcher.health().in_flight.get("git", 0) > 1.0, what="the fetch hanging")
         # The views read state the fetch does not hold: they answer at once while it hangs.
         for path in ("/metrics", "/api/apps", "/readyz"):
             started = time.monotonic()

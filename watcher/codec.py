@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter
 
 from watcher.detect import AppTracker
-from watcher.domain import AppSnapshot
 
 T = TypeVar("T")
 
@@ -53,7 +52,3 @@ def tracker_to_json(t: AppTracker) -> dict[str, Any]:
 
 def tracker_from_json(d: Any) -> AppTracker:
     return from_json(AppTracker, d)
-
-
-def snapshot_to_json(s: AppSnapshot) -> dict[str, Any]:
-    return to_json(s)  # type: ignore[no-any-return]

@@ -79,14 +79,20 @@ class FleetMap:
         with self._lock:
             return dict(self._specs), dict(self._paths)
 
+    def ref(self, key: str) -> tuple[str, str]:
+        """(name, namespace) to ask Argo CD about the app stored under `key`."""
+        meta = self.metadata(key)
+        return str(meta.get("name") or key.rsplit("/", 1)[-1]), str(meta.get("namespace") or "")
+
     def context(self, key: str, last: AppSnapshot | None, good_revisions: tuple[str, ...]) -> AppContext:
         """What is known about one app (with the watcher's `last` snapshot), and every app's fields and paths."""
         specs, paths = self.copies()
         meta = (specs.get(key) or {}).get("metadata") or {}
+        name, namespace = self.ref(key)
         return AppContext(
             key=key,
-            name=str(meta.get("name") or key.rsplit("/", 1)[-1]),
-            namespace=str(meta.get("namespace") or ""),
+            name=name,
+            namespace=namespace,
             annotations=dict(meta.get("annotations") or {}),
             last=last,
             good_revisions=good_revisions,

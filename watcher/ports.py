@@ -8,7 +8,7 @@ one of the errors below (or a subclass) instead of hanging or returning half an 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -146,8 +146,15 @@ class FleetStatus:
     open_incidents: Mapping[tuple[str, str], int]  # (app, kind) -> open incidents
     paths: Mapping[str, tuple[str, ...]]
     last_success: Mapping[str, float]  # "argocd" | "git" -> unix time of the last successful poll
-    failing: Mapping[str, str] = field(default_factory=dict)  # "store" -> why its last write failed
-    in_flight: Mapping[str, float] = field(default_factory=dict)  # poll -> seconds it has been running
+
+
+@dataclass(frozen=True, slots=True)
+class FleetHealth:
+    """What /readyz and /healthz read: a few numbers, not a copy of the fleet (they are probed every few seconds)."""
+
+    last_success: Mapping[str, float]  # "argocd" | "git" -> unix time of the last successful poll
+    failing: Mapping[str, str]  # "store" -> why its last write failed
+    in_flight: Mapping[str, float]  # poll -> seconds it has been running
 
 
 class Fleet(Protocol):
@@ -156,3 +163,4 @@ class Fleet(Protocol):
     def app_context(self, key: str) -> AppContext: ...
     def environment(self, key: str) -> str: ...
     def status(self) -> FleetStatus: ...
+    def health(self) -> FleetHealth: ...

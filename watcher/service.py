@@ -18,7 +18,7 @@ from typing import Any
 
 from watcher.adapters.argocd import ArgoCDError, snapshot_from_app
 from watcher.adapters.gitrepo import GitError
-from watcher.apps_listing import Listing, confirm_gone, is_suspect, list_snapshots
+from watcher.apps_listing import CONFIRM_PER_POLL, Listing, confirm_gone, is_suspect, list_snapshots
 from watcher.detect import AppTracker, DetectionRules, observe
 from watcher.domain import INCIDENT_KINDS, AppSnapshot, Clock, Commit, Event, EventKind, utcnow
 from watcher.fleet_map import FleetMap
@@ -26,7 +26,7 @@ from watcher.ledger import CLOSING_KINDS, fold, ledger_of
 from watcher.logs import get_logger
 from watcher.memory import gc_paused, release_free_memory
 from watcher.metrics import Metrics, StateView
-from watcher.ports import AppContext, AppSource, FleetStatus, StoreUnavailable, WatchedRepo
+from watcher.ports import AppContext, AppSource, FleetHealth, FleetStatus, StoreUnavailable, WatchedRepo
 from watcher.settings import DetectionSettings, Settings
 from watcher.store import Observation, Store
 
@@ -255,7 +255,7 @@ class Watcher:
             self.metrics.suspect_lists.inc()
             self.log.warning("argocd_list_suspect", missing=len(missing), known=len(known))
             return []
-        refs = [(key, (ctx := self.app_context(key)).name, ctx.namespace) for key in missing]
+        refs = [(key, *self.fleet_map.ref(key)) for key in missing[:CONFIRM_PER_POLL]]
         return confirm_gone(self.argocd, refs, self.log)
 
     def _store_failed(self, step: str, exc: StoreUnavailable) -> PollSummary:
@@ -377,15 +377,10 @@ class Watcher:
     def status(self) -> FleetStatus:
         with self._lock:
             trackers = dict(self.trackers)
-        now = time.monotonic()
-        return FleetStatus(
-            trackers,
-            self.ledger.open,
-            self.fleet_map.copies()[1],
-            dict(self.last_success),
-            dict(self.failing),
-            self.in_flight.ages(now),
-        )
+        return FleetStatus(trackers, self.ledger.open, self.fleet_map.copies()[1], dict(self.last_success))
+
+    def health(self) -> FleetHealth:
+        return FleetHealth(dict(self.last_success), dict(self.failing), self.in_flight.ages(time.monotonic()))
 
     def snapshots(self) -> list[AppSnapshot]:
         with self._lock:

@@ -83,14 +83,14 @@ def build_app(
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     def healthz(_: Request) -> Response:
-        state = liveness(fleet.status().in_flight, stuck_poll_seconds)
+        state = liveness(fleet.health().in_flight, stuck_poll_seconds)
         if state["alive"]:
             return PlainTextResponse("ok\n")
         return JSONResponse(state, status_code=503)
 
     def readyz(_: Request) -> Response:
-        status = fleet.status()
-        state = readiness(status.last_success, readiness_limits, time.time(), status.failing)
+        health = fleet.health()
+        state = readiness(health.last_success, readiness_limits, time.time(), health.failing)
         return JSONResponse(state, status_code=200 if state["ready"] else 503)
 
     def apps(_: Request) -> Response:
