@@ -40,9 +40,28 @@ class ArgoCDSettings(BaseModel):
         return v.rstrip("/")
 
 
+# What `git check-ref-format --branch` refuses, so a typo fails the start and not every fetch.
+_BAD_REF = re.compile(r"(^[-/.])|(\.\.)|(//)|(@\{)|([\x00-\x20\x7f~^:?*\[\\])|([/.]$)|(\.lock$)|(/\.)|(\.lock/)")
+
+
+def branch_name(name: str) -> str:
+    """A branch as git names it (`refs/heads/` dropped); ValueError with the reason when git would refuse it."""
+    name = name.strip().removeprefix("refs/heads/")
+    if name in ("", "HEAD", "@"):
+        raise ValueError(f"{name!r} is not a branch name; name the branch (HEAD is resolved from the remote)")
+    if _BAD_REF.search(name):
+        raise ValueError(f"{name!r} is not a valid git branch name")
+    return name
+
+
 class GitSettings(BaseModel):
     url: str = Field("", description="GitOps repo remote: https://, ssh://, git@host:path, git:// or a local path")
-    branch: str = Field("main", description="Branch Argo CD deploys from")
+    branch: str = Field("main", description="Branch Argo CD deploys from (set WATCHER_GIT__BRANCHES for several)")
+    branches: list[str] = Field(
+        default_factory=list,
+        description='Branches apps follow (JSON list: ["main", "release-1.x"]); the first holds the app-of-apps '
+        "manifests; a revert goes to the app's branch (default: [WATCHER_GIT__BRANCH])",
+    )
     clone_dir: Path = Field(Path("/var/lib/sync-watcher/repo"), description="Where the watcher keeps its clone")
     poll_interval_seconds: float = Field(60.0, gt=0, description="How often to fetch the repo")
     token: SecretStr | None = Field(None, description="HTTPS token for the remote (secret)")
@@ -60,6 +79,25 @@ class GitSettings(BaseModel):
     timeout_seconds: float = Field(
         120.0, gt=0, description="Deadline of one clone, fetch or push; the git process is killed past it"
     )
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_name(cls, v: str) -> str:
+        return branch_name(v)
+
+    @field_validator("branches")
+    @classmethod
+    def _branch_names(cls, v: list[str]) -> list[str]:
+        names = [branch_name(b) for b in v]
+        twice = sorted({b for b in names if names.count(b) > 1})
+        if twice:
+            raise ValueError(f"{twice[0]!r} is listed twice")
+        return names
+
+    @property
+    def watched_branches(self) -> tuple[str, ...]:
+        """Every branch blame and reverts may use; the first is where app-of-apps manifests are read."""
+        return tuple(self.branches) or (self.branch,)
 
 
 class DetectionSettings(BaseModel):
@@ -213,6 +251,16 @@ class Settings(BaseSettings):
     def _login_complete(self) -> Settings:
         if self.argocd.username and self.argocd.password is None and self.argocd.token is None:
             raise ValueError("WATCHER_ARGOCD__PASSWORD: set it (or WATCHER_ARGOCD__PASSWORD_FILE) with the username")
+        return self
+
+    @model_validator(mode="after")
+    def _first_branch_is_the_branch(self) -> Settings:
+        git = self.git
+        if git.branches and "branch" in git.model_fields_set and git.branch != git.branches[0]:
+            raise ValueError(
+                f"WATCHER_GIT__BRANCHES: its first branch ({git.branches[0]}) is where app-of-apps manifests are "
+                f"read, but WATCHER_GIT__BRANCH says {git.branch}; unset WATCHER_GIT__BRANCH or list it first"
+            )
         return self
 
     @model_validator(mode="after")
