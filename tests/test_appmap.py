@@ -110,32 +110,3 @@ def test_parent_paths_come_from_tracking_annotations() -> None:
 
 def test_broken_yaml_defines_no_app() -> None:
     assert application_manifests({"a.yaml": "kind: Application\n  bad: [", "b.yaml": "kind: ConfigMap\n"}) == {}
-
-
-@pytest.mark.parametrize(
-    ("target", "pinned"),
-    [
-        ("", None),
-        ("HEAD", None),
-        ("main", None),
-        ("refs/heads/main", None),
-        ("v1.4.0", "v1.4.0"),  # a tag
-        ("3f2a9c1e", "3f2a9c1e"),  # a commit
-        ("release-2026.11", "release-2026.11"),  # another branch
-    ],
-)
-def test_pinned_revision_is_any_target_but_the_watched_branch(target: str, pinned: str | None) -> None:
-    from watcher.appmap import mapping_fields, pinned_revision
-
-    app = mapping_fields(
-        {
-            "metadata": {"name": "plate-api-stg"},
-            "spec": {
-                "sources": [
-                    {"repoURL": "https://charts.example.com", "chart": "redis", "targetRevision": "19.0.1"},
-                    {"repoURL": "git@github.com:plate/gitops.git", "path": "helm/api", "targetRevision": target},
-                ]
-            },
-        }
-    )
-    assert pinned_revision(app, "https://github.com/plate/gitops", "main") == pinned

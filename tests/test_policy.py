@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from watcher.blame import Blame, BlameOutcome
+from watcher.branches import Follow, Following
 from watcher.domain import Action, AppSnapshot, Commit, EventKind, Health, Phase, RevertMode, SyncStatus
 from watcher.policy import PolicyFacts, RevertRules, advice_for, decide, opt_in_from, still_failing
 
@@ -66,7 +67,10 @@ FACTS = PolicyFacts(app="plate-api-stg", kind=EventKind.SYNC_FAILED, detected_at
         ),
         ({"undone_on_branch": {"bad0000000001": "f" * 40}}, RULES, Action.ALERT, "undone_on_branch"),
         ({"newer_changes": ("f" * 40,)}, RULES, Action.WAIT, "fix_on_branch"),
-        ({"pinned": "v1.4.0"}, RULES, Action.ALERT, "pinned_revision"),
+        ({"following": Following(Follow.PINNED, pinned="v1.4.0")}, RULES, Action.ALERT, "pinned_revision"),
+        ({"following": Following(Follow.UNWATCHED, "release-2.x")}, RULES, Action.ALERT, "unwatched_branch"),
+        ({"following": Following(Follow.MIXED, branches=("main", "rel"))}, RULES, Action.ALERT, "mixed_branches"),
+        ({"following": Following(Follow.BRANCH, "release-1.x")}, RULES, Action.REVERT, "culprit_found"),
         (  # a person synced (or rolled back to) an older revision: not the branch's failure
             {"initiated_by": "alice", "revision": "a" * 40, "head": "b" * 40},
             RULES,

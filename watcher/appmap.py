@@ -155,17 +155,3 @@ def mapping_fields(app: Mapping[str, Any]) -> dict[str, Any]:
         },
         "spec": {"sources": [source(s) for s in _sources(spec)]},
     }
-
-
-def pinned_revision(app: Mapping[str, Any], repo_url: str, branch: str) -> str | None:
-    """The targetRevision an app deploys from the watched repo when it is not the watched branch (a tag, a
-    commit, a semver range, another branch); None when every such source follows the branch (its name,
-    HEAD, or empty) or the app has no source in the repo."""
-    following = {"", "HEAD", branch, f"refs/heads/{branch}"}
-    watched = normalize_repo_url(repo_url)
-    for src in (app.get("spec") or {}).get("sources") or []:
-        if isinstance(src, dict) and normalize_repo_url(str(src.get("repoURL", ""))) == watched:
-            target = str(src.get("targetRevision") or "")
-            if target not in following:
-                return target
-    return None

@@ -135,7 +135,7 @@ class Daemon:
             http_port=self.http.port,
             argocd=without_credentials(self.settings.argocd.url),
             repo=without_credentials(self.settings.git.url),
-            branch=self.settings.git.branch,
+            branches=list(self.settings.git.watched_branches),
             revert_mode=self.settings.revert.mode,
             slack="off" if self.slack is None else ("bot" if self.slack.transport.threads else "webhook"),
         )

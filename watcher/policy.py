@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from watcher.appmap import OPT_ANNOTATION
 from watcher.blame import Blame, BlameOutcome
+from watcher.branches import Follow, Following
 from watcher.domain import (
     AUTOMATED,
     FINAL_FAILURE_PHASES,
@@ -58,8 +59,8 @@ class PolicyFacts:
     undone_on_branch: Mapping[str, str] = field(default_factory=dict)  # culprit sha -> the commit undoing it
     newer_changes: tuple[str, ...] = ()  # commits after the failing revision that touch the app (a fix?)
     revision: str | None = None  # the failing revision
-    head: str | None = None  # the watched branch's head, when git was read
-    pinned: str | None = None  # the app deploys this targetRevision, not the watched branch
+    head: str | None = None  # the followed branch's head, when git was read
+    following: Following | None = None  # which watched branch the app follows (None: not known, no check)
     initiated_by: str = ""  # who started the failing operation: AUTOMATED, a username, "" unknown
     auto_sync: bool | None = None  # the app has automated sync (None: unknown)
     last_revert_at: datetime | None = None  # this app's last revert pushed or proposed
@@ -98,6 +99,8 @@ def decide(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision:
     culprits = tuple(c.sha for c in b.culprits)
     also = sorted({a for apps in b.also_touched.values() for a in apps})
     reason = b.reason + (f"; the culprit also changed {', '.join(also)}" if also else "")
+    if f.following is not None and f.following.branch:
+        reason += f"; revert on {f.following.branch}"
     return Decision(Action.REVERT, "culprit_found", reason, culprits=culprits)
 
 
@@ -123,12 +126,22 @@ def _scope(f: PolicyFacts, rules: RevertRules) -> Decision | None:
         return _alert("suspended", f"auto-revert is suspended for {f.app}: {f.suspended}")
     if f.circuit:
         return _alert("circuit_open", f"the revert circuit is open: {f.circuit}")
-    if f.pinned is not None:
-        return _alert(
-            "pinned_revision",
-            f"{f.app} deploys targetRevision {f.pinned!r}, not the watched branch: nothing on the branch to revert",
-        )
+    follows = f.following
+    if follows is not None and follows.kind is not Follow.BRANCH:
+        return _alert(follows.kind.value, _not_followed(f.app, follows))
     return None
+
+
+def _not_followed(app: str, f: Following) -> str:
+    how = f" ({f.note})" if f.note else ""
+    if f.kind is Follow.PINNED:
+        return f"{app} deploys targetRevision {f.pinned!r}, not a watched branch{how}: nothing on a branch to revert"
+    if f.kind is Follow.MIXED:
+        return (
+            f"{app}'s sources in the watched repo follow different branches ({', '.join(f.branches)}){how}: a "
+            "revert on one of them would not undo what the others deploy"
+        )
+    return f"{app} follows branch {f.branch!r}{how}, which is not in WATCHER_GIT__BRANCHES: nothing is reverted there"
 
 
 def _knowledge(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision | None:
@@ -240,7 +253,10 @@ RULE_ADVICE: dict[str, str] = {
     "denied": "The app matches WATCHER_REVERT__DENY: fix or revert by hand.",
     "suspended": "A revert of this app did not heal it: fix it by hand, then `sync-watcher resume APP`.",
     "circuit_open": "Too many reverts in an hour: check what is going on, then `sync-watcher resume --circuit`.",
-    "pinned_revision": "The app deploys a tag, commit or other branch: move its targetRevision back to a good one.",
+    "pinned_revision": "The app deploys a tag, a commit or a semver range: point its targetRevision at a good one.",
+    "unwatched_branch": "The app follows a branch the watcher does not watch: revert on that branch by hand, or add "
+    "it to WATCHER_GIT__BRANCHES.",
+    "mixed_branches": "The app's sources follow different branches: find the bad change on each and revert by hand.",
     "argocd_unknown": "Waiting for Argo CD to answer; check the watcher's Argo CD token and network if it lasts.",
     "no_longer_failing": "Nothing to do: the app recovered or moved on by itself.",
     "git_unknown": "Waiting for git to answer; check the remote, the credentials and the host key if it lasts.",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from watcher.branches import RemoteBranches
 from watcher.detect import AppTracker
 from watcher.domain import AppSnapshot, ChangedCommit, Commit, RevertState
 
@@ -56,7 +57,8 @@ class WatchedRepo(Protocol):
     """The watcher's clone of the GitOps repo."""
 
     def sync(self) -> str:
-        """Fetch the watched branch; return its head sha. Raises RetryLater when the remote cannot answer."""
+        """Fetch every watched branch; return the first one's head sha (where app-of-apps manifests are read).
+        Raises RetryLater when the remote cannot answer."""
         ...
 
     def commit(self, sha: str) -> Commit | None:
@@ -80,14 +82,19 @@ class RevertRepo(Protocol):
     """What blame and the revert need of git. `revert` is the only call that writes to the remote."""
 
     def sync(self) -> str: ...
+
+    def branch_heads(self) -> RemoteBranches:
+        """Fetch every watched branch and ask the remote which branch its HEAD is; RetryLater as `sync`."""
+        ...
+
     def is_ancestor(self, ancestor: str, descendant: str) -> bool: ...
 
     def changes(self, since: str, until: str, paths: Any, limit: int) -> tuple[list[ChangedCommit], bool]:
         """Mainline commits in (since, until] that touched `paths`, newest first; True when cut at `limit`."""
         ...
 
-    def find_reverts(self, shas: Any) -> dict[str, str]:
-        """culprit sha -> the commit on the branch that already reverts it."""
+    def find_reverts(self, shas: Any, branch: str | None = None) -> dict[str, str]:
+        """culprit sha -> the commit on `branch` (None: the first watched) that already reverts it."""
         ...
 
     def find_by_incident(self, incident_id: int, since: datetime) -> str | None:
@@ -95,9 +102,16 @@ class RevertRepo(Protocol):
         ...
 
     def revert(
-        self, culprits: Any, message: str, author: tuple[str, str], push_branch: str | None, retries: int = 3
+        self,
+        culprits: Any,
+        message: str,
+        author: tuple[str, str],
+        push_branch: str | None,
+        retries: int = 3,
+        onto: str | None = None,
     ) -> RevertResult:
-        """Revert `culprits` on the remote head and push to `push_branch` (None: dry run, push nothing).
+        """Revert `culprits` on the remote head of `onto` (None: the first watched branch) and push to
+        `push_branch` (None: dry run, push nothing).
         Raises RetryLater when nothing was pushed and git could not be reached, NeedsHuman otherwise."""
         ...
 

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from watcher.appmap import pinned_revision
 from watcher.blame import AppSources, Blame, blame, helm_dirs
+from watcher.branches import Follow, Following, RemoteBranches, following
 from watcher.domain import AppSnapshot, ChangedCommit, Incident, RevertHistory
 from watcher.policy import PolicyFacts, opt_in_from, still_failing
 from watcher.ports import AppContext
@@ -39,9 +39,10 @@ class GitView:
     changes: tuple[ChangedCommit, ...] = ()  # commits in the range that touched the app's paths, newest first
     truncated: bool = False
     undone: Mapping[str, str] = field(default_factory=dict)  # sha -> the commit on the branch that reverts it
-    head: str | None = None  # the branch head when read
+    head: str | None = None  # the followed branch's head when read
     newer: tuple[str, ...] = ()  # commits in (failing, head] that touched the app's paths: a fix on its way?
     error: str | None = None  # git could not be read: blame is unknown
+    remote: RemoteBranches | None = None  # the watched branches' heads and the remote's default branch
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,7 @@ class Facts:
     blame: Blame | None
     evidence: Mapping[str, Any]
     head: str | None = None  # the branch head git was read at (what Argo CD is asked to deploy)
+    branch: str | None = None  # the watched branch the app follows: where blame read and a revert goes
 
 
 def sources_of(context: AppContext) -> tuple[AppSources, dict[str, AppSources]]:
@@ -66,10 +68,13 @@ def sources_of(context: AppContext) -> tuple[AppSources, dict[str, AppSources]]:
 
 @dataclass(frozen=True, slots=True)
 class Watched:
-    """What this watcher watches: the GitOps repo and its branch."""
+    """What this watcher watches: the GitOps repo and its branches (the first holds the app-of-apps manifests)."""
 
     repo_url: str
-    branch: str
+    branches: tuple[str, ...]
+
+    def following(self, context: AppContext, remote: RemoteBranches | None) -> Following:
+        return following(context.specs.get(context.key, {}), self.repo_url, self.branches, remote)
 
 
 def facts_of(
@@ -84,8 +89,10 @@ def facts_of(
     """`git` is None when it was not read (the app no longer fails, or the incident has no revision)."""
     snap = argocd.snapshot
     failing = still_failing(snap, incident.kind, incident.revision) if snap is not None else None
+    follows = watched.following(context, git.remote if git else None) if watched else None
+    ours = follows is None or follows.kind is Follow.BRANCH  # else git was not read for blame: nothing to blame
     found: Blame | None = None
-    if git is not None and git.error is None and incident.revision:
+    if git is not None and git.error is None and incident.revision and ours:
         own, others = sources_of(context)
         found = blame(
             incident.app,
@@ -115,15 +122,14 @@ def facts_of(
         newer_changes=git.newer if git else (),
         revision=incident.revision,
         head=git.head if git else None,
-        pinned=pinned_revision(context.specs.get(context.key, {}), watched.repo_url, watched.branch)
-        if watched
-        else None,
+        following=follows,
         initiated_by=snap.initiated_by if snap else "",
         auto_sync=snap.auto_sync if snap else None,
         last_revert_at=history.last_revert_at,
         reverts_last_hour=history.reverts_last_hour,
     )
-    return Facts(policy, found, _evidence(policy, found, argocd, git), git.head if git else None)
+    branch = follows.branch if follows is not None and follows.kind is Follow.BRANCH else None
+    return Facts(policy, found, _evidence(policy, found, argocd, git), git.head if git else None, branch)
 
 
 def _evidence(p: PolicyFacts, found: Blame | None, argocd: ArgoCDView, git: GitView | None) -> dict[str, Any]:
@@ -144,7 +150,7 @@ def _evidence(p: PolicyFacts, found: Blame | None, argocd: ArgoCDView, git: GitV
         "newer_changes": list(p.newer_changes),
         "last_revert_at": p.last_revert_at.isoformat() if p.last_revert_at else None,
         "reverts_last_hour": p.reverts_last_hour,
-        "pinned": p.pinned,
+        "pinned": p.following.pinned if p.following else None,
         "initiated_by": p.initiated_by,
         "auto_sync": p.auto_sync,
     }
@@ -154,6 +160,10 @@ def _evidence(p: PolicyFacts, found: Blame | None, argocd: ArgoCDView, git: GitV
         evidence["git_error"] = git.error
     if git is not None and git.last_good_source:
         evidence["last_good_source"] = git.last_good_source
+    if p.following is not None:  # which branch blame read and a revert goes to, and how HEAD was resolved
+        evidence |= p.following.evidence()
+    if git is not None and git.remote is not None:
+        evidence["remote_default_branch"] = git.remote.default
     return evidence
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from watcher.adapters.argocd import snapshot_from_app
 from watcher.blame import last_good_revision
+from watcher.branches import Follow
 from watcher.domain import ChangedCommit, Incident
 from watcher.policy import still_failing
 from watcher.ports import AppContext, ArgoCDActions, Fleet, NeedsHuman, RetryLater, RevertRepo
@@ -57,15 +58,23 @@ class IncidentReader:
         newer: list[ChangedCommit] = []
         limit = self.max_candidates * 4 + 10
         try:
-            head = self.repo.sync()
+            remote = self.repo.branch_heads()
+        except RetryLater as exc:
+            return GitView(last_good, source, error=str(exc))
+        follows = self.watched.following(context, remote) if self.watched else None
+        if follows is not None and follows.kind is not Follow.BRANCH:
+            return GitView(last_good, source, remote=remote)  # no branch of ours to blame: the policy alerts
+        branch = follows.branch if follows is not None and follows.branch else next(iter(remote.heads))
+        head = remote.heads[branch]
+        try:
             ancestor = bool(last_good) and self.repo.is_ancestor(str(last_good), incident.revision)
             if last_good and ancestor and own.paths:
                 changes, truncated = self.repo.changes(last_good, incident.revision, own.paths, limit)
             if own.paths and head != incident.revision and self.repo.is_ancestor(incident.revision, head):
                 newer, _ = self.repo.changes(incident.revision, head, own.paths, limit)
-            undone = self.repo.find_reverts([c.commit.sha for c in changes]) if changes else {}
+            undone = self.repo.find_reverts([c.commit.sha for c in changes], branch) if changes else {}
         except (RetryLater, NeedsHuman) as exc:
-            return GitView(last_good, source, error=str(exc))
+            return GitView(last_good, source, error=str(exc), remote=remote)
         # A newer commit that only reverts a culprit is "undone", not "a fix of unknown effect".
         fixes = tuple(c.commit.sha for c in newer if c.commit.sha not in set(undone.values()))
-        return GitView(last_good, source, ancestor, tuple(changes), truncated, undone, head, fixes)
+        return GitView(last_good, source, ancestor, tuple(changes), truncated, undone, head, fixes, remote=remote)

@@ -94,7 +94,7 @@ class Reverter:
         self.argocd = argocd
         self.repo = repo
         self.audit = store.audit
-        watched = Watched(settings.git.url, settings.git.branch)
+        watched = Watched(settings.git.url, settings.git.watched_branches)
         self.reader = IncidentReader(fleet, argocd, repo, store.audit, settings.revert.max_candidates, watched)
         self.incidents = store.detection
         self.pulls = pulls
@@ -216,7 +216,7 @@ class Reverter:
             self._refresh_gauges()
             self._notify(RevertStep.CIRCUIT_OPEN, incident, decision=decision.reason)
         if decision.action is Action.REVERT and facts.blame is not None:
-            outcome = self.execute(incident, facts.blame.culprits, facts.blame.also_touched)
+            outcome = self.execute(incident, facts.blame.culprits, facts.blame.also_touched, facts.branch)
             return replace(handled, outcome=outcome.state, retry_in=outcome.retry_after)
         blamed = facts.blame.culprits if facts.blame else ()
         self._notify(RevertStep.ALERT_ONLY, incident, blamed, rule=decision.rule, reason=decision.reason)
@@ -243,25 +243,29 @@ class Reverter:
         )  # fmt: skip
 
     # -- act --------------------------------------------------------------------------------------------
-    def execute(self, incident: Incident, culprits: tuple[Commit, ...], also_touched: Any = None) -> Outcome:
-        """Revert `culprits` as the mode says; the outcome (whatever happened) is written by `_write`."""
+    def execute(
+        self, incident: Incident, culprits: tuple[Commit, ...], also_touched: Any = None, onto: str | None = None
+    ) -> Outcome:
+        """Revert `culprits` on `onto`, the branch the app follows (None: the first watched), as the mode says;
+        the outcome (whatever happened) is written by `_write`."""
         mode = self.rules.mode
+        onto = onto or self.settings.git.watched_branches[0]
         message = revert_message(incident.app, incident, list(culprits), also_touched or {})
         author = (self.settings.revert.author_name, self.settings.revert.author_email)
         shas = [c.sha for c in culprits]
         revert_id = self.audit.start_revert(incident.id, incident.app, mode, shas, self.clock())
         branch = {
-            RevertMode.PUSH: self.settings.git.branch,
+            RevertMode.PUSH: onto,
             RevertMode.PULL_REQUEST: f"{self.settings.revert.branch_prefix}{incident.id}-{shas[0][:10]}",
         }.get(mode)
         result: RevertResult | None = None
         error: RetryLater | NeedsHuman | None = None
         url = None
         try:
-            result = self.repo.revert(list(culprits), message, author, branch, self.settings.revert.push_retries)
+            result = self.repo.revert(list(culprits), message, author, branch, self.settings.revert.push_retries, onto)
             if mode is RevertMode.PULL_REQUEST:
                 assert self.pulls is not None and branch is not None
-                url = self.pulls.open(branch, self.settings.git.branch, revert_title(incident.app, culprits), message)
+                url = self.pulls.open(branch, onto, revert_title(incident.app, culprits), message)
         except (RetryLater, NeedsHuman) as exc:
             error = exc
         deadline = self.clock() + timedelta(seconds=self.settings.revert.verify_deadline_seconds)

@@ -13,6 +13,7 @@ from typing import Any
 from watcher.adapters.argocd import ArgoCDUnavailable
 from watcher.adapters.forge import ForgeError
 from watcher.adapters.gitrepo import GitUnavailable
+from watcher.branches import RemoteBranches
 from watcher.detect import AppTracker
 from watcher.domain import (
     Action,
@@ -148,6 +149,7 @@ class RevertCall:
     author: tuple[str, str]
     push_branch: str | None
     retries: int
+    onto: str | None = None
 
 
 class FakeRevertRepo:
@@ -173,6 +175,9 @@ class FakeRevertRepo:
             raise GitUnavailable("fetch failed: fatal: unable to access 'https://git.example/gitops.git/'")
         return HEAD
 
+    def branch_heads(self) -> RemoteBranches:
+        return RemoteBranches({"main": self.sync()}, "main", frozenset({"main"}))
+
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         self.calls.append("is_ancestor")
         return (ancestor, descendant) not in self.not_ancestors
@@ -183,7 +188,7 @@ class FakeRevertRepo:
         touched = [c for c in commits if any(f == p or f.startswith(p + "/") for f in c.files for p in paths)]
         return touched, False
 
-    def find_reverts(self, shas: Any) -> dict[str, str]:
+    def find_reverts(self, shas: Any, branch: str | None = None) -> dict[str, str]:
         self.calls.append("find_reverts")
         return {s: r for s, r in self.reverted_in_git.items() if s in shas}
 
@@ -193,10 +198,16 @@ class FakeRevertRepo:
         return self.by_incident.get(incident_id)
 
     def revert(
-        self, culprits: Any, message: str, author: tuple[str, str], push_branch: str | None, retries: int = 3
+        self,
+        culprits: Any,
+        message: str,
+        author: tuple[str, str],
+        push_branch: str | None,
+        retries: int = 3,
+        onto: str | None = None,
     ) -> RevertResult:
         self.calls.append("revert")
-        self.reverts.append(RevertCall(tuple(c.sha for c in culprits), message, author, push_branch, retries))
+        self.reverts.append(RevertCall(tuple(c.sha for c in culprits), message, author, push_branch, retries, onto))
         answer = self.answers.pop(0) if self.answers else None
         if isinstance(answer, Exception):
             raise answer

@@ -26,9 +26,7 @@ class Clone(Protocol):
     path: Path
     transport: GitTransport
 
-    @property
-    def remote_ref(self) -> str: ...
-
+    def ref_of(self, branch: str | None = None) -> str: ...
     def locked(self) -> AbstractContextManager[git.Repo]: ...
     def fetch(self, repo: git.Repo) -> None: ...
     def rev(self, repo: git.Repo, ref: str) -> str: ...
@@ -48,9 +46,11 @@ class RevertWorktree:
         message: str,
         author: tuple[str, str],
         push_branch: str | None,
-        retries: int = 3,
+        retries: int,
+        onto: str,
     ) -> RevertResult:
-        """Revert `culprits` (newest first) as one commit on the current remote head; push it to `push_branch`.
+        """Revert `culprits` (newest first) as one commit on the current head of `onto`; push it to `push_branch`
+        (`onto` itself in push mode, a revert branch whose pull request targets `onto` otherwise).
 
         With `push_branch=None` it is a dry run. A rejected push is retried on the new head, at most
         `retries` times. The scratch work tree is reset before and after: a conflict leaves nothing behind.
@@ -58,7 +58,7 @@ class RevertWorktree:
         with self.repo.locked() as repo:
             for attempt in range(1, retries + 2):
                 self.repo.fetch(repo)
-                base = self.repo.rev(repo, self.repo.remote_ref)
+                base = self.repo.rev(repo, self.repo.ref_of(onto))
                 tree = self._worktree(repo, base)
                 try:
                     for c in culprits:

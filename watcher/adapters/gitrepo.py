@@ -5,8 +5,10 @@ How git talks to the remote is git_transport, the revert (the one write) git_rev
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -26,6 +28,7 @@ from watcher.adapters.git_errors import (  # re-exported: callers name the error
 )
 from watcher.adapters.git_revert import RevertWorktree
 from watcher.adapters.git_transport import GitTransport
+from watcher.branches import RemoteBranches
 from watcher.domain import INCIDENT_TRAILER, REVERTS_TRAILER, ChangedCommit, Commit
 from watcher.logs import get_logger
 from watcher.ports import RevertResult
@@ -45,6 +48,7 @@ __all__ = [
 FIELD = "\x1f"
 RECORD = "\x1e"
 MAX_REVERT_CHAIN = 6  # revert, revert of the revert, ...: deeper chains are not worth the git calls
+MISSING_REF = re.compile(r"couldn't find remote ref refs/heads/(\S+)")
 LOG_FORMAT = FIELD.join(["%H", "%an", "%cI", "%P", f"%(trailers:key={REVERTS_TRAILER},valueonly,separator=%x20)", "%s"])
 
 
@@ -56,6 +60,8 @@ class GitRepo:
         revert = revert or RevertSettings()  # type: ignore[call-arg]
         # Only commits by this identity count as ours when a trailer is read back (crash recovery).
         self.identity = (revert.author_name, revert.author_email)
+        self.branches = cfg.watched_branches
+        self.revert_prefix = revert.branch_prefix
         self.path = Path(cfg.clone_dir)
         self.transport = GitTransport(cfg)
         self.known_hosts = self.transport.known_hosts
@@ -64,9 +70,9 @@ class GitRepo:
         self._lock = threading.Lock()
         self._repo: git.Repo | None = None
 
-    @property
-    def remote_ref(self) -> str:
-        return f"refs/remotes/origin/{self.cfg.branch}"
+    def ref_of(self, branch: str | None = None) -> str:
+        """The remote-tracking ref of a watched branch (None: the first, where app-of-apps manifests are read)."""
+        return f"refs/remotes/origin/{branch or self.branches[0]}"
 
     def _open(self) -> git.Repo:
         if self._repo is None:
@@ -113,18 +119,43 @@ class GitRepo:
         self._repo = repo
 
     def sync(self) -> str:
-        """Clone or fetch, refresh the commit-graph, and return the branch head."""
+        """Clone or fetch every watched branch, refresh the commit-graph, and return the first one's head."""
         with self._lock:
-            repo = self._open()
+            return self.rev(self._fetched(), self.ref_of())
+
+    def branch_heads(self) -> RemoteBranches:
+        """Fetch as `sync` does, then ask the remote which branch its HEAD is (what Argo CD's `HEAD` and an empty
+        targetRevision follow) and which branches it has, within what is left of the same deadline. A remote that
+        does not say is no error: HEAD is then taken as the first watched branch, and the evidence says so."""
+        with self._lock:
+            started = time.monotonic()
+            repo = self._fetched()
+            heads = {b: self.rev(repo, self.ref_of(b)) for b in self.branches}
+            left = self._deadline - (time.monotonic() - started)
+            default, names = self._remote_head(repo, left) if left > 0 else (None, None)
+            return RemoteBranches(heads, default, names)
+
+    def _fetched(self) -> git.Repo:
+        repo = self._open()
+        with self.transport.watching():
+            self.fetch(repo)
+        # --split writes only the new commits as a layer: cheap after every fetch, fast path filters.
+        repo.git.commit_graph("write", "--reachable", "--changed-paths", "--split")
+        return repo
+
+    def _remote_head(self, repo: git.Repo, deadline: float) -> tuple[str | None, frozenset[str] | None]:
+        try:
             with self.transport.watching():
-                self.fetch(repo)
-            # --split writes only the new commits as a layer: cheap after every fetch, fast path filters.
-            repo.git.commit_graph("write", "--reachable", "--changed-paths", "--split")
-            return self.rev(repo, self.remote_ref)
+                out = repo.git.ls_remote("--symref", "origin", "HEAD", "refs/heads/*", kill_after_timeout=deadline)
+        except git.GitCommandError as exc:
+            error = _unavailable("ls-remote", exc, self.known_hosts)
+            get_logger().warning("git_default_branch_unknown", error=str(error), head_taken_as=self.branches[0])
+            return None, None
+        return parse_ls_remote(str(out))
 
     def head(self) -> str:
         with self._lock:
-            return self.rev(self._open(), self.remote_ref)
+            return self.rev(self._open(), self.ref_of())
 
     @staticmethod
     def rev(repo: git.Repo, ref: str) -> str:
@@ -132,7 +163,8 @@ class GitRepo:
             return str(repo.git.rev_parse("--verify", ref + "^{commit}"))
         except git.GitCommandError:
             raise GitUnavailable(
-                f"branch {ref.rsplit('/', 1)[-1]!r} not found on the remote; check WATCHER_GIT__BRANCH"
+                f"branch {ref.removeprefix('refs/remotes/origin/')!r} not found on the remote; check "
+                "WATCHER_GIT__BRANCHES (or WATCHER_GIT__BRANCH)"
             ) from None
 
     def commits_touching(
@@ -190,8 +222,8 @@ class GitRepo:
             found.append(ChangedCommit(_parse(header), tuple(n for n in names.splitlines() if n)))
         return found[:limit], len(found) > limit
 
-    def find_reverts(self, shas: Sequence[str]) -> dict[str, str]:
-        """culprit sha -> the commit on the branch that undoes it now.
+    def find_reverts(self, shas: Sequence[str], branch: str | None = None) -> dict[str, str]:
+        """culprit sha -> the commit on `branch` (None: the first watched) that undoes it now.
 
         A revert is our trailer or git's own "This reverts commit <sha>." line (a person's `git revert`). A
         revert that was itself reverted re-applies the change, so the chain counts only while it is odd.
@@ -201,17 +233,17 @@ class GitRepo:
             repo = self._open()
             for sha in shas:
                 chain = [sha]
-                while len(chain) <= MAX_REVERT_CHAIN and (later := self._reverted_by(repo, chain[-1])):
+                while len(chain) <= MAX_REVERT_CHAIN and (later := self._reverted_by(repo, chain[-1], branch)):
                     chain.append(later)
                 if len(chain) % 2 == 0:  # culprit, revert: undone; culprit, revert, revert of it: live again
                     found[sha] = chain[-1]
         return found
 
-    def _reverted_by(self, repo: git.Repo, sha: str) -> str | None:
+    def _reverted_by(self, repo: git.Repo, sha: str, branch: str | None) -> str | None:
         """The oldest commit after `sha` on the branch whose message says it reverts `sha`."""
         greps = [f"--grep=^{REVERTS_TRAILER}: {sha}$", f"--grep=^This reverts commit {sha}"]
         try:
-            out = repo.git.log("--format=%H", "--reverse", *greps, f"{sha}..{self.remote_ref}", "--")
+            out = repo.git.log("--format=%H", "--reverse", *greps, f"{sha}..{self.ref_of(branch)}", "--")
         except git.GitCommandError:
             return None  # not on this branch's history
         return out.split()[0] if out.strip() else None
@@ -243,9 +275,10 @@ class GitRepo:
         author: tuple[str, str],
         push_branch: str | None,
         retries: int = 3,
+        onto: str | None = None,
     ) -> RevertResult:
         """See RevertWorktree.revert: the write path lives in its own module."""
-        return self.reverts.revert(culprits, message, author, push_branch, retries)
+        return self.reverts.revert(culprits, message, author, push_branch, retries, onto or self.branches[0])
 
     @contextmanager
     def locked(self) -> Iterator[git.Repo]:
@@ -254,9 +287,19 @@ class GitRepo:
             yield self._open()
 
     def fetch(self, repo: git.Repo) -> None:
+        """One fetch of the watched branches and of our revert branches (crash recovery looks for a revert's
+        trailer there), not of every branch on the remote."""
+        refspecs = [f"+refs/heads/{b}:refs/remotes/origin/{b}" for b in self.branches]
+        if self.revert_prefix:
+            refspecs.append(f"+refs/heads/{self.revert_prefix}*:refs/remotes/origin/{self.revert_prefix}*")
         try:
-            repo.git.fetch("origin", "--prune", "--no-tags", kill_after_timeout=self._deadline)
+            repo.git.fetch("origin", "--prune", "--no-tags", *refspecs, kill_after_timeout=self._deadline)
         except git.GitCommandError as exc:
+            if missing := MISSING_REF.search(str(exc.stderr or "")):
+                raise GitUnavailable(
+                    f"fetch failed: branch {missing[1]!r} not found on the remote; check WATCHER_GIT__BRANCHES "
+                    "(or WATCHER_GIT__BRANCH)"
+                ) from None
             first = not repo.git.for_each_ref("--count=1", "refs/remotes/origin").strip()
             raise _unavailable("clone" if first else "fetch", exc, self.known_hosts) from None
 
@@ -285,6 +328,20 @@ class GitRepo:
                     if isinstance(item, git.Blob) and str(item.path).endswith((".yaml", ".yml")):
                         files[str(item.path)] = item.data_stream.read().decode("utf-8", "replace")
         return files
+
+
+def parse_ls_remote(out: str) -> tuple[str | None, frozenset[str]]:
+    """`git ls-remote --symref origin HEAD refs/heads/*` -> the branch HEAD points to (None: the remote did not
+    say, e.g. its HEAD names a branch that does not exist) and every branch name."""
+    default = None
+    names: set[str] = set()
+    for line in out.splitlines():
+        left, _, ref = line.partition("\t")
+        if left.startswith("ref: refs/heads/") and ref == "HEAD":
+            default = left.removeprefix("ref: refs/heads/")
+        elif ref.startswith("refs/heads/"):
+            names.add(ref.removeprefix("refs/heads/"))
+    return (default if default in names else None), frozenset(names)
 
 
 def _parse(line: str) -> Commit:
