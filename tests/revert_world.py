@@ -63,10 +63,10 @@ class Scenario:
         self.world.work.push()
         return self.world.work.git("rev-parse", "HEAD")
 
-    def remote_log(self) -> list[tuple[str, str, str]]:
+    def remote_log(self, branch: str = "main") -> list[tuple[str, str, str]]:
         """(sha, author, subject) of the remote branch, newest first."""
         out = subprocess.run(
-            ["git", "-C", str(self.world.root / "remotes" / "gitops.git"), "log", "--format=%H%x1f%an%x1f%s", "main"],
+            ["git", "-C", str(self.world.root / "remotes" / "gitops.git"), "log", "--format=%H%x1f%an%x1f%s", branch],
             check=True,
             capture_output=True,
             text=True,
@@ -79,8 +79,8 @@ class Scenario:
             ["git", "-C", git_dir, "show", f"main:{path}"], check=True, capture_output=True, text=True
         ).stdout
 
-    def bot_commits(self) -> list[tuple[str, str, str]]:
-        return [c for c in self.remote_log() if c[1] == self.settings.revert.author_name]
+    def bot_commits(self, branch: str = "main") -> list[tuple[str, str, str]]:
+        return [c for c in self.remote_log(branch) if c[1] == self.settings.revert.author_name]
 
     def revert_rows(self, state: str | None = None) -> list[RevertRecord]:
         return [r for r in self.d.store.audit.reverts() if state is None or r.state == state]

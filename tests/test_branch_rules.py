@@ -1,4 +1,4 @@
-"""Rules about what is already on the branch, on real git: a person's revert, a newer fix, an old commit.
+"""Rules about the branch, on real git: which branch an app follows, a person's revert, a newer fix, an old commit.
 
 Each test asserts the exact set of reverted commits (often none) and the rule the decision names.
 """
@@ -14,6 +14,7 @@ import yaml
 
 from tests.conftest import wait_for
 from tests.revert_world import Scenario
+from watcher.domain import DecisionRecord
 from watcher.domain import Event, EventKind
 from watcher.sim.gitops_repo import REGISTRY
 from watcher.sim.world import SimWorld
@@ -174,3 +175,94 @@ def test_degraded_after_a_sync_that_did_not_change_what_degraded_is_not_blamed_o
     decision = wait_for(lambda: s.decision("plate-web-stg"), what="a decision")
     assert (decision.action, decision.rule) == ("alert", "not_attributed")
     assert s.bot_commits() == [] and s.revert_rows() == []
+
+
+# -- which branch an app follows (its sources' targetRevision) -------------------------------------------------
+def watching(s: Scenario, *branches: str) -> Scenario:
+    """The scenario's watcher watches `branches` (WATCHER_GIT__BRANCHES)."""
+    s.settings = s.settings.model_copy(update={"git": s.settings.git.model_copy(update={"branches": list(branches)})})
+    return s
+
+
+def follow(world: SimWorld, app: str, target: str) -> None:
+    edit_application(world, app, lambda m: m["spec"]["source"].update(targetRevision=target), f"follow {target}")
+
+
+def push_to(s: Scenario, branch: str, subject: str, changes: dict[str, tuple[str, object]]) -> str:
+    """A developer commits to `branch` (not main) and pushes it."""
+    work = s.world.work
+    work.git("fetch", "-q", "origin")
+    work.git("checkout", "-q", "-B", branch, f"origin/{branch}")
+    try:
+        s.commit(subject, changes)
+        work.git("push", "-q", "origin", f"HEAD:{branch}")
+        return work.git("rev-parse", "HEAD")
+    finally:
+        work.git("checkout", "-q", "main")
+
+
+def kinds(s: Scenario, app: str) -> set[EventKind]:
+    return {i.kind for i in s.d.store.detection.incidents(app=app)}
+
+
+def test_an_app_following_a_release_branch_is_reverted_on_that_branch_and_main_is_untouched(
+    world: SimWorld, scenario: Callable[..., Scenario]
+) -> None:
+    world.work.git("push", "-q", "origin", "HEAD:refs/heads/release-1.x")
+    s = watching(scenario(), "main", "release-1.x").start()
+    follow(world, "plate-api-stg", "release-1.x")
+    release = s.remote_log("release-1.x")[0][0]
+    wait_for(lambda: s.healthy_on("plate-api-stg", release), what="the app deployed from release-1.x")
+    main_before = s.remote_log("main")
+    bad = push_to(s, "release-1.x", "plate-api-stg: scale to -1", {"plate-api-stg": BAD})
+    row = wait_for(lambda: s.revert_rows("pushed"), timeout=30, what="revert pushed")[0]
+    assert row.culprits == (bad,)
+    revert, culprit = s.remote_log("release-1.x")[:2]
+    assert (revert[0], revert[1], culprit[0]) == (row.revert_sha, s.settings.revert.author_name, bad)
+    assert s.remote_log("main") == main_before  # nothing of it reached main
+    decision = s.decision("plate-api-stg", "culprit_found")
+    assert decision is not None and decision.action == "revert"
+    assert "revert on release-1.x" in decision.reason
+    assert decision.evidence["branch"] == "release-1.x" and decision.evidence["target_revisions"] == ["release-1.x"]
+    assert kinds(s, "plate-api-stg") == {EventKind.SYNC_FAILED}
+    wait_for(lambda: s.healthy_on("plate-api-stg", revert[0]), what="the revert deployed from release-1.x")
+
+
+def test_an_app_following_a_branch_nobody_watches_is_alerted_never_reverted(
+    world: SimWorld, scenario: Callable[..., Scenario]
+) -> None:
+    world.work.git("push", "-q", "origin", "HEAD:refs/heads/release-1.x")
+    s = scenario().start()  # watches main only
+    follow(world, "plate-api-stg", "release-1.x")
+    main_before = s.remote_log("main")
+    bad = push_to(s, "release-1.x", "plate-api-stg: scale to -1", {"plate-api-stg": BAD})
+    decision: DecisionRecord = wait_for(lambda: s.decision("plate-api-stg"), timeout=30, what="a decision")
+    assert (decision.action, decision.rule) == ("alert", "unwatched_branch")
+    assert decision.reason == (
+        "plate-api-stg follows branch 'release-1.x', which is not in WATCHER_GIT__BRANCHES: nothing is reverted there"
+    )
+    assert kinds(s, "plate-api-stg") == {EventKind.SYNC_FAILED}
+    assert s.d.store.detection.incidents(app="plate-api-stg")[0].revision == bad
+    assert s.revert_rows() == [] and s.bot_commits("release-1.x") == [] and s.remote_log("main") == main_before
+
+
+def test_an_app_following_head_is_reverted_on_the_remotes_default_branch(
+    world: SimWorld, scenario: Callable[..., Scenario]
+) -> None:
+    """HEAD is the remote's default branch (main here), asked of the remote, not the first watched branch."""
+    world.work.git("push", "-q", "origin", "HEAD:refs/heads/release-1.x")
+    s = watching(scenario(), "release-1.x", "main").start()
+    follow(world, "plate-api-stg", "HEAD")
+    followed = s.remote_log("main")[0][0]
+    wait_for(lambda: s.healthy_on("plate-api-stg", followed), what="the app deployed from HEAD")
+    release_before = s.remote_log("release-1.x")
+    bad = s.push("plate-api-stg: scale to -1", {"plate-api-stg": BAD})
+    row = wait_for(lambda: s.revert_rows("pushed"), timeout=30, what="revert pushed")[0]
+    assert row.culprits == (bad,)
+    assert s.remote_log("main")[0][0] == row.revert_sha and s.remote_log("main")[1][0] == bad
+    assert s.remote_log("release-1.x") == release_before
+    decision = s.decision("plate-api-stg", "culprit_found")
+    assert decision is not None and "revert on main" in decision.reason
+    assert decision.evidence["branch"] == "main" and decision.evidence["head_assumed"] is False
+    assert decision.evidence["head"] == "HEAD is the remote's default branch main"
+    assert kinds(s, "plate-api-stg") == {EventKind.SYNC_FAILED}
