@@ -45,6 +45,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "digest": {"image": {"digest": "sha256:" + "a" * 64}},
     "ownServiceAccount": {"serviceAccount": {"create": False, "name": "existing"}},
     "postgres": {"settings": {"store": {"url": "postgresql://watcher@pg:5432/watcher"}}},
+    "releaseBranches": {"settings": {"git": {"branches": ["main", "release-1.x"]}}},
 }
 
 
@@ -172,6 +173,15 @@ def test_the_chart_sets_only_settings_the_daemon_knows_and_they_load(case: str, 
     assert settings.http.port == 8000 and settings.git.url
 
 
+def test_release_branches_reach_the_daemon_and_the_notes() -> None:
+    values = CASES["releaseBranches"]
+    container = by_kind(render(values), "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert json.loads(env["WATCHER_GIT__BRANCHES"]) == ["main", "release-1.x"]
+    assert "(main, release-1.x)" in notes(values)
+    assert "(main)" in notes(CASES["defaults"])  # branches: [] is the single branch
+
+
 def test_secret_keys_become_file_settings_and_nothing_secret_sits_in_values() -> None:
     docs = render(CASES["prod"])
     pod = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
@@ -252,6 +262,8 @@ def test_environment_values_follow_the_seeds_conventions() -> None:
         ({"persistence": {"type": "hostPath"}}, "at '/persistence/type': value must be one of 'pvc', 'emptyDir'"),
         ({"settings": {"git": {"poll_interval_seconds": 0}}}, "at '/settings/git/poll_interval_seconds'"),
         ({"image": {"digest": "latest"}}, "at '/image/digest'"),
+        ({"settings": {"git": {"branches": ["main", "main"]}}}, "at '/settings/git/branches'"),
+        ({"settings": {"git": {"branches": ["HEAD"]}}}, "at '/settings/git/branches/0'"),
         (
             {"settings": {"slack": {"routes": [{"apps": "*-prod", "severity": "critical"}]}}},
             "at '/settings/slack/routes/0'",
