@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from tests.conftest import wait_for
 from tests.revert_world import Scenario
-from watcher.domain import DecisionRecord
-from watcher.domain import Event, EventKind
+from watcher.cli import main
+from watcher.domain import DecisionRecord, Event, EventKind
 from watcher.sim.gitops_repo import REGISTRY
 from watcher.sim.world import SimWorld
 
@@ -244,6 +245,10 @@ def test_an_app_following_a_branch_nobody_watches_is_alerted_never_reverted(
     assert kinds(s, "plate-api-stg") == {EventKind.SYNC_FAILED}
     assert s.d.store.detection.incidents(app="plate-api-stg")[0].revision == bad
     assert s.revert_rows() == [] and s.bot_commits("release-1.x") == [] and s.remote_log("main") == main_before
+    explained = CliRunner().invoke(main, ["explain", "plate-api-stg", "--url", f"http://127.0.0.1:{s.d.http.port}"])
+    assert explained.exit_code == 0 and "ALERT (unwatched_branch)" in explained.output
+    assert "add it to WATCHER_GIT__BRANCHES" in explained.output  # what to do, in words the operator can act on
+    assert "branch:   release-1.x (targetRevision release-1.x)" in explained.output
 
 
 def test_an_app_following_head_is_reverted_on_the_remotes_default_branch(

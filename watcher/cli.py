@@ -215,6 +215,10 @@ def explain(app: str, url: str, as_json: bool) -> None:
         f"  blame:    {blame.get('outcome', '-')}: last good {str(blame.get('last_good_revision'))[:12]}"
         f" ({ev.get('last_good_source') or '-'})",
     ]
+    if ev.get("follows"):  # which branch blame read and a revert goes to, and how HEAD was resolved
+        targets = ", ".join(ev.get("target_revisions") or []) or "none in the repo"
+        head = f"; {ev['head']}" if ev.get("head") else ""
+        lines.append(f"  branch:   {ev.get('branch') or '-'} (targetRevision {targets}{head})")
     for c in blame.get("culprits") or []:
         also = f"; also changed {', '.join(c['also_touched'])}" if c.get("also_touched") else ""
         lines.append(f"  culprit:  {c['sha'][:12]} {c['author']}: {c['subject']}{also}")
