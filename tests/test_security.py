@@ -130,6 +130,7 @@ def test_check_shows_the_fingerprint_it_trusted_on_first_use(
     assert expected in first.output, first.output
     again = CliRunner().invoke(main, ["check"], env=env)
     assert "ok   git" in again.output and "host key" not in again.output
+    assert f"main at {head_of(bare)[:12]}; the remote's default branch: main" in again.output  # ls-remote over ssh
 
 
 def test_a_known_hosts_file_from_the_chart_is_the_whole_truth(

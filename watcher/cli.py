@@ -108,7 +108,7 @@ def check() -> None:
         remote = repo.branch_heads()
         heads = ", ".join(f"{branch} at {sha[:12]}" for branch, sha in remote.heads.items())
         default = remote.default or f"unknown (HEAD taken as {repo.branches[0]})"
-        line(True, "git", f"{git_url} branch {heads}; the remote's default branch: {default}")
+        line(True, "git", f"{git_url}: {heads}; the remote's default branch: {default}")
         for host, fingerprint in repo.trusted:  # compare with the fingerprints the git host publishes
             line(True, "host key", f"{host} {fingerprint} trusted on first use, kept in {repo.known_hosts}")
     except GitError as exc:
