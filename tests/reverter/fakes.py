@@ -165,6 +165,8 @@ class FakeRevertRepo:
         self.by_incident: dict[int, str] = {}  # incident id -> a revert commit carrying its trailer
         self.answers: list[RevertResult | Exception] = []  # what `revert` answers, in turn; then a clean revert
         self.unreachable = False  # sync raises GitUnavailable
+        self.watched: tuple[str, ...] = ("main",)  # the watched branches, all at HEAD; the remote's default: main
+        self.remote_branches: tuple[str, ...] = ()  # branches the remote has besides main
         self.calls: list[str] = []
         self.reverts: list[RevertCall] = []
         self.searched_since: list[datetime] = []  # find_by_incident's `since`, per call
@@ -176,7 +178,8 @@ class FakeRevertRepo:
         return HEAD
 
     def branch_heads(self) -> RemoteBranches:
-        return RemoteBranches({"main": self.sync()}, "main", frozenset({"main"}))
+        head = self.sync()
+        return RemoteBranches({b: head for b in self.watched}, "main", frozenset({"main", *self.remote_branches}))
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         self.calls.append("is_ancestor")
