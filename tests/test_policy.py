@@ -67,6 +67,8 @@ FACTS = PolicyFacts(app="plate-api-stg", kind=EventKind.SYNC_FAILED, detected_at
         ({"undone_on_branch": {"bad0000000001": "f" * 40}}, RULES, Action.ALERT, "undone_on_branch"),
         ({"newer_changes": ("f" * 40,)}, RULES, Action.WAIT, "fix_on_branch"),
         ({"pinned": "v1.4.0"}, RULES, Action.ALERT, "pinned_revision"),
+        ({"from_watched_repo": False}, RULES, Action.ALERT, "not_from_watched_repo"),
+        ({"from_watched_repo": True}, RULES, Action.REVERT, "culprit_found"),
         (  # a person synced (or rolled back to) an older revision: not the branch's failure
             {"initiated_by": "alice", "revision": "a" * 40, "head": "b" * 40},
             RULES,

@@ -118,6 +118,8 @@ class _Run:
         elif s.phase in FINAL_FAILURE_PHASES and s.operation_finished_at is not None:
             if s.operation_message.startswith(TERMINATED_MESSAGE):
                 return  # ended on purpose, not by the content: the revision's own verdict is already known
+            if superseded(s):
+                return  # the failed operation is history: the app is Synced on a later revision
             self.emit(EventKind.SYNC_FAILED, rev, f"sync {s.phase.value.lower()}", onset=_iso(s.operation_finished_at))
 
     def manifest_errors(self) -> None:
@@ -221,6 +223,17 @@ class _Run:
             s.name, EventKind.RECOVERED, s.sync_revision, self.now, "synced and healthy", {"recovered": recovered}
         )
         self.events.append(event)
+
+
+def superseded(s: AppSnapshot) -> bool:
+    """A failed operation that Argo CD still shows while the app is Synced on another revision: a revert (or a
+    fix) whose manifests are already live needs no new sync, so the bad revision's operation stays in place."""
+    return (
+        s.sync_status is SyncStatus.SYNCED
+        and s.sync_revision is not None
+        and s.operation_revision is not None
+        and s.sync_revision != s.operation_revision
+    )
 
 
 def _untouched_by_the_sync(s: AppSnapshot, deployed: str) -> list[str]:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from watcher.appmap import OPT_ANNOTATION
 from watcher.blame import Blame, BlameOutcome
+from watcher.detect import superseded
 from watcher.domain import (
     AUTOMATED,
     FINAL_FAILURE_PHASES,
@@ -60,6 +61,7 @@ class PolicyFacts:
     revision: str | None = None  # the failing revision
     head: str | None = None  # the watched branch's head, when git was read
     pinned: str | None = None  # the app deploys this targetRevision, not the watched branch
+    from_watched_repo: bool | None = None  # False: no source of the app is the watched repo
     initiated_by: str = ""  # who started the failing operation: AUTOMATED, a username, "" unknown
     auto_sync: bool | None = None  # the app has automated sync (None: unknown)
     last_revert_at: datetime | None = None  # this app's last revert pushed or proposed
@@ -74,7 +76,7 @@ def opt_in_from(annotations: Mapping[str, str]) -> bool | None:
 def still_failing(snap: AppSnapshot, kind: EventKind, revision: str | None) -> bool:
     """Does a fresh look at the app still show the failure of `kind` at `revision`?"""
     if kind is EventKind.SYNC_FAILED:
-        if snap.operation_revision != revision:
+        if snap.operation_revision != revision or superseded(snap):
             return False
         return snap.phase in FINAL_FAILURE_PHASES or (snap.phase is Phase.RUNNING and snap.retry_count > 0)
     if kind is EventKind.MANIFEST_ERROR:
@@ -123,6 +125,12 @@ def _scope(f: PolicyFacts, rules: RevertRules) -> Decision | None:
         return _alert("suspended", f"auto-revert is suspended for {f.app}: {f.suspended}")
     if f.circuit:
         return _alert("circuit_open", f"the revert circuit is open: {f.circuit}")
+    if f.from_watched_repo is False:
+        return _alert(
+            "not_from_watched_repo",
+            f"{f.app} deploys {f.revision!r} from outside the watched repo (a Helm repository chart or another "
+            "repo): no commit of the watched repo to revert",
+        )
     if f.pinned is not None:
         return _alert(
             "pinned_revision",
@@ -241,6 +249,8 @@ RULE_ADVICE: dict[str, str] = {
     "suspended": "A revert of this app did not heal it: fix it by hand, then `sync-watcher resume APP`.",
     "circuit_open": "Too many reverts in an hour: check what is going on, then `sync-watcher resume --circuit`.",
     "pinned_revision": "The app deploys a tag, commit or other branch: move its targetRevision back to a good one.",
+    "not_from_watched_repo": "The app deploys a chart version or another repo: set its Application's targetRevision "
+    "back to the last good one.",
     "argocd_unknown": "Waiting for Argo CD to answer; check the watcher's Argo CD token and network if it lasts.",
     "no_longer_failing": "Nothing to do: the app recovered or moved on by itself.",
     "git_unknown": "Waiting for git to answer; check the remote, the credentials and the host key if it lasts.",

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from watcher.appmap import pinned_revision
+from watcher.appmap import deploys_from_repo, pinned_revision
 from watcher.blame import AppSources, Blame, blame, helm_dirs
 from watcher.domain import AppSnapshot, ChangedCommit, Incident, RevertHistory
 from watcher.policy import PolicyFacts, opt_in_from, still_failing
@@ -118,6 +118,7 @@ def facts_of(
         pinned=pinned_revision(context.specs.get(context.key, {}), watched.repo_url, watched.branch)
         if watched
         else None,
+        from_watched_repo=deploys_from_repo(context.specs.get(context.key, {}), watched.repo_url) if watched else None,
         initiated_by=snap.initiated_by if snap else "",
         auto_sync=snap.auto_sync if snap else None,
         last_revert_at=history.last_revert_at,
@@ -145,6 +146,7 @@ def _evidence(p: PolicyFacts, found: Blame | None, argocd: ArgoCDView, git: GitV
         "last_revert_at": p.last_revert_at.isoformat() if p.last_revert_at else None,
         "reverts_last_hour": p.reverts_last_hour,
         "pinned": p.pinned,
+        "from_watched_repo": p.from_watched_repo,
         "initiated_by": p.initiated_by,
         "auto_sync": p.auto_sync,
     }

@@ -43,7 +43,8 @@ class IncidentReader:
 
     def read_argocd(self, name: str, namespace: str) -> ArgoCDView:
         try:
-            return ArgoCDView(snapshot_from_app(self.argocd.get_app(name, namespace), complete=True))
+            repo = self.watched.repo_url if self.watched else ""
+            return ArgoCDView(snapshot_from_app(self.argocd.get_app(name, namespace), True, repo))
         except RetryLater as exc:
             return ArgoCDView(None, str(exc))
 
