@@ -68,6 +68,7 @@ FACTS = PolicyFacts(app="plate-api-stg", kind=EventKind.SYNC_FAILED, detected_at
         ({"newer_changes": ("f" * 40,)}, RULES, Action.WAIT, "fix_on_branch"),
         ({"pinned": "v1.4.0"}, RULES, Action.ALERT, "pinned_revision"),
         ({"from_watched_repo": False}, RULES, Action.ALERT, "not_from_watched_repo"),
+        ({"untouched_degraded": ("Deployment/web/web",)}, RULES, Action.ALERT, "untouched_by_sync"),
         ({"from_watched_repo": True}, RULES, Action.REVERT, "culprit_found"),
         (  # a person synced (or rolled back to) an older revision: not the branch's failure
             {"initiated_by": "alice", "revision": "a" * 40, "head": "b" * 40},

@@ -20,8 +20,19 @@ def _definitions() -> dict[str, Any]:
     spec = json.loads(reference("argocd", "swagger.json").read_text())
     definitions = copy.deepcopy(spec["definitions"])
     for schema in definitions.values():
+        _inline_all_of(schema, spec["definitions"])
+    for schema in definitions.values():
         _tighten(schema)
     return definitions
+
+
+def _inline_all_of(schema: dict[str, Any], definitions: dict[str, Any]) -> None:
+    """Go's embedded structs (`json:",inline"`, e.g. ResourceNode embeds ResourceRef) appear as `allOf`: their
+    fields belong to the object itself, so they are merged in before unknown keys are refused."""
+    for part in schema.pop("allOf", []):
+        ref = part.get("$ref", "").removeprefix("#/definitions/")
+        embedded = definitions.get(ref, part)
+        schema.setdefault("properties", {}).update(copy.deepcopy(embedded.get("properties", {})))
 
 
 @functools.cache
@@ -212,7 +223,7 @@ SIM_LACKS = [
     "status.operationState.syncResult.source.chart",
     "status.operationState.syncResult.source.plugin",
     "status.operationState.syncResult.sources",
-    "status.resourceHealthSource",  # appTree: status.resources[] carry no health (the Argo CD 3.x default)
+    "status.resources[].health",  # served only with Cluster.persist_resource_health (before Argo CD 3.0)
     "status.resources[].requiresPruning",
     "status.resources[].syncWave",
     "status.sourceHydrator",
@@ -252,3 +263,14 @@ def test_sim_shapes_beside_real_applications(synced: SimWorld) -> None:
     lacks = {s for p in real if (s := shape(p)) is not None and s not in served_shapes}
     # a missing field's children are missing too: list the top of each missing subtree
     assert sorted(p for p in lacks if not any(p.startswith(f"{q}.") for q in lacks)) == SIM_LACKS
+
+
+def test_resource_tree_validates(synced: SimWorld) -> None:
+    """GET .../resource-tree is Argo CD's v1alpha1ApplicationTree: managed resources, and the ReplicaSet and
+    Pod below the Deployment with their parentRefs."""
+    tree = httpx.get(f"{synced.argocd_url}/api/v1/applications/plate-api-stg/resource-tree", timeout=10).json()
+    validate(tree, "v1alpha1ApplicationTree")
+    kinds = {n["kind"]: bool(n.get("parentRefs")) for n in tree["nodes"]}
+    assert kinds == {"Deployment": False, "ConfigMap": False, "ReplicaSet": True, "Pod": True}
+    missing = httpx.get(f"{synced.argocd_url}/api/v1/applications/nope/resource-tree", timeout=10)
+    assert missing.status_code == 404

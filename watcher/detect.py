@@ -181,7 +181,7 @@ class _Run:
                     deployed_at=_iso(deployed_at),
                 )
         elif self.now - deployed_at >= rules.degraded_grace:
-            untouched = _untouched_by_the_sync(s, deployed_rev)
+            untouched = untouched_by_the_sync(s, deployed_rev)
             if untouched:
                 self.emit(
                     EventKind.DEGRADED_UNATTRIBUTED,
@@ -236,7 +236,7 @@ def superseded(s: AppSnapshot) -> bool:
     )
 
 
-def _untouched_by_the_sync(s: AppSnapshot, deployed: str) -> list[str]:
+def untouched_by_the_sync(s: AppSnapshot, deployed: str) -> list[str]:
     """The degraded resources, when Argo CD says which resources the sync that deployed `deployed` changed and
     none of them is among those (a node failure, a quota, an expired certificate): not the deploy's doing.
     Empty otherwise, also when the last operation is another one (a later failed sync says nothing of it)."""

@@ -62,6 +62,7 @@ class PolicyFacts:
     head: str | None = None  # the watched branch's head, when git was read
     pinned: str | None = None  # the app deploys this targetRevision, not the watched branch
     from_watched_repo: bool | None = None  # False: no source of the app is the watched repo
+    untouched_degraded: tuple[str, ...] = ()  # degraded resources the blamed sync did not change
     initiated_by: str = ""  # who started the failing operation: AUTOMATED, a username, "" unknown
     auto_sync: bool | None = None  # the app has automated sync (None: unknown)
     last_revert_at: datetime | None = None  # this app's last revert pushed or proposed
@@ -145,6 +146,12 @@ def _knowledge(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision | 
         return Decision(Action.WAIT, "argocd_unknown", "Argo CD could not be asked whether the app still fails")
     if not f.still_failing:
         return _alert("no_longer_failing", "a fresh look at the app no longer shows the failure")
+    if f.untouched_degraded:
+        return _alert(
+            "untouched_by_sync",
+            f"{', '.join(f.untouched_degraded[:3])} degraded, but the sync of {(f.revision or '')[:12]} did not "
+            "change it (a node, a quota, a certificate, the registry): not the commit's doing",
+        )
     if f.blame is None:
         return Decision(Action.WAIT, "git_unknown", "the git history could not be read")
     if f.initiated_by not in ("", AUTOMATED) and f.head and f.revision and f.revision != f.head:
@@ -251,6 +258,8 @@ RULE_ADVICE: dict[str, str] = {
     "pinned_revision": "The app deploys a tag, commit or other branch: move its targetRevision back to a good one.",
     "not_from_watched_repo": "The app deploys a chart version or another repo: set its Application's targetRevision "
     "back to the last good one.",
+    "untouched_by_sync": "What degraded was not changed by the deploy: look at the cluster (nodes, quotas, "
+    "certificates, the registry).",
     "argocd_unknown": "Waiting for Argo CD to answer; check the watcher's Argo CD token and network if it lasts.",
     "no_longer_failing": "Nothing to do: the app recovered or moved on by itself.",
     "git_unknown": "Waiting for git to answer; check the remote, the credentials and the host key if it lasts.",

@@ -12,7 +12,8 @@ from typing import Any
 
 from watcher.appmap import deploys_from_repo, pinned_revision
 from watcher.blame import AppSources, Blame, blame, helm_dirs
-from watcher.domain import AppSnapshot, ChangedCommit, Incident, RevertHistory
+from watcher.detect import untouched_by_the_sync
+from watcher.domain import AppSnapshot, ChangedCommit, EventKind, Incident, RevertHistory
 from watcher.policy import PolicyFacts, opt_in_from, still_failing
 from watcher.ports import AppContext
 
@@ -118,6 +119,9 @@ def facts_of(
         pinned=pinned_revision(context.specs.get(context.key, {}), watched.repo_url, watched.branch)
         if watched
         else None,
+        untouched_degraded=tuple(untouched_by_the_sync(snap, incident.revision))
+        if snap is not None and incident.kind is EventKind.DEGRADED and incident.revision
+        else (),
         from_watched_repo=deploys_from_repo(context.specs.get(context.key, {}), watched.repo_url) if watched else None,
         initiated_by=snap.initiated_by if snap else "",
         auto_sync=snap.auto_sync if snap else None,
@@ -147,6 +151,7 @@ def _evidence(p: PolicyFacts, found: Blame | None, argocd: ArgoCDView, git: GitV
         "reverts_last_hour": p.reverts_last_hour,
         "pinned": p.pinned,
         "from_watched_repo": p.from_watched_repo,
+        "untouched_degraded": list(p.untouched_degraded),
         "initiated_by": p.initiated_by,
         "auto_sync": p.auto_sync,
     }

@@ -209,6 +209,10 @@ class ArgoCDClient:
     def refresh(self, name: str, namespace: str = "") -> dict[str, Any]:
         return self.get_app(name, namespace, refresh="normal")
 
+    def resource_tree(self, name: str, namespace: str = "") -> dict[str, Any]:
+        params = {"appNamespace": namespace} if namespace else None
+        return self._request("GET", f"/api/v1/applications/{name}/resource-tree", params)
+
     def terminate_operation(self, name: str, namespace: str = "") -> None:
         params = {"appNamespace": namespace} if namespace else None
         self._request("DELETE", f"/api/v1/applications/{name}/operation", params)
@@ -362,6 +366,26 @@ def snapshot_from_app(app: Mapping[str, Any], complete: bool, watched_repo: str 
         ),
         changed_resources=_changed_resources(result.get("resources")),
         complete=complete,
+    )
+
+
+def health_is_in_the_tree(app: Mapping[str, Any]) -> bool:
+    """Argo CD 3.x stores no per-resource health in the Application (`status.resourceHealthSource: appTree`,
+    the default since --persist-resource-health=false): `status.resources[].health` is absent, not healthy."""
+    return (app.get("status") or {}).get("resourceHealthSource") == "appTree"
+
+
+def degraded_in_tree(tree: Mapping[str, Any]) -> tuple[str, ...]:
+    """The app's own resources (tree nodes without parentRefs: what the sync applies) whose health is
+    Degraded, "Kind/namespace/name". A crashing Pod makes its Deployment degraded; the Pod itself is not
+    something a sync changes, so only the managed resource counts."""
+    nodes = tree.get("nodes")
+    return tuple(
+        _resource_key(n)
+        for n in (nodes if isinstance(nodes, list) else [])
+        if isinstance(n, dict)
+        and not n.get("parentRefs")
+        and (n.get("health") or {}).get("status") == Health.DEGRADED.value
     )
 
 

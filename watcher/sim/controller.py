@@ -21,7 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from watcher.sim.cluster import Cluster, apply_error, changed_results, live_health, resource_result, resource_statuses
+from watcher.sim.cluster import (
+    Cluster,
+    apply_error,
+    changed_results,
+    live_health,
+    resource_result,
+    resource_statuses,
+    resource_tree,
+)
 from watcher.sim.repo_server import Rendered, RenderError, RepoServer
 
 __all__ = ["Cluster", "Controller", "SimTimings"]
@@ -356,7 +364,10 @@ class Controller:
 
     def _changed(self, app: SimApp) -> None:
         if app.live is not None and app.live.workload:
-            app.status["resources"] = resource_statuses(app.name, _namespace(app), app.status)
+            persisted = self.cluster.persist_resource_health
+            app.status["resources"] = resource_statuses(app.name, _namespace(app), app.status, persisted)
+            if not persisted:
+                app.status["resourceHealthSource"] = "appTree"
         app.resource_version += 1
         self._notify("MODIFIED", app)
 
@@ -364,6 +375,15 @@ class Controller:
         body = app.to_json()
         for listener in list(self.listeners):
             listener(kind, body)
+
+    def resource_tree(self, name: str) -> dict[str, Any] | None:
+        with self.lock:
+            app = self.apps.get(name)
+            if app is None:
+                return None
+            if app.live is None or not app.live.workload:
+                return {"nodes": []}
+            return resource_tree(app.name, _namespace(app), app.status, app.live.image)
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self.lock:

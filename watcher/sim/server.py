@@ -234,6 +234,16 @@ def build_sim_app(
             )
         return JSONResponse(app)
 
+    async def tree(request: Request) -> Response:
+        if (refused := await guard(request)) is not None:
+            return refused
+        name = request.path_params["name"]
+        found = controller.resource_tree(name)
+        if found is None:
+            message = f'applications.argoproj.io "{name}" not found'
+            return JSONResponse({"error": message, "code": 5, "message": message}, status_code=404)
+        return JSONResponse(found)
+
     async def terminate(request: Request) -> Response:
         if (refused := await guard(request)) is not None:
             return refused
@@ -308,6 +318,7 @@ def build_sim_app(
             Route("/api/v1/applications", list_apps),
             Route("/api/v1/applications/{name}", get_app),
             Route("/api/v1/applications/{name}/operation", terminate, methods=["DELETE"]),
+            Route("/api/v1/applications/{name}/resource-tree", tree),
             Route("/api/v1/applications/{name}/sync", sync, methods=["POST"]),
             Route("/api/v1/stream/applications", stream),
         ]
