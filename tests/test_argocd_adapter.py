@@ -143,3 +143,27 @@ def test_who_started_the_sync_and_whether_the_app_syncs_itself(
         app["spec"] = spec
     snap = snapshot_from_app(app, complete=True)
     assert (snap.initiated_by, snap.auto_sync) == (initiated_by, auto_sync)
+
+
+def test_degraded_resources_come_from_the_tree_when_argocd_keeps_health_only_there() -> None:
+    from watcher.adapters.argocd import degraded_in_tree, health_is_in_the_tree
+
+    deployment = {"group": "apps", "kind": "Deployment", "namespace": "web", "name": "web"}
+    tree = {
+        "nodes": [
+            deployment | {"health": {"status": "Degraded", "message": "progress deadline exceeded"}},
+            {"kind": "ConfigMap", "namespace": "web", "name": "web-config"},
+            {
+                "kind": "Pod",
+                "namespace": "web",
+                "name": "web-1-a",
+                "parentRefs": [deployment],
+                "health": {"status": "Degraded", "message": "CrashLoopBackOff"},
+            },
+        ]
+    }
+    # The Pod is not something a sync applies: only the managed Deployment is compared with what changed.
+    assert degraded_in_tree(tree) == ("Deployment/web/web",)
+    assert degraded_in_tree({"nodes": None}) == ()
+    assert health_is_in_the_tree({"status": {"resourceHealthSource": "appTree"}})
+    assert not health_is_in_the_tree({"status": {}})

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from tests.conftest import wait_for
 from tests.revert_world import Scenario
 from watcher.cli import main
-from watcher.domain import DecisionRecord, Event, EventKind
+from watcher.domain import DecisionRecord, Event, EventKind, Phase
 from watcher.sim.gitops_repo import REGISTRY
 from watcher.sim.world import SimWorld
 
@@ -159,11 +159,23 @@ def test_an_app_pinned_to_a_tag_never_reverts_the_branch(world: SimWorld, scenar
     assert s.bot_commits() == [] and s.revert_rows() == []
 
 
+@pytest.mark.parametrize(
+    ("persisted", "kind", "rule"),
+    [
+        # Argo CD 3.x: each resource's health is only in the resource tree; the detector cannot tell, the
+        # reverter reads the tree and the policy says no.
+        (False, EventKind.DEGRADED, "untouched_by_sync"),
+        # Before 3.0 (or --persist-resource-health): status.resources says it, the detector already knows.
+        (True, EventKind.DEGRADED_UNATTRIBUTED, "not_attributed"),
+    ],
+    ids=["health-in-resource-tree", "health-in-status"],
+)
 def test_degraded_after_a_sync_that_did_not_change_what_degraded_is_not_blamed_on_it(
-    world: SimWorld, scenario: Callable[..., Scenario]
+    world: SimWorld, scenario: Callable[..., Scenario], persisted: bool, kind: EventKind, rule: str
 ) -> None:
     """A config-only commit deploys (the Deployment is untouched); minutes later the registry loses the
     running image and the Deployment degrades. The commit did not cause it: alert, never revert."""
+    world.controller.cluster.persist_resource_health = persisted
     s = scenario()
     s.start()
     change = s.push("plate-web-stg: greeting", {"plate-web-stg": ("config.greeting", "hello")})
@@ -171,10 +183,74 @@ def test_degraded_after_a_sync_that_did_not_change_what_degraded_is_not_blamed_o
     del world.controller.cluster.images[f"{REGISTRY}/plate-web"]["1.25.0"]
     world.controller.cluster_changed()
     incident = wait_for(lambda: s.d.store.detection.incidents(app="plate-web-stg"), what="an incident")[0]
-    assert incident.kind is EventKind.DEGRADED_UNATTRIBUTED and incident.revision == change
-    assert "Deployment" in incident.reason and "did not change" in incident.reason
+    assert incident.kind is kind and incident.revision == change
     decision = wait_for(lambda: s.decision("plate-web-stg"), what="a decision")
-    assert (decision.action, decision.rule) == ("alert", "not_attributed")
+    assert (decision.action, decision.rule) == ("alert", rule)
+    assert "Deployment" in (incident.reason if persisted else decision.reason)
+    assert s.bot_commits() == [] and s.revert_rows() == []
+
+
+def test_a_failed_manual_sync_of_an_older_revision_is_not_the_branchs_failure(
+    world: SimWorld, scenario: Callable[..., Scenario]
+) -> None:
+    """Rule 4: someone syncs (rolls back to) an older, bad commit by hand and that sync fails; nothing was
+    applied and the app stays Synced and Healthy on the branch head. Argo CD keeps showing the failed
+    operation, but it is neither the branch's failure nor an incident: nothing is reverted, nobody is paged.
+    (When such a sync leaves the app out of sync, the decision is `manual_sync`: tests/test_policy.py.)"""
+    s = scenario().start()
+    world.work.git("pull", "-q", "--rebase", "origin", "main")
+    old_bad = s.commit("plate-api-stg: scale to -1", {"plate-api-stg": BAD})
+    head = s.commit("plate-api-stg: one replica after all", {"plate-api-stg": ("replicaCount", 1)})
+    world.work.push()  # one push: Argo CD only ever sees the good head
+    wait_for(lambda: s.healthy_on("plate-api-stg", head), what="the head deployed")
+    answer = httpx.post(
+        f"{world.argocd_url}/api/v1/applications/plate-api-stg/sync", json={"revision": old_bad}, timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+
+    def failed_manual_sync_seen() -> bool:
+        last = s.d.watcher.trackers["plate-api-stg"].last
+        return last is not None and last.phase is Phase.FAILED and last.operation_revision == old_bad
+
+    wait_for(failed_manual_sync_seen, what="the failed manual sync seen")
+    assert s.d.watcher.trackers["plate-api-stg"].last.initiated_by == "admin"  # type: ignore[union-attr]
+    s.d.watcher.poll_apps()  # one more full list after it: still nothing
+    assert s.d.store.detection.incidents(app="plate-api-stg") == []
+    assert s.healthy_on("plate-api-stg", head)
+    assert s.bot_commits() == [] and s.revert_rows() == []
+
+
+def test_when_a_person_reverted_one_of_two_culprits_the_rest_is_theirs(
+    world: SimWorld, scenario: Callable[..., Scenario]
+) -> None:
+    """Rule 5, in part: two commits changed the failing app; a person reverts one of them before the bot
+    decides. The bot does not guess about the other: alert naming both, revert nothing."""
+    s = scenario()
+
+    def human_revert_of_the_first() -> None:
+        world.work.git("-c", "user.name=Dev Three", "-c", "user.email=d3@x", "revert", "--no-edit", first)
+        world.work.push()
+
+    s.start(before=on_failure("plate-api-stg", human_revert_of_the_first))
+    # Argo CD reads git only when asked from here on, so the person's revert is not deployed before the bot
+    # decides (at Argo CD's real 3-minute poll it would not be either).
+    world.controller.timings.git_poll_seconds = 3600
+    world.work.git("pull", "-q", "--rebase", "origin", "main")
+    first = s.commit("plate-api-stg: scale to -1", {"plate-api-stg": BAD})
+    manifest = "environments/argocd/apps/plate-api-stg.yaml"
+    labelled = world.work.set_value(manifest, "metadata.labels", {"team": "api"})
+    second = world.work.commit("plate-api-stg: team label", {manifest: labelled}, "Dev Two")
+    world.work.push()
+    world.controller.refresh()
+    decision = wait_for(lambda: s.decision("plate-api-stg"), what="a decision")
+    assert (decision.action, decision.rule) == ("alert", "partly_undone_on_branch")
+    assert first[:12] in decision.reason
+    assert set(decision.evidence["undone_on_branch"]) == {first}  # type: ignore[arg-type]
+    assert {c["sha"] for c in decision.evidence["blame"]["culprits"]} == {first, second}  # type: ignore[index]
+    human = s.remote_log()[0]
+    assert human[1] == "Dev Three"
+    world.controller.refresh()
+    wait_for(lambda: s.healthy_on("plate-api-stg", human[0]), what="the person's revert deployed")
     assert s.bot_commits() == [] and s.revert_rows() == []
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from watcher.detect import AppTracker, DetectionRules, observe
 from watcher.domain import AppSnapshot, Condition, EventKind, Health, Phase, SyncStatus
+from watcher.policy import still_failing
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 RULES = DetectionRules(
@@ -333,3 +334,13 @@ def test_a_later_failed_sync_says_nothing_of_what_the_deploy_changed() -> None:
     _, events = observe(tracker, failed_later, at(20) + RULES.degraded_grace, RULES, app="plate-api-stg")
     assert (EventKind.DEGRADED, B) in [(e.kind, e.revision) for e in events]
     assert EventKind.DEGRADED_UNATTRIBUTED not in [e.kind for e in events]
+
+
+def test_a_failed_operation_left_behind_by_a_revert_that_needed_no_sync_is_history() -> None:
+    """Argo CD keeps the bad revision's Failed operation when the revert's manifests are already live (no new
+    sync runs): Synced on another revision means that failure is over, also after a restart."""
+    on_revert = replace(FAILED_B, sync_status=SyncStatus.SYNCED, sync_revision="c" * 40, health=Health.HEALTHY)
+    assert ("sync_failed", B) in [(kind, rev) for _, kind, rev in run([(40, FAILED_B)])]
+    assert [kind for _, kind, _ in run([(40, on_revert)])] == []
+    assert not still_failing(on_revert, EventKind.SYNC_FAILED, B)
+    assert still_failing(FAILED_B, EventKind.SYNC_FAILED, B)

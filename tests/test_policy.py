@@ -71,6 +71,9 @@ FACTS = PolicyFacts(app="plate-api-stg", kind=EventKind.SYNC_FAILED, detected_at
         ({"following": Following(Follow.UNWATCHED, "release-2.x")}, RULES, Action.ALERT, "unwatched_branch"),
         ({"following": Following(Follow.MIXED, branches=("main", "rel"))}, RULES, Action.ALERT, "mixed_branches"),
         ({"following": Following(Follow.BRANCH, "release-1.x")}, RULES, Action.REVERT, "culprit_found"),
+        ({"from_watched_repo": False}, RULES, Action.ALERT, "not_from_watched_repo"),
+        ({"untouched_degraded": ("Deployment/web/web",)}, RULES, Action.ALERT, "untouched_by_sync"),
+        ({"from_watched_repo": True}, RULES, Action.REVERT, "culprit_found"),
         (  # a person synced (or rolled back to) an older revision: not the branch's failure
             {"initiated_by": "alice", "revision": "a" * 40, "head": "b" * 40},
             RULES,

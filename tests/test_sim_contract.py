@@ -20,8 +20,19 @@ def _definitions() -> dict[str, Any]:
     spec = json.loads(reference("argocd", "swagger.json").read_text())
     definitions = copy.deepcopy(spec["definitions"])
     for schema in definitions.values():
+        _inline_all_of(schema, spec["definitions"])
+    for schema in definitions.values():
         _tighten(schema)
     return definitions
+
+
+def _inline_all_of(schema: dict[str, Any], definitions: dict[str, Any]) -> None:
+    """Go's embedded structs (`json:",inline"`, e.g. ResourceNode embeds ResourceRef) appear as `allOf`: their
+    fields belong to the object itself, so they are merged in before unknown keys are refused."""
+    for part in schema.pop("allOf", []):
+        ref = part.get("$ref", "").removeprefix("#/definitions/")
+        embedded = definitions.get(ref, part)
+        schema.setdefault("properties", {}).update(copy.deepcopy(embedded.get("properties", {})))
 
 
 @functools.cache
@@ -45,6 +56,41 @@ def _tighten(node: Any) -> None:
 
 def validate(body: Any, name: str) -> None:
     validator(name).validate(body)
+
+
+def field_paths(body: Any, name: str) -> dict[str, bool]:
+    """Every field path in `body` ("status.history[].revision"; map keys as "*"), each with whether swagger's
+    `name` definition knows it. The walk stops below an unknown field: its children are unknown too."""
+    paths: dict[str, bool] = {}
+
+    def walk(node: Any, schema: dict[str, Any], path: str) -> None:
+        while "$ref" in schema:
+            schema = _definitions()[schema["$ref"].rsplit("/", 1)[-1]]
+        if isinstance(node, list):
+            for item in node:
+                walk(item, schema.get("items") or {}, f"{path}[]")
+            return
+        if not isinstance(node, dict):
+            return
+        properties = schema.get("properties")
+        mapped = schema.get("additionalProperties")
+        for key, value in node.items():
+            if properties is not None and key in properties:
+                child, sub = f"{path}.{key}".lstrip("."), properties[key]
+            elif isinstance(mapped, dict):
+                child, sub = f"{path}.*".lstrip("."), mapped
+            else:
+                paths[f"{path}.{key}".lstrip(".")] = False
+                continue
+            paths[child] = True
+            walk(value, sub, child)
+
+    walk(body, {"$ref": f"#/definitions/{name}"}, "")
+    return paths
+
+
+def unknown_fields(body: Any, name: str = "v1alpha1Application") -> list[str]:
+    return sorted(path for path, known in field_paths(body, name).items() if not known)
 
 
 @pytest.fixture
@@ -128,3 +174,103 @@ def test_session_and_errors_validate(tmp_path) -> None:  # type: ignore[no-untyp
         validate(missing.json(), "runtimeError")
     finally:
         w.stop()
+
+
+# -- the simulator beside real Applications (tests/fixtures/applications) ---------------------------------
+COUNTED_ONCE = {"plugin", "sources", "ownerReferences", "managedFields", "labels"}
+
+
+def shape(path: str) -> str | None:
+    """A field path at the grain the watcher cares about: a plugin, a list of sources or owner references,
+    managed fields or labels each count once; kubectl's apiVersion/kind (never served by argocd-server) not."""
+    if path in ("apiVersion", "kind"):
+        return None
+    kept: list[str] = []
+    for segment in path.split("."):
+        if (name := segment.removesuffix("[]")) in COUNTED_ONCE:
+            return ".".join([*kept, name])
+        kept.append(segment)
+    return path
+
+
+# Shapes real Applications have that the simulator never serves, in a healthy world, a failed and retried sync
+# and a ComparisonError. When the simulator gains one, this test fails: take it off the list.
+SIM_LACKS = [
+    "metadata.generation",
+    "metadata.labels",
+    "metadata.managedFields",
+    "metadata.ownerReferences",  # Applications an ApplicationSet generated
+    "operation.initiatedBy.username",  # a person's sync, requested and not yet started
+    "operation.sync.source",  # v3 controllers put the source into the operation they start
+    "operation.sync.syncStrategy",
+    "spec.destination.name",
+    "spec.source.chart",  # a chart from a Helm repository: its revisions are chart versions
+    "spec.source.plugin",
+    "spec.sources",  # multi-source Applications, with everything below
+    "spec.syncPolicy.automated.allowEmpty",
+    "status.controllerNamespace",
+    "status.history[].initiatedBy.username",
+    "status.history[].revisions",
+    "status.history[].source.chart",
+    "status.history[].source.plugin",
+    "status.history[].sources",
+    "status.operationState.operation.initiatedBy.username",  # a person's sync (UI, CLI or API)
+    "status.operationState.operation.sync.revisions",
+    "status.operationState.operation.sync.source",
+    "status.operationState.operation.sync.syncStrategy",
+    "status.operationState.syncResult.resources[].hookPhase",
+    "status.operationState.syncResult.revisions",
+    "status.operationState.syncResult.source.chart",
+    "status.operationState.syncResult.source.plugin",
+    "status.operationState.syncResult.sources",
+    "status.resources[].health",  # served only with Cluster.persist_resource_health (before Argo CD 3.0)
+    "status.resources[].requiresPruning",
+    "status.resources[].syncWave",
+    "status.sourceHydrator",
+    "status.sourceType",
+    "status.sourceTypes",
+    "status.summary",
+    "status.sync.comparedTo.destination.name",
+    "status.sync.comparedTo.source.chart",
+    "status.sync.comparedTo.source.plugin",
+    "status.sync.comparedTo.sources",
+    "status.sync.revisions",
+]
+
+
+def test_sim_shapes_beside_real_applications(synced: SimWorld) -> None:
+    from tests.test_real_applications import NAMES, fixture  # that module imports this one
+
+    base = synced.argocd_url
+    served = httpx.get(f"{base}/api/v1/applications").json()["items"]
+    api, web = "helm/applications/plate-api/values-stg.yaml", "helm/applications/plate-web/values-stg.yaml"
+    bad_api = synced.work.set_value(api, "replicaCount", -1)
+    synced.work.commit("bad", {api: bad_api, web: "replicaCount: 1\nimage:\n  tag: [unclosed\n"})
+    synced.work.push()
+    phases: set[str] = set()
+
+    def failed_and_broken() -> bool:
+        app, web_app = (httpx.get(f"{base}/api/v1/applications/{n}").json() for n in ("plate-api-stg", "plate-web-stg"))
+        served.extend([app, web_app])
+        phases.add(app["status"]["operationState"]["phase"])
+        return {"Running", "Failed"} <= phases and bool(web_app["status"].get("conditions"))
+
+    wait_for(failed_and_broken, timeout=30, what="a retried, failed sync and a ComparisonError")
+    sim = {path: known for app in served for path, known in field_paths(app, "v1alpha1Application").items()}
+    real = {path for name in NAMES for path in field_paths(fixture(name), "v1alpha1Application")}
+    assert [p for p, known in sim.items() if not known and p not in real] == []
+    served_shapes = {shape(p) for p in sim}
+    lacks = {s for p in real if (s := shape(p)) is not None and s not in served_shapes}
+    # a missing field's children are missing too: list the top of each missing subtree
+    assert sorted(p for p in lacks if not any(p.startswith(f"{q}.") for q in lacks)) == SIM_LACKS
+
+
+def test_resource_tree_validates(synced: SimWorld) -> None:
+    """GET .../resource-tree is Argo CD's v1alpha1ApplicationTree: managed resources, and the ReplicaSet and
+    Pod below the Deployment with their parentRefs."""
+    tree = httpx.get(f"{synced.argocd_url}/api/v1/applications/plate-api-stg/resource-tree", timeout=10).json()
+    validate(tree, "v1alpha1ApplicationTree")
+    kinds = {n["kind"]: bool(n.get("parentRefs")) for n in tree["nodes"]}
+    assert kinds == {"Deployment": False, "ConfigMap": False, "ReplicaSet": True, "Pod": True}
+    missing = httpx.get(f"{synced.argocd_url}/api/v1/applications/nope/resource-tree", timeout=10)
+    assert missing.status_code == 404

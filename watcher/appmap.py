@@ -155,3 +155,18 @@ def mapping_fields(app: Mapping[str, Any]) -> dict[str, Any]:
         },
         "spec": {"sources": [source(s) for s in _sources(spec)]},
     }
+
+
+def deploys_from_repo(app: Mapping[str, Any], repo_url: str) -> bool | None:
+    """Whether a git source of `app` is the watched repo (a `ref` source of value files counts); None when the
+    app's sources are not known. An app that deploys only from elsewhere (a Helm repository's chart, another
+    git repo) has no commit in the watched repo to blame: a bump of its chart version there is a change to
+    its Application manifest, which Argo CD reports as a chart version, not as a commit."""
+    sources = (app.get("spec") or {}).get("sources")
+    if not sources:
+        return None
+    watched = normalize_repo_url(repo_url)
+    return any(
+        isinstance(s, dict) and not s.get("chart") and normalize_repo_url(str(s.get("repoURL", ""))) == watched
+        for s in sources
+    )

@@ -28,13 +28,13 @@ class Listing:
     unreadable: dict[str, str]  # app key (or the item's position) -> why: kept as it was, not taken as gone
 
 
-def list_snapshots(argocd: AppSource) -> Listing:
+def list_snapshots(argocd: AppSource, watched_repo: str = "") -> Listing:
     """Snapshots and mapping fields of every listed app, with a full GET of the apps that look wrong. One
     malformed item or one failed GET is one unreadable app; the others are still observed."""
     listing = Listing({}, {}, {})
     for position, item in enumerate(argocd.list_apps()):  # the raw list is dropped on return
         try:
-            snap = snapshot_from_app(item, complete=False)
+            snap = snapshot_from_app(item, complete=False, watched_repo=watched_repo)
             specs = appmap.mapping_fields(item)
         except (AttributeError, TypeError, ValueError) as exc:  # a shape the spec does not allow
             name = item.get("metadata", {}).get("name") if isinstance(item.get("metadata"), dict) else None
@@ -45,7 +45,7 @@ def list_snapshots(argocd: AppSource) -> Listing:
         listing.specs[snap.key] = specs
         if not snap.looks_healthy:
             try:
-                snap = snapshot_from_app(argocd.get_app(snap.name, snap.namespace), complete=True)
+                snap = snapshot_from_app(argocd.get_app(snap.name, snap.namespace), True, watched_repo)
             except (ArgoCDError, AttributeError, TypeError, ValueError) as exc:
                 listing.unreadable[snap.key] = f"GET failed: {type(exc).__name__}: {exc}"
                 continue

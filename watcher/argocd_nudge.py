@@ -10,13 +10,18 @@ from watcher.ports import AppContext, ArgoCDActions, RetryLater
 
 
 def deploy_now(
-    argocd: ArgoCDActions, apps: list[AppContext], revert_sha: str, terminate_retrying: bool, log: FilteringBoundLogger
+    argocd: ArgoCDActions,
+    apps: list[AppContext],
+    revert_sha: str,
+    terminate_retrying: bool,
+    log: FilteringBoundLogger,
+    watched_repo: str = "",
 ) -> None:
     """End a sync still retrying the bad revision (it would hold the app for minutes of backoff), then
     refresh. A failure here only costs time: Argo CD's own poll picks the revert up."""
     for app in apps:
         try:
-            snap = snapshot_from_app(argocd.get_app(app.name, app.namespace), complete=True)
+            snap = snapshot_from_app(argocd.get_app(app.name, app.namespace), True, watched_repo)
             retrying = snap.phase is Phase.RUNNING and snap.operation_revision not in (None, revert_sha)
             if retrying and terminate_retrying:
                 argocd.terminate_operation(app.name, app.namespace)

@@ -118,6 +118,8 @@ class _Run:
         elif s.phase in FINAL_FAILURE_PHASES and s.operation_finished_at is not None:
             if s.operation_message.startswith(TERMINATED_MESSAGE):
                 return  # ended on purpose, not by the content: the revision's own verdict is already known
+            if superseded(s):
+                return  # the failed operation is history: the app is Synced on a later revision
             self.emit(EventKind.SYNC_FAILED, rev, f"sync {s.phase.value.lower()}", onset=_iso(s.operation_finished_at))
 
     def manifest_errors(self) -> None:
@@ -179,7 +181,7 @@ class _Run:
                     deployed_at=_iso(deployed_at),
                 )
         elif self.now - deployed_at >= rules.degraded_grace:
-            untouched = _untouched_by_the_sync(s, deployed_rev)
+            untouched = untouched_by_the_sync(s, deployed_rev)
             if untouched:
                 self.emit(
                     EventKind.DEGRADED_UNATTRIBUTED,
@@ -223,7 +225,18 @@ class _Run:
         self.events.append(event)
 
 
-def _untouched_by_the_sync(s: AppSnapshot, deployed: str) -> list[str]:
+def superseded(s: AppSnapshot) -> bool:
+    """A failed operation that Argo CD still shows while the app is Synced on another revision: a revert (or a
+    fix) whose manifests are already live needs no new sync, so the bad revision's operation stays in place."""
+    return (
+        s.sync_status is SyncStatus.SYNCED
+        and s.sync_revision is not None
+        and s.operation_revision is not None
+        and s.sync_revision != s.operation_revision
+    )
+
+
+def untouched_by_the_sync(s: AppSnapshot, deployed: str) -> list[str]:
     """The degraded resources, when Argo CD says which resources the sync that deployed `deployed` changed and
     none of them is among those (a node failure, a quota, an expired certificate): not the deploy's doing.
     Empty otherwise, also when the last operation is another one (a later failed sync says nothing of it)."""

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from watcher.appmap import OPT_ANNOTATION
 from watcher.blame import Blame, BlameOutcome
 from watcher.branches import Follow, Following
+from watcher.detect import superseded
 from watcher.domain import (
     AUTOMATED,
     FINAL_FAILURE_PHASES,
@@ -61,6 +62,8 @@ class PolicyFacts:
     revision: str | None = None  # the failing revision
     head: str | None = None  # the followed branch's head, when git was read
     following: Following | None = None  # which watched branch the app follows (None: not known, no check)
+    from_watched_repo: bool | None = None  # False: no source of the app is the watched repo
+    untouched_degraded: tuple[str, ...] = ()  # degraded resources the blamed sync did not change
     initiated_by: str = ""  # who started the failing operation: AUTOMATED, a username, "" unknown
     auto_sync: bool | None = None  # the app has automated sync (None: unknown)
     last_revert_at: datetime | None = None  # this app's last revert pushed or proposed
@@ -75,7 +78,7 @@ def opt_in_from(annotations: Mapping[str, str]) -> bool | None:
 def still_failing(snap: AppSnapshot, kind: EventKind, revision: str | None) -> bool:
     """Does a fresh look at the app still show the failure of `kind` at `revision`?"""
     if kind is EventKind.SYNC_FAILED:
-        if snap.operation_revision != revision:
+        if snap.operation_revision != revision or superseded(snap):
             return False
         return snap.phase in FINAL_FAILURE_PHASES or (snap.phase is Phase.RUNNING and snap.retry_count > 0)
     if kind is EventKind.MANIFEST_ERROR:
@@ -126,6 +129,12 @@ def _scope(f: PolicyFacts, rules: RevertRules) -> Decision | None:
         return _alert("suspended", f"auto-revert is suspended for {f.app}: {f.suspended}")
     if f.circuit:
         return _alert("circuit_open", f"the revert circuit is open: {f.circuit}")
+    if f.from_watched_repo is False:
+        return _alert(
+            "not_from_watched_repo",
+            f"{f.app} deploys {f.revision!r} from outside the watched repo (a Helm repository chart or another "
+            "repo): no commit of the watched repo to revert",
+        )
     follows = f.following
     if follows is not None and follows.kind is not Follow.BRANCH:
         return _alert(follows.kind.value, _not_followed(f.app, follows))
@@ -150,6 +159,12 @@ def _knowledge(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision | 
         return Decision(Action.WAIT, "argocd_unknown", "Argo CD could not be asked whether the app still fails")
     if not f.still_failing:
         return _alert("no_longer_failing", "a fresh look at the app no longer shows the failure")
+    if f.untouched_degraded:
+        return _alert(
+            "untouched_by_sync",
+            f"{', '.join(f.untouched_degraded[:3])} degraded, but the sync of {(f.revision or '')[:12]} did not "
+            "change it (a node, a quota, a certificate, the registry): not the commit's doing",
+        )
     if f.blame is None:
         return Decision(Action.WAIT, "git_unknown", "the git history could not be read")
     if f.initiated_by not in ("", AUTOMATED) and f.head and f.revision and f.revision != f.head:
@@ -257,6 +272,10 @@ RULE_ADVICE: dict[str, str] = {
     "unwatched_branch": "The app follows a branch the watcher does not watch: revert on that branch by hand, or add "
     "it to WATCHER_GIT__BRANCHES.",
     "mixed_branches": "The app's sources follow different branches: find the bad change on each and revert by hand.",
+    "not_from_watched_repo": "The app deploys a chart version or another repo: set its Application's targetRevision "
+    "back to the last good one.",
+    "untouched_by_sync": "What degraded was not changed by the deploy: look at the cluster (nodes, quotas, "
+    "certificates, the registry).",
     "argocd_unknown": "Waiting for Argo CD to answer; check the watcher's Argo CD token and network if it lasts.",
     "no_longer_failing": "Nothing to do: the app recovered or moved on by itself.",
     "git_unknown": "Waiting for git to answer; check the remote, the credentials and the host key if it lasts.",

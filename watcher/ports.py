@@ -50,6 +50,9 @@ class ArgoCDActions(Protocol):
 
     def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]: ...
     def terminate_operation(self, name: str, namespace: str = "") -> None: ...
+    def resource_tree(self, name: str, namespace: str = "") -> dict[str, Any]:
+        """GET .../resource-tree: each live resource's health (Argo CD 3.x keeps it only there)."""
+        ...
 
 
 # -- git ------------------------------------------------------------------------------------------------

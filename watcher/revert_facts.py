@@ -10,9 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from watcher.appmap import deploys_from_repo
 from watcher.blame import AppSources, Blame, blame, helm_dirs
 from watcher.branches import Follow, Following, RemoteBranches, following
-from watcher.domain import AppSnapshot, ChangedCommit, Incident, RevertHistory
+from watcher.detect import untouched_by_the_sync
+from watcher.domain import AppSnapshot, ChangedCommit, EventKind, Incident, RevertHistory
 from watcher.policy import PolicyFacts, opt_in_from, still_failing
 from watcher.ports import AppContext
 
@@ -123,6 +125,10 @@ def facts_of(
         revision=incident.revision,
         head=git.head if git else None,
         following=follows,
+        untouched_degraded=tuple(untouched_by_the_sync(snap, incident.revision))
+        if snap is not None and incident.kind is EventKind.DEGRADED and incident.revision
+        else (),
+        from_watched_repo=deploys_from_repo(context.specs.get(context.key, {}), watched.repo_url) if watched else None,
         initiated_by=snap.initiated_by if snap else "",
         auto_sync=snap.auto_sync if snap else None,
         last_revert_at=history.last_revert_at,
@@ -151,6 +157,8 @@ def _evidence(p: PolicyFacts, found: Blame | None, argocd: ArgoCDView, git: GitV
         "last_revert_at": p.last_revert_at.isoformat() if p.last_revert_at else None,
         "reverts_last_hour": p.reverts_last_hour,
         "pinned": p.following.pinned if p.following else None,
+        "from_watched_repo": p.from_watched_repo,
+        "untouched_degraded": list(p.untouched_degraded),
         "initiated_by": p.initiated_by,
         "auto_sync": p.auto_sync,
     }

@@ -3,12 +3,13 @@ store (the app's revert history). What they return is plain data for `revert_fac
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
-from watcher.adapters.argocd import snapshot_from_app
+from watcher.adapters.argocd import degraded_in_tree, health_is_in_the_tree, snapshot_from_app
 from watcher.blame import last_good_revision
 from watcher.branches import Follow
-from watcher.domain import ChangedCommit, Incident
+from watcher.domain import ChangedCommit, EventKind, Health, Incident
 from watcher.policy import still_failing
 from watcher.ports import AppContext, ArgoCDActions, Fleet, NeedsHuman, RetryLater, RevertRepo
 from watcher.revert_facts import ArgoCDView, Facts, GitView, Watched, facts_of, sources_of
@@ -35,16 +36,24 @@ class IncidentReader:
     def facts(self, incident: Incident, now: datetime) -> Facts:
         """Three reads, then one pure function builds the facts. Git is read only while the app still fails."""
         context = self.fleet.app_context(incident.app)
-        argocd = self.read_argocd(context.name, context.namespace)
+        argocd = self.read_argocd(context.name, context.namespace, incident.kind is EventKind.DEGRADED)
         snap = argocd.snapshot
         failing = snap is not None and still_failing(snap, incident.kind, incident.revision)
         git = self.read_git(incident, context, argocd) if failing and incident.revision else None
         history = self.audit.revert_history(incident.app, now)
         return facts_of(incident, context, argocd, git, history, self.max_candidates, self.watched)
 
-    def read_argocd(self, name: str, namespace: str) -> ArgoCDView:
+    def read_argocd(self, name: str, namespace: str, degraded: bool = False) -> ArgoCDView:
+        """A fresh GET; for a degraded app whose resources' health is only in the resource tree (Argo CD 3.x),
+        the tree too: which resource degraded decides whether the sync is to blame."""
         try:
-            return ArgoCDView(snapshot_from_app(self.argocd.get_app(name, namespace), complete=True))
+            repo = self.watched.repo_url if self.watched else ""
+            app = self.argocd.get_app(name, namespace)
+            snap = snapshot_from_app(app, True, repo)
+            if degraded and snap.health is Health.DEGRADED and health_is_in_the_tree(app):
+                tree = self.argocd.resource_tree(name, namespace)
+                snap = replace(snap, degraded_resources=degraded_in_tree(tree))
+            return ArgoCDView(snap)
         except RetryLater as exc:
             return ArgoCDView(None, str(exc))
 

@@ -213,7 +213,7 @@ class Watcher:
         started = time.perf_counter()
         try:
             with gc_paused():
-                listing = list_snapshots(self.argocd)
+                listing = list_snapshots(self.argocd, self.settings.git.url)
         except ArgoCDError as exc:
             self.metrics.poll_errors.labels("argocd", type(exc).__name__).inc()
             self.metrics.argocd_up.set(0)
@@ -268,7 +268,7 @@ class Watcher:
 
     def on_stream_event(self, kind: str, app: dict[str, Any]) -> None:
         self.metrics.stream_events.labels(kind).inc()
-        snap = snapshot_from_app(app, complete=True)
+        snap = snapshot_from_app(app, complete=True, watched_repo=self.settings.git.url)
         if not snap.name:
             return
         with self._observing:

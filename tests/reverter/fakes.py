@@ -111,6 +111,7 @@ class FakeArgoCD:
 
     def __init__(self, apps: Mapping[str, dict[str, Any]]):
         self.apps = dict(apps)
+        self.trees: dict[str, dict[str, Any]] = {}  # name -> resource tree (default: no nodes)
         self.down = False
         self.answers_left: int | None = None  # not None: goes down after this many more calls
         self.calls: list[tuple[str, str, str | None]] = []  # (call, app, refresh)
@@ -119,6 +120,13 @@ class FakeArgoCD:
         if self.answers_left is not None:
             self.down = self.down or self.answers_left <= 0
             self.answers_left -= 1
+
+    def resource_tree(self, name: str, namespace: str = "") -> dict[str, Any]:
+        self.calls.append(("resource_tree", name, None))
+        self._answer()
+        if self.down:
+            raise ArgoCDUnavailable(f"GET /api/v1/applications/{name}/resource-tree: ConnectTimeout")
+        return copy.deepcopy(self.trees.get(name, {"nodes": []}))
 
     def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]:
         self.calls.append(("get_app", name, refresh))

@@ -18,6 +18,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from watcher.appmap import normalize_repo_url
 from watcher.domain import AUTOMATED, AppSnapshot, Condition, Health, Phase, SyncStatus
 from watcher.ports import RetryLater
 from watcher.settings import ArgoCDSettings
@@ -208,6 +209,10 @@ class ArgoCDClient:
     def refresh(self, name: str, namespace: str = "") -> dict[str, Any]:
         return self.get_app(name, namespace, refresh="normal")
 
+    def resource_tree(self, name: str, namespace: str = "") -> dict[str, Any]:
+        params = {"appNamespace": namespace} if namespace else None
+        return self._request("GET", f"/api/v1/applications/{name}/resource-tree", params)
+
     def terminate_operation(self, name: str, namespace: str = "") -> None:
         params = {"appNamespace": namespace} if namespace else None
         self._request("DELETE", f"/api/v1/applications/{name}/operation", params)
@@ -314,15 +319,20 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
-def snapshot_from_app(app: Mapping[str, Any], complete: bool) -> AppSnapshot:
+def snapshot_from_app(app: Mapping[str, Any], complete: bool, watched_repo: str = "") -> AppSnapshot:
+    """Argo CD's Application as the watcher reads it. For a multi-source app (`spec.sources`) every revision
+    is the one of the source from `watched_repo`: Argo CD reports `revisions` lined up with the sources, and a
+    Helm repository's entry is a chart version, not a commit (a bump of it is a commit to the watched repo)."""
     meta = app.get("metadata") or {}
     status = app.get("status") or {}
     sync = status.get("sync") or {}
     health = status.get("health") or {}
     op = status.get("operationState") or {}
     result = op.get("syncResult") or {}
+    # In a list response this key holds the SyncResult (forwarder_overwrite.go): the same revision fields.
     op_sync = (op.get("operation") or {}).get("sync") or {}
-    revision = result.get("revision") or op_sync.get("revision") or None
+    index = watched_source_index(app.get("spec"), watched_repo)
+    revision = _revision(result, index) or _revision(op_sync, index)
     try:
         retries = int(op.get("retryCount") or 0)
     except (TypeError, ValueError):
@@ -332,7 +342,7 @@ def snapshot_from_app(app: Mapping[str, Any], complete: bool) -> AppSnapshot:
         namespace=str(meta.get("namespace", "")),
         project=str((app.get("spec") or {}).get("project", "")),
         sync_status=_enum(SyncStatus, sync.get("status")),
-        sync_revision=sync.get("revision") or None,
+        sync_revision=_revision(sync, index),
         health=_enum(Health, health.get("status")),
         health_message=str(health.get("message", "")),
         phase=_enum(Phase, op.get("phase")),
@@ -346,7 +356,7 @@ def snapshot_from_app(app: Mapping[str, Any], complete: bool) -> AppSnapshot:
             for c in status.get("conditions") or []
             if isinstance(c, dict)
         ),
-        history_revisions=tuple(_history_revisions(status.get("history"))),
+        history_revisions=tuple(_history_revisions(status.get("history"), index)),
         initiated_by=_initiator((op.get("operation") or {}).get("initiatedBy")),
         auto_sync=_auto_sync(app.get("spec")),
         degraded_resources=tuple(
@@ -356,6 +366,26 @@ def snapshot_from_app(app: Mapping[str, Any], complete: bool) -> AppSnapshot:
         ),
         changed_resources=_changed_resources(result.get("resources")),
         complete=complete,
+    )
+
+
+def health_is_in_the_tree(app: Mapping[str, Any]) -> bool:
+    """Argo CD 3.x stores no per-resource health in the Application (`status.resourceHealthSource: appTree`,
+    the default since --persist-resource-health=false): `status.resources[].health` is absent, not healthy."""
+    return (app.get("status") or {}).get("resourceHealthSource") == "appTree"
+
+
+def degraded_in_tree(tree: Mapping[str, Any]) -> tuple[str, ...]:
+    """The app's own resources (tree nodes without parentRefs: what the sync applies) whose health is
+    Degraded, "Kind/namespace/name". A crashing Pod makes its Deployment degraded; the Pod itself is not
+    something a sync changes, so only the managed resource counts."""
+    nodes = tree.get("nodes")
+    return tuple(
+        _resource_key(n)
+        for n in (nodes if isinstance(nodes, list) else [])
+        if isinstance(n, dict)
+        and not n.get("parentRefs")
+        and (n.get("health") or {}).get("status") == Health.DEGRADED.value
     )
 
 
@@ -392,12 +422,44 @@ def _auto_sync(spec: Any) -> bool | None:
     return isinstance(automated, dict) and automated.get("enabled") is not False
 
 
-def _history_revisions(history: Any) -> list[str]:
-    """status.history revisions, oldest first (a multi-source entry's first revision stands for it)."""
+def watched_source_index(spec: Any, watched_repo: str) -> int | None:
+    """Which entry of a multi-source app's `revisions` is the watched repo's: None for a single-source app
+    (it has `revision`). With no source from the watched repo (or the repo unknown) the first entry stands for
+    the app, and the policy says no commit of the watched repo is to blame."""
+    sources = spec.get("sources") if isinstance(spec, dict) and not spec.get("source") else None
+    if not isinstance(sources, list) or not sources:
+        return None
+    if watched_repo:
+        watched = normalize_repo_url(watched_repo)
+        for i, src in enumerate(sources):
+            if (
+                isinstance(src, dict)
+                and not src.get("chart")
+                and normalize_repo_url(str(src.get("repoURL", ""))) == watched
+            ):
+                return i
+    return 0
+
+
+def _revision(holder: Any, index: int | None) -> str | None:
+    """`revision`, or entry `index` of `revisions` (swagger: SyncStatus, SyncOperation, SyncOperationResult,
+    RevisionHistory all carry both). A missing or empty entry is unknown, never another source's revision."""
+    if not isinstance(holder, dict):
+        return None
+    single = holder.get("revision")
+    if index is None or (isinstance(single, str) and single and not holder.get("revisions")):
+        return single if isinstance(single, str) and single else None
+    many = holder.get("revisions")
+    if isinstance(many, list) and index < len(many) and isinstance(many[index], str) and many[index]:
+        return str(many[index])
+    return None
+
+
+def _history_revisions(history: Any, index: int | None) -> list[str]:
+    """status.history revisions of the watched source, oldest first."""
     out = []
     for entry in history if isinstance(history, list) else []:
-        if isinstance(entry, dict):
-            rev = entry.get("revision") or next(iter(entry.get("revisions") or []), None)
-            if isinstance(rev, str) and rev:
-                out.append(rev)
+        rev = _revision(entry, index)
+        if rev:
+            out.append(rev)
     return out

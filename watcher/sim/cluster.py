@@ -27,6 +27,9 @@ MEMORY_MIB = {
 class Cluster:
     images: dict[str, dict[str, int]] = field(default_factory=dict)  # repository -> tag -> MiB needed
     max_replicas: int = 20
+    # Argo CD 3.x does not store each resource's health in the Application (`resourceHealthSource: appTree`,
+    # controller flag --persist-resource-health=false): it is only in the resource tree. True: as before 3.0.
+    persist_resource_health: bool = False
 
 
 def changed_results(name: str, namespace: str, live: Rendered | None, desired: Rendered) -> list[dict[str, Any]]:
@@ -41,14 +44,33 @@ def changed_results(name: str, namespace: str, live: Rendered | None, desired: R
     return results
 
 
-def resource_statuses(name: str, namespace: str, status: dict[str, Any]) -> list[dict[str, Any]]:
-    """status.resources: the Deployment with the app's health, its ConfigMap (no health of its own)."""
+def resource_statuses(name: str, namespace: str, status: dict[str, Any], with_health: bool) -> list[dict[str, Any]]:
+    """status.resources: the Deployment (with the app's health when health is persisted), its ConfigMap."""
     health = {k: v for k, v in (status.get("health") or {}).items() if k in ("status", "message")}
     common = {"version": "v1", "namespace": namespace, "status": status.get("sync", {}).get("status", "Unknown")}
+    deployment = common | {"group": "apps", "kind": "Deployment", "name": name}
     return [
-        common | {"group": "apps", "kind": "Deployment", "name": name, "health": health},
+        deployment | {"health": health} if with_health else deployment,
         common | {"group": "", "kind": "ConfigMap", "name": f"{name}-config"},
     ]
+
+
+def resource_tree(name: str, namespace: str, status: dict[str, Any], image: str) -> dict[str, Any]:
+    """GET .../resource-tree (swagger: v1alpha1ApplicationTree): the managed Deployment and ConfigMap, and the
+    Deployment's ReplicaSet and Pod below it (parentRefs), each Deployment-side node with the app's health."""
+    health = {k: v for k, v in (status.get("health") or {}).items() if k in ("status", "message")}
+    deployment = {"group": "apps", "version": "v1", "kind": "Deployment", "namespace": namespace, "name": name}
+    replica_set = {"group": "apps", "version": "v1", "kind": "ReplicaSet", "namespace": namespace, "name": f"{name}-1"}
+    pod = {"group": "", "version": "v1", "kind": "Pod", "namespace": namespace, "name": f"{name}-1-a"}
+    config = {"group": "", "version": "v1", "kind": "ConfigMap", "namespace": namespace, "name": f"{name}-config"}
+    return {
+        "nodes": [
+            deployment | {"health": health, "resourceVersion": "1"},
+            config | {"resourceVersion": "1"},
+            replica_set | {"health": health, "parentRefs": [deployment], "resourceVersion": "1"},
+            pod | {"health": health, "parentRefs": [replica_set], "images": [image], "resourceVersion": "1"},
+        ]
+    }
 
 
 def resource_result(name: str, namespace: str, status: str, message: str) -> dict[str, Any]:

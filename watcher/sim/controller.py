@@ -21,7 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from watcher.sim.cluster import Cluster, apply_error, changed_results, live_health, resource_result, resource_statuses
+from watcher.sim.cluster import (
+    Cluster,
+    apply_error,
+    changed_results,
+    live_health,
+    resource_result,
+    resource_statuses,
+    resource_tree,
+)
 from watcher.sim.repo_server import Rendered, RenderError, RepoServer
 
 __all__ = ["Cluster", "Controller", "SimTimings"]
@@ -63,6 +71,11 @@ class SimApp:
     health_due: float | None = None
     failed_revisions: set[str] = field(default_factory=set)
     terminate: bool = False
+    op_revision: str | None = None  # the running operation's revision of the source in our repo
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return dict(self.manifest["spec"])
 
     @property
     def name(self) -> str:
@@ -172,9 +185,7 @@ class Controller:
                 return f'applications.argoproj.io "{name}" not found'
             if app.operation is not None:
                 return "another operation is already in progress"
-            rev = self.repo_server.resolve(
-                revision or str(app.manifest["spec"].get("source", {}).get("targetRevision", ""))
-            )
+            rev = self.repo_server.resolve(revision or str(self._own_source(app).get("targetRevision", "")))
             if rev is None:
                 return f"unable to resolve '{revision}' to a commit SHA"
             self._start_sync(app, rev, self.clock(), {"username": username}, retry={})
@@ -223,15 +234,14 @@ class Controller:
         """Compare the app's desired state at head with what is live; auto-sync when they differ."""
         if "sim/static" in app.manifest["metadata"].get("annotations", {}) or self.head is None:
             return
-        target = str(app.manifest["spec"].get("source", {}).get("targetRevision", ""))
-        resolved = self.repo_server.resolve(target)
+        resolved = self.repo_server.resolve(str(self._own_source(app).get("targetRevision", "")))
         rev = resolved or self.head
         before = _signature(app)
         app.status["reconciledAt"] = now_iso(now)
         try:
             desired = self.repo_server.render(app.manifest, rev)
         except RenderError as exc:
-            _comparison_error(app, rev, str(exc), now)
+            _comparison_error(app, self._revisions(app, rev), str(exc), now)
             if _signature(app) != before:
                 self._changed(app)
             return
@@ -239,7 +249,7 @@ class Controller:
         in_sync = app.live is not None and app.live.fingerprint == desired.fingerprint
         app.status["sync"] = {
             "status": "Synced" if in_sync else "OutOfSync",
-            "revision": rev,
+            **self._revisions(app, rev),
             "comparedTo": _compared_to(app),
         }
         automated = (app.manifest["spec"].get("syncPolicy") or {}).get("automated")
@@ -258,8 +268,9 @@ class Controller:
     ) -> None:
         if retry is None:
             retry = (app.manifest["spec"].get("syncPolicy") or {}).get("retry") or {}
+        app.op_revision = rev
         app.operation = {
-            "sync": {"revision": rev, "prune": True, "syncOptions": ["CreateNamespace=true"]},
+            "sync": {**self._revisions(app, rev), "prune": True, "syncOptions": ["CreateNamespace=true"]},
             "initiatedBy": initiated_by or {"automated": True},
             "retry": retry,
         }
@@ -277,7 +288,7 @@ class Controller:
         if app.terminate and app.operation is not None and state is not None:
             app.terminate = False
             _finish(app, now, "Failed", "Operation terminated")
-            app.failed_revisions.add(state["operation"]["sync"]["revision"])
+            app.failed_revisions.add(str(app.op_revision))
             self._changed(app)
         elif app.operation is not None and app.attempt_due is not None and now >= app.attempt_due:
             self._attempt(app, now)
@@ -289,7 +300,7 @@ class Controller:
 
     def _attempt(self, app: SimApp, now: float) -> None:
         state = app.status["operationState"]
-        rev = state["operation"]["sync"]["revision"]
+        rev = str(app.op_revision)
         try:
             desired = self.repo_server.render(app.manifest, rev)
             error = apply_error(app.name, desired)
@@ -298,14 +309,14 @@ class Controller:
         if error is None and desired is not None:
             _finish(app, now, "Succeeded", "successfully synced (all tasks run)")
             state["syncResult"] = {
-                "revision": rev,
-                "source": app.manifest["spec"].get("source", {}),
+                **self._revisions(app, rev),
+                **_source_fields(app),
                 "resources": changed_results(app.name, _namespace(app), app.live, desired),
             }
             app.live = desired
-            app.status["sync"] = {"status": "Synced", "revision": rev, "comparedTo": _compared_to(app)}
+            app.status["sync"] = {"status": "Synced", **self._revisions(app, rev), "comparedTo": _compared_to(app)}
             self.history_id += 1
-            _add_history(app, self.history_id, rev, now)
+            _add_history(app, self.history_id, self._revisions(app, rev), now)
             app.status["health"] = {
                 "status": "Progressing",
                 "message": "Waiting for rollout to finish",
@@ -323,17 +334,40 @@ class Controller:
             else:
                 suffix = f" (retried {count} times)." if count else ""
                 state["syncResult"] = {
-                    "revision": rev,
-                    "source": app.manifest["spec"].get("source", {}),
+                    **self._revisions(app, rev),
+                    **_source_fields(app),
                     "resources": [resource_result(app.name, _namespace(app), "SyncFailed", error or "")],
                 }
                 _finish(app, now, "Failed", f"{error}{suffix}")
                 app.failed_revisions.add(rev)
         self._changed(app)
 
+    def _own_source(self, app: SimApp) -> dict[str, Any]:
+        """The source read from our repo: `spec.source`, or the first of `spec.sources` from this repo."""
+        spec = app.spec
+        if spec.get("source"):
+            return dict(spec["source"])
+        ours = [s for s in spec.get("sources") or [] if s.get("repoURL") == self.repo_url]
+        return dict(ours[0]) if ours else {}
+
+    def _revisions(self, app: SimApp, rev: str) -> dict[str, Any]:
+        """`revision`, or for a multi-source app `revisions` lined up with `spec.sources`: our commit for a
+        source from this repo, the chart version for a Helm repository chart (as Argo CD reports them)."""
+        sources = app.spec.get("sources")
+        if app.spec.get("source") or not sources:
+            return {"revision": rev}
+        return {
+            "revisions": [
+                rev if s.get("repoURL") == self.repo_url else str(s.get("targetRevision", "")) for s in sources
+            ]
+        }
+
     def _changed(self, app: SimApp) -> None:
         if app.live is not None and app.live.workload:
-            app.status["resources"] = resource_statuses(app.name, _namespace(app), app.status)
+            persisted = self.cluster.persist_resource_health
+            app.status["resources"] = resource_statuses(app.name, _namespace(app), app.status, persisted)
+            if not persisted:
+                app.status["resourceHealthSource"] = "appTree"
         app.resource_version += 1
         self._notify("MODIFIED", app)
 
@@ -341,6 +375,15 @@ class Controller:
         body = app.to_json()
         for listener in list(self.listeners):
             listener(kind, body)
+
+    def resource_tree(self, name: str) -> dict[str, Any] | None:
+        with self.lock:
+            app = self.apps.get(name)
+            if app is None:
+                return None
+            if app.live is None or not app.live.workload:
+                return {"nodes": []}
+            return resource_tree(app.name, _namespace(app), app.status, app.live.image)
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -371,11 +414,16 @@ def _finish(app: SimApp, now: float, phase: str, message: str) -> None:
 # -- notifications ----------------------------------------------------------------------------------
 
 
+def _source_fields(app: SimApp) -> dict[str, Any]:
+    """`source`, or `sources` for a multi-source app (swagger: v1alpha1SyncOperationResult, RevisionHistory)."""
+    spec = app.spec
+    if spec.get("source") or not spec.get("sources"):
+        return {"source": spec.get("source", {})}
+    return {"sources": copy.deepcopy(spec["sources"])}
+
+
 def _compared_to(app: SimApp) -> dict[str, Any]:
-    return {
-        "source": app.manifest["spec"].get("source", {}),
-        "destination": app.manifest["spec"].get("destination", {}),
-    }
+    return {**_source_fields(app), "destination": app.spec.get("destination", {})}
 
 
 def retry_wait(retry: dict[str, Any], count: int, scale: float) -> float | None:
@@ -390,30 +438,31 @@ def retry_wait(retry: dict[str, Any], count: int, scale: float) -> float | None:
     return float(min(base * factor**count, cap) * scale)
 
 
-def _add_history(app: SimApp, history_id: int, rev: str, now: float) -> None:
+def _add_history(app: SimApp, history_id: int, revisions: dict[str, Any], now: float) -> None:
     """status.history gains the deployed revision (as Argo CD's controller keeps it, bounded)."""
     state = app.status["operationState"]
     history = app.status.setdefault("history", [])
     history.append(
         {
             "id": history_id,
-            "revision": rev,
+            **revisions,
             "deployedAt": now_iso(now),
             "deployStartedAt": state["startedAt"],
-            "source": app.manifest["spec"].get("source", {}),
+            **_source_fields(app),
             "initiatedBy": copy.deepcopy(state["operation"].get("initiatedBy") or {"automated": True}),
         }
     )
     del history[: -int(app.manifest["spec"].get("revisionHistoryLimit") or 10)]
 
 
-def _comparison_error(app: SimApp, rev: str, error: str, now: float) -> None:
+def _comparison_error(app: SimApp, revisions: dict[str, Any], error: str, now: float) -> None:
     """Manifests cannot be generated: a ComparisonError condition (its time kept while the message stays)."""
+    count = len(app.spec.get("sources") or []) or 1
     message = (
-        f"Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: "
+        f"Failed to load target state: failed to generate manifest for source 1 of {count}: rpc error: "
         f"code = Unknown desc = {error}"
     )
     current = app.status.get("conditions") or []
     if not current or current[0].get("message") != message:
         app.status["conditions"] = [{"type": "ComparisonError", "message": message, "lastTransitionTime": now_iso(now)}]
-    app.status["sync"] = {"status": "Unknown", "revision": rev, "comparedTo": _compared_to(app)}
+    app.status["sync"] = {"status": "Unknown", **revisions, "comparedTo": _compared_to(app)}

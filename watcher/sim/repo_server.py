@@ -13,6 +13,8 @@ from typing import Any
 import git
 import yaml
 
+from watcher.sim.chart_repo import BROKEN_REPLICAS, BROKEN_VERSIONS, ChartNotFound, chart_defaults, is_chart_source
+
 
 class RenderError(Exception):
     """Manifests cannot be generated (Argo CD: ComparisonError)."""
@@ -105,8 +107,14 @@ class RepoServer:
         return found
 
     def render(self, manifest: dict[str, Any], rev: str) -> Rendered:
+        """The app's source(s) at `rev` (the revision of its source in this repo). A multi-source app whose
+        chart comes from the Helm repository takes its values through a `ref` source (`$values/...`)."""
         spec = manifest["spec"]
-        source = spec.get("source") or (spec.get("sources") or [{}])[0]
+        sources = [spec["source"]] if spec.get("source") else list(spec.get("sources") or [])
+        chart = next((s for s in sources if is_chart_source(s)), None)
+        if chart is not None:
+            return self._render_chart(chart, sources, rev)
+        source = next((s for s in sources if s.get("path")), sources[0] if sources else {})
         path = source.get("path", "")
         files = self.dir_files(rev, path)
         if not files:
@@ -124,32 +132,60 @@ class RepoServer:
         for vf in value_files:
             full = posixpath.normpath(posixpath.join(path, vf))
             text = files.get(full) if full.startswith(path) else self.file(rev, full)
-            if text is None:
-                if vf == "values.yaml":
-                    continue
-                raise RenderError(f"open {full}: no such file or directory")
-            try:
-                loaded = yaml.safe_load(text) or {}
-            except yaml.YAMLError as exc:
-                line = getattr(getattr(exc, "problem_mark", None), "line", 0) + 1
-                raise RenderError(
-                    f"failed to parse {vf}: error converting YAML to JSON: yaml: line {line}: "
-                    f"{getattr(exc, 'problem', 'invalid YAML')}"
-                ) from None
-            if not isinstance(loaded, dict):
-                raise RenderError(f"failed to parse {vf}: values must be a map")
-            values = _merge(values, loaded)
-        image = values.get("image") or {}
-        memory = ((values.get("resources") or {}).get("limits") or {}).get("memory")
-        fingerprint = hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
-        config = hashlib.sha1(json.dumps(values.get("config"), sort_keys=True, default=str).encode()).hexdigest()
-        return Rendered(
-            fingerprint,
-            values.get("replicaCount", 1),
-            f"{image.get('repository')}:{image.get('tag')}",
-            memory,
-            config=config,
-        )
+            if text is None and vf == "values.yaml":
+                continue
+            values = _merge(values, _values(vf, full, text))
+        return _rendered(values)
+
+    def _render_chart(self, chart: dict[str, Any], sources: list[dict[str, Any]], rev: str) -> Rendered:
+        """A chart from the Helm repository at its version; `$ref/...` value files read this repo at `rev`."""
+        name, version = str(chart["chart"]), str(chart.get("targetRevision", ""))
+        try:
+            defaults = chart_defaults(name, version)
+        except ChartNotFound as exc:
+            raise RenderError(str(exc)) from None
+        refs = {s["ref"] for s in sources if s.get("ref") and s.get("repoURL") == self.repo_url}
+        base = self.file(rev, f"helm/applications/{name}/values.yaml")  # the published chart's own values
+        values = _merge(_values("values.yaml", name, base) if base else {}, defaults)
+        for vf in (chart.get("helm") or {}).get("valueFiles") or []:
+            ref, _, rest = str(vf).removeprefix("$").partition("/")
+            if not str(vf).startswith("$") or ref not in refs:
+                raise RenderError(f"{vf}: value files of a Helm repository chart come through a ref source")
+            values = _merge(values, _values(str(vf), rest, self.file(rev, posixpath.normpath(rest))))
+        rendered = _rendered(values | {"chartVersion": version})
+        if version in BROKEN_VERSIONS:
+            rendered.replicas = BROKEN_REPLICAS  # the bad release's template ignores the values
+        return rendered
+
+
+def _values(vf: str, full: str, text: str | None) -> dict[str, Any]:
+    if text is None:
+        raise RenderError(f"open {full}: no such file or directory")
+    try:
+        loaded = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", 0) + 1
+        raise RenderError(
+            f"failed to parse {vf}: error converting YAML to JSON: yaml: line {line}: "
+            f"{getattr(exc, 'problem', 'invalid YAML')}"
+        ) from None
+    if not isinstance(loaded, dict):
+        raise RenderError(f"failed to parse {vf}: values must be a map")
+    return loaded
+
+
+def _rendered(values: dict[str, Any]) -> Rendered:
+    image = values.get("image") or {}
+    memory = ((values.get("resources") or {}).get("limits") or {}).get("memory")
+    fingerprint = hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+    config = hashlib.sha1(json.dumps(values.get("config"), sort_keys=True, default=str).encode()).hexdigest()
+    return Rendered(
+        fingerprint,
+        values.get("replicaCount", 1),
+        f"{image.get('repository')}:{image.get('tag')}",
+        memory,
+        config=config,
+    )
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -99,6 +99,20 @@ def project(obj: Any, paths: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+OPERATION_SYNC = "status.operationState.operation.sync"
+
+
+def _list_item(app: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    """One list item with the selected fields. As in Argo CD's forwarder_overwrite.go, the field
+    `status.operationState.operation.sync` is filled with the operation's SyncResult, not the SyncOperation."""
+    item = project(app, [f for f in fields if f != OPERATION_SYNC])
+    result = (app.get("status", {}).get("operationState") or {}).get("syncResult")
+    if OPERATION_SYNC in fields and result is not None:
+        state = item.setdefault("status", {}).setdefault("operationState", {})
+        state["operation"] = {"sync": result}
+    return item
+
+
 def _matches(app: dict[str, Any], request: Request) -> bool:
     q = request.query_params
     projects = q.getlist("projects") + q.getlist("project")
@@ -197,7 +211,7 @@ def build_sim_app(
             item_fields = [f for f in item_fields if f in LIST_SELECTABLE]
             body = {
                 "metadata": body["metadata"] if "metadata.resourceVersion" in fields else {},
-                "items": [project(i, item_fields) for i in items],
+                "items": [_list_item(i, item_fields) for i in items],
             }
         return JSONResponse(body)
 
@@ -219,6 +233,16 @@ def build_sim_app(
                 status_code=404,
             )
         return JSONResponse(app)
+
+    async def tree(request: Request) -> Response:
+        if (refused := await guard(request)) is not None:
+            return refused
+        name = request.path_params["name"]
+        found = controller.resource_tree(name)
+        if found is None:
+            message = f'applications.argoproj.io "{name}" not found'
+            return JSONResponse({"error": message, "code": 5, "message": message}, status_code=404)
+        return JSONResponse(found)
 
     async def terminate(request: Request) -> Response:
         if (refused := await guard(request)) is not None:
@@ -294,6 +318,7 @@ def build_sim_app(
             Route("/api/v1/applications", list_apps),
             Route("/api/v1/applications/{name}", get_app),
             Route("/api/v1/applications/{name}/operation", terminate, methods=["DELETE"]),
+            Route("/api/v1/applications/{name}/resource-tree", tree),
             Route("/api/v1/applications/{name}/sync", sync, methods=["POST"]),
             Route("/api/v1/stream/applications", stream),
         ]
