@@ -6,6 +6,7 @@ Each test asserts the exact set of reverted commits (often none) and the rule th
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -36,6 +37,13 @@ def on_failure(app: str, act: Callable[[], None]) -> Callable[[Event], None]:
     return hook
 
 
+def git_read_only_when_asked(world: SimWorld) -> None:
+    """From here on the simulated Argo CD reads git only when refreshed: at its 0.5 s poll, a person's push made
+    when the failure is seen could deploy before the bot looks (at Argo CD's real 3-minute poll it would not).
+    A copy of the timings: the default ones are shared by every world in this process."""
+    world.controller.timings = replace(world.controller.timings, git_poll_seconds=3600)
+
+
 def test_a_revert_made_by_a_person_is_deployed_not_reverted_again(
     world: SimWorld, scenario: Callable[..., Scenario]
 ) -> None:
@@ -46,9 +54,12 @@ def test_a_revert_made_by_a_person_is_deployed_not_reverted_again(
         world.work.push()
 
     s.start(before=on_failure("plate-api-stg", human_revert))
+    git_read_only_when_asked(world)
     bad = s.push("plate-api-stg: scale to -1", {"plate-api-stg": BAD})
+    world.controller.refresh()
     decision = wait_for(lambda: s.decision("plate-api-stg"), what="a decision")
     assert (decision.action, decision.rule) == ("alert", "undone_on_branch")
+    world.controller.refresh()
     human = s.remote_log()[0]
     assert human[1] == "Dev Three" and human[2] == 'Revert "plate-api-stg: scale to -1"'
     assert bad in decision.reason or bad[:12] in decision.reason
@@ -85,9 +96,12 @@ def test_a_newer_commit_to_the_failing_app_is_waited_for_not_reverted_on_top_of(
         world.work.push()
 
     s.start(before=on_failure("plate-api-stg", push_fix))
+    git_read_only_when_asked(world)
     s.push("plate-api-stg: scale to -1", {"plate-api-stg": BAD})
+    world.controller.refresh()
     decision = wait_for(lambda: s.decision("plate-api-stg"), what="a decision")
     assert (decision.action, decision.rule) == ("wait", "fix_on_branch")
+    world.controller.refresh()
     fix = s.remote_log()[0]
     assert fix[1] == "Dev Three"
     wait_for(lambda: s.healthy_on("plate-api-stg", fix[0]), what="the fix deployed")
@@ -232,9 +246,7 @@ def test_when_a_person_reverted_one_of_two_culprits_the_rest_is_theirs(
         world.work.push()
 
     s.start(before=on_failure("plate-api-stg", human_revert_of_the_first))
-    # Argo CD reads git only when asked from here on, so the person's revert is not deployed before the bot
-    # decides (at Argo CD's real 3-minute poll it would not be either).
-    world.controller.timings.git_poll_seconds = 3600
+    git_read_only_when_asked(world)
     world.work.git("pull", "-q", "--rebase", "origin", "main")
     first = s.commit("plate-api-stg: scale to -1", {"plate-api-stg": BAD})
     manifest = "environments/argocd/apps/plate-api-stg.yaml"
