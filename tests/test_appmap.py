@@ -139,3 +139,41 @@ def test_pinned_revision_is_any_target_but_the_watched_branch(target: str, pinne
         }
     )
     assert pinned_revision(app, "https://github.com/plate/gitops", "main") == pinned
+
+
+def test_renderer_inputs_file_parameters_and_components_count() -> None:
+    """`--set-file` parameters resolve like value files; the Application's own Kustomize components are
+    directories the renderer starts from, as its source path is; both survive mapping_fields."""
+    from watcher.appmap import mapping_fields, render_roots
+
+    app = mapping_fields(
+        {
+            "metadata": {"name": "docs-stg"},
+            "spec": {
+                "sources": [
+                    {
+                        "repoURL": REPO,
+                        "path": "kustomize/docs/overlays/stg",
+                        "kustomize": {"components": ["../../components/tls", "https://example.com/remote"]},
+                    },
+                    {
+                        "repoURL": REPO,
+                        "path": "helm/applications/plate-web",
+                        "helm": {"fileParameters": [{"name": "config", "path": "../../shared/config.json"}]},
+                    },
+                ]
+            },
+        }
+    )
+    assert render_roots(app, REPO) == (
+        "kustomize/docs/overlays/stg",
+        "kustomize/docs/components/tls",
+        "helm/applications/plate-web",
+    )
+    assert app_paths(app, REPO, None, ["helm/library/common"]) == (
+        "helm/applications/plate-web",
+        "helm/library/common",
+        "helm/shared/config.json",
+        "kustomize/docs/components/tls",
+        "kustomize/docs/overlays/stg",
+    )
