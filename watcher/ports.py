@@ -7,7 +7,7 @@ one of the errors below (or a subclass) instead of hanging or returning half an 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -68,6 +68,11 @@ class WatchedRepo(Protocol):
 
     def yaml_files(self, rev: str, directories: Iterable[str]) -> dict[str, str]:
         """path -> text of every YAML file under `directories` at `rev` (app-of-apps mapping)."""
+        ...
+
+    def files_named(self, rev: str, directories: Iterable[str], names: Collection[str]) -> dict[str, str]:
+        """path -> text of each file called one of `names` directly inside one of `directories` at `rev`
+        (Chart.yaml, kustomization.yaml: what the renderer reads besides the app's directory)."""
         ...
 
 

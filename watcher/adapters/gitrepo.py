@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import git
 
+from watcher.adapters import git_blobs
 from watcher.adapters.git_errors import (  # re-exported: callers name the errors from here
     GitError,
     GitUnavailable,
@@ -271,21 +272,18 @@ class GitRepo:
         return self.reverts.worktree_path
 
     def yaml_files(self, rev: str, directories: Iterable[str]) -> dict[str, str]:
-        """Text of every *.yaml / *.yml file under `directories` at `rev`, read through one cat-file process."""
-        dirs = sorted(set(directories))
-        files: dict[str, str] = {}
+        """Text of every *.yaml / *.yml file under `directories` at `rev` (blobs fetched in one batch)."""
         with self._lock:
-            tree = self._open().commit(rev).tree
-            for directory in dirs:
-                try:
-                    sub = tree / directory
-                except KeyError:
-                    continue
-                for item in sub.traverse():
-                    if isinstance(item, git.Blob) and str(item.path).endswith((".yaml", ".yml")):
-                        files[str(item.path)] = item.data_stream.read().decode("utf-8", "replace")
-        return files
+            repo = self._open()
+            blobs = git_blobs.blobs_under(repo, rev, directories, lambda path: path.endswith((".yaml", ".yml")))
+            return git_blobs.read(repo, blobs, self._deadline, self.cfg.partial_clone)
 
+    def files_named(self, rev: str, directories: Iterable[str], names: Collection[str]) -> dict[str, str]:
+        """Text of each file called one of `names` directly inside one of `directories` at `rev`."""
+        with self._lock:
+            repo = self._open()
+            blobs = git_blobs.blobs_named(repo, rev, directories, names)
+            return git_blobs.read(repo, blobs, self._deadline, self.cfg.partial_clone)
 
 def _parse(line: str) -> Commit:
     sha, author, when, parents, reverts, subject = line.split(FIELD, 5)
