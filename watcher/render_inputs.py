@@ -32,6 +32,8 @@ MAX_DIRECTORIES = 256  # per app: a kustomization that pulls in more is read no 
 # (api/internal/git/repospec.go); everything else is a path, and Helm's only local repository is file://.
 REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git::|[a-z][a-z0-9-]*@|github\.com[/:])", re.IGNORECASE)
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+# A fleet has thousands of Chart.yaml files to parse at the first mapping: libyaml is ten times faster.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,7 @@ def _outside(paths: Iterable[str], roots: tuple[str, ...]) -> tuple[str, ...]:
 
 def _load(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=SAFE_LOADER)
     except yaml.YAMLError:
         return None  # the renderer fails on it and Argo CD says so; it names nothing we can follow
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
 import git
 
+from watcher.adapters.git_errors import GitError
 from watcher.logs import get_logger
 
 CHUNK = 500  # paths or object ids per git command line, far below any argv limit
@@ -59,7 +60,10 @@ def prefetch(repo: git.Repo, oids: Iterable[str], timeout: float) -> None:
 def _ls_tree(repo: git.Repo, rev: str, pathspecs: list[str], recursive: bool) -> Iterator[tuple[str, str]]:
     for chunk in _chunks(pathspecs):
         flags = ["-r"] if recursive else []
-        out = repo.git.ls_tree("-z", *flags, rev, "--", *chunk, env=LITERAL)
+        try:
+            out = repo.git.ls_tree("-z", *flags, rev, "--", *chunk, env=LITERAL)
+        except git.GitCommandError as exc:
+            raise GitError(f"cannot list files at {rev[:12]}: {str(exc.stderr or exc).strip()[:300]}") from None
         for entry in out.split("\0"):
             meta, _, path = entry.partition("\t")
             fields = meta.split()

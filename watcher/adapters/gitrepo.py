@@ -285,6 +285,7 @@ class GitRepo:
             blobs = git_blobs.blobs_named(repo, rev, directories, names)
             return git_blobs.read(repo, blobs, self._deadline, self.cfg.partial_clone)
 
+
 def _parse(line: str) -> Commit:
     sha, author, when, parents, reverts, subject = line.split(FIELD, 5)
     return Commit(sha, author, datetime.fromisoformat(when), subject, tuple(parents.split()), tuple(reverts.split()))
