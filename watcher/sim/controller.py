@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from watcher.sim.chart_repo import is_chart_source
 from watcher.sim.cluster import (
     Cluster,
     apply_error,
@@ -30,7 +31,6 @@ from watcher.sim.cluster import (
     resource_statuses,
     resource_tree,
 )
-from watcher.sim.chart_repo import is_chart_source
 from watcher.sim.repo_server import Rendered, RenderError, RepoServer
 
 __all__ = ["Cluster", "Controller", "SimTimings"]
