@@ -24,6 +24,10 @@ class StoreUnavailable(RetryLater):
     """The state store refused a write (full or read-only disk, database away): nothing of it was kept."""
 
 
+class NotLeader(RetryLater):
+    """This replica is not (or no longer) the leader: nothing was done; the leader does it."""
+
+
 class NeedsHuman(Exception):
     """The action failed in a way a person must resolve; `outcome` is the revert state it leaves."""
 
