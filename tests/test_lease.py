@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from watcher.lease import ALONE, LeaseTiming, Role, Term, after_check, role_at, transition_reason
 from watcher.leadership import Leadership
+from watcher.lease import ALONE, LeaseTiming, Role, Term, after_check, may_try, role_at, transition_reason
 from watcher.ports import RetryLater
 
 TIMING = LeaseTiming(lease=10.0, takeover=10.0)
@@ -37,6 +37,22 @@ def replay(checks: list[tuple[float, bool]]) -> Term:
 )
 def test_role_over_a_timeline_of_checks(checks: list[tuple[float, bool]], now: float, role: Role) -> None:
     assert role_at(replay(checks), now, TIMING) is role
+
+
+@pytest.mark.parametrize(
+    ("checks", "now", "tries"),
+    [
+        ([], 0.0, True),  # at start
+        ([(0.0, False), (2.0, False)], 2.5, True),  # a standby keeps trying
+        ([(0.0, True), (4.0, False)], 13.9, False),  # lost it: steps back for a lease
+        ([(0.0, True), (4.0, False)], 14.0, True),
+        ([(0.0, True)], 1.0, True),  # holding it: confirms
+    ],
+)
+def test_a_replica_that_lost_the_lock_steps_back_for_a_lease(
+    checks: list[tuple[float, bool]], now: float, tries: bool
+) -> None:
+    assert may_try(replay(checks), now, TIMING) is tries
 
 
 def test_a_replica_alone_leads_at_once_and_for_good() -> None:
@@ -123,7 +139,9 @@ def test_the_elector_waits_out_the_lease_takes_over_once_and_steps_down_on_a_los
     lock.lost = "terminating connection due to administrator command"
     assert not lead.confirm()  # the fence finds out first, on the thread about to act
     assert told[-1] is Role.STANDBY and lead.role() is Role.STANDBY
-    assert lead.check() is Role.TAKING_OVER  # a new session: the wait starts again
+    assert lead.check() is Role.STANDBY and lock.calls[-1] == "holds"  # steps back: the other replica goes first
+    clock.now = 22.0
+    assert lead.check() is Role.TAKING_OVER  # a lease later, a new session: and the wait starts again
 
 
 def test_the_elector_stops_acting_when_its_lease_runs_out_without_a_check() -> None:

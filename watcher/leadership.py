@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from watcher.lease import LeaseTiming, Role, Term, after_check, role_at, transition_reason
+from watcher.lease import LeaseTiming, Role, Term, after_check, may_try, role_at, transition_reason
 from watcher.logs import get_logger
 from watcher.ports import LeaderLock, RetryLater
 
@@ -115,6 +115,8 @@ class Leadership:
     def _ask(self) -> tuple[bool, str]:
         with self._io:
             asked_at = self.clock()  # the session was alive at some point after this: the lease counts from here
+            if not may_try(self._term, asked_at, self.timing):
+                return False, ""
             try:
                 holds = self.lock.holds() if self._term.acquired_at is not None else self.lock.try_acquire()
                 error = ""

@@ -6,7 +6,9 @@ Holding the lock is not enough to act on its own, because the previous holder ma
 - a confirmation that this session holds the lock is good for `lease` seconds: past that, without a fresh
   one (the database is unreachable, the check hangs), the replica stops acting as if it had lost the lock;
 - a replica that takes the lock waits `takeover` seconds (the lease) before it acts. The previous leader's
-  last confirmation came before its session ended, so its lease has run out by then, whatever it is doing.
+  last confirmation came before its session ended, so its lease has run out by then, whatever it is doing;
+- a replica that lost the lock does not try to take it again for a lease: the other replica, likely the one
+  with the healthier path to the database, gets it first.
 
 Only the order of events on each replica's own monotonic clock matters, never a comparison of two clocks.
 """
@@ -40,13 +42,19 @@ class Term:
 
     acquired_at: float | None = None  # when this session took the lock
     confirmed_at: float | None = None  # the last time the session answered that it still holds it
+    lost_at: float | None = None  # when this replica last found that it no longer holds the lock
 
 
 def after_check(term: Term, holds: bool, now: float) -> Term:
     """The term after asking the database (taking the lock, or confirming it is still ours)."""
     if not holds:
-        return Term()
+        return Term(lost_at=now if term.acquired_at is not None else term.lost_at)
     return Term(term.acquired_at if term.acquired_at is not None else now, now)
+
+
+def may_try(term: Term, now: float, timing: LeaseTiming) -> bool:
+    """Whether to ask for the lock now: not within a lease of losing it (the other replica goes first)."""
+    return term.acquired_at is not None or term.lost_at is None or now - term.lost_at >= timing.lease
 
 
 def role_at(term: Term, now: float, timing: LeaseTiming) -> Role:

@@ -64,6 +64,8 @@ class RevertWorktree:
         """
         with self.repo.locked() as repo:
             for attempt in range(1, retries + 2):
+                if attempt > 1 and not self.fence.confirm():  # a rejected push: redo it only as the leader
+                    raise NotLeader("not the leader any more: the push was refused and is not redone")
                 self.repo.fetch(repo)
                 base = self.repo.rev(repo, self.repo.remote_ref)
                 landed = self._landed(repo, message, author) if push_branch == self.repo.cfg.branch else None
