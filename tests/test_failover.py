@@ -93,6 +93,9 @@ class Replica:
                 return float(line.split()[1])
         raise AssertionError("no sync_watcher_leader in /metrics")
 
+    def apps_exported(self) -> int:
+        return httpx.get(f"{self.url}/metrics", timeout=5).text.count("\nsync_watcher_app_info{")
+
     def kill(self) -> float:
         """SIGKILL to the Python process only: a git push it started stays on the wire, as in a network split."""
         os.kill(self.proc.pid, signal.SIGKILL)
@@ -159,6 +162,8 @@ class Pair:
         for r in (a, b):
             wait_for(lambda r=r: httpx.get(f"{r.url}/readyz").status_code == 200, 30, what=f"{r.name} ready")
         assert (a.role(), a.leader_gauge(), b.role(), b.leader_gauge()) == ("leader", 1.0, "standby", 0.0)
+        wait_for(lambda: a.apps_exported() == 9, what="the leader's per-app series")
+        assert b.apps_exported() == 0  # scraped too: a standby's copy would count the fleet twice
         return a, b
 
     def hold_pushes(self) -> None:

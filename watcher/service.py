@@ -168,8 +168,10 @@ class Watcher:
         self.failing: dict[str, str] = {}  # "store" -> why its last write failed
         self.stopped = threading.Event()  # set at shutdown: nothing more is observed or written
         # Only the leader records (and so publishes); a standby's memory follows what it sees, unrecorded, and
-        # is replaced by what the leader stored when it takes over. `leading` is the lease (ports.Fence).
+        # is replaced by what the leader stored when it takes over. `leading` is the lease (ports.Fence). A
+        # watcher on its own records, as a replica alone on its store does.
         self.recording = threading.Event()
+        self.recording.set()
         self.leading: Callable[[], bool] = lambda: True
         self._moved_since_load = False  # memory differs from the store's trackers: reload on taking over
         # Deadlines pass only on fresh data: up to one list interval after the last complete list.
@@ -179,8 +181,14 @@ class Watcher:
         self.head: str | None = None
         self.last_success: dict[str, float] = {}
         self.ledger = ledger_of(store.detection.incidents(open_only=True, limit=100_000))
+        # Prometheus scrapes every replica: a standby exports no per-app series, or the fleet counts twice.
         self.metrics = Metrics(
-            StateView(self.snapshots, lambda: self.ledger.open, self.environment, self._last_deploys)
+            StateView(
+                lambda: self.snapshots() if self.recording.is_set() else [],
+                lambda: self.ledger.open if self.recording.is_set() else {},
+                self.environment,
+                lambda: self._last_deploys() if self.recording.is_set() else [],
+            )
         )
         self._commit = lru_cache(maxsize=4096)(partial(commit_of, repo))
         self.listeners: list[Callable[[Event], None]] = []
