@@ -245,7 +245,7 @@ def test_prometheus_rule_ships_the_rule_file_and_promtool_accepts_it(tmp_path: P
     out = tmp_path / "rules.yaml"
     out.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     check = subprocess.run([promtool, "check", "rules", str(out)], capture_output=True, text=True)
-    assert check.returncode == 0 and "SUCCESS: 9 rules found" in check.stdout, check.stdout + check.stderr
+    assert check.returncode == 0 and "SUCCESS: 10 rules found" in check.stdout, check.stdout + check.stderr
 
 
 def test_dashboard_configmap_is_the_dashboard_file_for_grafanas_sidecar() -> None:

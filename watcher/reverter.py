@@ -163,6 +163,9 @@ class Reverter:
         with self._lock:
             self.pending.clear()
             self.waits.clear()
+        # The leader reports suspensions and the circuit: a stale copy here would hold an alert after a resume.
+        self.metrics.suspended_apps.set(0)
+        self.metrics.circuit_open.set(0)
 
     def run_once(self) -> list[Handled]:
         """One pass: finish what a crash left, decide every incident that is due, verify pushed reverts."""
