@@ -13,10 +13,10 @@ from watcher.ports import RetryLater
 TIMING = LeaseTiming(lease=10.0, takeover=10.0)
 
 
-def replay(checks: list[tuple[float, bool]]) -> Term:
+def replay(checks: list[tuple[float, bool]], round_trip: float = 0.0) -> Term:
     term = Term()
     for at, holds in checks:
-        term = after_check(term, holds, at)
+        term = after_check(term, holds, at, at + round_trip)
     return term
 
 
@@ -55,8 +55,16 @@ def test_a_replica_that_lost_the_lock_steps_back_for_a_lease(
     assert may_try(replay(checks), now, TIMING) is tries
 
 
+def test_a_slow_round_trip_counts_against_the_replica_that_made_it() -> None:
+    term = replay([(0.0, True)], round_trip=3.0)  # asked at 0, answered at 3
+    assert (term.acquired_at, term.confirmed_at) == (3.0, 0.0)  # taken late, confirmed early
+    # The wait runs until 13, the confirmation only until 10: it needs a fresh one before it may act.
+    assert role_at(term, 9.9, TIMING) is Role.TAKING_OVER and role_at(term, 10.0, TIMING) is Role.STANDBY
+    assert role_at(after_check(term, True, 12.0, 12.5), 13.0, TIMING) is Role.LEADER
+
+
 def test_a_replica_alone_leads_at_once_and_for_good() -> None:
-    term = after_check(Term(), True, 0.0)
+    term = after_check(Term(), True, 0.0, 0.0)
     assert role_at(term, 0.0, ALONE) is Role.LEADER and role_at(term, 1e9, ALONE) is Role.LEADER
     assert math.isinf(ALONE.lease)
 
@@ -67,7 +75,8 @@ def test_the_previous_leaders_lease_ends_before_the_new_one_acts() -> None:
     for last_confirmed in (0.0, 3.0, 7.5):
         for taken in (last_confirmed + 0.001, last_confirmed + 4.0, last_confirmed + 20.0):
             old = Term(acquired_at=-100.0, confirmed_at=last_confirmed)
-            new = after_check(Term(), True, taken)
+            # the new leader asked long before (its question was slow to arrive); the answer came at `taken`
+            new = after_check(Term(), True, taken - 5.0, taken)
             for step in range(0, 400):
                 now = taken + step * 0.1
                 both = role_at(old, now, TIMING) is Role.LEADER and role_at(new, now, TIMING) is Role.LEADER

@@ -114,7 +114,7 @@ class Leadership:
     # -- asking and announcing ------------------------------------------------------------------------------
     def _ask(self) -> tuple[bool, str]:
         with self._io:
-            asked_at = self.clock()  # the session was alive at some point after this: the lease counts from here
+            asked_at = self.clock()
             if not may_try(self._term, asked_at, self.timing):
                 return False, ""
             try:
@@ -122,7 +122,7 @@ class Leadership:
                 error = ""
             except RetryLater as exc:
                 holds, error = False, str(exc)
-            self._term = after_check(self._term, holds, asked_at)
+            self._term = after_check(self._term, holds, asked_at, self.clock())
         return holds, error
 
     def _settle(self, holds: bool, error: str, may_lead: bool) -> Role:

@@ -45,11 +45,14 @@ class Term:
     lost_at: float | None = None  # when this replica last found that it no longer holds the lock
 
 
-def after_check(term: Term, holds: bool, now: float) -> Term:
-    """The term after asking the database (taking the lock, or confirming it is still ours)."""
+def after_check(term: Term, holds: bool, asked_at: float, answered_at: float) -> Term:
+    """The term after asking the database (taking the lock, or confirming it is still ours). Each end of the
+    round trip errs on the safe side: the hold is confirmed as of the question (the lease ends no later than
+    the server could have freed the lock), and the lock counts as taken as of the answer (the wait for the
+    previous leader starts no earlier than the server gave it)."""
     if not holds:
-        return Term(lost_at=now if term.acquired_at is not None else term.lost_at)
-    return Term(term.acquired_at if term.acquired_at is not None else now, now)
+        return Term(lost_at=answered_at if term.acquired_at is not None else term.lost_at)
+    return Term(term.acquired_at if term.acquired_at is not None else answered_at, asked_at)
 
 
 def may_try(term: Term, now: float, timing: LeaseTiming) -> bool:
