@@ -123,7 +123,12 @@ class Pair:
         self.store = Store(pg)
 
     def start(self, name: str, argocd_url: str | None = None) -> Replica:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")} | {
+        replica = Replica(name, self.env(name, argocd_url))
+        self.replicas.append(replica)
+        return replica
+
+    def env(self, name: str, argocd_url: str | None = None) -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")} | {
             "PYTHONPATH": str(ROOT),
             "WATCHER_ARGOCD__URL": argocd_url or self.world.argocd_url,
             "WATCHER_ARGOCD__LIST_INTERVAL_SECONDS": "0.5",
@@ -147,9 +152,6 @@ class Pair:
             "WATCHER_LEADERSHIP__LEASE_SECONDS": str(LEASE),
             "WATCHER_LOG__FORMAT": "json",
         }
-        replica = Replica(name, env)
-        self.replicas.append(replica)
-        return replica
 
     def leader_and_standby(self, argocd_for_leader: str | None = None) -> tuple[Replica, Replica]:
         """`a` takes the lock first and leads, `b` stands by. Both are ready, exactly one leads."""
@@ -165,6 +167,10 @@ class Pair:
         wait_for(lambda: a.apps_exported() == 9, what="the leader's per-app series")
         assert b.apps_exported() == 0  # scraped too: a standby's copy would count the fleet twice
         return a, b
+
+    def run_once(self, name: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "watcher", "run", "--once"]
+        return subprocess.run(cmd, env=self.env(name), cwd=ROOT, capture_output=True, text=True, timeout=60)
 
     def hold_pushes(self) -> None:
         hook = self.remote / "hooks" / "pre-receive"
@@ -256,6 +262,12 @@ def test_kill_9_of_the_leader_mid_cycle_the_standby_takes_over_and_handles_the_i
     proxy = FaultProxy(world.argocd_url).start()
     try:
         a, b = pair.leader_and_standby(argocd_for_leader=proxy.url)
+        once = pair.run_once("c")  # a third process, by hand: it cannot lead either, so it only looks
+        assert once.returncode == 0, once.stderr
+        assert once.stdout.splitlines()[1:] == [
+            "apps poll: 9 apps listed, 0 gone, 0 events recorded",
+            "reverter pass: not run: another replica is the leader (observed only, nothing recorded)",
+        ]
         # The leader's fresh look at the failing app never comes back: it has recorded the incident and told
         # Slack, and is stuck before deciding anything.
         proxy.plan = FaultPlan(hang=True, paths=(f"/api/v1/applications/{APP}",))
