@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -99,4 +100,27 @@ def test_open_incidents_without_a_final_decision_are_the_ones_a_restart_decides_
                 store.audit.start_revert(ids[app], app, RevertMode.PUSH, ["b" * 40], T0), state, T0
             )
     assert store.audit.open_incidents_undecided() == sorted([ids["waited"], ids["undecided"], ids["postponed"]])
+    store.close()
+
+
+def test_replicas_starting_at_once_on_an_empty_postgresql_migrate_one_after_the_other(postgres_url: str) -> None:
+    with Store(postgres_url).engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    errors: list[Exception] = []
+
+    def start() -> None:
+        try:
+            Store(postgres_url).close()
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    store = Store(postgres_url)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM schema_version").scalar() == len(MIGRATIONS)
     store.close()
