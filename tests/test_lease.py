@@ -87,8 +87,11 @@ def test_the_previous_leaders_lease_ends_before_the_new_one_acts() -> None:
     ("before", "after", "holds", "error", "reason"),
     [
         (None, Role.STANDBY, False, "", "another replica holds the leader lock"),
+        (None, Role.STANDBY, False, "connection refused", "no answer: connection refused"),
         (Role.STANDBY, Role.TAKING_OVER, True, "", "took the leader lock; waiting out the previous leader's lease"),
         (Role.TAKING_OVER, Role.LEADER, True, "", "the previous leader's lease ran out: acting now"),
+        (None, Role.LEADER, True, "", "alone on its store: the leader"),  # SQLite: no wait, nobody to wait for
+        (Role.STANDBY, Role.LEADER, True, "", "lease confirmed again"),  # a slow check, the lock never lost
         (Role.LEADER, Role.STANDBY, False, "server closed the connection", "leader lock session lost: server closed"),
         (Role.LEADER, Role.STANDBY, True, "", "lease ran out before the lock was confirmed"),
     ],

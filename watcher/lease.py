@@ -73,11 +73,13 @@ def role_at(term: Term, now: float, timing: LeaseTiming) -> Role:
 def transition_reason(before: Role | None, after: Role, holds: bool, error: str) -> str:
     """Why the role changed (`before` None: the first look at start), in words for the `role_changed` line."""
     if after is Role.LEADER:
-        return "the previous leader's lease ran out: acting now" if before is Role.TAKING_OVER else "lease confirmed"
+        if before is Role.TAKING_OVER:
+            return "the previous leader's lease ran out: acting now"
+        return "alone on its store: the leader" if before is None else "lease confirmed again"
     if after is Role.TAKING_OVER:
         return "took the leader lock; waiting out the previous leader's lease"
     if error:
-        return f"leader lock session lost: {error}"
+        return f"leader lock session lost: {error}" if before not in (None, Role.STANDBY) else f"no answer: {error}"
     if before in (None, Role.STANDBY):
         return "another replica holds the leader lock"
     return "leader lock no longer held" if not holds else "lease ran out before the lock was confirmed"
