@@ -20,6 +20,7 @@ from watcher.lease import ALONE_FENCE
 from watcher.logs import REDACTOR, get_logger
 from watcher.metrics import Metrics
 from watcher.notices import (
+    EVENT_NOTICES,
     Notice,
     destination,
     from_action,
@@ -102,7 +103,7 @@ class SlackNotifier:
 
     def replay(self, now: datetime) -> int:
         """Queue the notices of recent events again (this replica just became the leader); how many events."""
-        recent = self.store.detection.events_since(now - REPLAY_WINDOW)
+        recent = self.store.detection.events_since(now - REPLAY_WINDOW, EVENT_NOTICES)  # not the deploys
         for e in recent:
             self.on_event(e)
         return len(recent)
