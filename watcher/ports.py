@@ -24,6 +24,10 @@ class StoreUnavailable(RetryLater):
     """The state store refused a write (full or read-only disk, database away): nothing of it was kept."""
 
 
+class NotLeader(RetryLater):
+    """This replica is not (or no longer) the leader: nothing was done; the leader does it."""
+
+
 class NeedsHuman(Exception):
     """The action failed in a way a person must resolve; `outcome` is the revert state it leaves."""
 
@@ -82,6 +86,7 @@ class RevertResult:
     base: str  # the remote head the revert was made on
     diffstat: str
     attempts: int
+    adopted: bool = False  # not pushed now: this incident's revert by us was found on the branch (a late push)
 
 
 class RevertRepo(Protocol):
@@ -129,6 +134,35 @@ class SlackTransport(Protocol):
         ...
 
     def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None: ...
+
+
+# -- leadership -----------------------------------------------------------------------------------------
+class LeaderLock(Protocol):
+    """The lock only one replica holds at a time (a PostgreSQL session-level advisory lock). Raises RetryLater
+    when the database cannot answer: the caller then counts the lock as not held."""
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; True when this replica holds it now."""
+        ...
+
+    def holds(self) -> bool:
+        """A round trip on the lock's own session: True only if that session is alive and still holds it."""
+        ...
+
+    def release(self) -> None: ...
+
+
+class Fence(Protocol):
+    """Whether this replica may act. Everything that changes the world outside the store asks first."""
+
+    def leading(self) -> bool:
+        """The leader, within its lease, as of the last confirmation: no I/O (asked on every observation)."""
+        ...
+
+    def confirm(self) -> bool:
+        """The same after a fresh round trip on the lock's session: asked right before a push, a recorded
+        decision or a Slack message, so a leader cut off from the database stops before it acts."""
+        ...
 
 
 # -- the watcher, as the reverter and the HTTP views see it ----------------------------------------------

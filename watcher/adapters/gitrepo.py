@@ -28,8 +28,9 @@ from watcher.adapters.git_errors import (  # re-exported: callers name the error
 from watcher.adapters.git_revert import RevertWorktree
 from watcher.adapters.git_transport import GitTransport
 from watcher.domain import INCIDENT_TRAILER, REVERTS_TRAILER, ChangedCommit, Commit
+from watcher.lease import ALONE_FENCE
 from watcher.logs import get_logger
-from watcher.ports import RevertResult
+from watcher.ports import Fence, RevertResult
 from watcher.settings import GitSettings, RevertSettings, without_credentials
 
 __all__ = [
@@ -52,7 +53,7 @@ LOG_FORMAT = FIELD.join(["%H", "%an", "%cI", "%P", f"%(trailers:key={REVERTS_TRA
 class GitRepo:
     """A bare, partial clone that only this process writes; all methods are safe to call from any thread."""
 
-    def __init__(self, cfg: GitSettings, revert: RevertSettings | None = None):
+    def __init__(self, cfg: GitSettings, revert: RevertSettings | None = None, fence: Fence = ALONE_FENCE):
         self.cfg = cfg
         revert = revert or RevertSettings()  # type: ignore[call-arg]
         # Only commits by this identity count as ours when a trailer is read back (crash recovery).
@@ -61,7 +62,7 @@ class GitRepo:
         self.transport = GitTransport(cfg)
         self.known_hosts = self.transport.known_hosts
         self.trusted = self.transport.trusted  # (host, fingerprint) this process trusted on first use
-        self.reverts = RevertWorktree(self, revert.signing_key_file)
+        self.reverts = RevertWorktree(self, revert.signing_key_file, fence)  # the fence guards its pushes
         self._lock = threading.Lock()
         self._repo: git.Repo | None = None
 
