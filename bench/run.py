@@ -123,6 +123,9 @@ class NoRepo:
     def yaml_files(self, rev: str, directories: Any) -> dict[str, str]:
         return {}
 
+    def files_named(self, rev: str, directories: Any, names: Any) -> dict[str, str]:
+        return {}
+
 
 def bench_cycle(apps: int, runs: int, work: Path) -> None:
     from watcher.sim.gitserver import free_port

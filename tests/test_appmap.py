@@ -110,3 +110,41 @@ def test_parent_paths_come_from_tracking_annotations() -> None:
 
 def test_broken_yaml_defines_no_app() -> None:
     assert application_manifests({"a.yaml": "kind: Application\n  bad: [", "b.yaml": "kind: ConfigMap\n"}) == {}
+
+
+def test_renderer_inputs_file_parameters_and_components_count() -> None:
+    """`--set-file` parameters resolve like value files; the Application's own Kustomize components are
+    directories the renderer starts from, as its source path is; both survive mapping_fields."""
+    from watcher.appmap import mapping_fields, render_roots
+
+    app = mapping_fields(
+        {
+            "metadata": {"name": "docs-stg"},
+            "spec": {
+                "sources": [
+                    {
+                        "repoURL": REPO,
+                        "path": "kustomize/docs/overlays/stg",
+                        "kustomize": {"components": ["../../components/tls", "https://example.com/remote"]},
+                    },
+                    {
+                        "repoURL": REPO,
+                        "path": "helm/applications/plate-web",
+                        "helm": {"fileParameters": [{"name": "config", "path": "../../shared/config.json"}]},
+                    },
+                ]
+            },
+        }
+    )
+    assert render_roots(app, REPO) == (
+        "kustomize/docs/overlays/stg",
+        "kustomize/docs/components/tls",
+        "helm/applications/plate-web",
+    )
+    assert app_paths(app, REPO, None, ["helm/library/common"]) == (
+        "helm/applications/plate-web",
+        "helm/library/common",
+        "helm/shared/config.json",
+        "kustomize/docs/components/tls",
+        "kustomize/docs/overlays/stg",
+    )

@@ -46,6 +46,11 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "ownServiceAccount": {"serviceAccount": {"create": False, "name": "existing"}},
     "postgres": {"settings": {"store": {"url": "postgresql://watcher@pg:5432/watcher"}}},
     "releaseBranches": {"settings": {"git": {"branches": ["main", "release-1.x"]}}},
+    "twoReplicas": {
+        "replicas": 2,
+        "settings": {"store": {"url": "postgresql://watcher@pg:5432/watcher"}},
+        "persistence": {"type": "emptyDir"},
+    },
 }
 
 
@@ -133,7 +138,9 @@ def test_every_rendered_resource_is_valid(case: str) -> None:
         validate(doc)
     deployment = by_kind(docs, "Deployment")[0]
     spec = deployment["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}  # never two watchers
+    if CASES[case].get("replicas", 1) == 1:
+        assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}  # never two watchers
+        assert not by_kind(docs, "PodDisruptionBudget")
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
     assert (
@@ -221,6 +228,25 @@ def test_least_privilege_is_the_default() -> None:
     )
 
 
+def test_two_replicas_roll_one_at_a_time_on_two_nodes_within_a_disruption_budget() -> None:
+    docs = render(CASES["twoReplicas"])
+    spec = by_kind(docs, "Deployment")[0]["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    [budget] = by_kind(docs, "PodDisruptionBudget")
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": spec["selector"]}
+    spread = spec["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert spread[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert spread[0]["podAffinityTerm"]["labelSelector"] == spec["selector"]
+    egress = {
+        (p["port"], p["protocol"])
+        for rule in by_kind(docs, "NetworkPolicy")[0]["spec"]["egress"]
+        for p in rule["ports"]
+    }
+    assert (5432, "TCP") in egress  # the store and the leader lock
+    assert "grep role_changed" in notes(CASES["twoReplicas"]) and "role_changed" not in notes(CASES["defaults"])
+
+
 def test_prometheus_rule_ships_the_rule_file_and_promtool_accepts_it(tmp_path: Path) -> None:
     rule = by_kind(render(CASES["prod"]), "PrometheusRule")[0]
     plain = yaml.safe_load((ROOT / "config" / "prometheus" / "sync-watcher-rules.yaml").read_text())
@@ -229,7 +255,7 @@ def test_prometheus_rule_ships_the_rule_file_and_promtool_accepts_it(tmp_path: P
     out = tmp_path / "rules.yaml"
     out.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     check = subprocess.run([promtool, "check", "rules", str(out)], capture_output=True, text=True)
-    assert check.returncode == 0 and "SUCCESS: 9 rules found" in check.stdout, check.stdout + check.stderr
+    assert check.returncode == 0 and "SUCCESS: 10 rules found" in check.stdout, check.stdout + check.stderr
 
 
 def test_dashboard_configmap_is_the_dashboard_file_for_grafanas_sidecar() -> None:
@@ -269,6 +295,17 @@ def test_environment_values_follow_the_seeds_conventions() -> None:
             "at '/settings/slack/routes/0'",
         ),
         ({"securityContext": {"readOnlyRootFilesystem": False}}, "at '/securityContext/readOnlyRootFilesystem'"),
+        # Two replicas share state only through PostgreSQL, each with a clone of its own.
+        ({"replicas": 2}, "at '/settings': missing property 'store'"),
+        (
+            {"replicas": 2, "settings": {"store": {"url": "sqlite:////var/lib/sync-watcher/state.db"}}},
+            "at '/settings/store/url': 'sqlite:////var/lib/sync-watcher/state.db' does not match pattern",
+        ),
+        (
+            {"replicas": 2, "settings": {"store": {"url": "postgresql://watcher@pg/watcher"}}},
+            "at '/persistence/type': value must be 'emptyDir'",
+        ),
+        ({"replicas": 3}, "at '/replicas': maximum: got 3, want 2"),
     ],
 )
 def test_nonsense_values_are_refused_with_the_field_named(values: dict[str, Any], message: str) -> None:

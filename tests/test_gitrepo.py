@@ -53,8 +53,30 @@ def test_partial_clone_fetches_no_blobs_up_front(served, tmp_path: Path) -> None
         text=True,
     )
     assert config.stdout.strip() == "blob:none"
-    files = repo.yaml_files(repo.head(), [app_dir(3)])  # blobs arrive lazily when read
+    files = repo.yaml_files(repo.head(), [app_dir(3)])  # blobs arrive when read, in one fetch
     assert files[f"{app_dir(3)}/values-stg.yaml"].startswith("replicaCount: 1")
+
+
+def test_named_files_of_many_directories_arrive_in_one_fetch(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A blob:none clone fetches a blob it lacks one round trip at a time when read; files_named asks for all of
+    them at once (git's trace shows every fetch it ran), and a second read does not reach the remote."""
+    daemon, _bare, _ = served
+    repo = GitRepo(GitSettings(url=daemon.url("big.git"), clone_dir=tmp_path / "clone"))
+    head = repo.sync()
+    trace = tmp_path / "trace.json"
+    with repo.locked() as clone:
+        clone.git.update_environment(GIT_TRACE2_EVENT=str(trace))
+    dirs = [app_dir(i) for i in range(APPS)] + ["helm/applications/missing"]
+    files = repo.files_named(head, dirs, {"values-stg.yaml", "Chart.yaml"})
+    assert sorted(files) == [f"{app_dir(i)}/values-stg.yaml" for i in range(APPS)]
+    assert files[f"{app_dir(99)}/values-stg.yaml"] == f"replicaCount: 1\nimage:\n  tag: build-{COMMITS - 1}\n"
+    fetches = [line for line in trace.read_text().splitlines() if '"event":"start"' in line and '"fetch"' in line]
+    assert len(fetches) == 1, fetches
+    trace.write_text("")
+    assert repo.files_named(head, dirs[:3], {"values-stg.yaml"}) == {
+        d + "/values-stg.yaml": files[d + "/values-stg.yaml"] for d in dirs[:3]
+    }
+    assert '"fetch-pack"' not in trace.read_text()  # the blobs are here: fetch ends before it connects
 
 
 def test_fetch_sees_a_new_push(tmp_path: Path) -> None:

@@ -126,9 +126,9 @@ def argocd_app(world: SimWorld) -> dict[str, Any]:
 def test_a_bad_chart_version_bump_is_reverted_and_only_it(world: SimWorld, scenario: Callable[..., Scenario]) -> None:
     s = scenario().start()
     multi = set_chart(world, "0.1.0", "plate-cache-stg: chart from the Helm repository", make_multi=True)
-    wait_for(lambda: s.healthy_on(APP, multi), what="the multi-source app deployed")
+    wait_for(lambda: s.healthy_on(APP, multi), what="the multi-source app deployed", timeout=40)
     good = set_chart(world, "0.2.0", "plate-cache-stg: chart 0.2.0")
-    wait_for(lambda: s.healthy_on(APP, good), what="the good chart bump deployed")
+    wait_for(lambda: s.healthy_on(APP, good), what="the good chart bump deployed", timeout=40)
     bad = set_chart(world, "0.3.0", "plate-cache-stg: chart 0.3.0")
 
     row = wait_for(
@@ -154,7 +154,7 @@ def test_a_bad_chart_version_bump_is_reverted_and_only_it(world: SimWorld, scena
     assert status["history"][-1]["revisions"] == ["0.2.0", good]
     assert status["operationState"]["phase"] == "Failed"
     assert status["operationState"]["syncResult"]["revisions"] == ["0.3.0", bad]
-    wait_for(lambda: not s.d.store.detection.incidents(open_only=True), what="the incident closed")
+    wait_for(lambda: not s.d.store.detection.incidents(open_only=True), what="the incident closed", timeout=40)
 
     # The next bad bump is blamed alone: the revert that needed no sync is neither a culprit nor in the way.
     again = set_chart(world, "0.3.0", "plate-cache-stg: chart 0.3.0 again")
@@ -162,3 +162,26 @@ def test_a_bad_chart_version_bump_is_reverted_and_only_it(world: SimWorld, scena
     second = next(r for r in s.revert_rows("pushed") if r.id != row.id)
     assert second.culprits == (again,)
     assert len(s.d.store.detection.incidents()) == 2
+
+
+def test_a_chart_only_app_is_alerted_never_blamed_on_the_watched_repo(
+    world: SimWorld, scenario: Callable[..., Scenario]
+) -> None:
+    """No source of the app is the watched repo: Argo CD's revision is the chart version. The bump lives in
+    the app's manifest, but nothing says which commit Argo CD deployed: alert with the version, revert nothing."""
+    s = scenario().start()
+    manifest = yaml.safe_load(world.work.read(MANIFEST))
+    manifest["spec"]["source"] = {"repoURL": HELM_REPO_URL, "chart": "plate-cache", "targetRevision": "0.1.0"}
+    world.work.git("pull", "-q", "--rebase", "origin", "main")
+    world.work.commit("plate-cache-stg: chart only", {MANIFEST: yaml.safe_dump(manifest)}, "Platform Team")
+    world.work.push()
+    wait_for(lambda: s.healthy_on(APP, "0.1.0"), what="the chart-only app deployed", timeout=40)
+    manifest["spec"]["source"]["targetRevision"] = "0.3.0"
+    world.work.commit("plate-cache-stg: chart 0.3.0", {MANIFEST: yaml.safe_dump(manifest)}, "Platform Team")
+    world.work.push()
+    decision = wait_for(lambda: s.decision(APP), what="a decision", timeout=40)
+    assert (decision.action, decision.rule) == ("alert", "not_from_watched_repo")
+    assert "'0.3.0'" in decision.reason
+    incident = s.d.store.detection.incidents(app=APP)[0]
+    assert (incident.kind.value, incident.revision) == ("sync_failed", "0.3.0")
+    assert s.bot_commits() == [] and s.revert_rows() == []

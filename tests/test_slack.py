@@ -368,3 +368,41 @@ def test_an_app_removed_while_failing_closes_its_thread_and_is_otherwise_not_new
     assert removed.thread_ts == parent.ts and "Application removed" in removed.all_text
     assert parent.updates and "Resolved" in all_text(parent.updates[0])
     assert store.slack.open_threads("plate-api-prod") == [] and count(n, "filtered") == 1
+
+
+def test_a_new_leader_sends_recent_news_its_predecessor_recorded_but_never_sent(tmp_path: Path) -> None:
+    """The events table is the outbox: what was recorded and not marked sent goes out once, and only if fresh."""
+    store = Store(f"sqlite:///{tmp_path}/state.db")
+    now = datetime.now(UTC)
+    fresh = Event("plate-api-prod", EventKind.SYNC_FAILED, HEAD, now - timedelta(minutes=2), "sync failed", {})
+    stale = Event("plate-web-prod", EventKind.SYNC_FAILED, HEAD, now - timedelta(minutes=20), "sync failed", {})
+    deployed = Event("plate-llm-prod", EventKind.DEPLOYED, HEAD, now - timedelta(minutes=1), "synced", {})
+    for e in (fresh, stale, deployed):
+        store.detection.record(e.app, None, [e], False, e.at)
+    with fake_slack() as slack:
+        n = notifier(tmp_path, slack, bot=True, store=store)
+        assert n.replay(now) == 1  # neither the stale failure nor the deploy (no news)
+        assert n.wait_idle(10)
+        assert [m.text.split(" - ")[0] for m in slack.messages] == ["Sync failed: plate-api-prod"]
+        assert n.replay(now) == 1 and n.wait_idle(10)  # a second take-over: already sent, not again
+        n.stop()
+    assert len(slack.messages) == 1 and count(n, "deduplicated") == 1
+
+
+def test_a_notifier_that_is_not_the_leader_withholds_and_counts(tmp_path: Path) -> None:
+    class Deposed:
+        def leading(self) -> bool:
+            return False
+
+        def confirm(self) -> bool:
+            return False
+
+    with fake_slack() as slack:
+        n = notifier(tmp_path, slack, bot=True)
+        n.fence = Deposed()
+        n.on_event(failed_event())
+        assert n.wait_idle(10)
+        n.stop()
+    assert slack.messages == [] and count(n, "not_leader") == 1
+    notice = from_event(failed_event())
+    assert notice is not None and not n.store.slack.notification_sent(notice.dedup_key)  # the leader sends it

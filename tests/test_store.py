@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,53 +10,9 @@ import pytest
 
 from watcher.detect import AppTracker
 from watcher.domain import Action, AppSnapshot, Event, EventKind, Health, RevertMode, RevertState, SyncStatus
-from watcher.sim.gitserver import free_port
 from watcher.store import MIGRATIONS, Store
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
-    return found
-
-
-@pytest.fixture(scope="module")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not (initdb and pg_ctl):
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL missing: .ci/run installs Debian's postgresql package")
-        pytest.skip("PostgreSQL not installed (apt-get install postgresql)")
-    # pytest's tmp dirs are private to root; the postgres user needs a directory of its own.
-    data = Path(tempfile.mkdtemp(prefix="watcher-pg-")) / "data"
-    port = free_port()
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(data.parent, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "watcher"], check=True, capture_output=True)
-    subprocess.run(
-        [
-            *as_user,
-            pg_ctl,
-            "-D",
-            str(data),
-            "-w",
-            "-l",
-            str(data.parent / "log"),
-            "-o",
-            f"-c listen_addresses=127.0.0.1 -p {port} -k {data.parent}",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql://watcher@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(data.parent, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -149,4 +100,27 @@ def test_open_incidents_without_a_final_decision_are_the_ones_a_restart_decides_
                 store.audit.start_revert(ids[app], app, RevertMode.PUSH, ["b" * 40], T0), state, T0
             )
     assert store.audit.open_incidents_undecided() == sorted([ids["waited"], ids["undecided"], ids["postponed"]])
+    store.close()
+
+
+def test_replicas_starting_at_once_on_an_empty_postgresql_migrate_one_after_the_other(postgres_url: str) -> None:
+    with Store(postgres_url).engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    errors: list[Exception] = []
+
+    def start() -> None:
+        try:
+            Store(postgres_url).close()
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    store = Store(postgres_url)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM schema_version").scalar() == len(MIGRATIONS)
     store.close()

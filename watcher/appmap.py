@@ -33,25 +33,52 @@ def _sources(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return list(many) if many else ([one] if one else [])
 
 
-def app_paths(app: Mapping[str, Any], watched_repo: str, manifest_path: str | None = None) -> tuple[str, ...]:
-    """The repo paths whose change can change what Argo CD deploys for `app` (sorted, de-duplicated)."""
+def app_paths(
+    app: Mapping[str, Any], watched_repo: str, manifest_path: str | None = None, renderer_inputs: Iterable[str] = ()
+) -> tuple[str, ...]:
+    """The repo paths whose change can change what Argo CD deploys for `app` (sorted, de-duplicated).
+
+    `renderer_inputs` are what the app's renderer reads outside its source directories (render_inputs.closure
+    over render_roots), found from the repo's content by the caller.
+    """
     watched = normalize_repo_url(watched_repo)
     spec = app.get("spec") or {}
     sources = _sources(spec)
     refs = {s["ref"]: s for s in sources if s.get("ref")}
-    paths: set[str] = set()
+    paths: set[str] = {*renderer_inputs, *render_roots(app, watched_repo)}
     if manifest_path:
         paths.add(manifest_path)
     for src in sources:
         ours = normalize_repo_url(str(src.get("repoURL", ""))) == watched
         base = _clean(src.get("path") or "")
-        if ours and base:
-            paths.add(base)
-        for value_file in (src.get("helm") or {}).get("valueFiles") or []:
-            resolved = _value_file(str(value_file), base if ours else None, refs, watched)
+        for value_file in _helm_files(src):
+            resolved = _value_file(value_file, base if ours else None, refs, watched)
             if resolved:
                 paths.add(resolved)
     return tuple(sorted(paths))
+
+
+def render_roots(app: Mapping[str, Any], watched_repo: str) -> tuple[str, ...]:
+    """The directories Argo CD renders for `app` from the watched repo: its source paths, and the Kustomize
+    components the Application adds to them (`kustomize.components`, relative to the source path)."""
+    watched = normalize_repo_url(watched_repo)
+    roots: list[str] = []
+    for src in _sources(app.get("spec") or {}):
+        base = _clean(src.get("path") or "")
+        if not base or normalize_repo_url(str(src.get("repoURL", ""))) != watched:
+            continue
+        roots.append(base)
+        for component in (src.get("kustomize") or {}).get("components") or []:
+            if "://" not in str(component) and (path := _clean(posixpath.join(base, str(component)))):
+                roots.append(path)
+    return tuple(dict.fromkeys(roots))
+
+
+def _helm_files(src: Mapping[str, Any]) -> list[str]:
+    """Value files and `--set-file` parameters: Argo CD resolves both alike (relative to the path, or `$ref/`)."""
+    helm = src.get("helm") or {}
+    files = [str(f) for f in helm.get("valueFiles") or []]
+    return files + [str(p["path"]) for p in helm.get("fileParameters") or [] if isinstance(p, dict) and p.get("path")]
 
 
 def _value_file(value_file: str, base: str | None, refs: Mapping[str, Any], watched: str) -> str | None:
@@ -140,9 +167,13 @@ def mapping_fields(app: Mapping[str, Any]) -> dict[str, Any]:
 
     def source(s: Mapping[str, Any]) -> dict[str, Any]:
         kept = {k: s[k] for k in ("repoURL", "path", "ref", "targetRevision", "chart") if s.get(k)}
-        value_files = (s.get("helm") or {}).get("valueFiles")
-        if value_files:
-            kept["helm"] = {"valueFiles": list(value_files)}
+        helm = s.get("helm") or {}
+        files = {k: list(helm[k]) for k in ("valueFiles", "fileParameters") if helm.get(k)}
+        if files:
+            kept["helm"] = files
+        components = (s.get("kustomize") or {}).get("components")
+        if components:
+            kept["kustomize"] = {"components": list(components)}
         return kept
 
     spec = app.get("spec") or {}

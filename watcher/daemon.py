@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,8 +18,11 @@ from watcher.adapters.argocd import ArgoCDClient
 from watcher.adapters.forge import pull_requests_for
 from watcher.adapters.gitrepo import GitRepo
 from watcher.admin_token import ensure_token, token_path
+from watcher.leadership import AloneLock, Leadership
+from watcher.lease import ALONE, LeaseTiming, Role
 from watcher.logs import get_logger
 from watcher.notifier import SlackNotifier, transport_for
+from watcher.ports import LeaderLock
 from watcher.revert_outcome import Handled
 from watcher.reverter import Reverter
 from watcher.service import PollSummary, Watcher
@@ -51,6 +55,19 @@ def end_child_processes() -> int:
     return len(children)
 
 
+def leadership_for(settings: Settings, on_change: Callable[[Role], None]) -> Leadership:
+    """PostgreSQL: an advisory lock, held or awaited; SQLite: alone, so the leader at once and for good."""
+    lead = settings.leadership
+    lock: LeaderLock = AloneLock()
+    timing = ALONE
+    if settings.store.url.startswith("postgresql"):
+        from watcher.adapters.pg_lock import AdvisoryLock  # psycopg: only with the postgres extra
+
+        lock = AdvisoryLock(settings.store.url, lead.check_interval_seconds, lead.lease_seconds)
+        timing = LeaseTiming(lease=lead.lease_seconds, takeover=lead.lease_seconds)
+    return Leadership(lock, timing, lead.check_interval_seconds, on_change)
+
+
 HOUSEKEEPING_SECONDS = 3600.0
 ONCE_SLACK_SECONDS = 10.0  # `run --once` waits this long for its Slack notices to go out
 
@@ -63,6 +80,7 @@ class OnceSummary:
     apps: PollSummary
     revert_mode: str
     handled: tuple[Handled, ...]
+    role: Role = Role.LEADER
 
     @property
     def failed(self) -> bool:
@@ -71,6 +89,8 @@ class OnceSummary:
     def lines(self) -> list[str]:
         n = len(self.handled)
         reverter = f"reverter pass: {n} incident{'' if n == 1 else 's'} handled (mode {self.revert_mode})"
+        if self.role is not Role.LEADER:
+            reverter = "reverter pass: not run: another replica is the leader (observed only, nothing recorded)"
         return [self.git.sentence(), self.apps.sentence(), reverter, *(f"  {h.sentence()}" for h in self.handled)]
 
 
@@ -79,19 +99,23 @@ class Daemon:
         self.settings = settings
         self.log = get_logger()
         self.store = Store(settings.store.url)
+        self.leadership = leadership_for(settings, self._role_changed)
+        fence = self.leadership
         self.argocd = ArgoCDClient(settings.argocd, retry_max_wait=argocd_retry_max_wait)
-        self.repo = GitRepo(settings.git, settings.revert)
+        self.repo = GitRepo(settings.git, settings.revert, fence)
         self.watcher = Watcher(settings, self.argocd, self.repo, self.store)
+        self.watcher.leading = fence.leading
+        self.watcher.metrics.leader.set_function(lambda: float(fence.leading()))
         pulls = pull_requests_for(settings.forge, settings.git.url) if settings.revert.mode == "pull-request" else None
         self.reverter = Reverter(
-            settings, self.watcher, self.argocd, self.repo, self.store, self.watcher.metrics, pulls
+            settings, self.watcher, self.argocd, self.repo, self.store, self.watcher.metrics, pulls, fence=fence
         )
         self.watcher.listeners.append(self.reverter.on_event)
         transport = transport_for(settings)
         self.slack: SlackNotifier | None = None
         if transport is not None:
             self.slack = SlackNotifier(
-                settings, self.store, self.watcher.metrics, transport, environment=self.watcher.environment
+                settings, self.store, self.watcher.metrics, transport, environment=self.watcher.environment, fence=fence
             )
             self.watcher.listeners.append(self.slack.on_event)
             self.reverter.listeners.append(self.slack.on_action)
@@ -106,13 +130,28 @@ class Daemon:
             token,
             settings.http.stuck_poll_seconds,
             auth_waived=settings.http.admin_auth == "none",
+            role=lambda: self.leadership.role().value,
         )
         self.http = BackgroundServer(api, settings.http.host, settings.http.port)
         self._stop_stream = threading.Event()
         self._stream_thread: threading.Thread | None = None
 
+    def _role_changed(self, role: Role) -> None:
+        """Taking over: Slack's unsent news first, then the reverter and the watcher start from the store (in that
+        order, so news the new leader records itself is queued after its predecessor's). Else: stand by."""
+        if role is Role.LEADER:
+            if self.slack is not None:
+                self.slack.replay(datetime.now(UTC))
+            self.reverter.take_over()
+            self.watcher.take_over()
+        else:
+            self.watcher.stand_by()
+            self.reverter.stand_by()
+
     def start(self) -> None:
         self.http.start()
+        self.leadership.check()  # alone (SQLite): the leader before the first poll; else the lock's first answer
+        self.leadership.start()
         now = datetime.now(UTC)
         jobs = [
             (self.watcher.poll_git, self.settings.git.poll_interval_seconds, "git_poll"),
@@ -138,6 +177,7 @@ class Daemon:
             branches=list(self.settings.git.watched_branches),
             revert_mode=self.settings.revert.mode,
             slack="off" if self.slack is None else ("bot" if self.slack.transport.threads else "webhook"),
+            role=self.leadership.role().value,
         )
         self._log_unsafe_choices()
 
@@ -175,15 +215,18 @@ class Daemon:
         if self.slack is not None:
             self.slack.start()
         try:
+            # A lock just taken is waited out as at any take-over: a leader that just died may still act.
+            role = self.leadership.settle(self.settings.leadership.lease_seconds + 1.0)
             git = self.watcher.poll_git()
             apps = self.watcher.poll_apps()
             handled = tuple(self.reverter.run_once())
         finally:
             if self.slack is not None:
                 self.slack.stop(ONCE_SLACK_SECONDS)
+            self.leadership.stop()
             self.argocd.close()
             self.store.close()
-        return OnceSummary(git, apps, self.settings.revert.mode, handled)
+        return OnceSummary(git, apps, self.settings.revert.mode, handled, role)
 
     def _follow_stream(self) -> None:
         self.argocd.stream(self.watcher.on_stream_event, self._stop_stream, on_disconnect=self.watcher.on_stream_lost)
@@ -205,6 +248,7 @@ class Daemon:
         if self.slack is not None:
             self.slack.stop(timeout * 0.2)
         self.http.stop(timeout * 0.2)
+        self.leadership.stop()  # last: nothing acts any more, and a standby may take over
         self.argocd.close()
         self.store.close()
         self.log.info("watcher_stopped")

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from watcher import appmap
+from watcher import appmap, render_inputs
 from watcher.adapters.gitrepo import GitError
 from watcher.domain import AppSnapshot, app_key
 from watcher.dora import environment_of
@@ -25,6 +25,7 @@ class FleetMap:
         self._specs: dict[str, dict[str, Any]] = {}
         self._paths: dict[str, tuple[str, ...]] = {}
         self._mapped: str | None = None  # the head and app count the paths were computed for
+        self._renderer = RendererReads(repo)
 
     def update(self, specs: Mapping[str, dict[str, Any]]) -> None:
         with self._lock:
@@ -50,14 +51,19 @@ class FleetMap:
                 return
             apps = list(self._specs.items())
         url = self.watched_url
+        roots = {key: appmap.render_roots(app, url) for key, app in apps}
         try:
             manifests = appmap.application_manifests(
                 self.repo.yaml_files(head, appmap.manifest_directories([a for _, a in apps], url))
             )
+            inputs = self._renderer.inputs(head, roots)
         except (GitError, ValueError) as exc:
             self.log.warning("app_mapping_failed", error=str(exc))
             return
-        paths = {key: appmap.app_paths(app, url, manifests.get(str(app["metadata"]["name"]))) for key, app in apps}
+        paths = {
+            key: appmap.app_paths(app, url, manifests.get(str(app["metadata"]["name"])), inputs.get(roots[key], ()))
+            for key, app in apps
+        }
         with self._lock:
             self._paths = paths
             self._mapped = signature
@@ -99,3 +105,55 @@ class FleetMap:
             specs=specs,
             paths=paths,
         )
+
+
+class RendererReads:
+    """What each app's renderer reads outside its source directories (render_inputs), from the repo at a revision.
+
+    Reads only the definition files (Chart.yaml, kustomization files) of the directories the walk reaches, a
+    round per level of references. A directory's references are kept per revision and parsed again only when
+    its files changed, so a new head costs one ls-tree and local blob reads, and a new app at the same head only
+    the directories nobody reached before.
+    """
+
+    def __init__(self, repo: WatchedRepo):
+        self.repo = repo
+        self.log = get_logger()
+        self._rev: str | None = None
+        self._refs: dict[str, render_inputs.DirectoryRefs] = {}  # at self._rev
+        self._parsed: dict[str, tuple[dict[str, str], render_inputs.DirectoryRefs]] = {}  # by the files' content
+
+    def inputs(self, rev: str, roots: Mapping[str, tuple[str, ...]]) -> dict[tuple[str, ...], tuple[str, ...]]:
+        """Each distinct root tuple -> the paths its renderer reads outside the roots (apps share charts)."""
+        if rev != self._rev:
+            self._parsed = {d: v for d, v in self._parsed.items() if d in self._refs}  # forget what nobody reached
+            self._rev, self._refs = rev, {}
+        distinct = set(roots.values())
+        for _ in range(render_inputs.MAX_DEPTH + 2):  # each round reads one more level of references
+            unread = {d for r in distinct for d in render_inputs.closure(r, self._refs).unread}
+            if not unread:
+                break
+            self._read(rev, unread)
+        found = {r: render_inputs.closure(r, self._refs) for r in distinct}
+        cut = sorted(k for k, r in roots.items() if found[r].truncated)
+        if cut:
+            self.log.warning(
+                "renderer_inputs_truncated",
+                apps=len(cut),
+                first=cut[:5],
+                max_depth=render_inputs.MAX_DEPTH,
+                max_directories=render_inputs.MAX_DIRECTORIES,
+            )
+        return {r: f.paths for r, f in found.items()}
+
+    def _read(self, rev: str, directories: set[str]) -> None:
+        texts: dict[str, dict[str, str]] = {d: {} for d in directories}
+        for path, text in self.repo.files_named(rev, directories, render_inputs.DEFINITION_FILES).items():
+            directory, _, name = path.rpartition("/")
+            texts.setdefault(directory, {})[name] = text
+        for directory, files in texts.items():
+            cached = self._parsed.get(directory)
+            if cached is None or cached[0] != files:
+                cached = (files, render_inputs.references(directory, files))
+                self._parsed[directory] = cached
+            self._refs[directory] = cached[1]

@@ -110,6 +110,11 @@ class Metrics:
             registry=r,
         )
         self.argocd_up = Gauge("sync_watcher_argocd_up", "1 when the last call to Argo CD succeeded.", registry=r)
+        self.leader = Gauge(
+            "sync_watcher_leader",
+            "1 while this replica leads (decides, reverts, notifies); 0 on a standby.",
+            registry=r,
+        )
         self.stream_events = Counter(
             "sync_watcher_stream_events", "Application events received on the watch stream.", ["type"], registry=r
         )

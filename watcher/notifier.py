@@ -1,4 +1,8 @@
-"""Slack, wired: notices queue up (bounded), one worker routes, de-duplicates, threads and delivers them."""
+"""Slack, wired: notices queue up (bounded), one worker routes, de-duplicates, threads and delivers them.
+
+Only the leader sends: the fence is asked right before each delivery. A new leader replays the events of the
+last REPLAY_WINDOW whose notices were never recorded as sent (its predecessor died with them queued, or was
+fenced off); the ones already sent are de-duplicated by the store, as after a restart."""
 
 from __future__ import annotations
 
@@ -6,15 +10,17 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from watcher.adapters.slack import BotTransport, SlackError, WebhookTransport
 from watcher.domain import INCIDENT_KINDS, Event, EventKind, utcnow
 from watcher.dora import environment_of
+from watcher.lease import ALONE_FENCE
 from watcher.logs import REDACTOR, get_logger
 from watcher.metrics import Metrics
 from watcher.notices import (
+    EVENT_NOTICES,
     Notice,
     destination,
     from_action,
@@ -23,12 +29,13 @@ from watcher.notices import (
     notice_to_json,
     routing_from,
 )
-from watcher.ports import SlackTransport
+from watcher.ports import Fence, SlackTransport
 from watcher.settings import Settings
 from watcher.slack_message import Links, blocks_for, fallback_text, links_for
 from watcher.store import SlackThread, Store
 
 INCIDENT_KIND_VALUES = frozenset(k.value for k in INCIDENT_KINDS)
+REPLAY_WINDOW = timedelta(minutes=15)  # older news is stale: a new leader does not send it late
 
 
 def transport_for(settings: Settings) -> SlackTransport | None:
@@ -53,8 +60,10 @@ class SlackNotifier:
         transport: SlackTransport,
         clock: Callable[[], datetime] = utcnow,
         environment: Callable[[str], str] = environment_of,
+        fence: Fence = ALONE_FENCE,
     ):
         s = settings.slack
+        self.fence = fence
         self.store = store
         self.metrics = metrics
         self.transport = transport
@@ -91,6 +100,13 @@ class SlackNotifier:
             self.metrics.slack_notices.labels("dropped").inc()
             self.log.error("slack_notice_dropped", app=notice.app, kind=notice.kind.value, queue=self.queue.maxsize)
         self.metrics.slack_queue.set(self.queue.qsize())
+
+    def replay(self, now: datetime) -> int:
+        """Queue the notices of recent events again (this replica just became the leader); how many events."""
+        recent = self.store.detection.events_since(now - REPLAY_WINDOW, EVENT_NOTICES)  # not the deploys
+        for e in recent:
+            self.on_event(e)
+        return len(recent)
 
     # -- worker -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -146,6 +162,10 @@ class SlackNotifier:
             found = self.store.detection.find_incident(n.app, EventKind(n.kind.value), n.revision)
             n = replace(n, incident_id=found.id if found else None)
         text, blocks = _scrub(fallback_text(n)), _scrub(blocks_for(n, self.links))
+        if not self.fence.confirm():  # a deposed leader: the new one replays what was not recorded as sent
+            self.metrics.slack_notices.labels("not_leader").inc()
+            self.log.warning("slack_notice_withheld_not_leader", app=n.app, kind=n.kind.value)
+            return
         if threads:
             ts = self._resolve_threads(n, threads, text, blocks)
         else:

@@ -7,7 +7,7 @@ one of the errors below (or a subclass) instead of hanging or returning half an 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -23,6 +23,10 @@ class RetryLater(Exception):
 
 class StoreUnavailable(RetryLater):
     """The state store refused a write (full or read-only disk, database away): nothing of it was kept."""
+
+
+class NotLeader(RetryLater):
+    """This replica is not (or no longer) the leader: nothing was done; the leader does it."""
 
 
 class NeedsHuman(Exception):
@@ -72,6 +76,11 @@ class WatchedRepo(Protocol):
         """path -> text of every YAML file under `directories` at `rev` (app-of-apps mapping)."""
         ...
 
+    def files_named(self, rev: str, directories: Iterable[str], names: Collection[str]) -> dict[str, str]:
+        """path -> text of each file called one of `names` directly inside one of `directories` at `rev`
+        (Chart.yaml, kustomization.yaml: what the renderer reads besides the app's directory)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class RevertResult:
@@ -79,6 +88,7 @@ class RevertResult:
     base: str  # the remote head the revert was made on
     diffstat: str
     attempts: int
+    adopted: bool = False  # not pushed now: this incident's revert by us was found on the branch (a late push)
 
 
 class RevertRepo(Protocol):
@@ -138,6 +148,35 @@ class SlackTransport(Protocol):
         ...
 
     def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None: ...
+
+
+# -- leadership -----------------------------------------------------------------------------------------
+class LeaderLock(Protocol):
+    """The lock only one replica holds at a time (a PostgreSQL session-level advisory lock). Raises RetryLater
+    when the database cannot answer: the caller then counts the lock as not held."""
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; True when this replica holds it now."""
+        ...
+
+    def holds(self) -> bool:
+        """A round trip on the lock's own session: True only if that session is alive and still holds it."""
+        ...
+
+    def release(self) -> None: ...
+
+
+class Fence(Protocol):
+    """Whether this replica may act. Everything that changes the world outside the store asks first."""
+
+    def leading(self) -> bool:
+        """The leader, within its lease, as of the last confirmation: no I/O (asked on every observation)."""
+        ...
+
+    def confirm(self) -> bool:
+        """The same after a fresh round trip on the lock's session: asked right before a push, a recorded
+        decision or a Slack message, so a leader cut off from the database stops before it acts."""
+        ...
 
 
 # -- the watcher, as the reverter and the HTTP views see it ----------------------------------------------

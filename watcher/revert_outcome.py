@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from watcher.domain import AppSnapshot, Health, Phase, RevertMode, RevertState, RevertStep, SyncStatus, VerifyResult
-from watcher.ports import NeedsHuman, RetryLater, RevertResult
+from watcher.ports import NeedsHuman, NotLeader, RetryLater, RevertResult
 
 RETRY_AFTER_GIT_UNAVAILABLE = 30.0  # seconds; Argo CD's own retries are slower than this anyway
 
@@ -43,6 +43,8 @@ def outcome_of(
 ) -> Outcome:
     """The outcome of one attempt: `result` is git's (None when the revert itself failed), `error` the first
     error raised (by git, or by the forge after the branch was pushed)."""
+    if isinstance(error, NotLeader):  # another replica leads now: it reconciles this row and decides again
+        return Outcome(RevertState.NOT_PUSHED, "revert_abandoned_not_leader", "warning", detail={"error": str(error)})
     if isinstance(error, RetryLater):
         return Outcome(
             RevertState.NOT_PUSHED,
@@ -68,6 +70,8 @@ def outcome_of(
         )
     assert result is not None, "an attempt without an error has a result"
     detail = {"message": message, "diffstat": result.diffstat, "attempts": result.attempts}
+    if result.adopted:
+        detail |= {"adopted": "this incident's revert was already on the branch (an earlier leader pushed it)"}
     if mode is RevertMode.DRY_RUN:
         return Outcome(
             RevertState.DRY_RUN,

@@ -30,11 +30,13 @@ from watcher.domain import (
     RevertStep,
     utcnow,
 )
+from watcher.lease import ALONE_FENCE
 from watcher.logs import get_logger
 from watcher.metrics import Metrics
 from watcher.policy import RevertRules, decide
 from watcher.ports import (
     ArgoCDActions,
+    Fence,
     Fleet,
     NeedsHuman,
     PullRequests,
@@ -87,8 +89,10 @@ class Reverter:
         metrics: Metrics,
         pulls: PullRequests | None = None,
         clock: Callable[[], datetime] = utcnow,
+        fence: Fence = ALONE_FENCE,
     ):
         self.settings = settings
+        self.fence = fence  # only the leader decides and acts; a standby's reverter waits
         self.rules = rules_from(settings)
         self.fleet = fleet
         self.argocd = argocd
@@ -146,8 +150,27 @@ class Reverter:
         with self._lock:
             self.pending[incident_id] = time.monotonic() + after
 
+    def take_over(self) -> None:
+        """This replica became the leader: start from the store, as after a restart (reconcile what the
+        previous leader left started, decide the open incidents it did not)."""
+        with self._lock:
+            self.pending.clear()
+            self.waits.clear()
+            self.reconciled = False
+        self._wake.set()
+
+    def stand_by(self) -> None:
+        with self._lock:
+            self.pending.clear()
+            self.waits.clear()
+        # The leader reports suspensions and the circuit: a stale copy here would hold an alert after a resume.
+        self.metrics.suspended_apps.set(0)
+        self.metrics.circuit_open.set(0)
+
     def run_once(self) -> list[Handled]:
         """One pass: finish what a crash left, decide every incident that is due, verify pushed reverts."""
+        if not self.fence.leading():
+            return []
         if not self.reconciled:
             self.reconcile()
         now_mono = time.monotonic()
@@ -196,6 +219,9 @@ class Reverter:
         handled = Handled(
             incident.id, incident.app, decision.action.value, decision.rule, decision.reason, decision.culprits
         )
+        if not self.fence.confirm():  # reads are free; from here on every step writes or acts
+            self.log.warning("decision_withheld_not_leader", app=incident.app, incident=incident.id)
+            return replace(handled, action="withheld", rule="not_leader")
         if decision.action is Action.WAIT:
             waits = self.waits.get(incident.id, 0) + 1
             self.waits[incident.id] = waits

@@ -167,6 +167,13 @@ class Watcher:
         self.in_flight = InFlight()
         self.failing: dict[str, str] = {}  # "store" -> why its last write failed
         self.stopped = threading.Event()  # set at shutdown: nothing more is observed or written
+        # Only the leader records (and so publishes); a standby's memory follows what it sees, unrecorded, and
+        # is replaced by what the leader stored when it takes over. `leading` is the lease (ports.Fence). A
+        # watcher on its own records, as a replica alone on its store does.
+        self.recording = threading.Event()
+        self.recording.set()
+        self.leading: Callable[[], bool] = lambda: True
+        self._moved_since_load = False  # memory differs from the store's trackers: reload on taking over
         # Deadlines pass only on fresh data: up to one list interval after the last complete list.
         self._fresh_until: datetime | None = None
         self.trackers: dict[str, AppTracker] = store.detection.load_trackers()
@@ -174,8 +181,14 @@ class Watcher:
         self.head: str | None = None
         self.last_success: dict[str, float] = {}
         self.ledger = ledger_of(store.detection.incidents(open_only=True, limit=100_000))
+        # Prometheus scrapes every replica: a standby exports no per-app series, or the fleet counts twice.
         self.metrics = Metrics(
-            StateView(self.snapshots, lambda: self.ledger.open, self.environment, self._last_deploys)
+            StateView(
+                lambda: self.snapshots() if self.recording.is_set() else [],
+                lambda: self.ledger.open if self.recording.is_set() else {},
+                self.environment,
+                lambda: self._last_deploys() if self.recording.is_set() else [],
+            )
         )
         self._commit = lru_cache(maxsize=4096)(partial(commit_of, repo))
         self.listeners: list[Callable[[Event], None]] = []
@@ -305,6 +318,8 @@ class Watcher:
                 self._store_failed("tick", exc)
 
     def housekeeping(self) -> None:
+        if not self.recording.is_set():
+            return  # the leader's job
         days = self.settings.store.timeline_retention_days
         try:
             pruned = self.store.detection.prune_timeline(self.clock() - timedelta(days=days))
@@ -329,8 +344,14 @@ class Watcher:
             batch.append(Observation(key, keep, [self._enrich(e) for e in events], _core(snap) != _core(before.last)))
         if not batch:
             return 0
-        recorded = self.store.detection.record_batch(batch, now)  # memory follows only what was stored
-        self.failing.pop("store", None)
+        recorded: list[Event] = []
+        if self.recording.is_set():
+            if not self.leading():
+                return 0  # the lease ran out: keep nothing, observe it again once confirmed (or as a standby)
+            recorded = self.store.detection.record_batch(batch, now)  # memory follows only what was stored
+            self.failing.pop("store", None)
+        else:
+            self._moved_since_load = True  # a standby: memory follows what it sees, nothing is stored
         with self._lock:
             for item in batch:
                 if item.tracker is None:
@@ -363,6 +384,23 @@ class Watcher:
         now = time.time()
         self.last_success[source] = now
         self.metrics.last_success.labels(source).set(now)
+
+    # -- leadership ---------------------------------------------------------------------------------------
+    def take_over(self) -> None:
+        """Start recording, from what the previous leader stored: its trackers (so nothing it recorded is
+        announced again, and nothing only this standby saw is taken as announced) and its open incidents."""
+        with self._observing:
+            if self._moved_since_load:
+                trackers = self.store.detection.load_trackers()
+                with self._lock:
+                    self.trackers = trackers
+                self._moved_since_load = False
+            self.ledger = ledger_of(self.store.detection.incidents(open_only=True, limit=100_000))
+            self.recording.set()
+
+    def stand_by(self) -> None:
+        """Stop recording: observe into memory only (warm trackers, clone and app map for a fast take-over)."""
+        self.recording.clear()
 
     # -- what others ask (ports.Fleet) --------------------------------------------------------------------
     def app_context(self, key: str) -> AppContext:

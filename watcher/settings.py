@@ -208,6 +208,21 @@ class StoreSettings(BaseModel):
         return v
 
 
+class LeadershipSettings(BaseModel):
+    """Two replicas on one PostgreSQL store: one leads (a session-level advisory lock), the other stands by.
+    With SQLite there is one replica and it always leads; these settings do nothing."""
+
+    check_interval_seconds: float = Field(
+        2.0, gt=0, description="PostgreSQL store: the leader confirms its lock, a standby tries to take it, this often"
+    )
+    lease_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="The leader stops acting this long after its lock was last confirmed; a new leader waits "
+        "this long before it acts (the fail-over time is about this plus one check)",
+    )
+
+
 class HTTPSettings(BaseModel):
     host: str = Field("0.0.0.0", description="Address for /metrics, /healthz, /readyz and /api")
     port: int = Field(8000, ge=0, le=65535, description="Port for the same (0: pick a free one)")
@@ -244,6 +259,7 @@ class Settings(BaseSettings):
     forge: ForgeSettings = Field(default_factory=ForgeSettings)  # type: ignore[arg-type]
     slack: SlackSettings = Field(default_factory=SlackSettings)  # type: ignore[arg-type]
     store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
+    leadership: LeadershipSettings = Field(default_factory=LeadershipSettings)  # type: ignore[arg-type]
     http: HTTPSettings = Field(default_factory=HTTPSettings)  # type: ignore[arg-type]
     log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
 
@@ -260,6 +276,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"WATCHER_GIT__BRANCHES: its first branch ({git.branches[0]}) is where app-of-apps manifests are "
                 f"read, but WATCHER_GIT__BRANCH says {git.branch}; unset WATCHER_GIT__BRANCH or list it first"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _lease_spans_checks(self) -> Settings:
+        lead = self.leadership
+        if lead.lease_seconds < 3 * lead.check_interval_seconds:
+            raise ValueError(
+                "WATCHER_LEADERSHIP__LEASE_SECONDS: at least 3x WATCHER_LEADERSHIP__CHECK_INTERVAL_SECONDS, "
+                "or one slow check makes the leader step down"
             )
         return self
 

@@ -53,10 +53,12 @@ def readiness(
     limits: Mapping[str, float],
     now: float,
     failing: Mapping[str, str] | None = None,
+    role: str = "leader",
 ) -> dict[str, Any]:
     """/readyz: ready when every source's last successful poll is within its limit (`now`: unix time) and no
     part is failing right now (the state store refusing writes): a watcher that cannot keep what it sees is
-    as blind as one that cannot see."""
+    as blind as one that cannot see. A standby that sees is ready too (it serves metrics and the API, and
+    must be able to take over); `role` says which it is."""
     checks: dict[str, dict[str, Any]] = {}
     for source, limit in limits.items():
         last = last_success.get(source)
@@ -64,7 +66,7 @@ def readiness(
         checks[source] = {"ok": age is not None and age <= limit, "age_seconds": age, "limit_seconds": limit}
     for part, why in (failing or {}).items():
         checks[part] = {"ok": False, "error": why}
-    return {"ready": all(c["ok"] for c in checks.values()), "checks": checks}
+    return {"ready": all(c["ok"] for c in checks.values()), "role": role, "checks": checks}
 
 
 def liveness(in_flight: Mapping[str, float], limit: float) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -72,6 +72,7 @@ def build_app(
     admin_token: str | None = None,
     stuck_poll_seconds: float = 600.0,
     auth_waived: bool = False,
+    role: Callable[[], str] = lambda: "leader",
 ) -> Starlette:
     """The routes over what they read: the store (incidents, audit), the fleet (apps, polls), the metrics.
     `admin_token` None closes POST /api/resume to everyone, unless `auth_waived` opens it to everyone."""
@@ -90,7 +91,7 @@ def build_app(
 
     def readyz(_: Request) -> Response:
         health = fleet.health()
-        state = readiness(health.last_success, readiness_limits, time.time(), health.failing)
+        state = readiness(health.last_success, readiness_limits, time.time(), health.failing, role())
         return JSONResponse(state, status_code=200 if state["ready"] else 503)
 
     def apps(_: Request) -> Response:

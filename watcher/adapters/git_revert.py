@@ -1,5 +1,10 @@
 """The one git path that writes to the remote: revert culprits on the current head in a private work tree,
-commit (signed when a key is set), push, and redo it on the new head when someone pushed first."""
+commit (signed when a key is set), push, and redo it on the new head when someone pushed first.
+
+With two replicas the push is fenced and idempotent: the fence (ports.Fence) is asked right before every push,
+and every attempt first looks for this incident's revert already on the branch. A push a dead or cut-off
+leader left in flight either lands first (this attempt finds it and adopts it) or is refused by the remote
+because the branch moved under it (a push only lands on the head it was made on): never two reverts."""
 
 from __future__ import annotations
 
@@ -14,8 +19,9 @@ import git
 from watcher.adapters.git_errors import NothingToRevert, PushRejected, RevertConflict, SigningFailed, _stderr
 from watcher.adapters.git_transport import GitTransport
 from watcher.adapters.signing import Signing, SigningUnavailable, signing_for
-from watcher.domain import Commit
-from watcher.ports import RetryLater, RevertResult
+from watcher.domain import INCIDENT_TRAILER, Commit
+from watcher.lease import ALONE_FENCE
+from watcher.ports import Fence, NotLeader, RetryLater, RevertResult
 from watcher.settings import GitSettings, state_dir
 
 
@@ -35,9 +41,10 @@ class Clone(Protocol):
 class RevertWorktree:
     """Reverts through `repo`'s clone, under its lock (no fetch or read of the clone runs meanwhile)."""
 
-    def __init__(self, repo: Clone, signing_key: Path | None):
+    def __init__(self, repo: Clone, signing_key: Path | None, fence: Fence = ALONE_FENCE):
         self.repo = repo
         self.signing_key = signing_key
+        self.fence = fence
         self._signing: Signing | None = None
 
     def revert(
@@ -57,8 +64,14 @@ class RevertWorktree:
         """
         with self.repo.locked() as repo:
             for attempt in range(1, retries + 2):
+                if attempt > 1 and not self.fence.confirm():  # a rejected push: redo it only as the leader
+                    raise NotLeader("not the leader any more: the push was refused and is not redone")
                 self.repo.fetch(repo)
                 base = self.repo.rev(repo, self.repo.ref_of(onto))
+                landed = self._landed(repo, message, author, onto) if push_branch == onto else None
+                if landed is not None:
+                    diffstat = str(repo.git.show("--stat", "--format=", landed)).strip()
+                    return RevertResult(landed, str(repo.git.rev_parse(f"{landed}^")), diffstat, attempt, adopted=True)
                 tree = self._worktree(repo, base)
                 try:
                     for c in culprits:
@@ -79,6 +92,9 @@ class RevertWorktree:
                 if push_branch is None:
                     self._clean(tree, base)
                     return RevertResult(None, base, diffstat, attempt)
+                if not self.fence.confirm():
+                    self._clean(tree, base)
+                    raise NotLeader("not the leader any more: nothing pushed; the leader decides again")
                 try:
                     tree.push(
                         "origin", f"{sha}:refs/heads/{push_branch}", kill_after_timeout=self.repo.cfg.timeout_seconds
@@ -94,6 +110,22 @@ class RevertWorktree:
                     pass  # the push landed; the next poll fetches it
                 return RevertResult(sha, base, diffstat, attempt)
         raise AssertionError("unreachable")
+
+    def _landed(self, repo: git.Repo, message: str, author: tuple[str, str], onto: str) -> str | None:
+        """Our revert of the same incident (its `Sync-Watcher-Incident` trailer, our identity as author and
+        committer) among the branch's recent commits: pushed by an earlier leader whose push landed late."""
+        prefix = f"{INCIDENT_TRAILER}: "
+        trailer = next((line for line in message.splitlines() if line.startswith(prefix)), None)
+        if trailer is None:
+            return None
+        out = repo.git.log(
+            "--format=%H%x1f%an%x1f%ae%x1f%cn%x1f%ce", f"--grep=^{trailer}$", "--since=7.days", self.repo.ref_of(onto)
+        )
+        for line in out.splitlines():
+            sha, *who = line.split("\x1f")
+            if who == [*author, *author]:
+                return sha
+        return None
 
     def _commit(self, tree: git.Git, base: str, message: str, identity: dict[str, str]) -> None:
         """Commit the staged revert, signed when a key is set; an unsigned revert is never made instead."""

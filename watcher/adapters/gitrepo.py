@@ -9,13 +9,14 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import git
 
+from watcher.adapters import git_blobs
 from watcher.adapters.git_errors import (  # re-exported: callers name the errors from here
     GitError,
     GitUnavailable,
@@ -30,8 +31,9 @@ from watcher.adapters.git_revert import RevertWorktree
 from watcher.adapters.git_transport import GitTransport
 from watcher.branches import RemoteBranches
 from watcher.domain import INCIDENT_TRAILER, REVERTS_TRAILER, ChangedCommit, Commit
+from watcher.lease import ALONE_FENCE
 from watcher.logs import get_logger
-from watcher.ports import RevertResult
+from watcher.ports import Fence, RevertResult
 from watcher.settings import GitSettings, RevertSettings, without_credentials
 
 __all__ = [
@@ -55,7 +57,7 @@ LOG_FORMAT = FIELD.join(["%H", "%an", "%cI", "%P", f"%(trailers:key={REVERTS_TRA
 class GitRepo:
     """A bare, partial clone that only this process writes; all methods are safe to call from any thread."""
 
-    def __init__(self, cfg: GitSettings, revert: RevertSettings | None = None):
+    def __init__(self, cfg: GitSettings, revert: RevertSettings | None = None, fence: Fence = ALONE_FENCE):
         self.cfg = cfg
         revert = revert or RevertSettings()  # type: ignore[call-arg]
         # Only commits by this identity count as ours when a trailer is read back (crash recovery).
@@ -66,7 +68,7 @@ class GitRepo:
         self.transport = GitTransport(cfg)
         self.known_hosts = self.transport.known_hosts
         self.trusted = self.transport.trusted  # (host, fingerprint) this process trusted on first use
-        self.reverts = RevertWorktree(self, revert.signing_key_file)
+        self.reverts = RevertWorktree(self, revert.signing_key_file, fence)  # the fence guards its pushes
         self._lock = threading.Lock()
         self._repo: git.Repo | None = None
 
@@ -314,20 +316,18 @@ class GitRepo:
         return self.reverts.worktree_path
 
     def yaml_files(self, rev: str, directories: Iterable[str]) -> dict[str, str]:
-        """Text of every *.yaml / *.yml file under `directories` at `rev`, read through one cat-file process."""
-        dirs = sorted(set(directories))
-        files: dict[str, str] = {}
+        """Text of every *.yaml / *.yml file under `directories` at `rev` (blobs fetched in one batch)."""
         with self._lock:
-            tree = self._open().commit(rev).tree
-            for directory in dirs:
-                try:
-                    sub = tree / directory
-                except KeyError:
-                    continue
-                for item in sub.traverse():
-                    if isinstance(item, git.Blob) and str(item.path).endswith((".yaml", ".yml")):
-                        files[str(item.path)] = item.data_stream.read().decode("utf-8", "replace")
-        return files
+            repo = self._open()
+            blobs = git_blobs.blobs_under(repo, rev, directories, lambda path: path.endswith((".yaml", ".yml")))
+            return git_blobs.read(repo, blobs, self._deadline, self.cfg.partial_clone)
+
+    def files_named(self, rev: str, directories: Iterable[str], names: Collection[str]) -> dict[str, str]:
+        """Text of each file called one of `names` directly inside one of `directories` at `rev`."""
+        with self._lock:
+            repo = self._open()
+            blobs = git_blobs.blobs_named(repo, rev, directories, names)
+            return git_blobs.read(repo, blobs, self._deadline, self.cfg.partial_clone)
 
 
 def parse_ls_remote(out: str) -> tuple[str | None, frozenset[str]]:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from watcher.sim.chart_repo import is_chart_source
 from watcher.sim.cluster import (
     Cluster,
     apply_error,
@@ -354,7 +355,10 @@ class Controller:
         """`revision`, or for a multi-source app `revisions` lined up with `spec.sources`: our commit for a
         source from this repo, the chart version for a Helm repository chart (as Argo CD reports them)."""
         sources = app.spec.get("sources")
-        if app.spec.get("source") or not sources:
+        source = app.spec.get("source")
+        if source and is_chart_source(source):
+            return {"revision": str(source.get("targetRevision", ""))}  # a chart-only app: its chart version
+        if source or not sources:
             return {"revision": rev}
         return {
             "revisions": [

@@ -23,6 +23,10 @@ EXTRA_TAGS = {
     "plate-cache": ["7.2.5", "7.4.0"],
 }
 APP_OF_APPS = "environments/argocd/app-of-apps.yaml"
+# Library charts outside every app's directory: `common` is a file:// dependency of these services' charts
+# (a commit to it alone can break them); `jobs` is used by no app yet.
+LIBRARY = "helm/library"
+COMMON_USERS = ("plate-web",)
 
 
 def known_images() -> dict[str, dict[str, int]]:
@@ -69,12 +73,14 @@ def repo_files(repo_url: str, retry_limit: int = 5) -> dict[str, str]:
     files: dict[str, str] = {}
     root = application("app-of-apps", repo_url, "environments/argocd/apps", "argocd", None, "0", retry_limit)
     files[APP_OF_APPS] = yaml.safe_dump(root, sort_keys=False)
+    files |= library_charts()
     for svc, info in SERVICES.items():
         chart = f"helm/applications/{svc}"
-        files[f"{chart}/Chart.yaml"] = yaml.safe_dump(
-            {"apiVersion": "v2", "name": svc, "type": "application", "version": "0.1.0", "appVersion": info["tag"]},
-            sort_keys=False,
-        )
+        meta: dict[str, object] = {"apiVersion": "v2", "name": svc, "type": "application", "version": "0.1.0"}
+        meta["appVersion"] = info["tag"]
+        if svc in COMMON_USERS:
+            meta["dependencies"] = [{"name": "common", "version": "0.1.0", "repository": "file://../../library/common"}]
+        files[f"{chart}/Chart.yaml"] = yaml.safe_dump(meta, sort_keys=False)
         files[f"{chart}/values.yaml"] = yaml.safe_dump(
             {
                 "replicaCount": 1,
@@ -89,7 +95,7 @@ def repo_files(repo_url: str, retry_limit: int = 5) -> dict[str, str]:
         )
         files[f"{chart}/values-stg.yaml"] = yaml.safe_dump({"replicaCount": 1, "image": {"pullPolicy": "Always"}})
         files[f"{chart}/values-prod.yaml"] = yaml.safe_dump({"replicaCount": 2})
-        files[f"{chart}/templates/deployment.yaml"] = DEPLOYMENT_TEMPLATE
+        files[f"{chart}/templates/deployment.yaml"] = deployment_template(svc in COMMON_USERS)
         for env in ENVIRONMENTS:
             name = f"{svc}-{env}"
             app = application(name, repo_url, chart, f"plate-{env}", [f"values-{env}.yaml"], "2", retry_limit)
@@ -97,6 +103,28 @@ def repo_files(repo_url: str, retry_limit: int = 5) -> dict[str, str]:
     return files
 
 
+def library_charts() -> dict[str, str]:
+    files: dict[str, str] = {}
+    for name, template, body in (("common", "_labels.tpl", COMMON_TEMPLATE), ("jobs", "_cronjob.tpl", JOBS_TEMPLATE)):
+        chart = {"apiVersion": "v2", "name": name, "type": "library", "version": "0.1.0"}
+        files[f"{LIBRARY}/{name}/Chart.yaml"] = yaml.safe_dump(chart, sort_keys=False)
+        files[f"{LIBRARY}/{name}/templates/{template}"] = body
+    return files
+
+
+COMMON_TEMPLATE = """{{- define "common.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+"""
+JOBS_TEMPLATE = """{{- define "jobs.schedule" -}}
+schedule: {{ .Values.schedule | default "0 3 * * *" | quote }}
+{{- end }}
+"""
+COMMON_LABELS = """  labels:
+    {{- include "common.labels" . | nindent 4 }}
+"""
 DEPLOYMENT_TEMPLATE = """apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -114,6 +142,14 @@ spec:
           image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
           resources: {{- toYaml .Values.resources | nindent 12 }}
 """
+
+
+def deployment_template(common_labels: bool) -> str:
+    """The services' Deployment; a chart that depends on the common library takes its labels from there."""
+    if not common_labels:
+        return DEPLOYMENT_TEMPLATE
+    head, spec, rest = DEPLOYMENT_TEMPLATE.partition("spec:\n")
+    return head + COMMON_LABELS + spec + rest
 
 
 class WorkClone:

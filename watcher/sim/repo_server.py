@@ -13,6 +13,7 @@ from typing import Any
 import git
 import yaml
 
+from watcher.sim import helm_chart, kustomize
 from watcher.sim.chart_repo import BROKEN_REPLICAS, BROKEN_VERSIONS, ChartNotFound, chart_defaults, is_chart_source
 
 
@@ -39,6 +40,7 @@ class RepoServer:
         self.branch = branch
         self.head: str | None = None
         self._repo: git.Repo | None = None
+        self._trees: dict[tuple[str, str], dict[str, str]] = {}  # (revision, directory) -> its files
 
     def git(self) -> git.Repo:
         if self._repo is None:
@@ -81,6 +83,26 @@ class RepoServer:
             return {}
         return {n: self.file(rev, n) or "" for n in names if n.endswith((".yaml", ".yml"))}
 
+    def tree(self, rev: str, path: str) -> dict[str, str]:
+        """Every file under `path` at `rev`, whatever its name (a library chart's templates are .tpl): kept per
+        revision, since the controller renders every app at every poll and a shared chart is read by several."""
+        if (rev, path) not in self._trees:
+            try:
+                names = self.git().git.ls_tree("-r", "--name-only", rev, "--", path).splitlines()
+            except git.GitCommandError:
+                names = []
+            if len(self._trees) >= 64:
+                self._trees.clear()
+            self._trees[(rev, path)] = {n: self.file(rev, n) or "" for n in names}
+        return self._trees[(rev, path)]
+
+    def _kustomize_build(self, rev: str, path: str) -> Rendered:
+        try:
+            files = kustomize.build(lambda f: self.file(rev, f), path)
+        except kustomize.BuildError as exc:
+            raise RenderError(f"`kustomize build {path}` failed exit status 1: Error: {exc}") from None
+        return Rendered(hashlib.sha1(json.dumps(files, sort_keys=True).encode()).hexdigest(), workload=False)
+
     def applications(self, rev: str, root_manifest: str) -> list[dict[str, Any]]:
         """The root Application and every Application in its source directory at `rev` (none when the root does
         not parse: Argo CD reports that as the root's own ComparisonError)."""
@@ -120,6 +142,8 @@ class RepoServer:
         if not files:
             raise RenderError(f"{path}: app path does not exist")
         if "helm" not in source:
+            if kustomize.is_kustomization(files, path):
+                return self._kustomize_build(rev, path)
             for name, content in sorted(files.items()):
                 try:
                     list(yaml.safe_load_all(content))
@@ -127,6 +151,8 @@ class RepoServer:
                     raise RenderError(f"failed to unmarshal {posixpath.basename(name)}: {exc}") from None
             digest = hashlib.sha1(json.dumps(files, sort_keys=True).encode()).hexdigest()
             return Rendered(digest, workload=False)
+        if error := helm_chart.template_error(path, files, lambda d: self.tree(rev, d)):
+            raise RenderError(error)
         value_files = ["values.yaml", *((source.get("helm") or {}).get("valueFiles") or [])]
         values: dict[str, Any] = {}
         for vf in value_files:

@@ -19,6 +19,7 @@ from watcher.store.detection import DetectionRecords, Observation
 from watcher.store.schema import MIGRATIONS, Statements, schema_version
 
 __all__ = ["MIGRATIONS", "Observation", "SlackThread", "Store"]
+MIGRATION_LOCK = 0x73796E636D696772  # "syncmigr": not the leader lock, which a standby never holds
 
 
 class Store:
@@ -40,6 +41,8 @@ class Store:
 
     def migrate(self) -> int:
         with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":  # two replicas starting at once migrate one after the other
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             schema_version.create(conn, checkfirst=True)
             current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
             for version, step in enumerate(MIGRATIONS[current:], start=current + 1):

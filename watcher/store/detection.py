@@ -142,6 +142,14 @@ class DetectionRecords:
         q = sa.select(events).order_by(events.c.id).limit(limit)
         return self._rows(q.where(events.c.app == app) if app else q)
 
+    def events_since(self, at: datetime, kinds: Iterable[EventKind], limit: int = 10_000) -> list[Event]:
+        """Events of `kinds` recorded at or after `at`, oldest first: what a new leader replays to Slack."""
+        cols = (events.c.app, events.c.kind, events.c.revision, events.c.at, events.c.reason, events.c.evidence)
+        q = sa.select(*cols).where(events.c.at >= at, events.c.kind.in_([k.value for k in kinds]))
+        q = q.order_by(events.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [from_row(Event, row) for row in conn.execute(q)]
+
     def deployments(self, app: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         q = sa.select(deployments).order_by(deployments.c.id).limit(limit)
         return self._rows(q.where(deployments.c.app == app) if app else q)
