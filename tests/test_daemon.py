@@ -157,6 +157,7 @@ def test_http_endpoints(running: Running) -> None:
         "environments/argocd/apps/plate-web-stg.yaml",
         "helm/applications/plate-web",
         "helm/applications/plate-web/values-stg.yaml",
+        "helm/library/common",  # the chart's file:// dependency, outside its directory
     ]
 
 
