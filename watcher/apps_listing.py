@@ -32,7 +32,7 @@ def list_snapshots(argocd: AppSource) -> Listing:
     """Snapshots and mapping fields of every listed app, with a full GET of the apps that look wrong. One
     malformed item or one failed GET is one unreadable app; the others are still observed."""
     listing = Listing({}, {}, {})
-    for position, item in enumerate(argocd.list_apps()):  # the raw list is dropped on return
+    for position, item in enumerate(argocd.iter_apps()):  # one item's objects at a time
         try:
             snap = snapshot_from_app(item, complete=False)
             specs = appmap.mapping_fields(item)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from watcher.adapters.json_items import array_items
 from watcher.domain import AUTOMATED, AppSnapshot, Condition, Health, Phase, SyncStatus
 from watcher.ports import RetryLater
 from watcher.settings import ArgoCDSettings
@@ -163,7 +164,7 @@ class ArgoCDClient:
             raise ArgoCDBadResponse(f"{method} {path}: HTTP {r.status_code}: {r.text[:200]}")
         return r
 
-    def _request(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def _fetch(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> httpx.Response:
         retrying = Retrying(
             retry=retry_if_exception_type(ArgoCDUnavailable),
             stop=stop_after_attempt(self._retry_attempts) | stop_after_delay(self.cfg.timeout_seconds * 3),
@@ -172,8 +173,11 @@ class ArgoCDClient:
         )
         for attempt in retrying:
             with attempt:
-                return _decode(self._send_once(method, path, params))
+                return self._send_once(method, path, params)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _request(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return _decode(self._fetch(method, path, params))
 
     # -- API --------------------------------------------------------------------------------------------
     def version(self) -> dict[str, Any]:
@@ -190,12 +194,20 @@ class ArgoCDClient:
         return params
 
     def list_apps(self) -> list[dict[str, Any]]:
-        """All watched apps, trimmed to the selectable fields (cheap at 10k apps)."""
-        body = self._request("GET", "/api/v1/applications", self._filters() | {"fields": ",".join(LIST_FIELDS)})
-        items = body.get("items") or []
-        if not isinstance(items, list):
-            raise ArgoCDBadResponse("application list: items is not a list")
-        return [i for i in items if isinstance(i, dict)]
+        """All watched apps, trimmed to the selectable fields, as one list (`check`; the watcher iterates)."""
+        return list(self.iter_apps())
+
+    def iter_apps(self) -> Iterator[dict[str, Any]]:
+        """All watched apps, trimmed to the selectable fields. The list is read whole (within the deadline)
+        before this returns; its items are decoded one at a time as the caller iterates, so a body that stops
+        being JSON raises ArgoCDBadResponse during the iteration, after the items before the fault."""
+        r = self._fetch("GET", "/api/v1/applications", self._filters() | {"fields": ",".join(LIST_FIELDS)})
+        try:
+            text = r.content.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ArgoCDBadResponse(f"application list is not JSON (not UTF-8): {r.content[:80]!r}") from None
+        del r  # the bytes: from here on the text is the only copy of the body
+        return _apps_in(text)
 
     def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {}
@@ -283,6 +295,15 @@ def _jitter() -> float:
     import random
 
     return random.random()
+
+
+def _apps_in(text: str) -> Iterator[dict[str, Any]]:
+    try:
+        for item in array_items(text):
+            if isinstance(item, dict):
+                yield item
+    except ValueError as exc:  # json.JSONDecodeError included
+        raise ArgoCDBadResponse(f"application list is not JSON as the spec promises ({exc}): {text[:80]!r}") from None
 
 
 def _decode(r: httpx.Response) -> dict[str, Any]:
