@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from watcher.domain import shared
+
 SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>(?!//).+)$")
 URL = re.compile(r"^[a-z][a-z0-9+.-]*://(?:[^@/]*@)?(?P<host>[^/:]+)(?::\d+)?(?P<path>/.*)?$", re.IGNORECASE)
 
@@ -135,21 +137,22 @@ def manifest_directories(apps: Iterable[Mapping[str, Any]], watched_repo: str) -
 def mapping_fields(app: Mapping[str, Any]) -> dict[str, Any]:
     """The part of an Application this module reads: kept per app instead of the whole spec (memory)."""
     meta = app.get("metadata") or {}
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k in KEPT_ANNOTATIONS}
-    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k in KEPT_LABELS}
+    # Kept for as long as the app is watched: values many apps repeat are shared (domain.shared), keys are ours.
+    annotations = {shared(k): shared(v) for k, v in (meta.get("annotations") or {}).items() if k in KEPT_ANNOTATIONS}
+    labels = {shared(k): shared(v) for k, v in (meta.get("labels") or {}).items() if k in KEPT_LABELS}
 
     def source(s: Mapping[str, Any]) -> dict[str, Any]:
-        kept = {k: s[k] for k in ("repoURL", "path", "ref", "targetRevision", "chart") if s.get(k)}
+        kept = {k: shared(s[k]) for k in ("repoURL", "path", "ref", "targetRevision", "chart") if s.get(k)}
         value_files = (s.get("helm") or {}).get("valueFiles")
         if value_files:
-            kept["helm"] = {"valueFiles": list(value_files)}
+            kept["helm"] = {"valueFiles": [shared(f) for f in value_files]}
         return kept
 
     spec = app.get("spec") or {}
     return {
         "metadata": {
             "name": meta.get("name"),
-            "namespace": meta.get("namespace"),
+            "namespace": shared(meta.get("namespace")),
             "annotations": annotations,
             "labels": labels,
         },

@@ -3,8 +3,8 @@ misses most of the fleet is suspect, never a mass deletion (an app leaves on a 4
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from watcher import appmap
@@ -20,6 +20,23 @@ CONFIRM_PER_POLL = 20  # apps missing from a list confirmed gone (a GET answers 
 
 
 @dataclass(frozen=True, slots=True)
+class Known:
+    """What the watcher already holds per app. An item that says the same is kept as the object already held,
+    so a poll of a quiet fleet has one item's new objects alive at a time, never a second copy of the fleet."""
+
+    snapshots: Mapping[str, AppSnapshot] = field(default_factory=dict)
+    specs: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+
+    def snapshot(self, key: str, snap: AppSnapshot) -> AppSnapshot:
+        held = self.snapshots.get(key)
+        return held if held == snap else snap
+
+    def spec(self, key: str, specs: dict[str, Any]) -> dict[str, Any]:
+        held = self.specs.get(key)
+        return held if held == specs else specs
+
+
+@dataclass(frozen=True, slots=True)
 class Listing:
     """One list poll: snapshots and mapping fields per app, and the apps it could not read this time."""
 
@@ -28,7 +45,7 @@ class Listing:
     unreadable: dict[str, str]  # app key (or the item's position) -> why: kept as it was, not taken as gone
 
 
-def list_snapshots(argocd: AppSource) -> Listing:
+def list_snapshots(argocd: AppSource, known: Known = Known()) -> Listing:
     """Snapshots and mapping fields of every listed app, with a full GET of the apps that look wrong. One
     malformed item or one failed GET is one unreadable app; the others are still observed."""
     listing = Listing({}, {}, {})
@@ -42,14 +59,14 @@ def list_snapshots(argocd: AppSource) -> Listing:
             continue
         if not snap.name:
             continue
-        listing.specs[snap.key] = specs
+        listing.specs[snap.key] = known.spec(snap.key, specs)
         if not snap.looks_healthy:
             try:
                 snap = snapshot_from_app(argocd.get_app(snap.name, snap.namespace), complete=True)
             except (ArgoCDError, AttributeError, TypeError, ValueError) as exc:
                 listing.unreadable[snap.key] = f"GET failed: {type(exc).__name__}: {exc}"
                 continue
-        listing.snapshots[snap.key] = snap
+        listing.snapshots[snap.key] = known.snapshot(snap.key, snap)
     return listing
 
 

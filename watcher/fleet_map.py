@@ -74,6 +74,10 @@ class FleetMap:
     def environment(self, key: str) -> str:
         return environment_of(key, self.metadata(key).get("labels"))
 
+    def specs(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return dict(self._specs)
+
     def copies(self) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[str, ...]]]:
         """Every app's mapping fields and paths, copied at once (blame's input)."""
         with self._lock:

@@ -18,7 +18,7 @@ from typing import Any
 
 from watcher.adapters.argocd import ArgoCDError, snapshot_from_app
 from watcher.adapters.gitrepo import GitError
-from watcher.apps_listing import CONFIRM_PER_POLL, Listing, confirm_gone, is_suspect, list_snapshots
+from watcher.apps_listing import CONFIRM_PER_POLL, Known, Listing, confirm_gone, is_suspect, list_snapshots
 from watcher.detect import AppTracker, DetectionRules, observe
 from watcher.domain import INCIDENT_KINDS, AppSnapshot, Clock, Commit, Event, EventKind, utcnow
 from watcher.fleet_map import FleetMap
@@ -211,9 +211,11 @@ class Watcher:
     def _poll_apps(self) -> PollSummary:
         """The safety net: a complete list, a full GET of the apps that look wrong, detection for all."""
         started = time.perf_counter()
+        with self._lock:
+            held = {k: t.last for k, t in self.trackers.items() if t.last is not None}
         try:
             with gc_paused():
-                listing = list_snapshots(self.argocd)
+                listing = list_snapshots(self.argocd, Known(held, self.fleet_map.specs()))
         except ArgoCDError as exc:
             self.metrics.poll_errors.labels("argocd", type(exc).__name__).inc()
             self.metrics.argocd_up.set(0)

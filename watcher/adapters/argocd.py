@@ -19,7 +19,7 @@ from tenacity import (
 )
 
 from watcher.adapters.json_items import array_items
-from watcher.domain import AUTOMATED, AppSnapshot, Condition, Health, Phase, SyncStatus
+from watcher.domain import AUTOMATED, AppSnapshot, Condition, Health, Phase, SyncStatus, shared
 from watcher.ports import RetryLater
 from watcher.settings import ArgoCDSettings
 
@@ -350,20 +350,20 @@ def snapshot_from_app(app: Mapping[str, Any], complete: bool) -> AppSnapshot:
         retries = 0
     return AppSnapshot(
         name=str(meta.get("name", "")),
-        namespace=str(meta.get("namespace", "")),
-        project=str((app.get("spec") or {}).get("project", "")),
+        namespace=shared(str(meta.get("namespace", ""))),
+        project=shared(str((app.get("spec") or {}).get("project", ""))),
         sync_status=_enum(SyncStatus, sync.get("status")),
-        sync_revision=sync.get("revision") or None,
+        sync_revision=shared(sync.get("revision") or None),
         health=_enum(Health, health.get("status")),
-        health_message=str(health.get("message", "")),
+        health_message=shared(str(health.get("message", ""))),
         phase=_enum(Phase, op.get("phase")),
-        operation_revision=revision,
+        operation_revision=shared(revision),
         operation_started_at=_time(op.get("startedAt")),
         operation_finished_at=_time(op.get("finishedAt")),
-        operation_message=str(op.get("message", "")),
+        operation_message=shared(str(op.get("message", ""))),
         retry_count=retries,
         conditions=tuple(
-            Condition(str(c.get("type", "")), str(c.get("message", "")))
+            Condition(shared(str(c.get("type", ""))), shared(str(c.get("message", ""))))
             for c in status.get("conditions") or []
             if isinstance(c, dict)
         ),
@@ -402,7 +402,7 @@ def _initiator(initiated: Any) -> str:
         return ""
     if initiated.get("automated"):
         return AUTOMATED
-    return str(initiated.get("username") or "")
+    return shared(str(initiated.get("username") or ""))
 
 
 def _auto_sync(spec: Any) -> bool | None:
@@ -420,5 +420,5 @@ def _history_revisions(history: Any) -> list[str]:
         if isinstance(entry, dict):
             rev = entry.get("revision") or next(iter(entry.get("revisions") or []), None)
             if isinstance(rev, str) and rev:
-                out.append(rev)
+                out.append(shared(rev))
     return out
