@@ -18,6 +18,7 @@ from watcher.adapters.forge import pull_requests_for
 from watcher.adapters.gitrepo import GitRepo
 from watcher.admin_token import ensure_token, token_path
 from watcher.logs import get_logger
+from watcher.memory import keep_large_buffers_apart
 from watcher.notifier import SlackNotifier, transport_for
 from watcher.revert_outcome import Handled
 from watcher.reverter import Reverter
@@ -78,6 +79,7 @@ class Daemon:
     def __init__(self, settings: Settings, *, argocd_retry_max_wait: float = 2.0):
         self.settings = settings
         self.log = get_logger()
+        keep_large_buffers_apart()
         self.store = Store(settings.store.url)
         self.argocd = ArgoCDClient(settings.argocd, retry_max_wait=argocd_retry_max_wait)
         self.repo = GitRepo(settings.git, settings.revert)

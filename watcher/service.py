@@ -2,7 +2,10 @@
 
 Side effects of one observation, in this order: the store records trackers and events in one transaction;
 only then does memory follow (trackers), and only what was stored is published, so a crash between the two
-re-observes instead of announcing an event twice.
+re-observes instead of announcing an event twice. A poll of many apps is observed in slices of OBSERVED_AT_ONCE
+apps, each such a transaction: apps are independent, and a slice's events, rows and JSON are garbage before
+the next slice makes its own (one transaction for a first poll of 10k apps peaked at +36 MB, and the heap kept
+most of it).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from watcher.store import Observation, Store
 
 # Besides incidents: events whose readers (metrics, Slack) want the commit and the onset of what they close.
 ENRICHED_KINDS = frozenset({EventKind.DEPLOYED, EventKind.RECOVERED, EventKind.SYNC_FAILING})
+OBSERVED_AT_ONCE = 500  # apps per store transaction (see the module's docstring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +321,12 @@ class Watcher:
 
     # -- detect -> record -> publish --------------------------------------------------------------------
     def _observe(self, seen: Sequence[tuple[str, AppSnapshot | None]], now: datetime) -> int:
+        """Detect, record, publish, a slice of apps at a time, in the order given; how many events recorded."""
+        return sum(
+            self._observe_slice(seen[i : i + OBSERVED_AT_ONCE], now) for i in range(0, len(seen), OBSERVED_AT_ONCE)
+        )
+
+    def _observe_slice(self, seen: Sequence[tuple[str, AppSnapshot | None]], now: datetime) -> int:
         """Detect on each (app, snapshot), record everything in one transaction, then publish; how many recorded."""
         if self.stopped.is_set():
             return 0
