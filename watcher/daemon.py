@@ -102,7 +102,7 @@ class Daemon:
         api = build_app(
             self.store,
             self.watcher,
-            self.watcher.metrics.registry,
+            self.watcher.metrics.exposition,
             readiness_limits(settings),
             self.reverter,
             token,

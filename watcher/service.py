@@ -25,10 +25,11 @@ from watcher.apps_listing import CONFIRM_PER_POLL, Known, Listing, confirm_gone,
 from watcher.detect import AppTracker, DetectionRules, observe
 from watcher.domain import INCIDENT_KINDS, AppSnapshot, Clock, Commit, Event, EventKind, utcnow
 from watcher.fleet_map import FleetMap
+from watcher.fleet_metrics import StateView
 from watcher.ledger import CLOSING_KINDS, fold, ledger_of
 from watcher.logs import get_logger
 from watcher.memory import gc_paused, release_free_memory
-from watcher.metrics import Metrics, StateView
+from watcher.metrics import Metrics
 from watcher.ports import AppContext, AppSource, FleetHealth, FleetStatus, StoreUnavailable, WatchedRepo
 from watcher.settings import DetectionSettings, Settings
 from watcher.store import Observation, Store
