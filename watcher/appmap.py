@@ -137,7 +137,7 @@ def manifest_directories(apps: Iterable[Mapping[str, Any]], watched_repo: str) -
 def mapping_fields(app: Mapping[str, Any]) -> dict[str, Any]:
     """The part of an Application this module reads: kept per app instead of the whole spec (memory)."""
     meta = app.get("metadata") or {}
-    # Kept for as long as the app is watched: values many apps repeat are shared (domain.shared), keys are ours.
+    # Kept for as long as the app is watched: strings many apps repeat are shared (domain.shared).
     annotations = {shared(k): shared(v) for k, v in (meta.get("annotations") or {}).items() if k in KEPT_ANNOTATIONS}
     labels = {shared(k): shared(v) for k, v in (meta.get("labels") or {}).items() if k in KEPT_LABELS}
 
@@ -149,15 +149,12 @@ def mapping_fields(app: Mapping[str, Any]) -> dict[str, Any]:
         return kept
 
     spec = app.get("spec") or {}
-    return {
-        "metadata": {
-            "name": meta.get("name"),
-            "namespace": shared(meta.get("namespace")),
-            "annotations": annotations,
-            "labels": labels,
-        },
-        "spec": {"sources": [source(s) for s in _sources(spec)]},
-    }
+    metadata = {"name": meta.get("name"), "namespace": shared(meta.get("namespace"))}
+    if annotations:  # most apps have none of these: no empty dict each (readers take a missing one as empty)
+        metadata["annotations"] = annotations
+    if labels:
+        metadata["labels"] = labels
+    return {"metadata": metadata, "spec": {"sources": [source(s) for s in _sources(spec)]}}
 
 
 def pinned_revision(app: Mapping[str, Any], repo_url: str, branch: str) -> str | None:
