@@ -220,7 +220,9 @@ class Watcher:
             held = {k: t.last for k, t in self.trackers.items() if t.last is not None}
         try:
             with gc_paused():
-                listing = list_snapshots(self.argocd, Known(held, self.fleet_map.specs()))
+                listing = list_snapshots(
+                    self.argocd, Known(held, self.fleet_map.specs()), self.settings.argocd.concurrent_gets
+                )
         except ArgoCDError as exc:
             self.metrics.poll_errors.labels("argocd", type(exc).__name__).inc()
             self.metrics.argocd_up.set(0)

@@ -97,6 +97,9 @@ class ArgoCDClient:
             timeout=httpx.Timeout(cfg.timeout_seconds),
             verify=verify,
             headers={"Accept": "application/json"},
+            # The list's GETs run concurrent_gets at a time (apps_listing), beside the stream and the reverter:
+            # their connections are kept open between polls.
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=max(20, cfg.concurrent_gets + 4)),
         )
         self._token = cfg.token.get_secret_value() if cfg.token else ""
         self._login_lock = threading.Lock()
@@ -111,8 +114,16 @@ class ArgoCDClient:
             self._login()
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
+    def _expire(self, token: str) -> None:
+        """The session `token` was refused: log in again, once for all the threads that were refused it."""
+        with self._login_lock:
+            if self._token == token:
+                self._token = ""
+
     def _login(self) -> None:
         with self._login_lock:
+            if self._token:
+                return  # another thread logged in while this one waited
             password = self.cfg.password.get_secret_value() if self.cfg.password else ""
             try:
                 r = self._http.post("/api/v1/session", json={"username": self.cfg.username, "password": password})
@@ -150,7 +161,7 @@ class ArgoCDClient:
         try:
             r = self._within_deadline(method, path, params)
             if r.status_code == 401 and self.cfg.username:
-                self._token = ""  # the session token expired: log in again, once
+                self._expire(_bearer(r.request))  # the session token expired: log in again, once
                 r = self._within_deadline(method, path, params)
         except httpx.HTTPError as exc:
             raise ArgoCDUnavailable(f"{method} {path}: {type(exc).__name__}") from None
@@ -262,7 +273,7 @@ class ArgoCDClient:
             "GET", "/api/v1/stream/applications", params=params, headers=headers, timeout=timeout
         ) as r:
             if r.status_code == 401 and self.cfg.username:
-                self._token = ""
+                self._expire(_bearer(r.request))
                 raise ArgoCDUnavailable("stream: HTTP 401, logging in again")
             if r.status_code >= 400:
                 raise ArgoCDUnavailable(f"stream: HTTP {r.status_code}")
@@ -289,6 +300,10 @@ class ArgoCDClient:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _bearer(request: httpx.Request) -> str:
+    return request.headers.get("Authorization", "").removeprefix("Bearer ")
 
 
 def _jitter() -> float:
