@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from watcher.adapters.argocd import LIST_FIELDS, ArgoCDClient  # noqa: E402
+from watcher.adapters.argocd import LIST_FIELDS, ArgoCDClient, _apps_in  # noqa: E402
 from watcher.logs import configure  # noqa: E402
 from watcher.service import Watcher  # noqa: E402
 from watcher.settings import load_settings  # noqa: E402
@@ -104,8 +104,8 @@ class Replay:
         self.body, self.client = body, client
         self.gets: dict[str, bytes] = {}
 
-    def list_apps(self) -> list[dict[str, Any]]:
-        return list(json.loads(self.body)["items"])
+    def iter_apps(self) -> Iterator[dict[str, Any]]:
+        return _apps_in(self.body.decode())
 
     def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]:
         if name not in self.gets:

@@ -68,6 +68,23 @@ def test_session_login_and_relogin_on_401(tmp_path) -> None:  # type: ignore[no-
         w.stop()
 
 
+def test_an_expired_session_is_one_login_for_all_the_gets_in_flight(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from watcher.sim.server import Auth
+
+    w = SimWorld.start(tmp_path / "w", auth=Auth(accounts={"watcher": "pw-123456"}))
+    try:
+        c = client(w, username="watcher", password=SecretStr("pw-123456"), concurrent_gets=8)
+        names = [a["metadata"]["name"] for a in c.list_apps()]
+        w.auth.expire_sessions()
+        with ThreadPoolExecutor(8) as pool:
+            assert all(pool.map(lambda name: c.get_app(name), names * 2))
+        assert w.auth.logins == 2
+    finally:
+        w.stop()
+
+
 def test_5xx_is_retried_with_backoff_then_reported(world: SimWorld) -> None:
     c = client(world)
     world.faults.server_errors = 2

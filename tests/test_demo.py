@@ -7,10 +7,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from tests.conftest import wait_for
+from watcher.adapters.argocd import LIST_FIELDS
 from watcher.demo import argocd_message
 from watcher.sim.gitserver import free_port
 
@@ -104,3 +109,36 @@ def _simulate_watch_command(workdir: Path) -> dict[str, str]:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
+
+
+def test_simulate_serves_a_fleet_of_ten_thousand_apps(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "simulate", "--apps", "10000", "--port", str(port), "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/api/v1/applications"
+    fields = {"fields": ",".join(LIST_FIELDS)}
+
+    def listed() -> list[dict[str, Any]]:
+        try:
+            return list(httpx.get(url, params=fields, timeout=30).json()["items"])
+        except httpx.HTTPError:
+            return []
+
+    try:
+        # Loose bounds: this checks that a fleet is served at all, and in seconds, not minutes (the bench times it).
+        apps = wait_for(lambda: len(items := listed()) == 10_000 and items, timeout=120, what="10,000 apps listed")
+        assert len({a["metadata"]["name"] for a in apps}) == 10_000
+        wait_for(lambda: all(a["status"]["health"]["status"] == "Healthy" for a in listed()), 120, "a synced fleet")
+        started = time.monotonic()
+        assert len(listed()) == 10_000
+        assert time.monotonic() - started < 20
+        fleet_app = next(a["metadata"]["name"] for a in apps if a["metadata"]["name"].startswith("fleet-"))
+        whole = httpx.get(f"{url}/{fleet_app}", timeout=30).json()
+        assert whole["status"]["history"] and whole["status"]["sync"]["status"] == "Synced"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""

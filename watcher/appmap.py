@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from watcher.domain import shared
+
 SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>(?!//).+)$")
 URL = re.compile(r"^[a-z][a-z0-9+.-]*://(?:[^@/]*@)?(?P<host>[^/:]+)(?::\d+)?(?P<path>/.*)?$", re.IGNORECASE)
 
@@ -162,13 +164,14 @@ def manifest_directories(apps: Iterable[Mapping[str, Any]], watched_repo: str) -
 def mapping_fields(app: Mapping[str, Any]) -> dict[str, Any]:
     """The part of an Application this module reads: kept per app instead of the whole spec (memory)."""
     meta = app.get("metadata") or {}
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k in KEPT_ANNOTATIONS}
-    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k in KEPT_LABELS}
+    # Kept for as long as the app is watched: strings many apps repeat are shared (domain.shared).
+    annotations = {shared(k): shared(v) for k, v in (meta.get("annotations") or {}).items() if k in KEPT_ANNOTATIONS}
+    labels = {shared(k): shared(v) for k, v in (meta.get("labels") or {}).items() if k in KEPT_LABELS}
 
     def source(s: Mapping[str, Any]) -> dict[str, Any]:
-        kept = {k: s[k] for k in ("repoURL", "path", "ref", "targetRevision", "chart") if s.get(k)}
+        kept = {k: shared(s[k]) for k in ("repoURL", "path", "ref", "targetRevision", "chart") if s.get(k)}
         helm = s.get("helm") or {}
-        files = {k: list(helm[k]) for k in ("valueFiles", "fileParameters") if helm.get(k)}
+        files = {k: [shared(f) for f in helm[k]] for k in ("valueFiles", "fileParameters") if helm.get(k)}
         if files:
             kept["helm"] = files
         components = (s.get("kustomize") or {}).get("components")
@@ -177,15 +180,12 @@ def mapping_fields(app: Mapping[str, Any]) -> dict[str, Any]:
         return kept
 
     spec = app.get("spec") or {}
-    return {
-        "metadata": {
-            "name": meta.get("name"),
-            "namespace": meta.get("namespace"),
-            "annotations": annotations,
-            "labels": labels,
-        },
-        "spec": {"sources": [source(s) for s in _sources(spec)]},
-    }
+    metadata = {"name": meta.get("name"), "namespace": shared(meta.get("namespace"))}
+    if annotations:  # most apps have none of these: no empty dict each (readers take a missing one as empty)
+        metadata["annotations"] = annotations
+    if labels:
+        metadata["labels"] = labels
+    return {"metadata": metadata, "spec": {"sources": [source(s) for s in _sources(spec)]}}
 
 
 def deploys_from_repo(app: Mapping[str, Any], repo_url: str) -> bool | None:

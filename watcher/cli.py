@@ -17,6 +17,7 @@ from tabulate import tabulate
 from watcher import __version__
 from watcher.logs import configure
 from watcher.settings import Settings, SettingsError, load_settings, require, settings_table, without_credentials
+from watcher.sim.gitops_repo import DEMO_APPS
 
 DEFAULT_API = "http://127.0.0.1:8000"
 
@@ -285,7 +286,15 @@ def demo(as_json: bool, keep: Path | None) -> None:
     show_default=True,
     help="Where the git daemon, the demo repo and a work clone live.",
 )
-def simulate(port: int, workdir: Path) -> None:
+@click.option(
+    "--apps",
+    type=click.IntRange(min=DEMO_APPS),
+    default=DEMO_APPS,
+    show_default=True,
+    help=f"Applications in all: the demo's {DEMO_APPS}, and past those a fleet deploying the demo's charts "
+    "(as if made with `argocd app create`), so one bad chart reaches many apps. 10000 is a big fleet.",
+)
+def simulate(port: int, workdir: Path, apps: int) -> None:
     """Serve a simulated Argo CD over a demo GitOps repo (served by git daemon) until Ctrl-C."""
     from shlex import quote
 
@@ -294,14 +303,13 @@ def simulate(port: int, workdir: Path) -> None:
 
     if workdir.exists() and any(workdir.iterdir()):
         raise click.ClickException(f"{workdir} is not empty; pick a new --dir")
-    world = SimWorld.start(
-        workdir, timings=SimTimings(git_poll_seconds=5, sync_seconds=1, health_seconds=2, backoff_scale=0.2), port=port
-    )
+    timings = SimTimings(git_poll_seconds=5, sync_seconds=1, health_seconds=2, backoff_scale=0.2)
+    world = SimWorld.start(workdir, timings=timings, port=port, apps=apps)
     # The watcher's clone and store go inside this world's (new, empty) directory: a clone or store left by an
     # earlier world would follow that world's remote and history.
     state = workdir.resolve() / "watcher"
     click.echo(
-        f"Argo CD simulator: {world.argocd_url}\nGitOps repo:       {world.repo_url}\n"
+        f"Argo CD simulator: {world.argocd_url} ({apps} apps)\nGitOps repo:       {world.repo_url}\n"
         f"Work clone:        {world.work.path}  (edit, commit, `git push origin HEAD:main`)\n\n"
         f"Watch it: WATCHER_ARGOCD__URL={world.argocd_url} WATCHER_GIT__URL={world.repo_url} "
         f"WATCHER_GIT__CLONE_DIR={quote(str(state / 'clone'))} "

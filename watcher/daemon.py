@@ -21,6 +21,7 @@ from watcher.admin_token import ensure_token, token_path
 from watcher.leadership import AloneLock, Leadership
 from watcher.lease import ALONE, LeaseTiming, Role
 from watcher.logs import get_logger
+from watcher.memory import keep_large_buffers_apart
 from watcher.notifier import SlackNotifier, transport_for
 from watcher.ports import LeaderLock
 from watcher.revert_outcome import Handled
@@ -98,6 +99,7 @@ class Daemon:
     def __init__(self, settings: Settings, *, argocd_retry_max_wait: float = 2.0):
         self.settings = settings
         self.log = get_logger()
+        keep_large_buffers_apart()
         self.store = Store(settings.store.url)
         self.leadership = leadership_for(settings, self._role_changed)
         fence = self.leadership
@@ -124,7 +126,7 @@ class Daemon:
         api = build_app(
             self.store,
             self.watcher,
-            self.watcher.metrics.registry,
+            self.watcher.metrics.exposition,
             readiness_limits(settings),
             self.reverter,
             token,

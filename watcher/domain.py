@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import enum
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar, cast
+
+T = TypeVar("T")
 
 Clock = Callable[[], datetime]
 
@@ -80,6 +84,12 @@ CONTROL_PLANE_NAMESPACE = "argocd"
 
 def app_key(name: str, namespace: str = "") -> str:
     return name if namespace in ("", CONTROL_PLANE_NAMESPACE) else f"{namespace}/{name}"
+
+
+def shared(value: T) -> T:
+    """One copy of a string that many apps repeat (namespace, project, revision, repo URL, a health message): a
+    decoded list has its own copy in every item, and 10k apps keep them for as long as they are watched."""
+    return cast(T, sys.intern(cast(str, value))) if type(value) is str else value
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,13 +23,16 @@ class FleetMap:
         self.log = get_logger()
         self._lock = threading.Lock()
         self._specs: dict[str, dict[str, Any]] = {}
+        self._environments: dict[str, str] = {}  # read per app on every scrape: worked out once per spec
         self._paths: dict[str, tuple[str, ...]] = {}
         self._mapped: str | None = None  # the head and app count the paths were computed for
         self._renderer = RendererReads(repo)
 
     def update(self, specs: Mapping[str, dict[str, Any]]) -> None:
         with self._lock:
-            self._specs.update(specs)
+            for key, spec in specs.items():
+                if self._specs.get(key) is not spec:  # an unchanged app's list keeps the object (apps_listing.Known)
+                    self._keep(key, spec)
 
     def remember(self, item: Mapping[str, Any]) -> None:
         """One whole Application, as the stream sends it."""
@@ -37,11 +40,16 @@ class FleetMap:
         if meta.get("name"):
             key = app_key(str(meta["name"]), str(meta.get("namespace") or ""))
             with self._lock:
-                self._specs[key] = appmap.mapping_fields(item)
+                self._keep(key, appmap.mapping_fields(item))
+
+    def _keep(self, key: str, spec: dict[str, Any]) -> None:
+        self._specs[key] = spec
+        self._environments[key] = environment_of(key, (spec.get("metadata") or {}).get("labels"))
 
     def forget(self, key: str) -> None:
         with self._lock:
             self._specs.pop(key, None)
+            self._environments.pop(key, None)
 
     def remap(self, head: str | None) -> None:
         """Recompute every app's paths when the head or the set of apps changed (git is read outside the lock)."""
@@ -78,7 +86,12 @@ class FleetMap:
         return dict((self._specs.get(key) or {}).get("metadata") or {})
 
     def environment(self, key: str) -> str:
-        return environment_of(key, self.metadata(key).get("labels"))
+        known = self._environments.get(key)
+        return environment_of(key) if known is None else known
+
+    def specs(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return dict(self._specs)
 
     def copies(self) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[str, ...]]]:
         """Every app's mapping fields and paths, copied at once (blame's input)."""

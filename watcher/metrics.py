@@ -1,90 +1,36 @@
-"""Prometheus metrics: state mirrored at scrape time by a Collector, events counted as they happen."""
+"""Prometheus metrics: events counted as they happen; per-app series from fleet_metrics' collectors over plain
+state; /metrics writes both (exposition)."""
 
 from __future__ import annotations
 
 import platform
-import threading
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from watcher import __version__
-from watcher.domain import INCIDENT_KINDS, AppSnapshot, RevertState, VerifyResult
+from watcher.domain import INCIDENT_KINDS, RevertState, VerifyResult
+from watcher.fleet_metrics import DoraCollector, DoraLedger, FailureCounts, StateCollector, StateView
 from watcher.ledger import LedgerCounts
 
 LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 POLL_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
-@dataclass(frozen=True)
-class StateView:
-    """What the collector reads at scrape time; the service provides it."""
-
-    apps: Callable[[], Iterable[AppSnapshot]]
-    open_incidents: Callable[[], Mapping[tuple[str, str], int]]  # (app, kind) -> count
-    environment: Callable[[str], str] = lambda _key: ""
-    last_deploys: Callable[[], Iterable[tuple[str, float]]] = lambda: ()  # (app, unix time of its last deploy)
-
-
-class StateCollector(Collector):
-    def __init__(self, view: StateView):
-        self.view = view
-
-    def collect(self) -> Iterable[Metric]:
-        info = GaugeMetricFamily(
-            "sync_watcher_app_info",
-            "One series per watched Argo CD Application with its current sync and health state.",
-            # app_namespace, not namespace: a Kubernetes scrape adds the pod's own `namespace` label.
-            labels=[
-                "name",
-                "app_namespace",
-                "project",
-                "environment",
-                "sync_status",
-                "health_status",
-                "operation_phase",
-            ],
-        )
-        for s in self.view.apps():
-            info.add_metric(
-                [
-                    s.name,
-                    s.namespace,
-                    s.project,
-                    self.view.environment(s.key),
-                    s.sync_status.value if s.sync_status else "Unknown",
-                    s.health.value if s.health else "Unknown",
-                    s.phase.value if s.phase else "None",
-                ],
-                1.0,
-            )
-        yield info
-        open_incidents = GaugeMetricFamily(
-            "sync_watcher_open_incidents", "Incidents detected and not yet recovered.", labels=["name", "kind"]
-        )
-        for (app, kind), count in sorted(self.view.open_incidents().items()):
-            open_incidents.add_metric([app, kind], float(count))
-        yield open_incidents
-        deployed = GaugeMetricFamily(
-            "sync_watcher_app_last_deploy_timestamp_seconds",
-            "Unix time of the app's last successful sync of a new revision.",
-            labels=["name"],
-        )
-        for app, at in self.view.last_deploys():
-            deployed.add_metric([app], at)
-        yield deployed
-
-
 class Metrics:
-    """Every metric of one watcher, in its own registry (tests run several watchers in one process)."""
+    """Every metric of one watcher, in its own registry (tests run several watchers in one process).
+
+    `registry` holds them all, as prometheus_client sees them (get_sample_value). /metrics writes the same
+    series faster (exposition): prometheus_client renders the event metrics, the per-app collectors their text.
+    """
 
     def __init__(self, view: StateView | None = None):
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.failures = Counter("sync_watcher_failures", "Failures detected, by kind.", ["name", "kind"], registry=r)
+        self._events = CollectorRegistry(auto_describe=True)
+        r = self._events
+        # Per app and kind: plain numbers written at scrape time, like DORA's below.
+        self.failures = FailureCounts()
         self.events = Counter("sync_watcher_events", "Events the detector emitted, by kind.", ["kind"], registry=r)
         self.commit_to_sync = Histogram(
             "sync_watcher_commit_to_sync_seconds",
@@ -186,7 +132,6 @@ class Metrics:
         # DORA's four keys, per app and environment: kept as plain numbers and written at scrape time (a
         # labelled prometheus_client child per app and key cost 36 MB and 1.5 s per scrape at 10k apps).
         self.dora = DoraLedger()
-        r.register(DoraCollector(self.dora))
         for kind in sorted(k.value for k in INCIDENT_KINDS):
             self.time_to_detect.labels(kind)
         for result in VerifyResult:
@@ -196,13 +141,21 @@ class Metrics:
         self.build.info({"version": __version__, "python": platform.python_version()})
         for source in ("argocd", "git"):
             self.poll_duration.labels(source)
+        self.per_app: list[FailureCounts | DoraCollector | StateCollector] = [self.failures, DoraCollector(self.dora)]
         if view is not None:
-            r.register(StateCollector(view))
+            self.per_app.append(StateCollector(view))
+        self.registry = CollectorRegistry(auto_describe=True)
+        for collector in [RegistryCollector(self._events), *self.per_app]:
+            self.registry.register(collector)
+
+    def exposition(self) -> bytes:
+        """What /metrics answers: every series of `registry`, in the text format."""
+        return generate_latest(self._events) + "".join(c.text() for c in self.per_app).encode()
 
     def count(self, app: str, environment: str, c: LedgerCounts) -> None:
         """Apply what the incident ledger says one event counts (ledger.fold decides; this only writes)."""
         if c.failure is not None:
-            self.failures.labels(app, c.failure.value).inc()
+            self.failures.add(app, c.failure.value)
             self.time_to_detect.labels(c.failure.value).observe(c.detect_seconds or 0.0)
         if c.change_failure_stage is not None:
             self.dora.change_failed(app, environment, c.change_failure_stage)
@@ -214,81 +167,11 @@ class Metrics:
             self.dora.deployed(app, environment, c.lead_seconds)
 
 
-@dataclass(slots=True)
-class DoraTotals:
-    deployments: int = 0
-    lead_sum: float = 0.0
-    lead_count: int = 0
-    restore_sum: float = 0.0
-    restore_count: int = 0
-    failures: dict[str, int] = field(default_factory=dict)  # stage -> count
+class RegistryCollector(Collector):
+    """Another registry's metrics, as one collector of this one."""
 
-
-class DoraLedger:
-    """Counters per (app, environment), since the process started (Prometheus handles the resets)."""
-
-    def __init__(self) -> None:
-        self.totals: dict[tuple[str, str], DoraTotals] = {}
-        self._lock = threading.Lock()
-
-    def _of(self, app: str, environment: str) -> DoraTotals:
-        return self.totals.setdefault((app, environment), DoraTotals())
-
-    def deployed(self, app: str, environment: str, lead_seconds: float | None) -> None:
-        with self._lock:
-            t = self._of(app, environment)
-            t.deployments += 1
-            if lead_seconds is not None:
-                t.lead_sum += lead_seconds
-                t.lead_count += 1
-
-    def change_failed(self, app: str, environment: str, stage: str) -> None:
-        with self._lock:
-            failures = self._of(app, environment).failures
-            failures[stage] = failures.get(stage, 0) + 1
-
-    def restored(self, app: str, environment: str, seconds: float) -> None:
-        with self._lock:
-            t = self._of(app, environment)
-            t.restore_sum += seconds
-            t.restore_count += 1
-
-    def snapshot(self) -> list[tuple[tuple[str, str], DoraTotals]]:
-        with self._lock:
-            return [(k, replace(t, failures=dict(t.failures))) for k, t in self.totals.items()]
-
-
-class DoraCollector(Collector):
-    """A series appears with its app's first deploy, failure or restore; dashboards count that first one too."""
-
-    def __init__(self, ledger: DoraLedger):
-        self.ledger = ledger
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
 
     def collect(self) -> Iterable[Metric]:
-        labels = ["name", "environment"]
-        deployments = CounterMetricFamily(
-            "sync_watcher_deployments", "Successful syncs of new revisions (deployment frequency).", labels=labels
-        )
-        failures = CounterMetricFamily(
-            "sync_watcher_change_failures",
-            "Revisions that opened an incident; stage=sync never deployed, stage=runtime broke the app after.",
-            labels=[*labels, "stage"],
-        )
-        lead = SummaryMetricFamily(
-            "sync_watcher_lead_time_seconds", "Commit time to a successful sync of it (lead time).", labels=labels
-        )
-        restore = SummaryMetricFamily(
-            "sync_watcher_time_to_restore_seconds",
-            "A failure's onset to the app being Synced and Healthy again (time to restore service).",
-            labels=labels,
-        )
-        for (app, env), t in self.ledger.snapshot():
-            if t.deployments:
-                deployments.add_metric([app, env], t.deployments)
-            if t.lead_count:
-                lead.add_metric([app, env], t.lead_count, t.lead_sum)
-            if t.restore_count:
-                restore.add_metric([app, env], t.restore_count, t.restore_sum)
-            for stage, count in sorted(t.failures.items()):
-                failures.add_metric([app, env, stage], count)
-        yield from (deployments, failures, lead, restore)
+        return self.registry.collect()

@@ -39,9 +39,10 @@ class NeedsHuman(Exception):
 class AppSource(Protocol):
     """Lists and reads Argo CD Applications as the API returns them (swagger's v1alpha1Application)."""
 
-    def list_apps(self) -> list[dict[str, Any]]:
+    def iter_apps(self) -> Iterable[dict[str, Any]]:
         """Every Application, trimmed to the fields detection reads. Hot path: once per list interval; at
-        10k apps it must parse in about the time of a bare json.loads."""
+        10k apps it must parse in about the time of a bare json.loads, and hold one item's objects at a time
+        (the list whole is ~40 MB of them). A bad body may raise RetryLater part way through."""
         ...
 
     def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -66,7 +66,7 @@ async def _small_json(request: Request) -> bytes | Response:
 def build_app(
     store: Store,
     fleet: Fleet,
-    registry: CollectorRegistry,
+    exposition: Callable[[], bytes],
     readiness_limits: Mapping[str, float],
     reverter: Reverter | None = None,
     admin_token: str | None = None,
@@ -81,7 +81,7 @@ def build_app(
         return incident_detail(i, store.audit.decisions(incident_id=i.id), store.audit.reverts(incident_id=i.id))
 
     def metrics(_: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     def healthz(_: Request) -> Response:
         state = liveness(fleet.health().in_flight, stuck_poll_seconds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -18,8 +18,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from watcher.adapters.json_items import array_items
 from watcher.appmap import normalize_repo_url
-from watcher.domain import AUTOMATED, AppSnapshot, Condition, Health, Phase, SyncStatus
+from watcher.domain import AUTOMATED, AppSnapshot, Condition, Health, Phase, SyncStatus, shared
 from watcher.ports import RetryLater
 from watcher.settings import ArgoCDSettings
 
@@ -97,6 +98,9 @@ class ArgoCDClient:
             timeout=httpx.Timeout(cfg.timeout_seconds),
             verify=verify,
             headers={"Accept": "application/json"},
+            # The list's GETs run concurrent_gets at a time (apps_listing), beside the stream and the reverter:
+            # their connections are kept open between polls.
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=max(20, cfg.concurrent_gets + 4)),
         )
         self._token = cfg.token.get_secret_value() if cfg.token else ""
         self._login_lock = threading.Lock()
@@ -111,8 +115,16 @@ class ArgoCDClient:
             self._login()
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
+    def _expire(self, token: str) -> None:
+        """The session `token` was refused: log in again, once for all the threads that were refused it."""
+        with self._login_lock:
+            if self._token == token:
+                self._token = ""
+
     def _login(self) -> None:
         with self._login_lock:
+            if self._token:
+                return  # another thread logged in while this one waited
             password = self.cfg.password.get_secret_value() if self.cfg.password else ""
             try:
                 r = self._http.post("/api/v1/session", json={"username": self.cfg.username, "password": password})
@@ -150,7 +162,7 @@ class ArgoCDClient:
         try:
             r = self._within_deadline(method, path, params)
             if r.status_code == 401 and self.cfg.username:
-                self._token = ""  # the session token expired: log in again, once
+                self._expire(_bearer(r.request))  # the session token expired: log in again, once
                 r = self._within_deadline(method, path, params)
         except httpx.HTTPError as exc:
             raise ArgoCDUnavailable(f"{method} {path}: {type(exc).__name__}") from None
@@ -164,7 +176,7 @@ class ArgoCDClient:
             raise ArgoCDBadResponse(f"{method} {path}: HTTP {r.status_code}: {r.text[:200]}")
         return r
 
-    def _request(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def _fetch(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> httpx.Response:
         retrying = Retrying(
             retry=retry_if_exception_type(ArgoCDUnavailable),
             stop=stop_after_attempt(self._retry_attempts) | stop_after_delay(self.cfg.timeout_seconds * 3),
@@ -173,8 +185,11 @@ class ArgoCDClient:
         )
         for attempt in retrying:
             with attempt:
-                return _decode(self._send_once(method, path, params))
+                return self._send_once(method, path, params)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _request(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return _decode(self._fetch(method, path, params))
 
     # -- API --------------------------------------------------------------------------------------------
     def version(self) -> dict[str, Any]:
@@ -191,12 +206,20 @@ class ArgoCDClient:
         return params
 
     def list_apps(self) -> list[dict[str, Any]]:
-        """All watched apps, trimmed to the selectable fields (cheap at 10k apps)."""
-        body = self._request("GET", "/api/v1/applications", self._filters() | {"fields": ",".join(LIST_FIELDS)})
-        items = body.get("items") or []
-        if not isinstance(items, list):
-            raise ArgoCDBadResponse("application list: items is not a list")
-        return [i for i in items if isinstance(i, dict)]
+        """All watched apps, trimmed to the selectable fields, as one list (`check`; the watcher iterates)."""
+        return list(self.iter_apps())
+
+    def iter_apps(self) -> Iterator[dict[str, Any]]:
+        """All watched apps, trimmed to the selectable fields. The list is read whole (within the deadline)
+        before this returns; its items are decoded one at a time as the caller iterates, so a body that stops
+        being JSON raises ArgoCDBadResponse during the iteration, after the items before the fault."""
+        r = self._fetch("GET", "/api/v1/applications", self._filters() | {"fields": ",".join(LIST_FIELDS)})
+        try:
+            text = r.content.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ArgoCDBadResponse(f"application list is not JSON (not UTF-8): {r.content[:80]!r}") from None
+        del r  # the bytes: from here on the text is the only copy of the body
+        return _apps_in(text)
 
     def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {}
@@ -255,7 +278,7 @@ class ArgoCDClient:
             "GET", "/api/v1/stream/applications", params=params, headers=headers, timeout=timeout
         ) as r:
             if r.status_code == 401 and self.cfg.username:
-                self._token = ""
+                self._expire(_bearer(r.request))
                 raise ArgoCDUnavailable("stream: HTTP 401, logging in again")
             if r.status_code >= 400:
                 raise ArgoCDUnavailable(f"stream: HTTP {r.status_code}")
@@ -284,10 +307,23 @@ class ArgoCDClient:
         self._http.close()
 
 
+def _bearer(request: httpx.Request) -> str:
+    return request.headers.get("Authorization", "").removeprefix("Bearer ")
+
+
 def _jitter() -> float:
     import random
 
     return random.random()
+
+
+def _apps_in(text: str) -> Iterator[dict[str, Any]]:
+    try:
+        for item in array_items(text):
+            if isinstance(item, dict):
+                yield item
+    except ValueError as exc:  # json.JSONDecodeError included
+        raise ArgoCDBadResponse(f"application list is not JSON as the spec promises ({exc}): {text[:80]!r}") from None
 
 
 def _decode(r: httpx.Response) -> dict[str, Any]:
@@ -339,20 +375,20 @@ def snapshot_from_app(app: Mapping[str, Any], complete: bool, watched_repo: str 
         retries = 0
     return AppSnapshot(
         name=str(meta.get("name", "")),
-        namespace=str(meta.get("namespace", "")),
-        project=str((app.get("spec") or {}).get("project", "")),
+        namespace=shared(str(meta.get("namespace", ""))),
+        project=shared(str((app.get("spec") or {}).get("project", ""))),
         sync_status=_enum(SyncStatus, sync.get("status")),
-        sync_revision=_revision(sync, index),
+        sync_revision=shared(_revision(sync, index)),
         health=_enum(Health, health.get("status")),
-        health_message=str(health.get("message", "")),
+        health_message=shared(str(health.get("message", ""))),
         phase=_enum(Phase, op.get("phase")),
-        operation_revision=revision,
+        operation_revision=shared(revision),
         operation_started_at=_time(op.get("startedAt")),
         operation_finished_at=_time(op.get("finishedAt")),
-        operation_message=str(op.get("message", "")),
+        operation_message=shared(str(op.get("message", ""))),
         retry_count=retries,
         conditions=tuple(
-            Condition(str(c.get("type", "")), str(c.get("message", "")))
+            Condition(shared(str(c.get("type", ""))), shared(str(c.get("message", ""))))
             for c in status.get("conditions") or []
             if isinstance(c, dict)
         ),
@@ -411,7 +447,7 @@ def _initiator(initiated: Any) -> str:
         return ""
     if initiated.get("automated"):
         return AUTOMATED
-    return str(initiated.get("username") or "")
+    return shared(str(initiated.get("username") or ""))
 
 
 def _auto_sync(spec: Any) -> bool | None:
@@ -461,5 +497,5 @@ def _history_revisions(history: Any, index: int | None) -> list[str]:
     for entry in history if isinstance(history, list) else []:
         rev = _revision(entry, index)
         if rev:
-            out.append(rev)
+            out.append(shared(rev))
     return out

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +34,8 @@ from watcher.sim.repo_server import Rendered, RenderError, RepoServer
 
 __all__ = ["Cluster", "Controller", "SimTimings"]
 
-Listener = Callable[[str, dict[str, Any]], None]
+Listener = Callable[[str, "SimApp"], None]  # called with the controller's lock held
+WHOLE = "whole"  # SimApp.encoded's shape of the whole app (a GET); others are field selections
 GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
@@ -73,6 +73,10 @@ class SimApp:
     failed_revisions: set[str] = field(default_factory=set)
     terminate: bool = False
     op_revision: str | None = None  # the running operation's revision of the source in our repo
+    from_git: bool = True  # False: created through the API (`simulate --apps`), so not deleted with the app-of-apps
+    # The app as the API last served it, per shape (a GET, a list's field selection): at 10k apps, copying and
+    # encoding every app for every list is most of the simulator's time, and nearly all of them did not change.
+    served: dict[Hashable, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -81,6 +85,13 @@ class SimApp:
     @property
     def name(self) -> str:
         return str(self.manifest["metadata"]["name"])
+
+    def encoded(self, shape: Hashable, encode: Callable[[dict[str, Any]], bytes]) -> bytes:
+        """The app as `encode` writes it, encoded again only after the app changed (callers hold the lock)."""
+        body = self.served.get(shape)
+        if body is None:
+            body = self.served[shape] = encode(self.to_json())
+        return body
 
     def to_json(self) -> dict[str, Any]:
         # The API server's Application has no apiVersion/kind (swagger.json v1alpha1Application).
@@ -121,6 +132,9 @@ class Controller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.history_id = 0
+        # Apps with a sync attempt, a health check or a termination pending: a tick looks at these only, not at
+        # every app (20 ticks a second over 10k apps would keep a core busy doing nothing).
+        self._due: set[str] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self, tick_seconds: float = 0.05) -> None:
@@ -153,6 +167,7 @@ class Controller:
                 return False
             app.terminate = True
             app.status["operationState"]["phase"] = "Terminating"
+            self._due.add(app.name)
             self._changed(app)
             return True
 
@@ -164,6 +179,7 @@ class Controller:
             for app in self.apps.values():
                 if app.live is not None and app.live.workload:
                     app.health_due = now
+                    self._due.add(app.name)
 
     def add_static_apps(self, apps: list[dict[str, Any]]) -> None:
         """Apps served as they are (benchmarks): never synced, never polled."""
@@ -175,6 +191,16 @@ class Controller:
                 )
                 app.manifest.setdefault("metadata", {}).setdefault("annotations", {})["sim/static"] = "true"
                 self.apps[app.name] = app
+
+    def add_apps(self, manifests: Iterable[dict[str, Any]]) -> None:
+        """Applications created through the API (`argocd app create`), not by the app-of-apps: reconciled and
+        synced like the others, and never deleted because git does not have them."""
+        with self.lock:
+            for manifest in manifests:
+                app = SimApp(manifest=manifest, from_git=False)
+                app.status = {"sync": {"status": "Unknown"}, "health": {"status": "Missing"}, "history": []}
+                self.apps[app.name] = app
+                self._notify("ADDED", app)
 
     # -- git ------------------------------------------------------------------------------------------
     def sync(self, name: str, revision: str, username: str) -> str | None:
@@ -203,8 +229,12 @@ class Controller:
                 self._load_apps()
                 for app in list(self.apps.values()):
                     self._reconcile(app, now)
-            for app in list(self.apps.values()):
-                self._advance(app, now)
+            for name in list(self._due):
+                due = self.apps.get(name)
+                if due is not None:
+                    self._advance(due, now)
+                if due is None or (due.attempt_due is None and due.health_due is None and not due.terminate):
+                    self._due.discard(name)
 
     def _load_apps(self) -> None:
         """The app-of-apps and its children as git has them now; apps gone from git are deleted."""
@@ -216,7 +246,7 @@ class Controller:
             self._upsert(manifest)
         seen = {m["metadata"]["name"] for m in manifests}
         static = [n for n, a in self.apps.items() if "sim/static" in a.manifest["metadata"].get("annotations", {})]
-        for name in [n for n in self.apps if n not in seen and n not in static]:
+        for name in [n for n, a in self.apps.items() if a.from_git and n not in seen and n not in static]:
             self._notify("DELETED", self.apps.pop(name))
 
     def _upsert(self, manifest: dict[str, Any]) -> None:
@@ -237,13 +267,14 @@ class Controller:
             return
         resolved = self.repo_server.resolve(str(self._own_source(app).get("targetRevision", "")))
         rev = resolved or self.head
-        before = _signature(app)
+        before = _state(app)
         app.status["reconciledAt"] = now_iso(now)
+        app.served.pop(WHOLE, None)  # a field selection cannot ask for reconciledAt: those bodies still hold
         try:
             desired = self.repo_server.render(app.manifest, rev)
         except RenderError as exc:
             _comparison_error(app, self._revisions(app, rev), str(exc), now)
-            if _signature(app) != before:
+            if _state(app) != before:
                 self._changed(app)
             return
         app.status.pop("conditions", None)
@@ -256,7 +287,7 @@ class Controller:
         automated = (app.manifest["spec"].get("syncPolicy") or {}).get("automated")
         if not in_sync and automated is not None and app.operation is None and rev not in app.failed_revisions:
             self._start_sync(app, rev, now)
-        if _signature(app) != before:
+        if _state(app) != before:
             self._changed(app)
 
     def _start_sync(
@@ -283,6 +314,7 @@ class Controller:
             "retryCount": 0,
         }
         app.attempt_due = now + self.timings.sync_seconds
+        self._due.add(app.name)
 
     def _advance(self, app: SimApp, now: float) -> None:
         state = app.status.get("operationState")
@@ -324,6 +356,7 @@ class Controller:
                 "lastTransitionTime": now_iso(now),
             }
             app.health_due = now + self.timings.health_seconds
+            self._due.add(app.name)
         else:
             count = int(state.get("retryCount", 0))
             wait = retry_wait(state["operation"].get("retry") or {}, count, self.timings.backoff_scale)
@@ -373,12 +406,14 @@ class Controller:
             if not persisted:
                 app.status["resourceHealthSource"] = "appTree"
         app.resource_version += 1
+        app.served.clear()
         self._notify("MODIFIED", app)
 
     def _notify(self, kind: str, app: SimApp) -> None:
-        body = app.to_json()
+        # Listeners get the app itself (under the lock) and copy it only if someone is listening: at 10k apps
+        # syncing, a copy per change for nobody was seconds of the simulator's time.
         for listener in list(self.listeners):
-            listener(kind, body)
+            listener(kind, app)
 
     def resource_tree(self, name: str) -> dict[str, Any] | None:
         with self.lock:
@@ -393,6 +428,30 @@ class Controller:
         with self.lock:
             return [a.to_json() for a in self.apps.values()]
 
+    def encoded(
+        self, shape: Hashable, encode: Callable[[dict[str, Any]], bytes], keep: Callable[[dict[str, Any]], bool]
+    ) -> tuple[list[bytes], int]:
+        """Every app whose manifest `keep` accepts, as `encode` writes it (see SimApp.encoded), and the list's
+        resourceVersion."""
+        with self.lock:
+            bodies = [a.encoded(shape, encode) for a in self.apps.values() if keep(a.manifest)]
+            return bodies, sum(a.resource_version for a in self.apps.values())
+
+    def get_encoded(
+        self,
+        name: str,
+        shape: Hashable,
+        encode: Callable[[dict[str, Any]], bytes],
+        keep: Callable[[dict[str, Any]], bool],
+    ) -> bytes | None:
+        with self.lock:
+            app = self.apps.get(name)
+            return app.encoded(shape, encode) if app and keep(app.manifest) else None
+
+    def names(self) -> list[str]:
+        with self.lock:
+            return list(self.apps)
+
     def get(self, name: str) -> dict[str, Any] | None:
         with self.lock:
             app = self.apps.get(name)
@@ -403,9 +462,11 @@ def _namespace(app: SimApp) -> str:
     return str(app.manifest["spec"].get("destination", {}).get("namespace", ""))
 
 
-def _signature(app: SimApp) -> str:
-    status = {k: v for k, v in app.status.items() if k != "reconciledAt"}
-    return json.dumps([status, app.operation], sort_keys=True, default=str)
+def _state(app: SimApp) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """What a reconcile may change, to compare before and after: a shallow copy is enough, since a reconcile
+    replaces the status' values rather than changing them in place (json.dumps of every app was most of a
+    10k-app git poll)."""
+    return {k: v for k, v in app.status.items() if k != "reconciledAt"}, app.operation
 
 
 def _finish(app: SimApp, now: float, phase: str, message: str) -> None:

@@ -125,6 +125,25 @@ schedule: {{ .Values.schedule | default "0 3 * * *" | quote }}
 COMMON_LABELS = """  labels:
     {{- include "common.labels" . | nindent 4 }}
 """
+
+
+DEMO_APPS = 1 + len(SERVICES) * len(ENVIRONMENTS)  # the app-of-apps and one app per service and environment
+
+
+def fleet_applications(repo_url: str, count: int, retry_limit: int = 5) -> list[dict[str, object]]:
+    """`count` more Applications, as if created with `argocd app create` (not in git), each deploying one of the
+    demo's charts to one of its environments: a fleet where one change to a shared chart reaches many apps."""
+    services = list(SERVICES)
+    apps = []
+    for i in range(count):
+        svc, env = services[i % len(services)], ENVIRONMENTS[i // len(services) % len(ENVIRONMENTS)]
+        name = f"fleet-{i:05d}-{svc}-{env}"
+        chart = f"helm/applications/{svc}"
+        app = application(name, repo_url, chart, f"plate-{env}", [f"values-{env}.yaml"], "2", retry_limit)
+        apps.append(app)
+    return apps
+
+
 DEPLOYMENT_TEMPLATE = """apiVersion: apps/v1
 kind: Deployment
 metadata:

@@ -15,9 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from watcher.sim.controller import Controller
+from watcher.sim.controller import WHOLE, Controller, SimApp
 
-# Argo CD's list endpoint only honours these (reference/argocd/SOURCE.md); anything else selects nothing.
+# Argo CD's list endpoint only honours these (reference/argocd/SOURCE.md); anything else selects nothing. None
+# reaches status.reconciledAt, which a git poll changes without a new resourceVersion (see controller.WHOLE).
 LIST_SELECTABLE = {
     "metadata.name",
     "metadata.namespace",
@@ -113,6 +114,11 @@ def _list_item(app: dict[str, Any], fields: list[str]) -> dict[str, Any]:
     return item
 
 
+def encoded(content: Any) -> bytes:
+    """JSON as Starlette's JSONResponse writes it."""
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+
+
 def _matches(app: dict[str, Any], request: Request) -> bool:
     q = request.query_params
     projects = q.getlist("projects") + q.getlist("project")
@@ -139,11 +145,14 @@ class Broadcaster:
         self.subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Any]]] = set()
         self.lock = threading.Lock()
 
-    def publish(self, kind: str, app: dict[str, Any]) -> None:
+    def publish(self, kind: str, app: SimApp) -> None:
         with self.lock:
             subs = list(self.subscribers)
+        if not subs:
+            return
+        body = app.to_json()  # as it is now: the controller's lock is held
         for loop, queue in subs:
-            loop.call_soon_threadsafe(_offer, queue, (kind, app))
+            loop.call_soon_threadsafe(_offer, queue, (kind, body))
 
     def drop_all(self) -> None:
         """Close every open stream, as a restarting argocd-server or a proxy timeout does."""
@@ -200,20 +209,17 @@ def build_sim_app(
     async def list_apps(request: Request) -> Response:
         if (refused := await guard(request)) is not None:
             return refused
-        items = [a for a in controller.snapshot() if _matches(a, request)]
-        body: dict[str, Any] = {
-            "metadata": {"resourceVersion": str(sum(a.resource_version for a in controller.apps.values()))},
-            "items": items,
-        }
         fields = [f for f in request.query_params.get("fields", "").split(",") if f]
-        if fields:
-            item_fields = [f.removeprefix("items.") for f in fields if f.startswith("items.")]
-            item_fields = [f for f in item_fields if f in LIST_SELECTABLE]
-            body = {
-                "metadata": body["metadata"] if "metadata.resourceVersion" in fields else {},
-                "items": [_list_item(i, item_fields) for i in items],
-            }
-        return JSONResponse(body)
+        item_fields = tuple(
+            f for f in (f.removeprefix("items.") for f in fields if f.startswith("items.")) if f in LIST_SELECTABLE
+        )
+        shape = ("list", item_fields) if fields else WHOLE
+        encode = (lambda app: encoded(_list_item(app, list(item_fields)))) if fields else encoded
+        # Off the event loop: the first list after a change of many apps encodes them all.
+        items, version = await asyncio.to_thread(controller.encoded, shape, encode, lambda m: _matches(m, request))
+        meta = {"resourceVersion": str(version)} if not fields or "metadata.resourceVersion" in fields else {}
+        body = b'{"metadata":' + encoded(meta) + b',"items":[' + b",".join(items) + b"]}"
+        return Response(body, media_type="application/json")
 
     async def get_app(request: Request) -> Response:
         if (refused := await guard(request)) is not None:
@@ -222,8 +228,8 @@ def build_sim_app(
         if request.query_params.get("refresh"):
             controller.refresh(name)
             await asyncio.to_thread(controller.tick)
-        app = controller.get(name)
-        if app is None or not _matches(app, request):
+        body = controller.get_encoded(name, WHOLE, encoded, lambda m: _matches(m, request))
+        if body is None:
             return JSONResponse(
                 {
                     "error": f'applications.argoproj.io "{name}" not found',
@@ -232,7 +238,7 @@ def build_sim_app(
                 },
                 status_code=404,
             )
-        return JSONResponse(app)
+        return Response(body, media_type="application/json")
 
     async def tree(request: Request) -> Response:
         if (refused := await guard(request)) is not None:
@@ -279,9 +285,9 @@ def build_sim_app(
         sub = (loop, queue)
         with broadcaster.lock:
             broadcaster.subscribers.add(sub)
-        if not request.query_params.get("resourceVersion"):
-            for app in controller.snapshot():  # without resourceVersion, replay every app as ADDED
-                _offer(queue, ("ADDED", app))
+        # Without resourceVersion every app is replayed as ADDED first: one at a time as the client reads, and
+        # not through the queue, whose bound is for bursts of events (it would drop most of a 10k-app fleet).
+        replay = [] if request.query_params.get("resourceVersion") else controller.names()
 
         def frame(kind: str, app: dict[str, Any]) -> str:
             message: dict[str, Any] = {"result": {"type": kind, "application": app}}
@@ -292,6 +298,10 @@ def build_sim_app(
 
         async def body() -> AsyncIterator[str]:
             try:
+                for name in replay:
+                    app = controller.get(name)
+                    if app is not None and _matches(app, request):
+                        yield frame("ADDED", app)
                 while True:
                     try:
                         item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)

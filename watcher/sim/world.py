@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 
 from watcher.settings import Settings, load_settings
 from watcher.sim.controller import Cluster, Controller, SimTimings
-from watcher.sim.gitops_repo import WorkClone, known_images, repo_files
+from watcher.sim.gitops_repo import DEMO_APPS, WorkClone, fleet_applications, known_images, repo_files
 from watcher.sim.gitserver import GitDaemon
 from watcher.sim.server import Auth, Faults, build_sim_app
 from watcher.web import BackgroundServer
@@ -39,8 +39,15 @@ class SimWorld:
 
     @classmethod
     def start(
-        cls, root: Path, timings: SimTimings = FAST, retry_limit: int = 2, auth: Auth | None = None, port: int = 0
+        cls,
+        root: Path,
+        timings: SimTimings = FAST,
+        retry_limit: int = 2,
+        auth: Auth | None = None,
+        port: int = 0,
+        apps: int = DEMO_APPS,
     ) -> SimWorld:
+        """A world of `apps` Applications: the demo's, and past those a fleet deploying the demo's charts."""
         root = Path(root)
         daemon = GitDaemon(root / "remotes").start()
         daemon.init_bare("gitops.git")
@@ -50,6 +57,7 @@ class SimWorld:
         controller = Controller(
             daemon.url("gitops.git"), root / "sim", timings=timings, cluster=Cluster(images=known_images())
         )
+        controller.add_apps(fleet_applications(daemon.url("gitops.git"), apps - DEMO_APPS, retry_limit))
         faults, auth = Faults(), auth or Auth()
         api = build_sim_app(controller, faults, auth)
         server = BackgroundServer(api, "127.0.0.1", port)

@@ -1,0 +1,92 @@
+"""A JSON list body ({"metadata": ..., "items": [...]}) decoded one item at a time.
+
+At 10k apps Argo CD's list is ~8 MB of JSON and ~40 MB of Python objects once decoded whole; the watcher only
+needs one item's objects at a time, so it keeps the text and decodes each item as it reads it. The C scanner
+does the decoding (as json.loads does), so this costs about what json.loads does, without its peak.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Generator
+from typing import Any
+
+# The C scanner behind json.loads (typeshed does not list these two).
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def array_items(text: str, key: str = "items") -> Generator[Any, None, None]:
+    """The elements of the array under `key` in the top-level object, each decoded as the caller asks for it.
+    `null` or no such key is no items; the other keys are decoded and dropped. Raises ValueError where the text
+    stops being what is expected, which may be after some items were yielded: the caller drops what it has."""
+    pos = _expect(text, 0, "{")
+    if _at(text, pos) == "}":
+        _end(text, pos + 1)
+        return
+    seen = False
+    while True:
+        name, pos = scanstring(text, _expect(text, pos, '"'))
+        pos = _expect(text, pos, ":")
+        if name == key:
+            if seen:
+                raise ValueError(f"{key!r} twice in one object")
+            seen = True
+            pos = yield from _elements(text, pos)
+        else:
+            _, pos = _value(text, pos)
+        pos = _skip(text, pos)
+        if _at(text, pos) == "}":
+            _end(text, pos + 1)
+            return
+        pos = _expect(text, pos, ",")
+
+
+def _elements(text: str, pos: int) -> Generator[Any, None, int]:
+    """Yield the array's elements (null is none); return the position after it."""
+    if text.startswith("null", pos):
+        return pos + 4
+    if _at(text, pos) != "[":
+        raise ValueError(f"not an array at char {pos}")
+    pos = _skip(text, pos + 1)
+    if _at(text, pos) == "]":
+        return pos + 1
+    while True:
+        item, pos = _value(text, pos)
+        yield item
+        pos = _skip(text, pos)
+        if _at(text, pos) == "]":
+            return pos + 1
+        pos = _expect(text, pos, ",")
+
+
+def _value(text: str, pos: int) -> tuple[Any, int]:
+    try:
+        return _SCAN(text, pos)
+    except StopIteration:
+        raise json.JSONDecodeError("Expecting value", text, pos) from None
+
+
+def _skip(text: str, pos: int) -> int:
+    match = _SPACE.match(text, pos)
+    return match.end() if match else pos
+
+
+def _at(text: str, pos: int) -> str:
+    return text[pos : pos + 1]
+
+
+def _expect(text: str, pos: int, char: str) -> int:
+    """The position after `char`, skipping whitespace before and after it (after a quote: none)."""
+    pos = _skip(text, pos)
+    if _at(text, pos) != char:
+        found = repr(_at(text, pos)) if pos < len(text) else "the end"
+        raise ValueError(f"expected {char!r} at char {pos}, found {found}")
+    return pos + 1 if char == '"' else _skip(text, pos + 1)
+
+
+def _end(text: str, pos: int) -> None:
+    if _skip(text, pos) != len(text):
+        raise ValueError(f"extra data after the object at char {pos}")
