@@ -196,8 +196,13 @@ def deploys_from_repo(app: Mapping[str, Any], repo_url: str) -> bool | None:
     sources = (app.get("spec") or {}).get("sources")
     if not sources:
         return None
+    return watched_git_source(sources, repo_url) is not None
+
+
+def watched_git_source(sources: Any, repo_url: str) -> int | None:
+    """The position of the first git source from the watched repo (a Helm repository's chart is not one)."""
     watched = normalize_repo_url(repo_url)
-    return any(
-        isinstance(s, dict) and not s.get("chart") and normalize_repo_url(str(s.get("repoURL", ""))) == watched
-        for s in sources
-    )
+    for i, s in enumerate(sources if isinstance(sources, list) else []):
+        if isinstance(s, dict) and not s.get("chart") and normalize_repo_url(str(s.get("repoURL", ""))) == watched:
+            return i
+    return None

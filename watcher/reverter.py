@@ -251,15 +251,12 @@ class Reverter:
     def _nudge(self, incident: Incident, decision: Decision, facts: Facts) -> None:
         """The fix is already on the branch (a person's revert, a newer commit): have Argo CD deploy it now."""
         if decision.rule in NUDGE_RULES and facts.head:
-            contexts = [self.fleet.app_context(incident.app)]
-            deploy_now(
-                self.argocd,
-                contexts,
-                facts.head,
-                self.settings.revert.terminate_retrying,
-                self.log,
-                self.settings.git.url,
-            )
+            self._deploy_now([incident.app], facts.head)
+
+    def _deploy_now(self, apps: list[str], revision: str) -> None:
+        contexts = [self.fleet.app_context(app) for app in apps]
+        revert = self.settings.revert
+        deploy_now(self.argocd, contexts, revision, revert.terminate_retrying, self.log, self.settings.git.url)
 
     def _record(self, incident: Incident, decision: Decision, facts: Facts) -> None:
         evidence = dict(facts.evidence) | {"culprits": list(decision.culprits)}
@@ -306,15 +303,7 @@ class Reverter:
         self._write(revert_id, incident, culprits, outcome)
         if outcome.state is RevertState.PUSHED and result is not None and result.sha:
             also = sorted({a for apps in (also_touched or {}).values() for a in apps})
-            contexts = [self.fleet.app_context(app) for app in (incident.app, *also)]
-            deploy_now(
-                self.argocd,
-                contexts,
-                result.sha,
-                self.settings.revert.terminate_retrying,
-                self.log,
-                self.settings.git.url,
-            )
+            self._deploy_now([incident.app, *also], result.sha)
         return outcome
 
     def _write(self, revert_id: int, incident: Incident, culprits: Any, outcome: Outcome) -> None:

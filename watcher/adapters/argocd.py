@@ -19,7 +19,7 @@ from tenacity import (
 )
 
 from watcher.adapters.json_items import array_items
-from watcher.appmap import normalize_repo_url
+from watcher.appmap import watched_git_source
 from watcher.domain import AUTOMATED, AppSnapshot, Condition, Health, Phase, SyncStatus, shared
 from watcher.ports import RetryLater
 from watcher.settings import ArgoCDSettings
@@ -465,16 +465,8 @@ def watched_source_index(spec: Any, watched_repo: str) -> int | None:
     sources = spec.get("sources") if isinstance(spec, dict) and not spec.get("source") else None
     if not isinstance(sources, list) or not sources:
         return None
-    if watched_repo:
-        watched = normalize_repo_url(watched_repo)
-        for i, src in enumerate(sources):
-            if (
-                isinstance(src, dict)
-                and not src.get("chart")
-                and normalize_repo_url(str(src.get("repoURL", ""))) == watched
-            ):
-                return i
-    return 0
+    found = watched_git_source(sources, watched_repo) if watched_repo else None
+    return 0 if found is None else found
 
 
 def _revision(holder: Any, index: int | None) -> str | None:

@@ -80,7 +80,8 @@ class SimApp:
 
     @property
     def spec(self) -> dict[str, Any]:
-        return dict(self.manifest["spec"])
+        spec: dict[str, Any] = self.manifest["spec"]
+        return spec
 
     @property
     def name(self) -> str:
