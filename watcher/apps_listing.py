@@ -28,13 +28,13 @@ class Known:
     so a poll of a quiet fleet has one item's new objects alive at a time, never a second copy of the fleet."""
 
     snapshots: Mapping[str, AppSnapshot] = field(default_factory=dict)
-    specs: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    specs: Mapping[str, appmap.Fields] = field(default_factory=dict)
 
     def snapshot(self, key: str, snap: AppSnapshot) -> AppSnapshot:
         held = self.snapshots.get(key)
         return held if held == snap else snap
 
-    def spec(self, key: str, specs: dict[str, Any]) -> dict[str, Any]:
+    def spec(self, key: str, specs: appmap.Fields) -> appmap.Fields:
         held = self.specs.get(key)
         return held if held == specs else specs
 
@@ -44,7 +44,7 @@ class Listing:
     """One list poll: snapshots and mapping fields per app, and the apps it could not read this time."""
 
     snapshots: dict[str, AppSnapshot]
-    specs: dict[str, dict[str, Any]]
+    specs: dict[str, appmap.Fields]
     unreadable: dict[str, str]  # app key (or the item's position) -> why: kept as it was, not taken as gone
 
 
@@ -59,7 +59,7 @@ def list_snapshots(argocd: AppSource, known: Known = Known(), concurrent_gets: i
     for position, item in enumerate(argocd.iter_apps()):  # one item's objects at a time
         try:
             snap = snapshot_from_app(item, complete=False)
-            specs = appmap.mapping_fields(item)
+            specs = appmap.compact_fields(item)
         except (AttributeError, TypeError, ValueError) as exc:  # a shape the spec does not allow
             name = item.get("metadata", {}).get("name") if isinstance(item.get("metadata"), dict) else None
             listing.unreadable[str(name or f"#{position}")] = f"malformed list item: {type(exc).__name__}: {exc}"
