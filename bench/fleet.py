@@ -112,16 +112,16 @@ def where_it_goes(body: bytes, client: ArgoCDClient, work: Path) -> None:
 
 
 WHAT = {
-    "appmap.py": "mapping fields per app (dicts: metadata, sources, helm)",
+    "appmap.py": "mapping fields per app (tuples: appmap.Fields)",
     "adapters/json_items.py": "strings kept from the list (names, paths, first copies of shared values)",
     "adapters/argocd.py": "snapshots and their datetimes",
     "fleet_metrics.py": "DORA totals per app; rendered /metrics lines",
     "dataclasses.py": "trackers (dataclasses.replace)",
     "domain.py": "dedup keys of emitted events; the interned-string table",
     "detect.py": "trackers' emitted and good-revision tuples",
-    "<string>": "dataclass __init__ (trackers, events)",
+    "<string>": "generated __new__/__init__: mapping fields (named tuples), trackers, events",
     "service.py": "the trackers dict",
-    "fleet_map.py": "specs, environments and paths dicts",
+    "fleet_map.py": "fields, environments and paths dicts",
 }
 
 
