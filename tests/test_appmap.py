@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -148,3 +150,53 @@ def test_renderer_inputs_file_parameters_and_components_count() -> None:
         "kustomize/docs/components/tls",
         "kustomize/docs/overlays/stg",
     )
+
+
+def test_mapping_fields_keep_what_mapping_reads_and_nothing_else() -> None:
+    from watcher.appmap import compact_fields, expand_fields
+
+    app = {
+        "metadata": {
+            "name": "plate-api-stg",
+            "namespace": "argocd",
+            "annotations": {"argocd.argoproj.io/tracking-id": "root:argoproj.io/Application:argocd/x", "note": "n"},
+            "labels": {"env": "stg", "team": "plate"},
+        },
+        "spec": {
+            "project": "default",
+            "sources": [
+                {"repoURL": "https://charts.example.com", "chart": "redis", "targetRevision": "19.0.1"},
+                {
+                    "repoURL": "git@github.com:plate/gitops.git",
+                    "path": "helm/api",
+                    "ref": "values",
+                    "targetRevision": "main",
+                    "helm": {"valueFiles": ["values-stg.yaml"], "parameters": []},
+                },
+            ],
+            "destination": {"namespace": "plate-stg"},
+        },
+        "status": {"sync": {"status": "Synced"}},
+    }
+    kept = compact_fields(app)
+    assert kept == compact_fields(json.loads(json.dumps(app)))  # equal for equal apps: a poll keeps the held one
+    assert expand_fields(kept) == {
+        "metadata": {
+            "name": "plate-api-stg",
+            "namespace": "argocd",
+            "annotations": {"argocd.argoproj.io/tracking-id": "root:argoproj.io/Application:argocd/x"},
+            "labels": {"env": "stg"},
+        },
+        "spec": {
+            "sources": [
+                {"repoURL": "https://charts.example.com", "chart": "redis", "targetRevision": "19.0.1"},
+                {
+                    "repoURL": "git@github.com:plate/gitops.git",
+                    "path": "helm/api",
+                    "ref": "values",
+                    "targetRevision": "main",
+                    "helm": {"valueFiles": ["values-stg.yaml"]},
+                },
+            ]
+        },
+    }

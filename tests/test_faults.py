@@ -52,19 +52,21 @@ def client(proxy: FaultProxy) -> ArgoCDClient:
     ],
     ids=["503", "500", "html", "truncated-json", "trickle", "hang"],
 )
+@pytest.mark.parametrize("call", ["list", "get"])  # a GET of one app goes over http.client, the list over httpx
 def test_a_bad_answer_is_a_named_error_within_the_deadline(
-    proxy: FaultProxy, plan: FaultPlan, error: type[ArgoCDError]
+    proxy: FaultProxy, plan: FaultPlan, error: type[ArgoCDError], call: str
 ) -> None:
     c = client(proxy)
-    assert c.list_apps()  # transparent while no fault is set
+    ask = c.list_apps if call == "list" else lambda: c.get_app("plate-web-stg")
+    assert ask()  # transparent while no fault is set
     proxy.plan = plan
     started = time.monotonic()
     with pytest.raises(error):
-        c.list_apps()
+        ask()
     # Three attempts at most, each bounded by the deadline: never the minutes a trickle or a hang would take.
     assert time.monotonic() - started < 3 * TIMEOUT + 2
     proxy.plan = FaultPlan()
-    assert c.list_apps()  # observing again once the fault ends
+    assert ask()  # observing again once the fault ends
 
 
 def test_malformed_stream_frames_reconnect_and_are_counted(world: SimWorld, proxy: FaultProxy) -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Collection, Iterable
-from typing import Any
 
-from watcher.appmap import mapping_fields
+from watcher.appmap import Fields, compact_fields
 from watcher.domain import Commit
 from watcher.fleet_map import FleetMap
 
@@ -40,8 +39,8 @@ class FilesAt:
         }
 
 
-def app(name: str, path: str) -> dict[str, Any]:
-    return mapping_fields(
+def app(name: str, path: str) -> Fields:
+    return compact_fields(
         {"metadata": {"name": name, "namespace": "argocd"}, "spec": {"source": {"repoURL": REPO, "path": path}}}
     )
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -161,31 +161,97 @@ def manifest_directories(apps: Iterable[Mapping[str, Any]], watched_repo: str) -
     return watched_source_paths(candidates, watched_repo)
 
 
-def mapping_fields(app: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of an Application this module reads: kept per app instead of the whole spec (memory)."""
-    meta = app.get("metadata") or {}
-    # Kept for as long as the app is watched: strings many apps repeat are shared (domain.shared).
-    annotations = {shared(k): shared(v) for k, v in (meta.get("annotations") or {}).items() if k in KEPT_ANNOTATIONS}
-    labels = {shared(k): shared(v) for k, v in (meta.get("labels") or {}).items() if k in KEPT_LABELS}
+class Source(NamedTuple):
+    repo_url: Any  # each of these as the Application has it, or None where it is empty or missing
+    path: Any
+    ref: Any
+    target_revision: Any
+    chart: Any
+    value_files: tuple[Any, ...]  # spec.source.helm.valueFiles, () for none
+    file_parameters: tuple[tuple[Any, Any], ...] = ()  # spec.source.helm.fileParameters as (name, path)
+    components: tuple[Any, ...] = ()  # spec.source.kustomize.components
 
-    def source(s: Mapping[str, Any]) -> dict[str, Any]:
-        kept = {k: shared(s[k]) for k in ("repoURL", "path", "ref", "targetRevision", "chart") if s.get(k)}
+
+SOURCE_KEYS = ("repoURL", "path", "ref", "targetRevision", "chart")
+
+
+class Fields(NamedTuple):
+    """mapping_fields, kept as tuples: what every watched app holds for as long as it is watched. As the nested
+    dicts mapping_fields gives, 10k apps held ~10 MB (a dict and its key table per level); as this, ~2 MB."""
+
+    name: Any
+    namespace: Any
+    annotations: tuple[tuple[str, Any], ...]  # the KEPT_ANNOTATIONS it has
+    labels: tuple[tuple[str, Any], ...]  # the KEPT_LABELS it has
+    sources: tuple[Source, ...]
+
+
+def compact_fields(app: Mapping[str, Any]) -> Fields:
+    """The part of an Application this module reads (mapping_fields), as Fields. Strings many apps repeat are
+    shared (domain.shared)."""
+    meta = app.get("metadata") or {}
+    annotations = tuple(
+        (shared(k), shared(v)) for k, v in (meta.get("annotations") or {}).items() if k in KEPT_ANNOTATIONS
+    )
+    labels = tuple((shared(k), shared(v)) for k, v in (meta.get("labels") or {}).items() if k in KEPT_LABELS)
+
+    def source(s: Mapping[str, Any]) -> Source:
+        repo_url, path, ref, target_revision, chart = (shared(s[k]) if s.get(k) else None for k in SOURCE_KEYS)
         helm = s.get("helm") or {}
-        files = {k: [shared(f) for f in helm[k]] for k in ("valueFiles", "fileParameters") if helm.get(k)}
-        if files:
-            kept["helm"] = files
-        components = (s.get("kustomize") or {}).get("components")
-        if components:
-            kept["kustomize"] = {"components": list(components)}
+        files = tuple(shared(f) for f in helm.get("valueFiles") or ())
+        parameters = tuple(
+            (p.get("name"), shared(p.get("path"))) for p in helm.get("fileParameters") or () if isinstance(p, dict)
+        )
+        components = tuple((s.get("kustomize") or {}).get("components") or ())
+        return Source(repo_url, path, ref, target_revision, chart, files, parameters, components)
+
+    sources = tuple(source(s) for s in _sources(app.get("spec") or {}))
+    return Fields(meta.get("name"), shared(meta.get("namespace")), annotations, labels, sources)
+
+
+def expand_fields(fields: Fields) -> dict[str, Any]:
+    """Fields as the Application-shaped dicts the rest of this module reads (what mapping_fields returns)."""
+
+    def source(s: Source) -> dict[str, Any]:
+        kept: dict[str, Any] = {k: v for k, v in zip(SOURCE_KEYS, s, strict=False) if v}
+        helm: dict[str, Any] = {}
+        if s.value_files:
+            helm["valueFiles"] = list(s.value_files)
+        if s.file_parameters:
+            helm["fileParameters"] = [{"name": n, "path": p} for n, p in s.file_parameters]
+        if helm:
+            kept["helm"] = helm
+        if s.components:
+            kept["kustomize"] = {"components": list(s.components)}
         return kept
 
-    spec = app.get("spec") or {}
-    metadata = {"name": meta.get("name"), "namespace": shared(meta.get("namespace"))}
-    if annotations:  # most apps have none of these: no empty dict each (readers take a missing one as empty)
-        metadata["annotations"] = annotations
-    if labels:
-        metadata["labels"] = labels
-    return {"metadata": metadata, "spec": {"sources": [source(s) for s in _sources(spec)]}}
+    metadata = {"name": fields.name, "namespace": fields.namespace}
+    if fields.annotations:  # most apps have none of these: no empty dict each (readers take a missing one as empty)
+        metadata["annotations"] = dict(fields.annotations)
+    if fields.labels:
+        metadata["labels"] = dict(fields.labels)
+    return {"metadata": metadata, "spec": {"sources": [source(s) for s in fields.sources]}}
+
+
+def mapping_fields(app: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of an Application this module reads: kept per app instead of the whole spec (memory)."""
+    return expand_fields(compact_fields(app))
+
+
+class ExpandedFields(Mapping[str, dict[str, Any]]):
+    """Every app's Fields, read as mapping_fields dicts: each expanded when asked for, none kept expanded."""
+
+    def __init__(self, fields: Mapping[str, Fields]):
+        self._fields = fields
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        return expand_fields(self._fields[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
 
 
 def deploys_from_repo(app: Mapping[str, Any], repo_url: str) -> bool | None:

@@ -15,20 +15,20 @@ from watcher.ports import AppContext, WatchedRepo
 
 
 class FleetMap:
-    """Every app's mapping fields (appmap.mapping_fields) and repo paths; safe to read from any thread."""
+    """Every app's mapping fields (kept compact: appmap.Fields) and repo paths; safe to read from any thread."""
 
     def __init__(self, repo: WatchedRepo, watched_url: str):
         self.repo = repo
         self.watched_url = watched_url
         self.log = get_logger()
         self._lock = threading.Lock()
-        self._specs: dict[str, dict[str, Any]] = {}
+        self._specs: dict[str, appmap.Fields] = {}
         self._environments: dict[str, str] = {}  # read per app on every scrape: worked out once per spec
         self._paths: dict[str, tuple[str, ...]] = {}
         self._mapped: str | None = None  # the head and app count the paths were computed for
         self._renderer = RendererReads(repo)
 
-    def update(self, specs: Mapping[str, dict[str, Any]]) -> None:
+    def update(self, specs: Mapping[str, appmap.Fields]) -> None:
         with self._lock:
             for key, spec in specs.items():
                 if self._specs.get(key) is not spec:  # an unchanged app's list keeps the object (apps_listing.Known)
@@ -40,11 +40,11 @@ class FleetMap:
         if meta.get("name"):
             key = app_key(str(meta["name"]), str(meta.get("namespace") or ""))
             with self._lock:
-                self._keep(key, appmap.mapping_fields(item))
+                self._keep(key, appmap.compact_fields(item))
 
-    def _keep(self, key: str, spec: dict[str, Any]) -> None:
-        self._specs[key] = spec
-        self._environments[key] = environment_of(key, (spec.get("metadata") or {}).get("labels"))
+    def _keep(self, key: str, fields: appmap.Fields) -> None:
+        self._specs[key] = fields
+        self._environments[key] = environment_of(key, dict(fields.labels))
 
     def forget(self, key: str) -> None:
         with self._lock:
@@ -57,7 +57,8 @@ class FleetMap:
             signature = f"{head}|{len(self._specs)}"
             if head is None or signature == self._mapped:
                 return
-            apps = list(self._specs.items())
+            held = list(self._specs.items())
+        apps = [(key, appmap.expand_fields(fields)) for key, fields in held]
         url = self.watched_url
         roots = {key: appmap.render_roots(app, url) for key, app in apps}
         try:
@@ -83,20 +84,21 @@ class FleetMap:
         return self._paths.get(key, ())
 
     def metadata(self, key: str) -> dict[str, Any]:
-        return dict((self._specs.get(key) or {}).get("metadata") or {})
+        fields = self._specs.get(key)
+        return dict(appmap.expand_fields(fields)["metadata"]) if fields else {}
 
     def environment(self, key: str) -> str:
         known = self._environments.get(key)
         return environment_of(key) if known is None else known
 
-    def specs(self) -> dict[str, dict[str, Any]]:
+    def specs(self) -> dict[str, appmap.Fields]:
         with self._lock:
             return dict(self._specs)
 
-    def copies(self) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[str, ...]]]:
-        """Every app's mapping fields and paths, copied at once (blame's input)."""
+    def copies(self) -> tuple[Mapping[str, dict[str, Any]], dict[str, tuple[str, ...]]]:
+        """Every app's mapping fields (expanded as read) and paths, copied at once (blame's input)."""
         with self._lock:
-            return dict(self._specs), dict(self._paths)
+            return appmap.ExpandedFields(dict(self._specs)), dict(self._paths)
 
     def ref(self, key: str) -> tuple[str, str]:
         """(name, namespace) to ask Argo CD about the app stored under `key`."""

@@ -191,7 +191,7 @@ class AppContext:
     annotations: dict[str, str]
     last: AppSnapshot | None  # the watcher's latest snapshot
     good_revisions: tuple[str, ...]  # revisions seen Synced and Healthy, newest last
-    specs: dict[str, dict[str, Any]]  # every app's mapping fields (appmap.mapping_fields)
+    specs: Mapping[str, dict[str, Any]]  # every app's mapping fields (appmap.mapping_fields)
     paths: dict[str, tuple[str, ...]]  # every app's repo paths
 
 

@@ -31,7 +31,7 @@ class ArgoCDSettings(BaseModel):
     app_namespace: str = Field("", description="Namespace of the Application objects, if not Argo CD's own")
     list_interval_seconds: float = Field(30.0, gt=0, description="Full list of apps (safety net for the stream)")
     concurrent_gets: int = Field(
-        8, ge=1, le=64, description="Apps that look wrong in a list are read whole (GET) this many at a time"
+        16, ge=1, le=64, description="Apps that look wrong in a list are read whole (GET) this many at a time"
     )
     stream: bool = Field(True, description="Follow /api/v1/stream/applications for near-real-time changes")
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +21,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from watcher.adapters import app_gets
+from watcher.adapters.app_gets import AppGets
 from watcher.adapters.json_items import array_items
 from watcher.appmap import watched_git_source
 from watcher.domain import AUTOMATED, AppSnapshot, Condition, Health, Phase, SyncStatus, shared
@@ -56,6 +61,9 @@ STREAM_FIELDS = (
 )
 
 
+APP_PATH = "/api/v1/applications/"  # + name: one app, read on http.client (app_gets)
+
+
 class ArgoCDError(RetryLater):
     """Base of the errors this adapter raises; messages never contain credentials. For the caller every one
     means the same: Argo CD's answer is unknown, ask again later (an auth error also needs a human's fix)."""
@@ -89,17 +97,15 @@ class ArgoCDClient:
         retry_max_wait: float = 2.0,
         stream_max_backoff: float = 30.0,
     ):
-        verify: Any = not cfg.insecure
-        if cfg.ca_bundle and not cfg.insecure:
-            verify = str(cfg.ca_bundle)
+        tls = tls_context(cfg)
         self.cfg = cfg
         self._http = httpx.Client(
             base_url=cfg.url,
             timeout=httpx.Timeout(cfg.timeout_seconds),
-            verify=verify,
+            verify=tls,
             headers={"Accept": "application/json"},
-            # The list's GETs run concurrent_gets at a time (apps_listing), beside the stream and the reverter:
-            # their connections are kept open between polls.
+            # Where a proxy applies, the list's GETs run here too, concurrent_gets at a time (apps_listing), beside
+            # the stream and the reverter: their connections are kept open between polls.
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=max(20, cfg.concurrent_gets + 4)),
         )
         self._token = cfg.token.get_secret_value() if cfg.token else ""
@@ -108,6 +114,12 @@ class ArgoCDClient:
         self._retry_max_wait = retry_max_wait
         self._stream_max_backoff = stream_max_backoff
         self._stream_response: httpx.Response | None = None
+        # GETs of one app (a bad day's many) over http.client, unless a proxy from the environment applies.
+        self._gets = (
+            AppGets(cfg.url, cfg.timeout_seconds, tls, keep=cfg.concurrent_gets + 4)
+            if app_gets.usable(cfg.url)
+            else None
+        )
 
     # -- requests ---------------------------------------------------------------------------------------
     def _auth_headers(self) -> dict[str, str]:
@@ -134,49 +146,59 @@ class ArgoCDClient:
                 raise ArgoCDAuthError(f"session login as {self.cfg.username!r} refused (HTTP {r.status_code})")
             if r.status_code >= 400:
                 raise ArgoCDUnavailable(f"session login: HTTP {r.status_code}")
-            token = _decode(r).get("token")
+            token = _decode(Answer("POST", "/api/v1/session", r.status_code, r.content, "")).get("token")
             if not isinstance(token, str) or not token:
                 raise ArgoCDBadResponse("session login returned no token")
             self._token = token
 
-    def _within_deadline(self, method: str, path: str, params: Mapping[str, Any] | None) -> httpx.Response:
-        """One request, whole: httpx's timeouts bound each read, so a body trickling in a byte at a time would
-        never time out; the body is read in chunks against one deadline for the whole exchange."""
+    def _exchange(self, method: str, path: str, params: Mapping[str, Any] | None) -> Answer:
+        """One request, whole within one deadline for the whole exchange (httpx's timeouts bound each read, so a
+        body trickling in a byte at a time would never time out): a GET of one app on http.client (app_gets),
+        the rest on httpx."""
+        headers = self._auth_headers()
+        token = headers.get("Authorization", "").removeprefix("Bearer ")
+        late = (
+            f"{method} {path}: no whole answer within {self.cfg.timeout_seconds:g}s (WATCHER_ARGOCD__TIMEOUT_SECONDS)"
+        )
+        if self._gets is not None and method == "GET" and path.startswith(APP_PATH):
+            try:
+                status, content = self._gets.get(path, params or {}, {"Accept": "application/json"} | headers)
+            except app_gets.LateAnswer:
+                raise ArgoCDUnavailable(late) from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise ArgoCDUnavailable(f"{method} {path}: {type(exc).__name__}") from None
+            return Answer(method, path, status, content, token)
         deadline = time.monotonic() + self.cfg.timeout_seconds
-        request = self._http.build_request(method, path, params=params, headers=self._auth_headers())
-        r = self._http.send(request, stream=True)
         try:
-            chunks = []
-            for chunk in r.iter_raw():
-                chunks.append(chunk)
-                if time.monotonic() > deadline:
-                    raise ArgoCDUnavailable(
-                        f"{method} {path}: no whole answer within {self.cfg.timeout_seconds:g}s "
-                        "(WATCHER_ARGOCD__TIMEOUT_SECONDS)"
-                    )
-        finally:
-            r.close()
-        return httpx.Response(r.status_code, headers=r.headers, content=b"".join(chunks), request=request)
-
-    def _send_once(self, method: str, path: str, params: Mapping[str, Any] | None) -> httpx.Response:
-        try:
-            r = self._within_deadline(method, path, params)
-            if r.status_code == 401 and self.cfg.username:
-                self._expire(_bearer(r.request))  # the session token expired: log in again, once
-                r = self._within_deadline(method, path, params)
+            r = self._http.send(self._http.build_request(method, path, params=params, headers=headers), stream=True)
+            try:
+                chunks = []
+                for chunk in r.iter_raw():
+                    chunks.append(chunk)
+                    if time.monotonic() > deadline:
+                        raise ArgoCDUnavailable(late)
+            finally:
+                r.close()
         except httpx.HTTPError as exc:
             raise ArgoCDUnavailable(f"{method} {path}: {type(exc).__name__}") from None
-        if r.status_code in (401, 403):
-            raise ArgoCDAuthError(f"{method} {path}: HTTP {r.status_code}; check the token and the account's RBAC")
-        if r.status_code == 404:
+        return Answer(method, path, r.status_code, b"".join(chunks), token)
+
+    def _send_once(self, method: str, path: str, params: Mapping[str, Any] | None) -> Answer:
+        r = self._exchange(method, path, params)
+        if r.status == 401 and self.cfg.username:
+            self._expire(r.token)  # the session token expired: log in again, once
+            r = self._exchange(method, path, params)
+        if r.status in (401, 403):
+            raise ArgoCDAuthError(f"{method} {path}: HTTP {r.status}; check the token and the account's RBAC")
+        if r.status == 404:
             raise ArgoCDNotFound(f"{method} {path}: not found")
-        if r.status_code >= 500 or r.status_code == 429:
-            raise ArgoCDUnavailable(f"{method} {path}: HTTP {r.status_code}")
-        if r.status_code >= 400:
-            raise ArgoCDBadResponse(f"{method} {path}: HTTP {r.status_code}: {r.text[:200]}")
+        if r.status >= 500 or r.status == 429:
+            raise ArgoCDUnavailable(f"{method} {path}: HTTP {r.status}")
+        if r.status >= 400:
+            raise ArgoCDBadResponse(f"{method} {path}: HTTP {r.status}: {r.text[:200]}")
         return r
 
-    def _fetch(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> httpx.Response:
+    def _fetch(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> Answer:
         retrying = Retrying(
             retry=retry_if_exception_type(ArgoCDUnavailable),
             stop=stop_after_attempt(self._retry_attempts) | stop_after_delay(self.cfg.timeout_seconds * 3),
@@ -227,7 +249,7 @@ class ArgoCDClient:
             params["appNamespace"] = namespace
         if refresh:
             params["refresh"] = refresh
-        return self._request("GET", f"/api/v1/applications/{name}", params)
+        return self._request("GET", f"{APP_PATH}{name}", params)
 
     def refresh(self, name: str, namespace: str = "") -> dict[str, Any]:
         return self.get_app(name, namespace, refresh="normal")
@@ -305,10 +327,37 @@ class ArgoCDClient:
 
     def close(self) -> None:
         self._http.close()
+        if self._gets is not None:
+            self._gets.close()
+
+
+def tls_context(cfg: ArgoCDSettings) -> ssl.SSLContext:
+    """What both transports trust: the configured CA bundle, or httpx's default (certifi's CAs, or SSL_CERT_FILE
+    and SSL_CERT_DIR); nothing is verified with `insecure`."""
+    if cfg.insecure:
+        return httpx.create_ssl_context(verify=False)
+    if cfg.ca_bundle:
+        return ssl.create_default_context(cafile=str(cfg.ca_bundle))
+    return httpx.create_ssl_context()
 
 
 def _bearer(request: httpx.Request) -> str:
     return request.headers.get("Authorization", "").removeprefix("Bearer ")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One whole HTTP answer, as the status handling and the decoding read it."""
+
+    method: str
+    path: str
+    status: int
+    content: bytes
+    token: str  # the bearer token the request carried: a 401 expires that one only
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
 
 
 def _jitter() -> float:
@@ -326,13 +375,13 @@ def _apps_in(text: str) -> Iterator[dict[str, Any]]:
         raise ArgoCDBadResponse(f"application list is not JSON as the spec promises ({exc}): {text[:80]!r}") from None
 
 
-def _decode(r: httpx.Response) -> dict[str, Any]:
+def _decode(r: Answer) -> dict[str, Any]:
     try:
-        body = r.json()
+        body = json.loads(r.content)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ArgoCDBadResponse(f"{r.request.method} {r.request.url.path}: body is not JSON: {r.text[:80]!r}") from None
+        raise ArgoCDBadResponse(f"{r.method} {r.path}: body is not JSON: {r.text[:80]!r}") from None
     if not isinstance(body, dict):
-        raise ArgoCDBadResponse(f"{r.request.method} {r.request.url.path}: body is not a JSON object")
+        raise ArgoCDBadResponse(f"{r.method} {r.path}: body is not a JSON object")
     return body
 
 
