@@ -9,7 +9,7 @@ from typing import Any
 
 from watcher.sim.pods import ImageBehaviour, PodSpec
 from watcher.sim.repo_server import Hook, Rendered
-from watcher.sim.rollout import Placement, Rollout
+from watcher.sim.rollout import Placement, Rollout, node_fields, resource_ref
 
 MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 MEMORY_MIB = {
@@ -111,9 +111,12 @@ def resource_tree(
     """GET .../resource-tree (swagger: v1alpha1ApplicationTree): the managed Deployment (with the app's health) and
     ConfigMap, each ReplicaSet of the rollout and its pods below it (parentRefs), and the last hook Job's nodes."""
     health = {k: v for k, v in (status.get("health") or {}).items() if k in ("status", "message") and v}
-    config = {"group": "", "version": "v1", "kind": "ConfigMap", "namespace": namespace, "name": f"{name}-config"}
+    created = rollout.created_at if rollout is not None else now
+    # A ConfigMap has no health check in gitops-engine: Argo CD serves its node without `health`.
+    config = resource_ref("", "ConfigMap", namespace, f"{name}-config") | node_fields(created, {}, [])
+    del config["health"]
     nodes = rollout.nodes(now, health) if rollout is not None else []
-    return {"nodes": [*nodes, config | {"resourceVersion": "1"}, *hook_nodes]}
+    return {"nodes": [*nodes, config, *hook_nodes]}
 
 
 def resource_result(name: str, namespace: str, status: str, message: str) -> dict[str, Any]:

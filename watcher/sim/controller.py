@@ -434,9 +434,7 @@ class Controller:
                 app.failed_revisions.add(rev)
         self._changed(app)
 
-    def _run_hook(
-        self, app: SimApp, desired: Rendered, now: float
-    ) -> tuple[list[dict[str, Any]], str | None] | None:
+    def _run_hook(self, app: SimApp, desired: Rendered, now: float) -> tuple[list[dict[str, Any]], str | None] | None:
         """The attempt's PreSync hook: started on the first call, then its outcome once it finished (the hook's
         resource results and the sync's error, None when it succeeded); None while it runs."""
         hook = desired.hooks[0]

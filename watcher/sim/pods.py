@@ -123,9 +123,15 @@ def _running(spec: PodSpec, t: float, pod: str) -> PodState:
             )
         exited = start + run_for
         if t < exited + wait:
-            message = f"back-off {wait:g}s restarting failed container=app pod={pod}"
+            message = f"back-off {go_duration(wait)} restarting failed container=app pod={pod}"
             return _waiting(spec, "CrashLoopBackOff", message, restarts + 1)
         start, restarts, wait = exited + wait, restarts + 1, min(wait * 2, BACKOFF_CAP)
+
+
+def go_duration(seconds: float) -> str:
+    """A whole number of seconds as Go's time.Duration prints it (the kubelet's messages): 10s, 1m20s, 5m0s."""
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest}s" if minutes else f"{rest}s"
 
 
 def _up(t: float, b: ImageBehaviour, restarts: int, terminated: bool) -> PodState:

@@ -76,9 +76,15 @@ class Rollout:
         self.replicas, self.deadline = max(0, replicas), deadline
         current = self.current
         if current is None or current.spec != spec:
-            digest = hashlib.sha1(repr(spec).encode()).hexdigest()[:10]
             revision = current.revision + 1 if current else 1
-            self.sets.append(ReplicaSet(revision, f"{self.name}-{digest}", spec, now))
+            earlier = next((rs for rs in self.sets if rs.spec == spec), None)
+            if earlier is not None:  # back to an earlier template (a rollback): its ReplicaSet gets the revision
+                self.sets.remove(earlier)
+                earlier.revision, earlier.ready_seen = revision, 0
+                self.sets.append(earlier)
+            else:
+                digest = hashlib.sha1(repr(spec).encode()).hexdigest()[:10]
+                self.sets.append(ReplicaSet(revision, f"{self.name}-{digest}", spec, now))
             del self.sets[: -(self.history_limit + 1)]
         self.last_progress = now
         self.advance(now, placement)
