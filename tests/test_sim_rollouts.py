@@ -6,78 +6,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.test_sim_contract import validate
-from watcher.sim.clock import ManualClock
-from watcher.sim.controller import SimTimings
+from watcher.sim.case_run import STEP
+from watcher.sim.case_run import CaseRun as Run
 from watcher.sim.rollouts import APP, FAILURES, HEALTHY_ROLLOUTS, RolloutCase
 from watcher.sim.triggers import first_fire
 from watcher.sim.world import FAST, SimWorld
-
-STEP = 5.0  # Argo CD seconds per tick
-
-
-class Run:
-    """A real-timings world on a manual clock, with the app's status recorded at every tick."""
-
-    def __init__(self, root: Path):
-        self.clock = ManualClock()
-        self.world = SimWorld.start(root, timings=SimTimings.real(seed=7), clock=self.clock)
-        self.statuses: list[tuple[float, dict[str, Any]]] = []
-        self.trees: list[tuple[float, dict[str, Any]]] = []
-        self.advance(30.0)
-
-    def advance(self, seconds: float) -> None:
-        end = self.clock.time() + seconds
-        while self.clock.time() < end:
-            self.clock.advance(STEP)
-            self.world.controller.tick()
-            app = self.world.controller.get(APP)
-            assert app is not None
-            self.statuses.append((self.clock.time(), app["status"]))
-            self.trees.append((self.clock.time(), self.world.controller.resource_tree(APP) or {}))
-
-    def push(self, case: RolloutCase) -> float:
-        """Commit and push the case, and refresh as a webhook would: Argo CD syncs at the next tick."""
-        sha = case.commit(self.world.work)
-        self.world.work.push()
-        self.world.controller.refresh()
-        self.sha, pushed = sha, self.clock.time()
-        return pushed
-
-    def synced_at(self) -> float:
-        """When the operation on the pushed revision finished."""
-        return next(
-            t
-            for t, s in self.statuses
-            if (s.get("operationState") or {}).get("finishedAt")
-            and (s["operationState"].get("syncResult") or {}).get("revision") == self.sha
-        )
-
-    def health_between(self, start: float, end: float) -> set[str]:
-        return {s["health"]["status"] for t, s in self.statuses if start <= t <= end}
-
-    def pod_reasons(self, start: float, end: float) -> set[str]:
-        return {
-            i["value"]
-            for t, tree in self.trees
-            if start <= t <= end
-            for n in tree.get("nodes", [])
-            if n["kind"] == "Pod"
-            for i in n.get("info", [])
-            if i["name"] == "Status Reason"
-        }
 
 
 @pytest.fixture
 def run(tmp_path: Path) -> Iterator[Run]:
     r = Run(tmp_path)
     yield r
-    r.world.stop()
+    r.stop()
 
 
 RUNTIME = [c for c in FAILURES if c.app_degrades]
@@ -126,7 +71,7 @@ def test_a_failed_hook_is_in_the_sync_result_and_the_tree(run: Run) -> None:
     [job] = [n for n in nodes if n["kind"] == "Job"]
     assert job["health"]["status"] == "Degraded"
     [pod] = [n for n in nodes if n.get("parentRefs", [{}])[0].get("kind") == "Job"]
-    assert pod["health"] == {"status": "Degraded", "message": 'container "app" failed with exit code 1'}
+    assert pod["health"] == {"status": "Degraded", "message": 'container "migrate" failed with exit code 1'}
 
 
 def test_a_render_error_shows_only_after_argo_cds_repo_error_grace(run: Run) -> None:

@@ -320,7 +320,7 @@ def simulate(port: int, workdir: Path, apps: int) -> None:
 
     if workdir.exists() and any(workdir.iterdir()):
         raise click.ClickException(f"{workdir} is not empty; pick a new --dir")
-    timings = SimTimings(git_poll_seconds=5, sync_seconds=1, health_seconds=2, backoff_scale=0.2)
+    timings = SimTimings(git_poll_seconds=5, sync_seconds=1, health_seconds=2, backoff_scale=0.2, pod_scale=0.3)
     world = SimWorld.start(workdir, timings=timings, port=port, apps=apps)
     # The watcher's clone and store go inside this world's (new, empty) directory: a clone or store left by an
     # earlier world would follow that world's remote and history.

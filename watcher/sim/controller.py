@@ -261,8 +261,10 @@ class Controller:
 
     # -- the reconcile loop -----------------------------------------------------------------------------
     def tick(self) -> None:
-        now = self.clock()
         with self.lock:
+            # Read under the lock: a time read before waiting for it could be older than a tick that ran meanwhile
+            # (a test's manual clock, or a scaled one), and would step rollouts back.
+            now = self.clock()
             if now >= self._next_poll:
                 self._next_poll = now + self.timings.git_poll_seconds
                 self._next_poll += self._jitter.uniform(0, self.timings.poll_jitter_seconds)
