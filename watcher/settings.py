@@ -145,6 +145,15 @@ class RevertSettings(BaseModel):
     fix_wait_seconds: float = Field(
         600.0, ge=0, description="A newer commit touches the failing app: wait this long for Argo CD to deploy it"
     )
+    narrow: bool = Field(
+        True,
+        description="Several commits changed the failing app: revert only the one that introduced what fails "
+        "(compared in the Helm render, else in the diffs); false reverts them all",
+    )
+    split: bool = Field(
+        True,
+        description="A culprit also changed other apps' files: revert only its changes to the failing app's paths",
+    )
 
 
 class ForgeSettings(BaseModel):

@@ -63,13 +63,25 @@ def test_after_push_terminates_only_a_retrying_sync(
 
 
 def test_pushed_nudges_every_app_the_culprit_also_changed(rig: MakeRig) -> None:
-    r = rig("push")
+    r = rig("push", split=False)
     r.repo.changed = [ChangedCommit(CULPRIT, ("apps/plate-api-stg/deployment.yaml", "apps/plate-web-stg/hpa.yaml"))]
 
     r.reverter.handle(r.fail())
 
     assert r.argocd.refreshed == [APP, OTHER]
     assert "That commit also changed plate-web-stg" in r.repo.reverts[0].message
+
+
+def test_split_revert_undoes_only_the_failing_apps_files_and_says_what_it_kept(rig: MakeRig) -> None:
+    r = rig("push")
+    r.repo.changed = [ChangedCommit(CULPRIT, ("apps/plate-api-stg/deployment.yaml", "apps/plate-web-stg/hpa.yaml"))]
+
+    r.reverter.handle(r.fail())
+
+    assert r.repo.reverts[0].only == {CULPRIT.sha: ("apps/plate-api-stg/deployment.yaml",)}
+    assert r.argocd.refreshed == [APP]  # the other app keeps its change: nothing of it to deploy
+    message = r.repo.reverts[0].message
+    assert "Only its changes to plate-api-stg are undone; kept as they are: apps/plate-web-stg/hpa.yaml" in message
 
 
 def test_argocd_away_after_the_push_leaves_the_revert_pushed(rig: MakeRig) -> None:
