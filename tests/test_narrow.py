@@ -222,11 +222,28 @@ def test_the_commit_that_introduced_what_fails_is_named(
 )
 def test_nothing_narrows_says_why(candidates: list[Candidate], clues: Clues, why: str) -> None:
     found = narrow(candidates, clues)
-    assert found.commit is None and found.how == why
+    assert found.commits == () and found.how == why
 
 
 MERGE = commit("m", "f" * 40, "s" * 40)
 SIDE_GOOD, SIDE_BAD = commit("g"), commit("h")
+
+
+def test_every_field_the_api_server_lists_names_its_commit() -> None:
+    both = (
+        'Deployment.apps "plate-api-stg" is invalid: [spec.replicas: Invalid value: -1: must be greater than or '
+        'equal to 0, spec.template.spec.containers[0].resources.limits[memory]: Invalid value: "12x": quantities '
+        "must match the regular expression]"
+    )
+    candidates = [
+        Candidate(A, (VALUES,), diff("replicaCount: -1")),
+        Candidate(B, (VALUES,), GOOD_TEXT),
+        Candidate(C, (VALUES,), diff('    memory: "12x"')),
+    ]
+    found = narrow(candidates, clues_of("sync_failed", {"message": both}))
+    assert found.commits == (A, C) and found.via == "diff"
+    one_unknown = narrow(candidates[:2], clues_of("sync_failed", {"message": both}))
+    assert one_unknown.commits == ()  # the memory change is in no candidate: keep them all
 
 
 def test_inside_a_merge_the_branch_commit_that_did_it_is_named() -> None:
@@ -236,7 +253,7 @@ def test_inside_a_merge_the_branch_commit_that_did_it_is_named() -> None:
     )
     merged = Candidate(MERGE, (VALUES,), diff("replicaCount: -1"), rendered(), rendered(replicas=-1), side)
     found = narrow([merged], REPLICAS_CLUE)
-    assert found.commit == SIDE_BAD and found.merge == MERGE
+    assert found.commits == (SIDE_BAD,) and found.merges == (MERGE,)
     assert found.how.endswith(f"in {SIDE_BAD.sha[:12]} on the branch merged by {MERGE.sha[:12]}")
 
 
@@ -259,7 +276,7 @@ def test_narrowed_blame_keeps_one_culprit_and_says_how() -> None:
     b = narrowed("plate-api-stg", blamed(A, B), candidates, REPLICAS_CLUE, API, {"plate-web-stg": WEB}, True)
     assert b.culprits == (B,)
     assert f"narrowed to {B.sha[:12]} (commit b): set spec.replicas of Deployment/plate-api-stg to -1" in b.reason
-    assert b.evidence()["named"].endswith("(seen in its render)")
+    assert b.evidence()["named"].endswith("(seen in the render)")
 
 
 def test_not_narrowed_blame_keeps_every_culprit_and_says_so() -> None:
@@ -285,9 +302,12 @@ def test_split_keeps_what_does_not_change_the_app(
     assert (dict(cut.only), dict(cut.kept)) == (only, kept)
 
 
-def test_split_off_reverts_the_whole_commit_and_names_the_other_app() -> None:
+def test_split_keeps_only_a_healthy_apps_change() -> None:
     candidates = [Candidate(A, (VALUES, WEB_VALUES))]
-    on = narrowed("plate-api-stg", blamed(A), candidates, Clues(), API, {"plate-web-stg": WEB}, True)
-    off = narrowed("plate-api-stg", blamed(A), candidates, Clues(), API, {"plate-web-stg": WEB}, False)
+    others, healthy = {"plate-web-stg": WEB}, frozenset({"plate-web-stg"})
+    on = narrowed("plate-api-stg", blamed(A), candidates, Clues(), API, others, True, healthy)
+    off = narrowed("plate-api-stg", blamed(A), candidates, Clues(), API, others, False, healthy)
+    sick = narrowed("plate-api-stg", blamed(A), candidates, Clues(), API, others, True, frozenset())
     assert dict(on.only) == {A.sha: (VALUES,)} and not on.also_touched
     assert not off.only and dict(off.also_touched) == {A.sha: ("plate-web-stg",)}
+    assert not sick.only and dict(sick.also_touched) == {A.sha: ("plate-web-stg",)}  # web broke too, or unknown

@@ -18,11 +18,9 @@ from watcher.blame import AppSources, Blame, BlameOutcome, touches
 from watcher.domain import Commit
 
 # `Deployment.apps "plate-api" is invalid: spec.replicas: Invalid value: -1: must be ...` (the API server's words,
-# as Argo CD passes them on in the operation's message and the resource result).
-INVALID = re.compile(
-    r'(?P<kind>[A-Za-z]+)(?:\.[\w.-]+)? "(?P<name>[^"]+)" is invalid: (?P<path>[\w.\[\]-]+): '
-    r'Invalid value: (?P<value>"[^"]*"|[^:\s]+)'
-)
+# as Argo CD passes them on in the operation's message); several invalid fields come as `is invalid: [a, b]`.
+INVALID_OBJECT = re.compile(r'(?P<kind>[A-Za-z]+)(?:\.[\w.-]+)? "(?P<name>[^"]+)" is invalid: ')
+INVALID_FIELD = re.compile(r'(?P<path>[A-Za-z][\w.\[\]-]*): Invalid value: (?P<value>"[^"]*"|[^:\s,\]]+)')
 IMAGE_IN_MESSAGE = re.compile(r'(?:pulling|pull|image) "?(?P<image>[\w.-]+(?::\d+)?/[\w./-]+:[\w.-]+)"?', re.I)
 # Files a render error names: `template: plate-api/templates/deployment.yaml:12:3: executing ...`,
 # `parse error at (plate-api/templates/x.yaml:4)`, `YAML parse error on plate-api/templates/x.yaml`,
@@ -73,10 +71,14 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Named:
-    commit: Commit | None  # None: nothing named one commit
+    commits: tuple[Commit, ...]  # newest first; empty: nothing narrowed it
     how: str  # "introduced image x:1 in Deployment/plate-api", or "could not narrow: ..."
-    via: str = ""  # "render" or "diff"
-    merge: Commit | None = None  # the merge whose branch commit was named
+    via: str = ""  # "render", "diff" or both
+    merges: tuple[Commit, ...] = ()  # merges one of whose branch commits was named
+
+    @property
+    def commit(self) -> Commit | None:
+        return self.commits[0] if len(self.commits) == 1 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +97,7 @@ def clues_of(kind: str, evidence: Mapping[str, object]) -> Clues:
     failing = evidence.get("failing_images")
     images = [str(i) for i in failing] if isinstance(failing, list) else []
     images += [m["image"] for t in texts for m in IMAGE_IN_MESSAGE.finditer(t)]
-    fields = [
-        FieldClue(m["kind"], m["name"], m["path"], m["value"].strip('"')) for t in texts for m in INVALID.finditer(t)
-    ]
+    fields = [f for t in texts for f in _invalid_fields(t)]
     render = kind == "manifest_error"
     files: list[str] = []
     if render:  # only Helm's own words: the command line before them lists every value file
@@ -107,19 +107,47 @@ def clues_of(kind: str, evidence: Mapping[str, object]) -> Clues:
     return Clues(_unique(images), tuple(dict.fromkeys(fields)), _unique(files), render)
 
 
+def _invalid_fields(text: str) -> Iterator[FieldClue]:
+    objects = list(INVALID_OBJECT.finditer(text))
+    for i, obj in enumerate(objects):
+        end = objects[i + 1].start() if i + 1 < len(objects) else len(text)
+        for m in INVALID_FIELD.finditer(text, obj.end(), end):
+            yield FieldClue(obj["kind"], obj["name"], m["path"], m["value"].strip('"'))
+
+
 def narrow(candidates: Sequence[Candidate], clues: Clues) -> Named:
-    """The one commit among `candidates` (newest first) that introduced what `clues` say fails."""
+    """The commits among `candidates` (newest first) that introduced what `clues` say fails: one per failure
+    (the API server lists every invalid field of an object at once), or none when any failure names nobody."""
     if not clues:
-        return Named(None, "could not narrow: the failure names no image, field or file")
-    named = _named(candidates, clues)
+        return Named((), "could not narrow: the failure names no image, field or file")
+    found = [_one(candidates, clue) for clue in _each(clues)]
+    missed = next((f for f in found if not f.commits), None)
+    if missed is not None:
+        return missed
+    order = {s.commit.sha: i for i, s in enumerate(x for c in candidates for x in (*c.side, c))}
+    commits = sorted({c.sha: c for f in found for c in f.commits}.values(), key=lambda c: order[c.sha])
+    vias = " and ".join(dict.fromkeys(f.via for f in found if f.via))
+    merges = tuple({m.sha: m for f in found for m in f.merges}.values())
+    return Named(tuple(commits), "; ".join(dict.fromkeys(f.how for f in found)), vias, merges)
+
+
+def _each(clues: Clues) -> Iterator[Clues]:
+    yield from (Clues(images=(i,)) for i in clues.images)
+    yield from (Clues(fields=(f,)) for f in clues.fields)
+    if clues.files or clues.render_failed:
+        yield Clues(files=clues.files, render_failed=clues.render_failed)
+
+
+def _one(candidates: Sequence[Candidate], clue: Clues) -> Named:
+    named = _named(candidates, clue)
     if named.commit is None:
         return named
     chosen = next(c for c in candidates if c.commit.sha == named.commit.sha)
     if chosen.side:
-        inner = _named(chosen.side, clues)
+        inner = _named(chosen.side, clue)
         if inner.commit is not None:
             where = f" in {inner.commit.sha[:12]} on the branch merged by {chosen.commit.sha[:12]}"
-            return Named(inner.commit, inner.how + where, inner.via, chosen.commit)
+            return Named(inner.commits, inner.how + where, inner.via, (chosen.commit,))
     return named
 
 
@@ -128,14 +156,14 @@ def _named(candidates: Sequence[Candidate], clues: Clues) -> Named:
     for rule in RULES:
         for match in rule(candidates, clues):
             if len(match.found) == 1 or (match.found and match.via == "render"):
-                return Named(match.found[0].commit, match.how, match.via)
+                return Named((match.found[0].commit,), match.how, match.via)
             if match.found:
                 misses.append(f"{match.how} in {len(match.found)} commits ({_shas(match.found)})")
     if len(candidates) == 1:  # one commit: nothing to tell apart (a merge whose branch did not narrow)
         only = candidates[0].commit
-        return Named(only, f"the only commit that changed the app ({only.sha[:12]})")
+        return Named((only,), f"the only commit that changed the app ({only.sha[:12]})")
     why = "; ".join(misses) or f"no commit's render or diff shows {_said(clues)}"
-    return Named(None, f"could not narrow: {why}")
+    return Named((), f"could not narrow: {why}")
 
 
 def _by_render(candidates: Sequence[Candidate], clues: Clues) -> Iterator[_Match]:
@@ -235,12 +263,12 @@ class Split:
     kept: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # culprit sha -> files left as they are
 
 
-def split(culprits: Sequence[tuple[Commit, tuple[str, ...]]], is_app_file: Callable[[str], bool]) -> Split:
-    """Per culprit (with every file it changed): the files to revert when some of them do not change the app."""
+def split(culprits: Sequence[tuple[Commit, tuple[str, ...]]], undone: Callable[[str], bool]) -> Split:
+    """Per culprit (with every file it changed): the files to revert when some of them may be kept."""
     only, kept = {}, {}
     for commit, files in culprits:
-        mine = tuple(f for f in files if is_app_file(f))
-        others = tuple(f for f in files if not is_app_file(f))
+        mine = tuple(f for f in files if undone(f))
+        others = tuple(f for f in files if not undone(f))
         if mine and others:
             only[commit.sha], kept[commit.sha] = mine, others
     return Split(only, kept)
@@ -254,25 +282,35 @@ def narrowed(
     own: AppSources,
     others: Mapping[str, AppSources],
     split_on: bool,
+    healthy: frozenset[str] = frozenset(),
 ) -> Blame:
     """`b` with its culprits narrowed to the one that introduced what fails (when one is named), and each
-    culprit's revert limited to the app's files (when `split_on` and the culprit also changed other files)."""
+    culprit's revert limited to the app's files (when `split_on` and the culprit also changed other files).
+
+    A file is kept only when every other app it changes is in `healthy` (Synced and Healthy with the change):
+    another app the culprit broke too gets the revert of its files as well, in the same commit."""
     if b.outcome is not BlameOutcome.CULPRITS:
         return b
     mine = [c for c in candidates if c.commit.sha in {k.sha for k in b.culprits}]
     culprits, named, reason = b.culprits, "", b.reason
     if len(mine) > 1 or any(c.side for c in mine):
         found = narrow(mine, clues)
-        if found.commit is not None and (len(mine) > 1 or found.merge is not None):
-            culprits = (found.commit,)
-            named = f"{found.commit.sha[:12]} {found.how}" + (f" (seen in its {found.via})" if found.via else "")
-            reason = f"{reason}; narrowed to {found.commit.sha[:12]} ({found.commit.subject[:60]}): {found.how}"
-        elif found.commit is None:
+        if found.commits and (len(found.commits) < len(mine) or found.merges):
+            culprits = found.commits
+            shown = ", ".join(f"{c.sha[:12]} ({c.subject[:60]})" for c in culprits)
+            named = f"{found.how}" + (f" (seen in the {found.via})" if found.via else "")
+            reason = f"{reason}; narrowed to {shown}: {found.how}"
+        elif not found.commits:
             named = found.how
             reason = f"{reason}; {found.how}: reverting all {len(mine)}"
     files = {c.commit.sha: c.files for c in mine} | {s.commit.sha: s.files for c in mine for s in c.side}
     files = {sha: files.get(sha) or () for sha in (c.sha for c in culprits)}
-    cut = split([(c, files[c.sha]) for c in culprits], lambda f: touches(f, own)) if split_on else Split()
+    sick = [src for o, src in others.items() if o not in healthy]
+
+    def undone(f: str) -> bool:
+        return touches(f, own) or any(touches(f, src) for src in sick)
+
+    cut = split([(c, files[c.sha]) for c in culprits], undone) if split_on else Split()
     if cut.only:
         kept = sorted({f for fs in cut.kept.values() for f in fs})
         reason += f"; reverting only its changes to {app}, keeping {', '.join(kept[:5])}"

@@ -47,6 +47,7 @@ class GitView:
     error: str | None = None  # git could not be read: blame is unknown
     remote: RemoteBranches | None = None  # the watched branches' heads and the remote's default branch
     candidates: tuple[Candidate, ...] = ()  # the app's commits with their diffs and renders, for narrowing
+    healthy: frozenset[str] = frozenset()  # other apps the range changed, Synced and Healthy at the failing revision
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,7 @@ def facts_of(
         # Several commits: the one that introduced what fails; one commit: only its change to this app.
         candidates = git.candidates or tuple(Candidate(c.commit, c.files) for c in git.changes)
         clues = clues_of(incident.kind.value, incident.evidence)
-        found = narrowed(incident.app, found, candidates, clues, own, others, split)
+        found = narrowed(incident.app, found, candidates, clues, own, others, split, git.healthy)
     shas = {c.sha for c in found.culprits} if found else set()
     undone = {k: v for k, v in git.undone.items() if k in shas} if git else {}
     already = {k: v for k, v in history.reverted.items() if k in shas}

@@ -12,12 +12,14 @@ from watcher.adapters.argocd import degraded_in_tree, health_is_in_the_tree, sna
 from watcher.adapters.helm_render import render_app
 from watcher.blame import AppSources, last_good_revision, touches
 from watcher.branches import Follow
-from watcher.domain import ChangedCommit, EventKind, Health, Incident
+from watcher.domain import AppSnapshot, ChangedCommit, EventKind, Health, Incident, SyncStatus
 from watcher.narrow import Candidate, Rendered
 from watcher.policy import still_failing
 from watcher.ports import AppContext, ArgoCDActions, Fleet, NeedsHuman, RetryLater, RevertRepo
 from watcher.revert_facts import ArgoCDView, Facts, GitView, Watched, facts_of, sources_of
 from watcher.store.audit import RevertAudit
+
+MAX_KEPT_APPS = 20  # a culprit that changed more apps than this is reverted whole: their states are not looked up
 
 
 class IncidentReader:
@@ -91,12 +93,22 @@ class IncidentReader:
                 newer, _ = self.repo.changes(incident.revision, head, own.paths, limit)
             undone = self.repo.find_reverts([c.commit.sha for c in changes], branch) if changes else {}
             candidates = self.candidates(context, own, changes) if not truncated else ()
+            healthy = self.healthy_others(context, incident.revision, changes) if self.split else frozenset()
         except (RetryLater, NeedsHuman) as exc:
             return GitView(last_good, source, error=str(exc), remote=remote)
         # A newer commit that only reverts a culprit is "undone", not "a fix of unknown effect".
         fixes = tuple(c.commit.sha for c in newer if c.commit.sha not in set(undone.values()))
         view = GitView(last_good, source, ancestor, tuple(changes), truncated, undone, head, fixes, remote=remote)
-        return replace(view, candidates=candidates)
+        return replace(view, candidates=candidates, healthy=healthy)
+
+    def healthy_others(self, context: AppContext, revision: str, changes: Sequence[ChangedCommit]) -> frozenset[str]:
+        """The other apps the range changed that are Synced and Healthy at `revision`: their changes are proven
+        good, and a split revert may keep them. Any other app's state is unknown here, and its files are undone."""
+        _, others = sources_of(context)
+        touched = sorted({o for c in changes for o, src in others.items() if any(touches(f, src) for f in c.files)})
+        if len(touched) > MAX_KEPT_APPS:
+            return frozenset()
+        return frozenset(o for o in touched if _healthy_at(self.fleet.app_context(o).last, revision))
 
     def candidates(
         self, context: AppContext, own: AppSources, changes: Sequence[ChangedCommit]
@@ -123,6 +135,12 @@ class IncidentReader:
     def _read(self, c: ChangedCommit, own: AppSources, render: Callable[[str], Rendered | None]) -> Candidate:
         sha = c.commit.sha
         return Candidate(c.commit, c.files, self.repo.patch(sha, own.paths), render(f"{sha}^1"), render(sha))
+
+
+def _healthy_at(snap: AppSnapshot | None, revision: str) -> bool:
+    if snap is None:
+        return False
+    return snap.sync_status is SyncStatus.SYNCED and snap.health is Health.HEALTHY and snap.sync_revision == revision
 
 
 def _renderer(repo: RevertRepo, context: AppContext, own: AppSources) -> Callable[[str], Rendered | None]:

@@ -75,6 +75,7 @@ def test_pushed_nudges_every_app_the_culprit_also_changed(rig: MakeRig) -> None:
 def test_split_revert_undoes_only_the_failing_apps_files_and_says_what_it_kept(rig: MakeRig) -> None:
     r = rig("push")
     r.repo.changed = [ChangedCommit(CULPRIT, ("apps/plate-api-stg/deployment.yaml", "apps/plate-web-stg/hpa.yaml"))]
+    r.fleet.settle(OTHER, BAD)  # the other app runs the culprit's change, healthy
 
     r.reverter.handle(r.fail())
 
