@@ -147,12 +147,11 @@ class RevertSettings(BaseModel):
     )
     narrow: bool = Field(
         True,
-        description="Several commits changed the failing app: revert only the one that introduced what fails "
-        "(compared in the Helm render, else in the diffs); false reverts them all",
+        description="Several commits changed the failing app: revert only those that introduced what fails (Helm "
+        "render, else the diffs)",
     )
     split: bool = Field(
-        True,
-        description="A culprit also changed other apps' files: revert only its changes to the failing app's paths",
+        True, description="A culprit also changed healthy apps' files: revert only its changes to the failing app"
     )
 
 
