@@ -88,6 +88,12 @@ GOOD_TEXT = diff("  pullPolicy: Always")  # a config change in the same values f
         ),
         ("rollout_failing", {"failing_images": [IMAGE], "message": ""}, Clues(images=(IMAGE,))),
         (
+            "degraded",
+            {"health_message": 'failed to pull and unpack image "docker.io/library/nginx:1.99": not found'},
+            Clues(images=("docker.io/library/nginx:1.99",)),
+        ),
+        ("degraded", {"health_message": 'Back-off pulling image "nginx:1.25.9"'}, Clues(images=("nginx:1.25.9",))),
+        (
             "manifest_error",
             {"conditions": [{"type": "ComparisonError", "message": RENDER}]},
             Clues(files=("templates/deployment.yaml",), render_failed=True),
@@ -99,7 +105,17 @@ GOOD_TEXT = diff("  pullPolicy: Always")  # a config change in the same values f
         ),
         ("degraded", {"health_message": "CrashLoopBackOff: back-off restarting failed container app"}, Clues()),
     ],
-    ids=["replicas", "memory", "image-pull", "rollout-images", "render-error", "values-error", "nothing-named"],
+    ids=[
+        "replicas",
+        "memory",
+        "image-pull",
+        "rollout-images",
+        "containerd",
+        "no-registry",
+        "render-error",
+        "values-error",
+        "nothing-named",
+    ],
 )
 def test_clues_are_read_from_argo_cds_words(kind: str, evidence: dict[str, object], expected: Clues) -> None:
     assert clues_of(kind, evidence) == expected

@@ -21,7 +21,7 @@ from watcher.domain import Commit
 # as Argo CD passes them on in the operation's message); several invalid fields come as `is invalid: [a, b]`.
 INVALID_OBJECT = re.compile(r'(?P<kind>[A-Za-z]+)(?:\.[\w.-]+)? "(?P<name>[^"]+)" is invalid: ')
 INVALID_FIELD = re.compile(r'(?P<path>[A-Za-z][\w.\[\]-]*): Invalid value: (?P<value>"[^"]*"|[^:\s,\]]+)')
-IMAGE_IN_MESSAGE = re.compile(r'(?:pulling|pull|image) "?(?P<image>[\w.-]+(?::\d+)?/[\w./-]+:[\w.-]+)"?', re.I)
+IMAGE_IN_MESSAGE = re.compile(r'(?:pulling|pull|image) "?(?P<image>[\w.-]+(?::\d+)?(?:/[\w.-]+)*:[\w.-]+)"?', re.I)
 # Files a render error names: `template: plate-api/templates/deployment.yaml:12:3: executing ...`,
 # `parse error at (plate-api/templates/x.yaml:4)`, `YAML parse error on plate-api/templates/x.yaml`,
 # `failed to parse values-stg.yaml: error converting YAML to JSON`.
