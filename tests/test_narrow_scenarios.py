@@ -113,3 +113,26 @@ def test_when_nothing_narrows_every_candidate_is_reverted_and_the_reason_says_so
         "could not narrow: the failure names no image, field or file: reverting all 2; revert on main"
     )
     wait_for(lambda: s.healthy_on(API, row.revert_sha), what="app healthy on the revert")
+
+
+def test_a_render_error_names_the_commit_after_which_the_app_no_longer_renders(
+    scenario: Callable[..., Scenario],
+) -> None:
+    s = scenario().start()
+    work = s.world.work
+    broken = work.commit("plate-web-stg: values", {values_path(WEB): "replicaCount: [1\n"}, "Dev Two")
+    manifest = "environments/argocd/apps/plate-web-stg.yaml"
+    labelled = work.commit(
+        "plate-web-stg: team label", {manifest: work.set_value(manifest, "metadata.labels", {"team": "web"})}
+    )
+    work.push()
+    row = wait_for(lambda: s.revert_rows("pushed"), timeout=30, what="revert pushed")[0]
+    assert row.culprits == (broken,)
+    assert values(s, WEB)["replicaCount"] == 1
+    assert yaml.safe_load(s.remote_file(manifest))["metadata"]["labels"] == {"team": "web"}  # the good one stays
+    decision = s.decision(WEB, "culprit_found")
+    assert decision is not None and f"narrowed to {broken[:12]} (plate-web-stg: values): broke the render" in (
+        decision.reason
+    )
+    assert labelled in [sha for sha, _, _ in s.remote_log()]
+    wait_for(lambda: s.healthy_on(WEB, row.revert_sha), what="app healthy on the revert")

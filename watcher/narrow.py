@@ -101,7 +101,7 @@ def clues_of(kind: str, evidence: Mapping[str, object]) -> Clues:
     render = kind == "manifest_error"
     files: list[str] = []
     if render:  # only Helm's own words: the command line before them lists every value file
-        said = [t.partition("Error:")[2] or t for t in texts]
+        said = [t.rpartition("Error:")[2] or t for t in texts]
         files = [m["file"] for t in said for m in TEMPLATE_FILE.finditer(t)]
         files += [m["file"].rsplit("/", 1)[-1] for t in said for m in VALUES_FILE.finditer(t)]
     return Clues(_unique(images), tuple(dict.fromkeys(fields)), _unique(files), render)
