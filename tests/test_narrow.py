@@ -295,6 +295,15 @@ def test_narrowed_blame_keeps_one_culprit_and_says_how() -> None:
     assert b.evidence()["named"].endswith("(seen in the render)")
 
 
+def test_narrowing_off_keeps_every_culprit_and_the_reason_as_it_was() -> None:
+    candidates = [
+        Candidate(A, (VALUES,), GOOD_TEXT, rendered(replicas=-1), rendered(replicas=-1)),
+        Candidate(B, (VALUES,), diff("replicaCount: -1"), rendered(), rendered(replicas=-1)),
+    ]
+    b = narrowed("plate-api-stg", blamed(A, B), candidates, REPLICAS_CLUE, API, {}, True, narrow_on=False)
+    assert b.culprits == (A, B) and b.reason == blamed(A, B).reason and b.named == ""
+
+
 def test_not_narrowed_blame_keeps_every_culprit_and_says_so() -> None:
     candidates = [Candidate(A, (VALUES,), GOOD_TEXT), Candidate(B, (VALUES,), GOOD_TEXT)]
     b = narrowed("plate-api-stg", blamed(A, B), candidates, IMAGE_CLUE, API, {}, True)

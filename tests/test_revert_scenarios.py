@@ -89,6 +89,8 @@ def test_two_bad_commits_to_one_app_are_reverted_together_without_narrowing(
     assert revert.subject == "Revert 2 commits that broke plate-api-stg"
     wait_for(lambda: s.healthy_on("plate-api-stg", row.revert_sha), what="app healthy on the revert")
     assert len(s.bot_commits()) == 1
+    decision = s.decision("plate-api-stg", "culprit_found")
+    assert decision is not None and "narrow" not in decision.reason  # off: blame as it was, nothing claimed
 
 
 def test_two_bad_commits_named_one_at_a_time_as_the_api_server_refuses_them(

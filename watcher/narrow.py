@@ -283,6 +283,7 @@ def narrowed(
     others: Mapping[str, AppSources],
     split_on: bool,
     healthy: frozenset[str] = frozenset(),
+    narrow_on: bool = True,
 ) -> Blame:
     """`b` with its culprits narrowed to the one that introduced what fails (when one is named), and each
     culprit's revert limited to the app's files (when `split_on` and the culprit also changed other files).
@@ -293,7 +294,7 @@ def narrowed(
         return b
     mine = [c for c in candidates if c.commit.sha in {k.sha for k in b.culprits}]
     culprits, named, reason = b.culprits, "", b.reason
-    if len(mine) > 1 or any(c.side for c in mine):
+    if narrow_on and (len(mine) > 1 or any(c.side for c in mine)):
         found = narrow(mine, clues)
         if found.commits and (len(found.commits) < len(mine) or found.merges):
             culprits = found.commits

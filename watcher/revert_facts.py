@@ -91,6 +91,7 @@ def facts_of(
     max_candidates: int,
     watched: Watched | None = None,
     split: bool = True,
+    narrow: bool = True,
 ) -> Facts:
     """`git` is None when it was not read (the app no longer fails, or the incident has no revision)."""
     snap = argocd.snapshot
@@ -114,7 +115,7 @@ def facts_of(
         # Several commits: the one that introduced what fails; one commit: only its change to this app.
         candidates = git.candidates or tuple(Candidate(c.commit, c.files) for c in git.changes)
         clues = clues_of(incident.kind.value, incident.evidence)
-        found = narrowed(incident.app, found, candidates, clues, own, others, split, git.healthy)
+        found = narrowed(incident.app, found, candidates, clues, own, others, split, git.healthy, narrow)
     shas = {c.sha for c in found.culprits} if found else set()
     undone = {k: v for k, v in git.undone.items() if k in shas} if git else {}
     already = {k: v for k, v in history.reverted.items() if k in shas}

@@ -51,7 +51,9 @@ class IncidentReader:
         failing = snap is not None and still_failing(snap, incident.kind, incident.revision)
         git = self.read_git(incident, context, argocd) if failing and incident.revision else None
         history = self.audit.revert_history(incident.app, now)
-        return facts_of(incident, context, argocd, git, history, self.max_candidates, self.watched, self.split)
+        return facts_of(
+            incident, context, argocd, git, history, self.max_candidates, self.watched, self.split, self.narrow
+        )
 
     def read_argocd(self, name: str, namespace: str, degraded: bool = False) -> ArgoCDView:
         """A fresh GET; for a degraded app whose resources' health is only in the resource tree (Argo CD 3.x),
