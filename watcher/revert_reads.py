@@ -9,10 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from watcher.adapters.argocd import degraded_in_tree, health_is_in_the_tree, snapshot_from_app
+from watcher.adapters.git_errors import GitError
 from watcher.adapters.helm_render import render_app
 from watcher.blame import AppSources, last_good_revision, touches
 from watcher.branches import Follow
 from watcher.domain import AppSnapshot, ChangedCommit, EventKind, Health, Incident, SyncStatus
+from watcher.logs import get_logger
 from watcher.narrow import Candidate, Rendered
 from watcher.policy import still_failing
 from watcher.ports import AppContext, ArgoCDActions, Fleet, NeedsHuman, RetryLater, RevertRepo
@@ -122,6 +124,13 @@ class IncidentReader:
         wanted = len(mine) > 1 or any(c.commit.is_merge for c in mine)
         if not self.narrow or not wanted or len(mine) > self.max_candidates:
             return plain
+        try:
+            return self._read_all(context, own, mine)
+        except (RetryLater, NeedsHuman, GitError) as exc:  # narrowing is optional: blame as before, and say so
+            get_logger().warning("narrowing_read_failed", app=context.key, error=str(exc)[:300])
+            return plain
+
+    def _read_all(self, context: AppContext, own: AppSources, mine: list[ChangedCommit]) -> tuple[Candidate, ...]:
         render = _renderer(self.repo, context, own)
         out = []
         for c in mine:
@@ -135,8 +144,9 @@ class IncidentReader:
         return tuple(out)
 
     def _read(self, c: ChangedCommit, own: AppSources, render: Callable[[str], Rendered | None]) -> Candidate:
-        sha = c.commit.sha
-        return Candidate(c.commit, c.files, self.repo.patch(sha, own.paths), render(f"{sha}^1"), render(sha))
+        sha, parents = c.commit.sha, c.commit.parents
+        before = render(parents[0]) if parents else None  # a root commit: nothing before it to compare
+        return Candidate(c.commit, c.files, self.repo.patch(sha, own.paths), before, render(sha) if parents else None)
 
 
 def _healthy_at(snap: AppSnapshot | None, revision: str) -> bool:

@@ -4,6 +4,7 @@ metric, what the listeners heard and which git and Argo CD calls were made."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -326,3 +327,20 @@ def test_every_outcome_is_a_revert_state(rig: MakeRig) -> None:
     """The metric has one series per outcome from the start (STARTED is the intent, not an outcome)."""
     r = rig("push")
     assert {s for s in RevertState if s is not RevertState.STARTED} == {RevertState(o) for o in r.reverts_counted()}
+
+
+def test_narrowing_reads_that_fail_leave_blame_as_before_and_say_so(
+    rig: MakeRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = rig("push")
+    older = replace(CULPRIT, sha="01de" + "2" * 36, subject="config change")
+    r.repo.changed.append(ChangedCommit(older, ("apps/plate-api-stg/configmap.yaml",)))
+
+    def unreadable(sha: str, paths: object) -> str:
+        raise GitUnavailable("fetch failed: timed out")
+
+    monkeypatch.setattr(r.repo, "patch", unreadable)
+    handled = r.reverter.handle(r.fail())
+
+    assert handled.culprits == (BAD, older.sha) and handled.outcome is RevertState.PUSHED
+    assert "could not narrow" in handled.reason and "reverting all 2" in handled.reason
