@@ -75,8 +75,10 @@ def test_one_bad_commit_breaking_two_apps_is_reverted_once(scenario: Callable[..
     assert decision is not None and "also changed" in decision.reason
 
 
-def test_two_bad_commits_to_one_app_are_reverted_together(scenario: Callable[..., Scenario]) -> None:
-    s = scenario().start()
+def test_two_bad_commits_to_one_app_are_reverted_together_without_narrowing(
+    scenario: Callable[..., Scenario],
+) -> None:
+    s = scenario(narrow=False).start()
     first = s.commit("plate-api-stg: memory in bananas", {"plate-api-stg": ("resources.limits.memory", "12bananas")})
     second = s.commit("plate-api-stg: scale to -1", {"plate-api-stg": ("replicaCount", -1)})
     s.world.work.push()
@@ -87,6 +89,24 @@ def test_two_bad_commits_to_one_app_are_reverted_together(scenario: Callable[...
     assert revert.subject == "Revert 2 commits that broke plate-api-stg"
     wait_for(lambda: s.healthy_on("plate-api-stg", row.revert_sha), what="app healthy on the revert")
     assert len(s.bot_commits()) == 1
+    decision = s.decision("plate-api-stg", "culprit_found")
+    assert decision is not None and "narrow" not in decision.reason  # off: blame as it was, nothing claimed
+
+
+def test_two_bad_commits_named_one_at_a_time_as_the_api_server_refuses_them(
+    scenario: Callable[..., Scenario],
+) -> None:
+    """The simulator's API server names the first invalid field only: narrowing reverts the commit it names,
+    the next sync is refused for the other field, and that commit is named and reverted in turn."""
+    s = scenario().start()
+    first = s.commit("plate-api-stg: memory in bananas", {"plate-api-stg": ("resources.limits.memory", "12bananas")})
+    second = s.commit("plate-api-stg: scale to -1", {"plate-api-stg": ("replicaCount", -1)})
+    s.world.work.push()
+    rows = wait_for(lambda: s.revert_rows("pushed")[1:] and s.revert_rows("pushed"), timeout=40, what="2 reverts")
+    assert sorted(r.culprits for r in rows) == sorted([(second,), (first,)])
+    last = max(rows, key=lambda r: r.id)
+    wait_for(lambda: s.healthy_on("plate-api-stg", last.revert_sha), what="app healthy on the second revert")
+    assert len(s.bot_commits()) == 2
 
 
 def test_failure_not_caused_by_a_commit_is_alerted_not_reverted(

@@ -34,6 +34,9 @@ class Blame:
     last_good: str | None
     culprits: tuple[Commit, ...] = ()  # newest first
     also_touched: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # culprit sha -> other apps
+    named: str = ""  # how narrowing named the culprit among several, or why it could not (see narrow.py)
+    only: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # culprit sha -> the only files to revert
+    kept: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # culprit sha -> its files left alone
 
     def evidence(self) -> dict[str, object]:
         return {
@@ -49,9 +52,12 @@ class Blame:
                     "committed_at": c.committed_at.isoformat(),
                     "merge": c.is_merge,
                     "also_touched": list(self.also_touched.get(c.sha, ())),
+                    "only_files": list(self.only.get(c.sha, ())),
+                    "kept_files": list(self.kept.get(c.sha, ())),
                 }
                 for c in self.culprits
             ],
+            "named": self.named,
         }
 
 

@@ -111,6 +111,14 @@ class RevertRepo(Protocol):
         """culprit sha -> the commit on `branch` (None: the first watched) that already reverts it."""
         ...
 
+    def patch(self, sha: str, paths: Any) -> str:
+        """What `sha` changed in `paths` against its first parent, as a patch ("" when it cannot be read)."""
+        ...
+
+    def files_under(self, rev: str, directories: Any) -> dict[str, str]:
+        """path -> text of every file under `directories` at `rev`."""
+        ...
+
     def find_by_incident(self, incident_id: int, since: datetime) -> str | None:
         """The revert commit this watcher made for `incident_id` (crash recovery), if any."""
         ...
@@ -123,9 +131,10 @@ class RevertRepo(Protocol):
         push_branch: str | None,
         retries: int = 3,
         onto: str | None = None,
+        only: Any = None,
     ) -> RevertResult:
         """Revert `culprits` on the remote head of `onto` (None: the first watched branch) and push to
-        `push_branch` (None: dry run, push nothing).
+        `push_branch` (None: dry run, push nothing). `only`: culprit sha -> the only paths whose change it undoes.
         Raises RetryLater when nothing was pushed and git could not be reached, NeedsHuman otherwise."""
         ...
 

@@ -15,6 +15,7 @@ from watcher.blame import AppSources, Blame, blame, helm_dirs
 from watcher.branches import Follow, Following, RemoteBranches, following
 from watcher.detect import untouched_by_the_sync
 from watcher.domain import AppSnapshot, ChangedCommit, EventKind, Incident, RevertHistory
+from watcher.narrow import Candidate, clues_of, narrowed
 from watcher.policy import PolicyFacts, opt_in_from, still_failing
 from watcher.ports import AppContext
 
@@ -45,6 +46,8 @@ class GitView:
     newer: tuple[str, ...] = ()  # commits in (failing, head] that touched the app's paths: a fix on its way?
     error: str | None = None  # git could not be read: blame is unknown
     remote: RemoteBranches | None = None  # the watched branches' heads and the remote's default branch
+    candidates: tuple[Candidate, ...] = ()  # the app's commits with their diffs and renders, for narrowing
+    healthy: frozenset[str] = frozenset()  # other apps the range changed, Synced and Healthy at the failing revision
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,8 @@ def facts_of(
     history: RevertHistory,
     max_candidates: int,
     watched: Watched | None = None,
+    split: bool = True,
+    narrow: bool = True,
 ) -> Facts:
     """`git` is None when it was not read (the app no longer fails, or the incident has no revision)."""
     snap = argocd.snapshot
@@ -107,6 +112,10 @@ def facts_of(
             max_candidates,
             git.truncated,
         )
+        # Several commits: the one that introduced what fails; one commit: only its change to this app.
+        candidates = git.candidates or tuple(Candidate(c.commit, c.files) for c in git.changes)
+        clues = clues_of(incident.kind.value, incident.evidence)
+        found = narrowed(incident.app, found, candidates, clues, own, others, split, git.healthy, narrow)
     shas = {c.sha for c in found.culprits} if found else set()
     undone = {k: v for k, v in git.undone.items() if k in shas} if git else {}
     already = {k: v for k, v in history.reverted.items() if k in shas}

@@ -21,7 +21,11 @@ def revert_title(app: str, culprits: Sequence[Commit]) -> str:
 
 
 def revert_message(
-    app: str, incident: Incident, culprits: Sequence[Commit], also_touched: Mapping[str, Sequence[str]]
+    app: str,
+    incident: Incident,
+    culprits: Sequence[Commit],
+    also_touched: Mapping[str, Sequence[str]],
+    kept: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
     ev = incident.evidence
     how = ", ".join(
@@ -45,6 +49,9 @@ def revert_message(
     lines.append("")
     for c in culprits:
         lines.append(f"This reverts commit {c.sha} ({_one_line(c.subject, 100)}, by {_one_line(c.author, 60)}).")
+        left = (kept or {}).get(c.sha)
+        if left:
+            lines.append(f"Only its changes to {app} are undone; kept as they are: {', '.join(left)}.")
         others = also_touched.get(c.sha)
         if others:
             lines.append(f"That commit also changed {', '.join(others)}; they get the revert too.")

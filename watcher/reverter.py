@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -99,7 +99,8 @@ class Reverter:
         self.repo = repo
         self.audit = store.audit
         watched = Watched(settings.git.url, settings.git.watched_branches)
-        self.reader = IncidentReader(fleet, argocd, repo, store.audit, settings.revert.max_candidates, watched)
+        r = settings.revert
+        self.reader = IncidentReader(fleet, argocd, repo, store.audit, r.max_candidates, watched, r.narrow, r.split)
         self.incidents = store.detection
         self.pulls = pulls
         self.clock = clock
@@ -242,7 +243,8 @@ class Reverter:
             self._refresh_gauges()
             self._notify(RevertStep.CIRCUIT_OPEN, incident, decision=decision.reason)
         if decision.action is Action.REVERT and facts.blame is not None:
-            outcome = self.execute(incident, facts.blame.culprits, facts.blame.also_touched, facts.branch)
+            b = facts.blame
+            outcome = self.execute(incident, b.culprits, b.also_touched, facts.branch, b.only, b.kept)
             return replace(handled, outcome=outcome.state, retry_in=outcome.retry_after)
         blamed = facts.blame.culprits if facts.blame else ()
         self._notify(RevertStep.ALERT_ONLY, incident, blamed, rule=decision.rule, reason=decision.reason)
@@ -274,13 +276,19 @@ class Reverter:
 
     # -- act --------------------------------------------------------------------------------------------
     def execute(
-        self, incident: Incident, culprits: tuple[Commit, ...], also_touched: Any = None, onto: str | None = None
+        self,
+        incident: Incident,
+        culprits: tuple[Commit, ...],
+        also_touched: Any = None,
+        onto: str | None = None,
+        only: Mapping[str, tuple[str, ...]] | None = None,
+        kept: Mapping[str, tuple[str, ...]] | None = None,
     ) -> Outcome:
-        """Revert `culprits` on `onto`, the branch the app follows (None: the first watched), as the mode says;
-        the outcome (whatever happened) is written by `_write`."""
+        """Revert `culprits` on `onto`, the branch the app follows (None: the first watched), as the mode says
+        (`only`: culprit sha -> the only files undone); the outcome (whatever happened) is written by `_write`."""
         mode = self.rules.mode
         onto = onto or self.settings.git.watched_branches[0]
-        message = revert_message(incident.app, incident, list(culprits), also_touched or {})
+        message = revert_message(incident.app, incident, list(culprits), also_touched or {}, kept or {})
         author = (self.settings.revert.author_name, self.settings.revert.author_email)
         shas = [c.sha for c in culprits]
         revert_id = self.audit.start_revert(incident.id, incident.app, mode, shas, self.clock())
@@ -292,7 +300,8 @@ class Reverter:
         error: RetryLater | NeedsHuman | None = None
         url = None
         try:
-            result = self.repo.revert(list(culprits), message, author, branch, self.settings.revert.push_retries, onto)
+            retries = self.settings.revert.push_retries
+            result = self.repo.revert(list(culprits), message, author, branch, retries, onto, dict(only or {}))
             if mode is RevertMode.PULL_REQUEST:
                 assert self.pulls is not None and branch is not None
                 url = self.pulls.open(branch, onto, revert_title(incident.app, culprits), message)

@@ -145,6 +145,14 @@ class RevertSettings(BaseModel):
     fix_wait_seconds: float = Field(
         600.0, ge=0, description="A newer commit touches the failing app: wait this long for Argo CD to deploy it"
     )
+    narrow: bool = Field(
+        True,
+        description="Several commits changed the failing app: revert only those that introduced what fails (Helm "
+        "render, else the diffs)",
+    )
+    split: bool = Field(
+        True, description="A culprit also changed healthy apps' files: revert only its changes to the failing app"
+    )
 
 
 class ForgeSettings(BaseModel):

@@ -158,6 +158,7 @@ class RevertCall:
     push_branch: str | None
     retries: int
     onto: str | None = None
+    only: dict[str, Any] = field(default_factory=dict)  # culprit sha -> the only files undone (a split revert)
 
 
 class FakeRevertRepo:
@@ -203,6 +204,14 @@ class FakeRevertRepo:
         self.calls.append("find_reverts")
         return {s: r for s, r in self.reverted_in_git.items() if s in shas}
 
+    def patch(self, sha: str, paths: Any) -> str:
+        self.calls.append("patch")
+        return ""
+
+    def files_under(self, rev: str, directories: Any) -> dict[str, str]:
+        self.calls.append("files_under")
+        return {}
+
     def find_by_incident(self, incident_id: int, since: datetime) -> str | None:
         self.calls.append("find_by_incident")
         self.searched_since.append(since)
@@ -216,9 +225,11 @@ class FakeRevertRepo:
         push_branch: str | None,
         retries: int = 3,
         onto: str | None = None,
+        only: Any = None,
     ) -> RevertResult:
         self.calls.append("revert")
-        self.reverts.append(RevertCall(tuple(c.sha for c in culprits), message, author, push_branch, retries, onto))
+        shas = tuple(c.sha for c in culprits)
+        self.reverts.append(RevertCall(shas, message, author, push_branch, retries, onto, dict(only or {})))
         answer = self.answers.pop(0) if self.answers else None
         if isinstance(answer, Exception):
             raise answer

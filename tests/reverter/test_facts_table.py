@@ -30,8 +30,9 @@ def facts(
     argocd: ArgoCDView = FAILING,
     git: GitView | None = GIT,
     history: RevertHistory = HISTORY,
+    split: bool = True,
 ) -> Facts:
-    return facts_of(incident, context, argocd, git, history, max_candidates=3)
+    return facts_of(incident, context, argocd, git, history, max_candidates=3, split=split)
 
 
 def annotated(value: str) -> AppContext:
@@ -151,11 +152,28 @@ def test_git_error_is_in_the_evidence_and_blame_is_unknown() -> None:
 
 def test_blame_in_the_evidence_names_the_culprit_and_the_other_apps_it_changed() -> None:
     changed = ChangedCommit(CULPRIT, ("apps/plate-api-stg/deployment.yaml", "apps/plate-web-stg/hpa.yaml"))
-    f = facts(git=replace(GIT, changes=(changed,)))
+    f = facts(git=replace(GIT, changes=(changed,)), split=False)
     assert f.blame is not None and f.blame.outcome is BlameOutcome.CULPRITS
-    assert dict(f.blame.also_touched) == {BAD: (OTHER,)}
+    assert dict(f.blame.also_touched) == {BAD: (OTHER,)} and not f.blame.only
     blamed = f.evidence["blame"]
     assert blamed["last_good_revision"] == GOOD and blamed["culprits"][0]["also_touched"] == [OTHER]
+
+
+def test_a_culprit_that_also_changed_a_healthy_app_is_reverted_only_in_the_failing_apps_files() -> None:
+    changed = ChangedCommit(CULPRIT, ("apps/plate-api-stg/deployment.yaml", "apps/plate-web-stg/hpa.yaml"))
+    f = facts(git=replace(GIT, changes=(changed,), healthy=frozenset({OTHER})))
+    assert f.blame is not None and f.blame.culprits == (CULPRIT,)
+    assert dict(f.blame.only) == {BAD: ("apps/plate-api-stg/deployment.yaml",)}
+    assert dict(f.blame.kept) == {BAD: ("apps/plate-web-stg/hpa.yaml",)}
+    assert not f.blame.also_touched  # the other app's change stays: it gets no revert to deploy
+    assert "keeping apps/plate-web-stg/hpa.yaml" in f.blame.reason
+    assert f.evidence["blame"]["culprits"][0]["kept_files"] == ["apps/plate-web-stg/hpa.yaml"]
+
+
+def test_a_culprit_that_also_changed_an_app_not_known_healthy_is_reverted_whole() -> None:
+    changed = ChangedCommit(CULPRIT, ("apps/plate-api-stg/deployment.yaml", "apps/plate-web-stg/hpa.yaml"))
+    f = facts(git=replace(GIT, changes=(changed,)))
+    assert f.blame is not None and not f.blame.only and dict(f.blame.also_touched) == {BAD: (OTHER,)}
 
 
 def test_the_store_history_reaches_the_policy() -> None:

@@ -4,6 +4,7 @@ metric, what the listeners heard and which git and Argo CD calls were made."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -63,13 +64,26 @@ def test_after_push_terminates_only_a_retrying_sync(
 
 
 def test_pushed_nudges_every_app_the_culprit_also_changed(rig: MakeRig) -> None:
-    r = rig("push")
+    r = rig("push", split=False)
     r.repo.changed = [ChangedCommit(CULPRIT, ("apps/plate-api-stg/deployment.yaml", "apps/plate-web-stg/hpa.yaml"))]
 
     r.reverter.handle(r.fail())
 
     assert r.argocd.refreshed == [APP, OTHER]
     assert "That commit also changed plate-web-stg" in r.repo.reverts[0].message
+
+
+def test_split_revert_undoes_only_the_failing_apps_files_and_says_what_it_kept(rig: MakeRig) -> None:
+    r = rig("push")
+    r.repo.changed = [ChangedCommit(CULPRIT, ("apps/plate-api-stg/deployment.yaml", "apps/plate-web-stg/hpa.yaml"))]
+    r.fleet.settle(OTHER, BAD)  # the other app runs the culprit's change, healthy
+
+    r.reverter.handle(r.fail())
+
+    assert r.repo.reverts[0].only == {CULPRIT.sha: ("apps/plate-api-stg/deployment.yaml",)}
+    assert r.argocd.refreshed == [APP]  # the other app keeps its change: nothing of it to deploy
+    message = r.repo.reverts[0].message
+    assert "Only its changes to plate-api-stg are undone; kept as they are: apps/plate-web-stg/hpa.yaml" in message
 
 
 def test_argocd_away_after_the_push_leaves_the_revert_pushed(rig: MakeRig) -> None:
@@ -313,3 +327,20 @@ def test_every_outcome_is_a_revert_state(rig: MakeRig) -> None:
     """The metric has one series per outcome from the start (STARTED is the intent, not an outcome)."""
     r = rig("push")
     assert {s for s in RevertState if s is not RevertState.STARTED} == {RevertState(o) for o in r.reverts_counted()}
+
+
+def test_narrowing_reads_that_fail_leave_blame_as_before_and_say_so(
+    rig: MakeRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = rig("push")
+    older = replace(CULPRIT, sha="01de" + "2" * 36, subject="config change")
+    r.repo.changed.append(ChangedCommit(older, ("apps/plate-api-stg/configmap.yaml",)))
+
+    def unreadable(sha: str, paths: object) -> str:
+        raise GitUnavailable("fetch failed: timed out")
+
+    monkeypatch.setattr(r.repo, "patch", unreadable)
+    handled = r.reverter.handle(r.fail())
+
+    assert handled.culprits == (BAD, older.sha) and handled.outcome is RevertState.PUSHED
+    assert "could not narrow" in handled.reason and "reverting all 2" in handled.reason

@@ -9,7 +9,8 @@ because the branch moved under it (a push only lands on the head it was made on)
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
@@ -55,10 +56,13 @@ class RevertWorktree:
         push_branch: str | None,
         retries: int,
         onto: str,
+        only: Mapping[str, Sequence[str]] | None = None,
     ) -> RevertResult:
         """Revert `culprits` (newest first) as one commit on the current head of `onto`; push it to `push_branch`
         (`onto` itself in push mode, a revert branch whose pull request targets `onto` otherwise).
 
+        `only` limits a culprit's revert to some of its files (sha -> paths): the reverse of what it changed
+        there, applied with a three-way merge as `git revert` would; its other files keep their change.
         With `push_branch=None` it is a dry run. A rejected push is retried on the new head, at most
         `retries` times. The scratch work tree is reset before and after: a conflict leaves nothing behind.
         """
@@ -75,7 +79,7 @@ class RevertWorktree:
                 tree = self._worktree(repo, base)
                 try:
                     for c in culprits:
-                        tree.revert("--no-commit", *(["-m", "1"] if c.is_merge else []), c.sha)
+                        self._undo(tree, c, (only or {}).get(c.sha))
                 except git.GitCommandError:
                     conflicted = tree.diff("--name-only", "--diff-filter=U").split()
                     self._clean(tree, base)
@@ -110,6 +114,20 @@ class RevertWorktree:
                     pass  # the push landed; the next poll fetches it
                 return RevertResult(sha, base, diffstat, attempt)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _undo(tree: git.Git, c: Commit, paths: Sequence[str] | None) -> None:
+        """Stage the undoing of `c` (a merge: of its branch), whole or only in `paths`."""
+        if not paths:
+            tree.revert("--no-commit", *(["-m", "1"] if c.is_merge else []), c.sha)
+            return
+        patch = str(tree.diff(f"{c.sha}^1", c.sha, "--binary", "--no-color", "--", *paths))
+        if not patch.strip():
+            return
+        with tempfile.NamedTemporaryFile("w", suffix=".patch", encoding="utf-8") as f:
+            f.write(patch + "\n")  # GitPython strips the output's last newline; git apply needs it
+            f.flush()
+            tree.apply("-R", "--3way", "--index", f.name)
 
     def _landed(self, repo: git.Repo, message: str, author: tuple[str, str], onto: str) -> str | None:
         """Our revert of the same incident (its `Sync-Watcher-Incident` trailer, our identity as author and

@@ -9,7 +9,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -278,9 +278,11 @@ class GitRepo:
         push_branch: str | None,
         retries: int = 3,
         onto: str | None = None,
+        only: Mapping[str, Sequence[str]] | None = None,
     ) -> RevertResult:
         """See RevertWorktree.revert: the write path lives in its own module."""
-        return self.reverts.revert(culprits, message, author, push_branch, retries, onto or self.branches[0])
+        branch = onto or self.branches[0]
+        return self.reverts.revert(culprits, message, author, push_branch, retries, branch, only or {})
 
     @contextmanager
     def locked(self) -> Iterator[git.Repo]:
@@ -321,6 +323,22 @@ class GitRepo:
             repo = self._open()
             blobs = git_blobs.blobs_under(repo, rev, directories, lambda path: path.endswith((".yaml", ".yml")))
             return git_blobs.read(repo, blobs, self._deadline, self.cfg.partial_clone)
+
+    def files_under(self, rev: str, directories: Iterable[str]) -> dict[str, str]:
+        """Text of every file under `directories` at `rev`: what Helm reads to render a chart there."""
+        with self._lock:
+            repo = self._open()
+            blobs = git_blobs.blobs_under(repo, rev, directories, lambda path: True)
+            return git_blobs.read(repo, blobs, self._deadline, self.cfg.partial_clone)
+
+    def patch(self, sha: str, paths: Iterable[str], max_chars: int = 200_000) -> str:
+        """What `sha` changed in `paths` against its first parent (a merge: its whole branch), as a patch."""
+        with self._lock:
+            try:
+                out = self._open().git.diff(f"{sha}^1", sha, "--no-color", "--no-ext-diff", "--", *paths)
+            except git.GitCommandError:
+                return ""  # a root commit, or one the clone does not have: no text to narrow by
+        return str(out)[:max_chars]
 
     def files_named(self, rev: str, directories: Iterable[str], names: Collection[str]) -> dict[str, str]:
         """Text of each file called one of `names` directly inside one of `directories` at `rev`."""
