@@ -131,8 +131,8 @@ def test_a_rollback_reuses_the_earlier_replica_set_with_a_new_revision() -> None
     assert len(names) == len(set(names))
 
 
-def _status(health: str, phase: str | None = None, revision: str = "r1") -> dict[str, object]:
-    status: dict[str, object] = {"health": {"status": health}}
+def _status(health: str, phase: str | None = None, revision: str = "r1", sync: str = "Synced") -> dict[str, object]:
+    status: dict[str, object] = {"health": {"status": health}, "sync": {"status": sync}}
     if phase:
         status["operationState"] = {"phase": phase, "syncResult": {"revision": revision}}
     return status
@@ -147,10 +147,23 @@ def test_trigger_clock_fires_once_per_sync_result_revision() -> None:
         (700.0, _status("Healthy", "Succeeded", "r2")),
         (800.0, _status("Degraded", "Succeeded", "r2")),  # degraded again on the same revision: oncePer holds
         (900.0, _status("Degraded", "Failed", "r3")),
+        (950.0, _status("Degraded", "Failed", "r3", sync="Unknown")),  # a render error: no sync, status Unknown
     ]
-    assert fire_times(timeline) == {"on-health-degraded": [600.0, 900.0], "on-sync-failed": [900.0]}
-    assert first_fire(timeline, since=700.0) == {"on-health-degraded": 900.0, "on-sync-failed": 900.0}
-    assert first_fire(timeline[:3]) == {"on-health-degraded": 600.0, "on-sync-failed": None}
+    assert fire_times(timeline) == {
+        "on-health-degraded": [600.0, 900.0],
+        "on-sync-failed": [900.0],
+        "on-sync-status-unknown": [950.0],
+    }
+    assert first_fire(timeline, since=700.0) == {
+        "on-health-degraded": 900.0,
+        "on-sync-failed": 900.0,
+        "on-sync-status-unknown": 950.0,
+    }
+    assert first_fire(timeline[:3]) == {
+        "on-health-degraded": 600.0,
+        "on-sync-failed": None,
+        "on-sync-status-unknown": None,
+    }
 
 
 def test_trigger_conditions_are_argo_cds_catalog() -> None:
@@ -158,9 +171,11 @@ def test_trigger_conditions_are_argo_cds_catalog() -> None:
 
     degraded = reference("argocd", "triggers/on-health-degraded.yaml").read_text()
     failed = reference("argocd", "triggers/on-sync-failed.yaml").read_text()
+    unknown = reference("argocd", "triggers/on-sync-status-unknown.yaml").read_text()
     assert "app.status.health.status == 'Degraded'" in degraded
     assert "app.status.operationState.phase in ['Error', 'Failed']" in failed
-    assert all("oncePer: app.status.operationState?.syncResult?.revision" in t for t in (degraded, failed))
+    assert "app.status.sync.status == 'Unknown'" in unknown
+    assert all("oncePer: app.status.operationState?.syncResult?.revision" in t for t in (degraded, failed, unknown))
 
 
 def test_scaled_clock_runs_scale_times_faster() -> None:

@@ -94,7 +94,7 @@ def test_a_healthy_rollout_reaches_healthy_without_a_degraded_app(run: Run, case
     final = run.statuses[-1][1]
     assert final["health"]["status"] == "Healthy" and final["sync"]["status"] == "Synced"
     assert final["operationState"]["phase"] == "Succeeded"
-    assert first_fire(run.statuses, since=pushed) == {"on-health-degraded": None, "on-sync-failed": None}
+    assert set(first_fire(run.statuses, since=pushed).values()) == {None}
 
 
 def test_healthy_corpus_really_shows_the_transients_it_names(run: Run) -> None:

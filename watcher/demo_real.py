@@ -56,6 +56,10 @@ class StatusLog:
                     return at
         return None
 
+    def snapshot(self) -> list[tuple[float, dict[str, Any]]]:
+        with self._lock:
+            return list(self.entries)
+
     def first(self, since: float) -> dict[str, float | None]:
         with self._lock:
             return first_fire(list(self.entries), since)
@@ -71,7 +75,7 @@ def run_real_timings_demo(workdir: Path | None = None, scale: float = DEFAULT_SC
     daemon: Daemon | None = None
     argo_wait = 3600.0 / scale * 1.5  # wall seconds for up to 1.5 h of Argo CD time per step
     try:
-        daemon = Daemon(_settings(world, root), argocd_retry_max_wait=0.5)
+        daemon = Daemon(real_timings_settings(world, root), argocd_retry_max_wait=0.5)
         daemon.watcher.clock = clock.now  # grace periods and deadlines in Argo CD time
         daemon.reverter.clock = clock.now
         for listener in (timeline.on_event, slack.on_event):
@@ -124,7 +128,9 @@ def run_real_timings_demo(workdir: Path | None = None, scale: float = DEFAULT_SC
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _settings(world: SimWorld, root: Path) -> Any:
+def real_timings_settings(world: SimWorld, root: Path) -> Any:
+    """The watcher's settings for a real-timings world: grace periods and deadlines at their defaults (Argo CD
+    seconds), polls in wall seconds."""
     settings = world.watcher_settings(root, poll_seconds=WALL_POLL_SECONDS)
     detection = settings.detection.model_copy(
         update={

@@ -3,6 +3,7 @@
 The conditions are those of argo-cd's catalog (reference/argocd/triggers/*.yaml), written here in Python:
 - on-health-degraded: `app.status.health.status == 'Degraded'`
 - on-sync-failed: `app.status.operationState != nil and app.status.operationState.phase in ['Error', 'Failed']`
+- on-sync-status-unknown: `app.status.sync.status == 'Unknown'`
 both with `oncePer: app.status.operationState?.syncResult?.revision`: notifications-engine sends once for each value
 of that expression while the condition holds (a second Degraded spell on the same revision sends nothing).
 """
@@ -38,9 +39,14 @@ def _sync_result_revision(status: Status) -> str | None:
     return None if revision is None else str(revision)
 
 
+def _sync_unknown(status: Status) -> bool:
+    return (status.get("sync") or {}).get("status") == "Unknown"
+
+
 TRIGGERS = (
     Trigger("on-health-degraded", _degraded, _sync_result_revision),
     Trigger("on-sync-failed", _sync_failed, _sync_result_revision),
+    Trigger("on-sync-status-unknown", _sync_unknown, _sync_result_revision),
 )
 
 
