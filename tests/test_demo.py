@@ -142,3 +142,27 @@ def test_simulate_serves_a_fleet_of_ten_thousand_apps(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
+
+
+def test_real_timings_demo_catches_the_crash_loop_and_reverts_only_it() -> None:
+    """`demo --real-timings` on a clock 120x fast: Argo CD's minutes, the whole loop in seconds of wall time."""
+    out = subprocess.run(
+        [sys.executable, "-m", "watcher", "demo", "--real-timings", "--scale", "120", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    bad = next(c for c in result["commits"] if not c["good"])
+    assert result["detected"]["app"] == "plate-api-stg"
+    assert result["revert"]["reverts"] == [bad["sha"]] and result["revert"]["only_the_bad_commit"]
+    t = result["argocd_seconds_after_push"]
+    # Argo CD's real clock: the push is seen within a resync (120 s + up to 60 s jitter), the crash loop leaves
+    # the app Progressing for the 600 s progress deadline, and the order of the story holds. (A scaled clock turns
+    # a tenth of a second of the machine's own hiccups into twelve Argo CD seconds: hence the margin.)
+    assert 0 < t["synced"] <= 180 + 40
+    assert t["synced"] < t["detected"] <= t["revert_pushed"] < t["recovered"]
+    assert t["on-health-degraded"] is None or t["on-health-degraded"] - t["synced"] >= 600
+    assert t["on-sync-failed"] is None
+    assert result["wall_seconds"] < 60

@@ -265,13 +265,30 @@ def resume(app: str | None, circuit: bool, url: str) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @click.option("--keep", type=click.Path(path_type=Path), help="Keep the demo's files in this directory.")
-def demo(as_json: bool, keep: Path | None) -> None:
+@click.option(
+    "--real-timings",
+    is_flag=True,
+    help="Run the story on Argo CD's real clock (git polled every 120-180 s, 600 s progress deadline), scaled.",
+)
+@click.option(
+    "--scale",
+    type=click.FloatRange(min=1, max=600),
+    default=60.0,
+    show_default=True,
+    help="With --real-timings: Argo CD seconds per wall second (60: an hour of Argo CD time in a minute).",
+)
+def demo(as_json: bool, keep: Path | None, real_timings: bool, scale: float) -> None:
     """Show the whole loop in under a minute, on loopback, leaving nothing running."""
     from watcher.demo import render_text, run_demo
+    from watcher.demo_real import render_real_text, run_real_timings_demo
 
     log = _settings().log
     # The timeline is the demo's output; the watcher's own log lines too when WATCHER_LOG__LEVEL asks for them.
     configure(log.level if "level" in log.model_fields_set else "warning", "console", stream=sys.stderr)
+    if real_timings:
+        result = run_real_timings_demo(keep, scale)
+        click.echo(json.dumps(result, indent=2, default=str) if as_json else render_real_text(result))
+        return
     result = run_demo(keep)
     click.echo(json.dumps(result, indent=2, default=str) if as_json else render_text(result))
 
@@ -303,7 +320,7 @@ def simulate(port: int, workdir: Path, apps: int) -> None:
 
     if workdir.exists() and any(workdir.iterdir()):
         raise click.ClickException(f"{workdir} is not empty; pick a new --dir")
-    timings = SimTimings(git_poll_seconds=5, sync_seconds=1, health_seconds=2, backoff_scale=0.2)
+    timings = SimTimings(git_poll_seconds=5, sync_seconds=1, health_seconds=2, backoff_scale=0.2, pod_scale=0.3)
     world = SimWorld.start(workdir, timings=timings, port=port, apps=apps)
     # The watcher's clone and store go inside this world's (new, empty) directory: a clone or store left by an
     # earlier world would follow that world's remote and history.

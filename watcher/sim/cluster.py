@@ -7,7 +7,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from watcher.sim.repo_server import Rendered
+from watcher.sim.pods import ImageBehaviour, PodSpec
+from watcher.sim.repo_server import Hook, Rendered
+from watcher.sim.rollout import Placement, Rollout, node_fields, resource_ref
 
 MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 MEMORY_MIB = {
@@ -30,6 +32,49 @@ class Cluster:
     # Argo CD 3.x does not store each resource's health in the Application (`resourceHealthSource: appTree`,
     # controller flag --persist-resource-health=false): it is only in the resource tree. True: as before 3.0.
     persist_resource_health: bool = False
+    # What an image does once pulled ("repository:tag" -> behaviour); an image the registry has and that is not
+    # named here starts and becomes ready normally.
+    behaviours: dict[str, ImageBehaviour] = field(default_factory=dict)
+    # (namespace, "Secret" | "ConfigMap", name) -> its keys: what a container's env may reference.
+    config_objects: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+    app_cpu_millis: int = 4000  # the CPU an app's pods can have on the nodes (the rest is other teams')
+
+    def behaviour(self, image: str) -> ImageBehaviour | None:
+        """None when the registry does not have the image."""
+        repository, _, tag = image.rpartition(":")
+        if tag not in self.images.get(repository, {}):
+            return None
+        return self.behaviours.get(image, ImageBehaviour())
+
+    def placement(self) -> Placement:
+        return Placement(self.app_cpu_millis, self.max_replicas)
+
+    def pod_spec(self, live: Rendered, namespace: str) -> PodSpec:
+        """The pod template a Deployment of `live` runs, with what the cluster makes of it."""
+        repository, _, tag = live.image.rpartition(":")
+        needs = self.images.get(repository, {}).get(tag)
+        limit = _mib(live.memory) if live.memory is not None else None
+        return PodSpec(
+            image=live.image,
+            behaviour=self.behaviour(live.image),
+            config_error=self._config_error(live, namespace),
+            oom=needs is not None and limit is not None and limit < needs,
+            cpu_millis=_millicores(live.cpu),
+            memory_bytes=64 * 1024 * 1024,
+        )
+
+    def hook_spec(self, hook: Hook) -> PodSpec:
+        return PodSpec(hook.image, self.behaviour(hook.image), restart_policy="Never", cpu_millis=100)
+
+    def _config_error(self, live: Rendered, namespace: str) -> str:
+        """The kubelet's CreateContainerConfigError message for the first missing reference, or ""."""
+        for kind, name, key in live.env:
+            keys = self.config_objects.get((namespace, kind, name))
+            if keys is None:
+                return f'{kind.lower()} "{name}" not found'
+            if key not in keys:
+                return f"couldn't find key {key} in {kind} {namespace}/{name}"
+        return ""
 
 
 def changed_results(name: str, namespace: str, live: Rendered | None, desired: Rendered) -> list[dict[str, Any]]:
@@ -55,22 +100,23 @@ def resource_statuses(name: str, namespace: str, status: dict[str, Any], with_he
     ]
 
 
-def resource_tree(name: str, namespace: str, status: dict[str, Any], image: str) -> dict[str, Any]:
-    """GET .../resource-tree (swagger: v1alpha1ApplicationTree): the managed Deployment and ConfigMap, and the
-    Deployment's ReplicaSet and Pod below it (parentRefs), each Deployment-side node with the app's health."""
-    health = {k: v for k, v in (status.get("health") or {}).items() if k in ("status", "message")}
-    deployment = {"group": "apps", "version": "v1", "kind": "Deployment", "namespace": namespace, "name": name}
-    replica_set = {"group": "apps", "version": "v1", "kind": "ReplicaSet", "namespace": namespace, "name": f"{name}-1"}
-    pod = {"group": "", "version": "v1", "kind": "Pod", "namespace": namespace, "name": f"{name}-1-a"}
-    config = {"group": "", "version": "v1", "kind": "ConfigMap", "namespace": namespace, "name": f"{name}-config"}
-    return {
-        "nodes": [
-            deployment | {"health": health, "resourceVersion": "1"},
-            config | {"resourceVersion": "1"},
-            replica_set | {"health": health, "parentRefs": [deployment], "resourceVersion": "1"},
-            pod | {"health": health, "parentRefs": [replica_set], "images": [image], "resourceVersion": "1"},
-        ]
-    }
+def resource_tree(
+    name: str,
+    namespace: str,
+    status: dict[str, Any],
+    rollout: Rollout | None,
+    now: float,
+    hook_nodes: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """GET .../resource-tree (swagger: v1alpha1ApplicationTree): the managed Deployment (with the app's health) and
+    ConfigMap, each ReplicaSet of the rollout and its pods below it (parentRefs), and the last hook Job's nodes."""
+    health = {k: v for k, v in (status.get("health") or {}).items() if k in ("status", "message") and v}
+    created = rollout.created_at if rollout is not None else now
+    # A ConfigMap has no health check in gitops-engine: Argo CD serves its node without `health`.
+    config = resource_ref("", "ConfigMap", namespace, f"{name}-config") | node_fields(created, {}, [])
+    del config["health"]
+    nodes = rollout.nodes(now, health) if rollout is not None else []
+    return {"nodes": [*nodes, config, *hook_nodes]}
 
 
 def resource_result(name: str, namespace: str, status: str, message: str) -> dict[str, Any]:
@@ -121,6 +167,14 @@ def live_health(cluster: Cluster, live: Rendered | None) -> tuple[str, str]:
             "updated replicas are available..."
         )
     return "Healthy", ""
+
+
+def _millicores(quantity: Any) -> int:
+    text = str(quantity if quantity is not None else "100m").strip()
+    try:
+        return int(float(text[:-1])) if text.endswith("m") else int(float(text) * 1000)
+    except ValueError:
+        return 100
 
 
 def _mib(quantity: Any) -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import random
 import re
 import threading
 import time
@@ -30,7 +31,9 @@ from watcher.sim.cluster import (
     resource_statuses,
     resource_tree,
 )
+from watcher.sim.hooks import HookRun
 from watcher.sim.repo_server import Rendered, RenderError, RepoServer
+from watcher.sim.rollout import Rollout
 
 __all__ = ["Cluster", "Controller", "SimTimings"]
 
@@ -46,6 +49,36 @@ class SimTimings:
     sync_seconds: float = 2.0  # one sync attempt
     health_seconds: float = 5.0  # Progressing -> Healthy/Degraded after a sync
     backoff_scale: float = 1.0  # multiplies the Application's retry backoff (tests: 0.01)
+    pod_scale: float = 1.0  # multiplies the kubelet's durations (image pull, readiness, restart back-off)
+    # The real timings: app health follows the Deployment's rollout (Progressing until its progress deadline
+    # while new pods fail) instead of turning after `health_seconds`; git polls get a random jitter; a manifest
+    # generation error is ignored for a grace period before it shows as ComparisonError.
+    rollout_health: bool = False
+    poll_jitter_seconds: float = 0.0
+    repo_error_grace_seconds: float = 0.0
+    seed: int | None = None  # of the poll jitter, for a run that repeats
+
+    @classmethod
+    def real(cls, seed: int | None = None) -> SimTimings:
+        """Argo CD's own timings, in Argo CD seconds (run them on a `ScaledClock` to see an hour in a minute).
+
+        argo-cd cmd/argocd-application-controller/commands/argocd_application_controller.go: app resync period
+        120 s (`timeout.reconciliation`, `--app-resync`) plus up to 60 s of jitter (`--app-resync-jitter`), and a
+        repo error grace period of resync + jitter = 180 s (`--repo-error-grace-period`) during which
+        controller/state.go CompareAppState ignores a manifest generation error (the app's status stays as it
+        was) before it reports ComparisonError. Retry back-off: the Application's own (5 s doubling to 3 min in
+        the demo's apps, as Argo CD's defaults). Health: gitops-engine pkg/health/health_deployment.go."""
+        return cls(
+            git_poll_seconds=120.0,
+            sync_seconds=3.0,
+            health_seconds=5.0,
+            backoff_scale=1.0,
+            pod_scale=1.0,
+            rollout_health=True,
+            poll_jitter_seconds=60.0,
+            repo_error_grace_seconds=180.0,
+            seed=seed,
+        )
 
 
 def go_duration(text: str | int | None, default: float) -> float:
@@ -73,6 +106,10 @@ class SimApp:
     failed_revisions: set[str] = field(default_factory=set)
     terminate: bool = False
     op_revision: str | None = None  # the running operation's revision of the source in our repo
+    rollout: Rollout | None = None  # the Deployment's rollout in the cluster, once synced
+    hook: HookRun | None = None  # the last sync hook run (its Job stays in the tree until the next run)
+    hook_consumed: bool = False  # that run's outcome was used by an attempt: the next attempt runs it again
+    repo_error_since: float | None = None  # when manifest generation started failing (the repo error grace)
     from_git: bool = True  # False: created through the API (`simulate --apps`), so not deleted with the app-of-apps
     # The app as the API last served it, per shape (a GET, a list's field selection): at 10k apps, copying and
     # encoding every app for every list is most of the simulator's time, and nearly all of them did not change.
@@ -136,6 +173,8 @@ class Controller:
         # Apps with a sync attempt, a health check or a termination pending: a tick looks at these only, not at
         # every app (20 ticks a second over 10k apps would keep a core busy doing nothing).
         self._due: set[str] = set()
+        self._rolling: set[str] = set()  # apps whose rollout is not finished: stepped at each tick
+        self._jitter = random.Random(self.timings.seed)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self, tick_seconds: float = 0.05) -> None:
@@ -222,10 +261,13 @@ class Controller:
 
     # -- the reconcile loop -----------------------------------------------------------------------------
     def tick(self) -> None:
-        now = self.clock()
         with self.lock:
+            # Read under the lock: a time read before waiting for it could be older than a tick that ran meanwhile
+            # (a test's manual clock, or a scaled one), and would step rollouts back.
+            now = self.clock()
             if now >= self._next_poll:
                 self._next_poll = now + self.timings.git_poll_seconds
+                self._next_poll += self._jitter.uniform(0, self.timings.poll_jitter_seconds)
                 self.head = self.repo_server.poll()
                 self._load_apps()
                 for app in list(self.apps.values()):
@@ -236,6 +278,10 @@ class Controller:
                     self._advance(due, now)
                 if due is None or (due.attempt_due is None and due.health_due is None and not due.terminate):
                     self._due.discard(name)
+            for name in list(self._rolling):
+                rolling = self.apps.get(name)
+                if rolling is None or not self._roll(rolling, now):
+                    self._rolling.discard(name)
 
     def _load_apps(self) -> None:
         """The app-of-apps and its children as git has them now; apps gone from git are deleted."""
@@ -274,10 +320,17 @@ class Controller:
         try:
             desired = self.repo_server.render(app.manifest, rev)
         except RenderError as exc:
+            # argo-cd controller/state.go: a repo error first seen less than the grace period ago leaves the
+            # app's status as it was (the comparison is skipped); only past it does ComparisonError show.
+            if app.repo_error_since is None:
+                app.repo_error_since = now
+            if now - app.repo_error_since < self.timings.repo_error_grace_seconds:
+                return
             _comparison_error(app, self._revisions(app, rev), str(exc), now)
             if _state(app) != before:
                 self._changed(app)
             return
+        app.repo_error_since = None
         app.status.pop("conditions", None)
         in_sync = app.live is not None and app.live.fingerprint == desired.fingerprint
         app.status["sync"] = {
@@ -329,25 +382,34 @@ class Controller:
         if app.health_due is not None and now >= app.health_due:
             app.health_due = None
             status, message = live_health(self.cluster, app.live)
+            if self.timings.rollout_health and app.rollout is not None:
+                status, message = app.rollout.health(now)
             app.status["health"] = {"status": status, "message": message, "lastTransitionTime": now_iso(now)}
             self._changed(app)
 
     def _attempt(self, app: SimApp, now: float) -> None:
         state = app.status["operationState"]
         rev = str(app.op_revision)
+        hook_results: list[dict[str, Any]] = []
         try:
             desired = self.repo_server.render(app.manifest, rev)
             error = apply_error(app.name, desired)
         except RenderError as exc:
             desired, error = None, f"ComparisonError: {exc}"
+        if error is None and desired is not None and desired.hooks:
+            outcome = self._run_hook(app, desired, now)
+            if outcome is None:
+                return  # the hook is still running: the operation waits for it
+            hook_results, error = outcome
         if error is None and desired is not None:
             _finish(app, now, "Succeeded", "successfully synced (all tasks run)")
             state["syncResult"] = {
                 **self._revisions(app, rev),
                 **_source_fields(app),
-                "resources": changed_results(app.name, _namespace(app), app.live, desired),
+                "resources": [*hook_results, *changed_results(app.name, _namespace(app), app.live, desired)],
             }
             app.live = desired
+            self._deploy(app, desired, now)
             app.status["sync"] = {"status": "Synced", **self._revisions(app, rev), "comparedTo": _compared_to(app)}
             self.history_id += 1
             _add_history(app, self.history_id, self._revisions(app, rev), now)
@@ -368,14 +430,55 @@ class Controller:
                 app.attempt_due = now + wait + self.timings.sync_seconds
             else:
                 suffix = f" (retried {count} times)." if count else ""
-                state["syncResult"] = {
-                    **self._revisions(app, rev),
-                    **_source_fields(app),
-                    "resources": [resource_result(app.name, _namespace(app), "SyncFailed", error or "")],
-                }
+                failed = hook_results or [resource_result(app.name, _namespace(app), "SyncFailed", error or "")]
+                state["syncResult"] = {**self._revisions(app, rev), **_source_fields(app), "resources": failed}
                 _finish(app, now, "Failed", f"{error}{suffix}")
                 app.failed_revisions.add(rev)
         self._changed(app)
+
+    def _run_hook(self, app: SimApp, desired: Rendered, now: float) -> tuple[list[dict[str, Any]], str | None] | None:
+        """The attempt's PreSync hook: started on the first call, then its outcome once it finished (the hook's
+        resource results and the sync's error, None when it succeeded); None while it runs."""
+        hook = desired.hooks[0]
+        run = app.hook
+        if run is None or app.hook_consumed:
+            run = app.hook = HookRun(hook, self.cluster.hook_spec(hook), _namespace(app), now, self.timings.pod_scale)
+            app.hook_consumed = False
+            app.status["operationState"]["message"] = run.waiting_message()
+            self._changed(app)
+        end = run.ends_at()
+        if end is None or now < end:
+            app.attempt_due = end  # None: a hook that never finishes holds the sync until it is terminated
+            return None
+        app.hook_consumed = True
+        if run.phase(now) == "Failed":
+            # gitops-engine pkg/sync/sync_context.go: a completed, unsuccessful task fails the sync.
+            return [run.result(now)], "one or more synchronization tasks completed unsuccessfully"
+        return [run.result(now)], None
+
+    def _deploy(self, app: SimApp, desired: Rendered, now: float) -> None:
+        """The applied Deployment rolls out in the cluster: a new ReplicaSet when its pod template changed."""
+        if not desired.workload or not isinstance(desired.replicas, int) or isinstance(desired.replicas, bool):
+            return
+        if app.rollout is None:
+            app.rollout = Rollout(app.name, _namespace(app), scale=self.timings.pod_scale)
+        spec = self.cluster.pod_spec(desired, _namespace(app))
+        app.rollout.deploy(spec, desired.replicas, now, self.cluster.placement())
+        self._rolling.add(app.name)
+
+    def _roll(self, app: SimApp, now: float) -> bool:
+        """Step the app's rollout; with the real timings the app's health follows it. False once it is done."""
+        rollout = app.rollout
+        if rollout is None:
+            return False
+        rollout.advance(now, self.cluster.placement())
+        status, message = rollout.health(now)
+        if self.timings.rollout_health and app.operation is None and app.health_due is None:
+            health = app.status.get("health") or {}
+            if (health.get("status"), health.get("message", "")) != (status, message):
+                app.status["health"] = {"status": status, "message": message, "lastTransitionTime": now_iso(now)}
+                self._changed(app)
+        return status not in ("Healthy", "Degraded") or any(rs.pods for rs in rollout.sets[:-1])
 
     def _own_source(self, app: SimApp) -> dict[str, Any]:
         """The source read from our repo: `spec.source`, or the first of `spec.sources` from this repo."""
@@ -423,7 +526,9 @@ class Controller:
                 return None
             if app.live is None or not app.live.workload:
                 return {"nodes": []}
-            return resource_tree(app.name, _namespace(app), app.status, app.live.image)
+            now = self.clock()
+            hook_nodes = app.hook.nodes(now) if app.hook is not None else []
+            return resource_tree(app.name, _namespace(app), app.status, app.rollout, now, hook_nodes)
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self.lock:

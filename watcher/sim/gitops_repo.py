@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from watcher.sim.pods import ImageBehaviour
+
 SERVICES: dict[str, dict[str, object]] = {
     "plate-web": {"tag": "1.25.0", "memory": "256Mi", "needs_mib": 64, "port": 80},
     "plate-api": {"tag": "2.4.0", "memory": "512Mi", "needs_mib": 192, "port": 8080},
@@ -29,13 +31,36 @@ LIBRARY = "helm/library"
 COMMON_USERS = ("plate-web",)
 
 
+# Images the registry has that do something other than start and become ready in seconds: what the rollout
+# corpus (watcher/sim/rollouts.py) deploys. "repository:tag" -> what a container of it does.
+IMAGE_BEHAVIOURS: dict[str, ImageBehaviour] = {
+    f"{REGISTRY}/plate-api:2.6.1": ImageBehaviour(crash_after=2.0),  # exits on start: a crash loop
+    f"{REGISTRY}/plate-api:2.5.1": ImageBehaviour(ready_seconds=40.0),  # warms a cache before it is ready
+    f"{REGISTRY}/plate-api:2.5.2": ImageBehaviour(exits_once_after=3.0),  # its database starts after it: one restart
+    f"{REGISTRY}/plate-api:2.5.3": ImageBehaviour(pull_seconds=90.0),  # a big image on a cold node
+    f"{REGISTRY}/plate-migrate:1.1.0": ImageBehaviour(crash_after=1.0),  # a migration that fails
+    f"{REGISTRY}/plate-migrate:1.0.0": ImageBehaviour(ready_seconds=4.0),  # a migration that completes
+}
+# Secrets and ConfigMaps in the cluster: (namespace, kind, name) -> keys. What a container's env may read.
+CONFIG_OBJECTS: dict[tuple[str, str, str], set[str]] = {
+    (f"plate-{env}", "Secret", "plate-api-db"): {"username", "password"} for env in ENVIRONMENTS
+}
+
+
 def known_images() -> dict[str, dict[str, int]]:
     """image repository -> tag -> MiB of memory the container needs (what the simulated cluster runs)."""
     images: dict[str, dict[str, int]] = {}
     for svc, info in SERVICES.items():
         tags = [str(info["tag"]), "latest", *EXTRA_TAGS[svc]]
         images[f"{REGISTRY}/{svc}"] = {tag: int(str(info["needs_mib"])) for tag in tags}
+    for image in IMAGE_BEHAVIOURS:
+        repository, _, tag = image.rpartition(":")
+        images.setdefault(repository, {})[tag] = min(images.get(repository, {}).values(), default=64)
     return images
+
+
+def known_config_objects() -> dict[tuple[str, str, str], set[str]]:
+    return {k: set(v) for k, v in CONFIG_OBJECTS.items()}
 
 
 def application(
@@ -159,6 +184,9 @@ spec:
       containers:
         - name: app
           image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
+          {{- with .Values.env }}
+          env: {{- toYaml . | nindent 12 }}
+          {{- end }}
           resources: {{- toYaml .Values.resources | nindent 12 }}
 """
 

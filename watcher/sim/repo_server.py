@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,19 @@ class Rendered:
     memory: Any = None
     workload: bool = True  # False for a directory of plain manifests (the app-of-apps)
     config: str = ""  # fingerprint of the chart's ConfigMap (values under `config`); the rest is the Deployment
+    cpu: Any = None  # resources.requests.cpu: what the scheduler fits on the nodes
+    env: tuple[tuple[str, str, str], ...] = ()  # (Secret|ConfigMap, name, key) the container reads at start
+    hooks: tuple[Hook, ...] = ()  # the chart's Argo CD hook Jobs
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A Job in the chart annotated `argocd.argoproj.io/hook` (a PreSync migration, say)."""
+
+    name: str
+    hook_type: str  # PreSync | Sync | PostSync | SyncFail
+    image: str
+    backoff_limit: int = 6
 
 
 class RepoServer:
@@ -180,7 +194,12 @@ class RepoServer:
             if text is None and vf == "values.yaml":
                 continue
             values = _merge(values, _values(vf, full, text))
-        return _rendered(values)
+        rendered = _rendered(values)
+        hooks = chart_hooks(files, values)
+        if hooks:
+            rendered.hooks = hooks
+            rendered.fingerprint = hashlib.sha1(f"{rendered.fingerprint}{hooks}".encode()).hexdigest()
+        return rendered
 
     def _render_chart(self, chart: dict[str, Any], sources: list[dict[str, Any]], rev: str) -> Rendered:
         """A chart from the Helm repository at its version; `$ref/...` value files read this repo at `rev`."""
@@ -230,7 +249,56 @@ def _rendered(values: dict[str, Any]) -> Rendered:
         f"{image.get('repository')}:{image.get('tag')}",
         memory,
         config=config,
+        cpu=((values.get("resources") or {}).get("requests") or {}).get("cpu"),
+        env=_env_refs(values.get("env")),
     )
+
+
+def _env_refs(env: Any) -> tuple[tuple[str, str, str], ...]:
+    """The Secret and ConfigMap keys the container's `env` reads (valueFrom.secretKeyRef/configMapKeyRef)."""
+    refs = []
+    for item in env if isinstance(env, list) else []:
+        source = (item or {}).get("valueFrom") or {} if isinstance(item, dict) else {}
+        for field_name, kind in (("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")):
+            ref = source.get(field_name)
+            if isinstance(ref, dict) and not ref.get("optional"):
+                refs.append((kind, str(ref.get("name", "")), str(ref.get("key", ""))))
+    return tuple(refs)
+
+
+HOOK = re.compile(r"argocd\.argoproj\.io/hook:\s*['\"]?(\w+)")
+IF_VALUE = re.compile(r"\A\s*\{\{-?\s*if\s+\.Values\.([\w.]+)\s*-?\}\}")
+CONTROL_LINE = re.compile(r"^\s*\{\{-?\s*(?:if|end|with|range)\b.*\}\}\s*$", re.M)
+VALUE_REF = re.compile(r"\{\{-?\s*\.Values\.([\w.]+)\s*-?\}\}")
+
+
+def chart_hooks(files: dict[str, str], values: dict[str, Any]) -> tuple[Hook, ...]:
+    """The chart's hook Jobs: templates of `kind: Job` with the hook annotation, their `{{ .Values.x }}`
+    references filled from the values (the one piece of Helm's templating a hook's image needs here)."""
+    hooks = []
+    for path, text in sorted(files.items()):
+        if "/templates/" not in path or "kind: Job" not in text or not (m := HOOK.search(text)):
+            continue
+        if (guard := IF_VALUE.search(text)) and not _lookup(values, guard[1]):
+            continue  # the whole template sits in `{{- if .Values.x }}` and x is not set
+        filled = CONTROL_LINE.sub("", VALUE_REF.sub(lambda v: str(_lookup(values, v[1])), text))
+        try:
+            job = yaml.safe_load(filled) or {}
+        except yaml.YAMLError:
+            continue
+        pod_spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+        containers = pod_spec.get("containers") or [{}]
+        name = str((job.get("metadata") or {}).get("name") or posixpath.basename(path).rsplit(".", 1)[0])
+        limit = (job.get("spec") or {}).get("backoffLimit", 6)
+        hooks.append(Hook(name, m[1], str(containers[0].get("image", "")), int(limit) if str(limit).isdigit() else 6))
+    return tuple(hooks)
+
+
+def _lookup(values: dict[str, Any], dotted: str) -> Any:
+    node: Any = values
+    for key in dotted.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return "" if node is None else node
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

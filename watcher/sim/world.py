@@ -9,13 +9,23 @@ from pathlib import Path
 from starlette.applications import Starlette
 
 from watcher.settings import Settings, load_settings
+from watcher.sim.clock import SimClock, WallClock
 from watcher.sim.controller import Cluster, Controller, SimTimings
-from watcher.sim.gitops_repo import DEMO_APPS, WorkClone, fleet_applications, known_images, repo_files
+from watcher.sim.gitops_repo import (
+    DEMO_APPS,
+    IMAGE_BEHAVIOURS,
+    WorkClone,
+    fleet_applications,
+    known_config_objects,
+    known_images,
+    repo_files,
+)
 from watcher.sim.gitserver import GitDaemon
 from watcher.sim.server import Auth, Faults, build_sim_app
 from watcher.web import BackgroundServer
 
-FAST = SimTimings(git_poll_seconds=0.5, sync_seconds=0.2, health_seconds=0.4, backoff_scale=0.02)
+# Pods pull and become ready in 0.25 s, inside the 0.4 s after which the app's health turns.
+FAST = SimTimings(git_poll_seconds=0.5, sync_seconds=0.2, health_seconds=0.4, backoff_scale=0.02, pod_scale=0.05)
 
 
 @dataclass
@@ -28,6 +38,7 @@ class SimWorld:
     faults: Faults
     auth: Auth
     api: Starlette
+    clock: SimClock
 
     @property
     def repo_url(self) -> str:
@@ -46,6 +57,8 @@ class SimWorld:
         auth: Auth | None = None,
         port: int = 0,
         apps: int = DEMO_APPS,
+        clock: SimClock | None = None,
+        cluster: Cluster | None = None,
     ) -> SimWorld:
         """A world of `apps` Applications: the demo's, and past those a fleet deploying the demo's charts."""
         root = Path(root)
@@ -54,8 +67,12 @@ class SimWorld:
         work = WorkClone(root / "work", daemon.url("gitops.git"))
         work.init(repo_files(daemon.url("gitops.git"), retry_limit=retry_limit))
         work.push()
+        clock = clock or WallClock()
+        cluster = cluster or Cluster(
+            images=known_images(), behaviours=dict(IMAGE_BEHAVIOURS), config_objects=known_config_objects()
+        )
         controller = Controller(
-            daemon.url("gitops.git"), root / "sim", timings=timings, cluster=Cluster(images=known_images())
+            daemon.url("gitops.git"), root / "sim", timings=timings, cluster=cluster, clock=clock.time
         )
         controller.add_apps(fleet_applications(daemon.url("gitops.git"), apps - DEMO_APPS, retry_limit))
         faults, auth = Faults(), auth or Auth()
@@ -63,7 +80,7 @@ class SimWorld:
         server = BackgroundServer(api, "127.0.0.1", port)
         controller.start()
         server.start()
-        return cls(root, daemon, work, controller, server, faults, auth, api)
+        return cls(root, daemon, work, controller, server, faults, auth, api, clock)
 
     def watcher_settings(self, state_dir: Path, poll_seconds: float = 2.0, grace_seconds: float = 1.0) -> Settings:
         """Settings for a watcher of this world, with timings scaled down like the simulator's."""
