@@ -13,7 +13,7 @@ from watcher.rollout import RolloutRules, RolloutWatch, assess, failing_now
 SYNC = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 OLD_IMAGE = "registry.example/plate-api:2.4.0"
 NEW_IMAGE = "registry.example/plate-api:2.5.0"
-RULES = RolloutRules(grace=timedelta(seconds=20), restarts=3)
+RULES = RolloutRules(grace=timedelta(seconds=20), restarts=2)
 
 
 def at(seconds: float) -> str:
@@ -78,7 +78,7 @@ JOB = ref("Job", "db-migrate", "batch")
 
 FAILING = {
     "crash_loop": tree(OLD_POD, pod("plate-api-7c9b-x1", NEW, 1, "CrashLoopBackOff", 3, "Degraded", ready=False)),
-    "restarting_running": tree(OLD_POD, pod("plate-api-7c9b-x1", NEW, 1, "Running", 4, "Healthy", ready=False)),
+    "restarting_running": tree(OLD_POD, pod("plate-api-7c9b-x1", NEW, 1, "Running", 2, "Healthy", ready=False)),
     "bad_image": tree(OLD_POD, pod("plate-api-7c9b-x1", NEW, 1, "ImagePullBackOff", 0, "Degraded", ready=False)),
     "err_image_pull": tree(OLD_POD, pod("plate-api-7c9b-x1", NEW, 1, "ErrImagePull", 0, "Degraded", ready=False)),
     "config_error": tree(
@@ -106,6 +106,7 @@ HEALTHY = {
     "one_restart_while_a_dependency_starts": tree(
         OLD_POD, pod("plate-api-7c9b-x1", NEW, 1, "CrashLoopBackOff", 1, "Degraded", ready=False)
     ),
+    "restarted_twice_then_ready": tree(OLD_POD, pod("plate-api-7c9b-x1", NEW, 1, "Running", 2, "Healthy")),
     "slow_image_pull": tree(
         OLD_POD, pod("plate-api-7c9b-x1", NEW, 1, "ContainerCreating", 0, "Progressing", ready=False)
     ),
@@ -187,12 +188,12 @@ def test_a_new_revision_starts_the_watch_over() -> None:
 
 def test_a_failed_hook_in_the_sync_result_counts() -> None:
     results = [{"kind": "Job", "name": "db-migrate", "hookPhase": "Failed", "message": "backoff limit reached"}]
-    pods = failing_now(HEALTHY["all_ready"], SYNC, 3, results)
+    pods = failing_now(HEALTHY["all_ready"], SYNC, 2, results)
     assert [(p.name, p.reason) for p in pods] == [("Job/db-migrate", "hook Failed: backoff limit reached")]
     running = [{"kind": "Job", "name": "db-migrate", "hookPhase": "Running"}]
-    assert failing_now(HEALTHY["all_ready"], SYNC, 3, running) == []
+    assert failing_now(HEALTHY["all_ready"], SYNC, 2, running) == []
 
 
 def test_a_tree_of_an_unexpected_shape_yields_nothing() -> None:
     for t in ({}, {"nodes": None}, {"nodes": ["x", {"kind": "Pod"}]}, {"nodes": [{"kind": "Pod", "info": "x"}]}):
-        assert failing_now(t, SYNC, 3) == []
+        assert failing_now(t, SYNC, 2) == []

@@ -25,7 +25,7 @@ FAILED_HOOK_PHASES = frozenset({"Failed", "Error"})
 @dataclass(frozen=True, slots=True)
 class RolloutRules:
     grace: timedelta = timedelta(seconds=20)  # a pod must keep failing this long (from when it was first seen)
-    restarts: int = 3  # restarts of a new pod that make it failing, whatever its reason
+    restarts: int = 2  # restarts of a new pod, still not ready, that make it failing whatever its reason
     window: timedelta = timedelta(minutes=15)  # after the sync finished: the trees of apps this recent are read
 
 
@@ -131,7 +131,7 @@ def _failing_pod(
     if reason == "Terminating":
         return None  # going away (a scale-down, the old ReplicaSet's turn)
     failing = (
-        count >= restarts
+        (count >= restarts and not _ready(info))
         or reason in CONFIG_REASONS
         or (reason in PULL_REASONS and any(i not in old_images for i in images))
     )
@@ -198,6 +198,13 @@ def _job_images(job: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]]) -> t
             for i in _images(n)
         )
     )
+
+
+def _ready(info: Mapping[str, str]) -> bool:
+    """argo-cd's "Containers" item, "ready/total": a pod that restarted while a dependency started and is ready
+    now is not failing, however many restarts it counts."""
+    ready, _, total = info.get("Containers", "").partition("/")
+    return bool(total) and ready == total
 
 
 def _info(n: Mapping[str, Any]) -> dict[str, str]:
