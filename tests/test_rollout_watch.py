@@ -183,11 +183,20 @@ def test_a_tree_that_cannot_be_read_is_counted_never_a_failure(tmp_path: Path) -
     assert watcher.metrics.rollout_reads.labels("failed")._value.get() == 10
 
 
-def test_the_watch_reads_nothing_without_a_fresh_list(tmp_path: Path) -> None:
+def test_the_watch_reads_nothing_while_argo_cds_list_fails(tmp_path: Path) -> None:
     argocd = FakeArgo({"api": app("api")}, {"api": FAILING["crash_loop"]})
     clock = Clock()
     watcher, heard = watcher_for(tmp_path, argocd, clock)
-    step(watcher, clock, 5)
-    clock.now = SYNC + timedelta(seconds=120)  # the list is 115 s old (interval 30 s): Argo CD may be gone
     watcher.watch_rollouts()
+    assert argocd.reads == []  # no list yet: nothing known to watch
+    step(watcher, clock, 5)
+    argocd.iter_apps = lambda: (_ for _ in ()).throw(ArgoCDUnavailable("503"))  # type: ignore[method-assign]
+    for t in (15, 25, 35):
+        step(watcher, clock, t)
     assert len(argocd.reads) == 1 and failures(heard) == []
+
+
+def test_a_rollout_failure_is_revertable_like_degraded_and_explained() -> None:
+    from watcher.policy import REVERTIBLE_KINDS, RUNTIME_KINDS
+
+    assert EventKind.ROLLOUT_FAILING in REVERTIBLE_KINDS and EventKind.ROLLOUT_FAILING in RUNTIME_KINDS

@@ -25,10 +25,10 @@ RETRY_MESSAGE = re.compile(r"Retrying attempt #(\d+)")
 TERMINATED_MESSAGE = "Operation terminated"
 EMITTED_KEYS_KEPT = 500
 GOOD_REVISIONS_KEPT = 5
-# Later verdicts on the same failure: once the rollout watch named R's failing pods, Argo CD's own Degraded or
-# progress deadline for R is the same failure seen late, folded into the open incident (no second alert or
-# revert decision for one bad deploy).
-FOLDED_INTO_ROLLOUT = frozenset({EventKind.DEGRADED, EventKind.STUCK_PROGRESSING})
+# Later verdicts on the same failure: once the rollout watch named R's failing pods (or hook), Argo CD's own
+# Degraded, progress deadline or failed sync (the hook's backoff ran out) for R is the same failure seen late,
+# folded into the open incident (no second alert or revert decision for one bad deploy).
+FOLDED_INTO_ROLLOUT = frozenset({EventKind.DEGRADED, EventKind.STUCK_PROGRESSING, EventKind.SYNC_FAILED})
 
 
 @dataclass(frozen=True, slots=True)

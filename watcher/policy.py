@@ -95,7 +95,11 @@ def still_failing(snap: AppSnapshot, kind: EventKind, revision: str | None) -> b
         return snap.sync_revision == revision and snap.health is Health.PROGRESSING
     if kind is EventKind.ROLLOUT_FAILING:
         # The rollout has not come good: still on R and not Healthy (Progressing until the deadline, then
-        # Degraded). Healthy on R means the pods recovered after all: nothing to revert.
+        # Degraded), or R's sync still waits on its failing hook or gave up on it. Healthy on R: the pods
+        # recovered after all, nothing to revert.
+        if snap.operation_revision == revision and not superseded(snap):
+            if snap.phase is Phase.RUNNING or snap.phase in FINAL_FAILURE_PHASES:
+                return True
         return snap.sync_revision == revision and snap.health in (Health.PROGRESSING, Health.DEGRADED)
     return False
 

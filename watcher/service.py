@@ -201,6 +201,7 @@ class Watcher:
         self._moved_since_load = False  # memory differs from the store's trackers: reload on taking over
         # Deadlines pass only on fresh data: up to one list interval after the last complete list.
         self._fresh_until: datetime | None = None
+        self._listed = False  # the last list poll succeeded (the rollout watch reads trees only then)
         self.trackers: dict[str, AppTracker] = store.detection.load_trackers()
         self.fleet_map = FleetMap(repo, settings.git.url)
         self.head: str | None = None
@@ -262,6 +263,7 @@ class Watcher:
         except ArgoCDError as exc:
             self.metrics.poll_errors.labels("argocd", type(exc).__name__).inc()
             self.metrics.argocd_up.set(0)
+            self._listed = False
             self.log.warning("argocd_poll_failed", error=str(exc), error_type=type(exc).__name__)
             # unknown state: nothing is decided on a failed poll
             return PollSummary("apps poll", f"Argo CD unreachable ({type(exc).__name__}: {exc})", failed=True)
@@ -284,6 +286,7 @@ class Watcher:
                 return self._store_failed("apps poll", exc)
         self._mark_success("argocd")  # after the write: a poll whose facts were not kept did not succeed
         self._fresh_until = listed_at + timedelta(seconds=self.settings.argocd.list_interval_seconds)
+        self._listed = True
         self.fleet_map.remap(self.head)
         release_free_memory()
         seen = f"{len(listing.snapshots)} apps listed, {len(gone)} gone"
@@ -356,8 +359,8 @@ class Watcher:
         A tree that cannot be read is logged and counted, never a failure. How many events recorded."""
         d = self.settings.detection
         now = self.clock()
-        if d.rollout_window_seconds <= 0 or self._fresh_until is None or now > self._fresh_until:
-            return 0  # unknown state: no verdict on data older than one list interval
+        if d.rollout_window_seconds <= 0 or not self._listed:
+            return 0  # unknown state (no list yet, or the last one failed): no verdict on what may be history
         with self._lock:
             due = {
                 k: (w, t.last)
