@@ -44,10 +44,8 @@ def watch(tmp_path: Path, case_name: str) -> tuple[float, float | None, RolloutV
         if t < started or t - last_read < READ_EVERY:
             continue
         last_read = t
-        results = (run.statuses[-1][1].get("operationState") or {}).get("syncResult", {}).get("resources") or []
-        state, verdict = assess(
-            state, tree, run.sha, sync_started, datetime.fromtimestamp(t, UTC), RolloutRules(), results
-        )
+        # As the watcher reads it: the tree alone (a failed hook Job is a Degraded Job node there).
+        state, verdict = assess(state, tree, run.sha, sync_started, datetime.fromtimestamp(t, UTC), RolloutRules())
         if verdict is not None:
             return started, t - started, verdict
     return started, None, None

@@ -238,13 +238,15 @@ class _Run:
 def rollout_to_watch(t: AppTracker, window: timedelta, now: datetime) -> tuple[str, datetime] | None:
     """(R, when its sync started) when the app's resource tree is worth reading: a sync of R finished within
     `window` and the app is still Progressing (or Degraded, before the grace that makes it an incident), or a sync
-    of R waits on a hook; and no failure of R is open yet. None otherwise: most apps, most of the time."""
+    of R is running (its hooks); and no failure of R is open yet. None otherwise: most apps, most of the time."""
     s = t.last
     if s is None or any(rev == (s.operation_revision or "") for _, rev in t.open_failures):
         return None
     if s.phase is Phase.RUNNING:
         started = s.operation_started_at
-        if s.operation_revision and started and now - started <= window and "hook" in s.operation_message:
+        # A sync under way: its hooks (and waves) run pods before the sync can finish, and when a hook fails
+        # Argo CD retries the whole sync with back-off (recreating the Job) before saying Failed.
+        if s.operation_revision and started and now - started <= window:
             return s.operation_revision, started
         return None
     rev, finished = t.deployed_revision, t.deployed_at

@@ -37,6 +37,10 @@ class FailingPod:
     images: tuple[str, ...]
     owner: str  # "ReplicaSet/x", "Job/y", or "" for a bare pod
 
+    @property
+    def final(self) -> bool:
+        return self.name.startswith("Job/")
+
     def as_evidence(self) -> dict[str, object]:
         return {"name": self.name, "reason": self.reason, "restarts": self.restarts, "images": list(self.images)}
 
@@ -88,7 +92,8 @@ def assess(
     # A pod that is fine again drops out, so a brief blip starts its grace over next time.
     since = {p.name: known.get(p.name, now) for p in failing}
     after = RolloutWatch(revision, since)
-    due = sorted((since[p.name], p.name, p) for p in failing if now - since[p.name] >= rules.grace)
+    # A hook Job that failed is final (its backoff limit is reached): no grace, nothing would clear it.
+    due = sorted((since[p.name], p.name, p) for p in failing if p.final or now - since[p.name] >= rules.grace)
     if not due:
         return after, None
     return after, RolloutVerdict(revision, tuple(p for _, _, p in due), due[0][0])
