@@ -361,6 +361,8 @@ class Watcher:
         now = self.clock()
         if d.rollout_window_seconds <= 0 or not self._listed:
             return 0  # unknown state (no list yet, or the last one failed): no verdict on what may be history
+        if not self.recording.is_set():
+            return 0  # a standby: the leader reads the trees (Argo CD serves each once per round, not per replica)
         with self._lock:
             due = {
                 k: (w, t.last)
