@@ -71,7 +71,7 @@ def test_a_failed_hook_is_in_the_sync_result_and_the_tree(run: Run) -> None:
     [job] = [n for n in nodes if n["kind"] == "Job"]
     assert job["health"]["status"] == "Degraded"
     [pod] = [n for n in nodes if n.get("parentRefs", [{}])[0].get("kind") == "Job"]
-    assert pod["health"] == {"status": "Degraded", "message": 'container "app" failed with exit code 1'}
+    assert pod["health"] == {"status": "Degraded", "message": 'container "migrate" failed with exit code 1'}
 
 
 def test_a_render_error_shows_only_after_argo_cds_repo_error_grace(run: Run) -> None:

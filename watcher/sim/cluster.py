@@ -64,7 +64,9 @@ class Cluster:
         )
 
     def hook_spec(self, hook: Hook) -> PodSpec:
-        return PodSpec(hook.image, self.behaviour(hook.image), restart_policy="Never", cpu_millis=100)
+        return PodSpec(
+            hook.image, self.behaviour(hook.image), restart_policy="Never", cpu_millis=100, container=hook.container
+        )
 
     def _config_error(self, live: Rendered, namespace: str) -> str:
         """The kubelet's CreateContainerConfigError message for the first missing reference, or ""."""

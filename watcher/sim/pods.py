@@ -44,6 +44,7 @@ class PodSpec:
     restart_policy: str = "Always"  # "Never" for a hook Job's pod
     cpu_millis: int = 100
     memory_bytes: int = 64 * 1024 * 1024
+    container: str = "app"
 
 
 @dataclass(frozen=True)
@@ -119,11 +120,11 @@ def _running(spec: PodSpec, t: float, pod: str) -> PodState:
                 "OOMKilled" if spec.oom else "Error",
                 restarts=restarts,
                 health="Degraded",
-                message="OOMKilled" if spec.oom else 'container "app" failed with exit code 1',
+                message="OOMKilled" if spec.oom else f'container "{spec.container}" failed with exit code 1',
             )
         exited = start + run_for
         if t < exited + wait:
-            message = f"back-off {go_duration(wait)} restarting failed container=app pod={pod}"
+            message = f"back-off {go_duration(wait)} restarting failed container={spec.container} pod={pod}"
             return _waiting(spec, "CrashLoopBackOff", message, restarts + 1)
         start, restarts, wait = exited + wait, restarts + 1, min(wait * 2, BACKOFF_CAP)
 

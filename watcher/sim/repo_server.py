@@ -47,6 +47,7 @@ class Hook:
     hook_type: str  # PreSync | Sync | PostSync | SyncFail
     image: str
     backoff_limit: int = 6
+    container: str = "job"
 
 
 class RepoServer:
@@ -290,7 +291,8 @@ def chart_hooks(files: dict[str, str], values: dict[str, Any]) -> tuple[Hook, ..
         containers = pod_spec.get("containers") or [{}]
         name = str((job.get("metadata") or {}).get("name") or posixpath.basename(path).rsplit(".", 1)[0])
         limit = (job.get("spec") or {}).get("backoffLimit", 6)
-        hooks.append(Hook(name, m[1], str(containers[0].get("image", "")), int(limit) if str(limit).isdigit() else 6))
+        image, container = str(containers[0].get("image", "")), str(containers[0].get("name", "job"))
+        hooks.append(Hook(name, m[1], image, int(limit) if str(limit).isdigit() else 6, container))
     return tuple(hooks)
 
 
