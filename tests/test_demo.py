@@ -158,6 +158,10 @@ def test_real_timings_demo_catches_the_crash_loop_and_reverts_only_it() -> None:
     assert result["detected"]["app"] == "plate-api-stg"
     assert result["revert"]["reverts"] == [bad["sha"]] and result["revert"]["only_the_bad_commit"]
     t = result["argocd_seconds_after_push"]
+    # The rollout watch names the crash loop from the resource tree, long before the 600 s progress deadline
+    # (reads every 30 Argo CD seconds at x120, a grace of 20 s: hence the margin over the 60 s goal).
+    assert result["detected"]["kind"] == "rollout_failing"
+    assert t["detected"] - t["synced"] <= 120
     # Argo CD's real clock: the push is seen within a resync (120 s + up to 60 s jitter), the crash loop leaves
     # the app Progressing for the 600 s progress deadline, and the order of the story holds. (A scaled clock turns
     # a tenth of a second of the machine's own hiccups into twelve Argo CD seconds: hence the margin.)

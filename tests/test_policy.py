@@ -138,6 +138,28 @@ R = "bad0000000001"
             False,
         ),
         (AppSnapshot("a", sync_revision=R, health=Health.PROGRESSING), EventKind.STUCK_PROGRESSING, True),
+        # rollout_failing: still rolling out R (Progressing, later Degraded), or R's sync waits on its hook
+        (
+            AppSnapshot("a", sync_revision=R, health=Health.PROGRESSING, phase=Phase.SUCCEEDED),
+            EventKind.ROLLOUT_FAILING,
+            True,
+        ),
+        (
+            AppSnapshot("a", sync_revision=R, health=Health.DEGRADED, phase=Phase.SUCCEEDED),
+            EventKind.ROLLOUT_FAILING,
+            True,
+        ),
+        (
+            AppSnapshot("a", sync_revision=R, health=Health.HEALTHY, phase=Phase.SUCCEEDED),
+            EventKind.ROLLOUT_FAILING,
+            False,
+        ),
+        (
+            AppSnapshot("a", sync_revision="old", phase=Phase.RUNNING, operation_revision=R),
+            EventKind.ROLLOUT_FAILING,
+            True,
+        ),
+        (AppSnapshot("a", sync_revision="new", health=Health.PROGRESSING), EventKind.ROLLOUT_FAILING, False),
     ],
 )
 def test_still_failing(snap: AppSnapshot, kind: EventKind, expected: bool) -> None:

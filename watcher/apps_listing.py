@@ -104,6 +104,23 @@ def read_whole(
                 yield snap, exc
 
 
+def read_trees(
+    argocd: AppSource, refs: Sequence[tuple[str, str, str]], concurrency: int
+) -> Iterator[tuple[str, dict[str, Any] | Exception]]:
+    """Each (key, name, namespace)'s resource tree (or why it could not be read), `concurrency` reads in flight,
+    each within the client's own deadline."""
+    if not refs:
+        return
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="argocd-tree") as pool:
+        answers = [pool.submit(argocd.resource_tree, name, namespace) for _, name, namespace in refs]
+        for (key, _, _), answer in zip(refs, answers, strict=True):
+            try:
+                tree = answer.result()
+                yield key, tree if isinstance(tree, dict) else TypeError(f"tree is a {type(tree).__name__}")
+            except UNREADABLE as exc:
+                yield key, exc
+
+
 def is_suspect(missing: int, known: int) -> bool:
     """Whether a list missing `missing` of `known` apps is to be disbelieved rather than acted on."""
     return missing >= SUSPECT_MIN and missing > SUSPECT_SHARE * known

@@ -159,6 +159,7 @@ class Daemon:
             (self.watcher.poll_git, self.settings.git.poll_interval_seconds, "git_poll"),
             (self.watcher.poll_apps, self.settings.argocd.list_interval_seconds, "apps_poll"),
             (self.watcher.tick, TICK_SECONDS, "detection_tick"),
+            (self.watcher.watch_rollouts, self.settings.detection.rollout_interval_seconds, "rollout_watch"),
             (self.watcher.housekeeping, HOUSEKEEPING_SECONDS, "housekeeping"),
         ]
         for func, seconds, name in jobs:

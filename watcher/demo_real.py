@@ -137,6 +137,7 @@ def real_timings_settings(world: SimWorld, root: Path) -> Any:
             "comparison_error_grace_seconds": 120.0,
             "degraded_grace_seconds": 120.0,
             "progress_deadline_seconds": 600.0,
+            "rollout_interval_seconds": WALL_POLL_SECONDS,  # wall seconds, as the polls
         }
     )
     revert = settings.revert.model_copy(update={"mode": "push"})

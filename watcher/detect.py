@@ -17,6 +17,7 @@ from watcher.domain import (
     Phase,
     SyncStatus,
 )
+from watcher.rollout import RolloutVerdict
 
 # Argo CD's controller appends "Retrying attempt #N at <time>." to the operation message while it backs off.
 RETRY_MESSAGE = re.compile(r"Retrying attempt #(\d+)")
@@ -24,6 +25,10 @@ RETRY_MESSAGE = re.compile(r"Retrying attempt #(\d+)")
 TERMINATED_MESSAGE = "Operation terminated"
 EMITTED_KEYS_KEPT = 500
 GOOD_REVISIONS_KEPT = 5
+# Later verdicts on the same failure: once the rollout watch named R's failing pods (or hook), Argo CD's own
+# Degraded, progress deadline or failed sync (the hook's backoff ran out) for R is the same failure seen late,
+# folded into the open incident (no second alert or revert decision for one bad deploy).
+FOLDED_INTO_ROLLOUT = frozenset({EventKind.DEGRADED, EventKind.STUCK_PROGRESSING, EventKind.SYNC_FAILED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,11 @@ class _Run:
     def emit(self, kind: EventKind, revision: str | None, reason: str, **evidence: object) -> None:
         event = Event(self.snap.name, kind, revision, self.now, reason, _evidence(self.snap) | evidence)
         if event.dedup_key in self.tracker.emitted:
+            return
+        if (
+            kind in FOLDED_INTO_ROLLOUT
+            and (EventKind.ROLLOUT_FAILING.value, revision or "") in self.tracker.open_failures
+        ):
             return
         emitted = (*self.tracker.emitted, event.dedup_key)[-EMITTED_KEYS_KEPT:]
         opened = self.tracker.open_failures
@@ -223,6 +233,47 @@ class _Run:
             s.name, EventKind.RECOVERED, s.sync_revision, self.now, "synced and healthy", {"recovered": recovered}
         )
         self.events.append(event)
+
+
+def rollout_to_watch(t: AppTracker, window: timedelta, now: datetime) -> tuple[str, datetime] | None:
+    """(R, when its sync started) when the app's resource tree is worth reading: a sync of R finished within
+    `window` and the app is still Progressing (or Degraded, before the grace that makes it an incident), or a sync
+    of R is running (its hooks); and no failure of R is open yet. None otherwise: most apps, most of the time."""
+    s = t.last
+    if s is None or any(rev == (s.operation_revision or "") for _, rev in t.open_failures):
+        return None
+    if s.phase is Phase.RUNNING:
+        started = s.operation_started_at
+        # A sync under way: its hooks (and waves) run pods before the sync can finish, and when a hook fails
+        # Argo CD retries the whole sync with back-off (recreating the Job) before saying Failed.
+        if s.operation_revision and started and now - started <= window:
+            return s.operation_revision, started
+        return None
+    rev, finished = t.deployed_revision, t.deployed_at
+    if not rev or finished is None or now - finished > window or s.operation_revision != rev:
+        return None
+    if s.health not in (Health.PROGRESSING, Health.DEGRADED) or s.phase is not Phase.SUCCEEDED:
+        return None
+    return rev, s.operation_started_at or finished
+
+
+def observe_rollout(
+    tracker: AppTracker, verdict: RolloutVerdict, now: datetime, app: str
+) -> tuple[AppTracker, list[Event]]:
+    """The rollout watch's verdict on the app's last snapshot as an event, deduplicated like any other."""
+    if tracker.last is None:
+        return tracker, []
+    run = _Run(tracker, tracker.last, now, DetectionRules())
+    if any(rev == verdict.revision for _, rev in tracker.open_failures):
+        return tracker, []  # R already has an open failure (sync failed, degraded): the same bad deploy
+    run.emit(
+        EventKind.ROLLOUT_FAILING,
+        verdict.revision,
+        verdict.reason(),
+        deployed_at=_iso(tracker.deployed_at),
+        **verdict.evidence(),
+    )
+    return run.tracker, run.events
 
 
 def superseded(s: AppSnapshot) -> bool:

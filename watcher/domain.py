@@ -60,6 +60,7 @@ class EventKind(enum.StrEnum):
     SYNC_FAILED = "sync_failed"
     MANIFEST_ERROR = "manifest_error"
     DEGRADED = "degraded"
+    ROLLOUT_FAILING = "rollout_failing"  # the new rollout's pods keep failing (resource tree), before Degraded
     STUCK_PROGRESSING = "stuck_progressing"
     DEGRADED_UNATTRIBUTED = "degraded_unattributed"
     RECOVERED = "recovered"
@@ -72,6 +73,7 @@ INCIDENT_KINDS = frozenset(
         EventKind.SYNC_FAILED,
         EventKind.MANIFEST_ERROR,
         EventKind.DEGRADED,
+        EventKind.ROLLOUT_FAILING,
         EventKind.STUCK_PROGRESSING,
         EventKind.DEGRADED_UNATTRIBUTED,
     }

@@ -15,6 +15,7 @@ CHANGE_FAILURE_STAGE: dict[EventKind, str] = {
     EventKind.SYNC_FAILED: "sync",
     EventKind.MANIFEST_ERROR: "sync",
     EventKind.DEGRADED: "runtime",
+    EventKind.ROLLOUT_FAILING: "runtime",
     EventKind.STUCK_PROGRESSING: "runtime",
 }
 

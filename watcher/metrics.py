@@ -72,6 +72,14 @@ class Metrics:
             "Apps Argo CD answered for in a shape the spec does not allow, or whose GET failed (kept as they were).",
             registry=r,
         )
+        self.rollout_reads = Counter(
+            "sync_watcher_rollout_tree_reads",
+            "Resource trees the rollout watch read (outcome=read) or could not read (outcome=failed: no verdict).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("read", "failed"):
+            self.rollout_reads.labels(outcome)  # both series from the start: a dashboard shows 0, not "no data"
         self.suspect_lists = Counter(
             "sync_watcher_suspect_lists",
             "Application lists that dropped most of the fleet (RBAC or a filter hiding apps): nothing was removed.",

@@ -24,6 +24,7 @@ class NoticeKind(enum.StrEnum):
     SYNC_FAILED = "sync_failed"
     MANIFEST_ERROR = "manifest_error"
     DEGRADED = "degraded"
+    ROLLOUT_FAILING = "rollout_failing"
     STUCK_PROGRESSING = "stuck_progressing"
     DEGRADED_UNATTRIBUTED = "degraded_unattributed"
     RECOVERED = "recovered"
@@ -76,6 +77,7 @@ EVENT_NOTICES: dict[EventKind, tuple[NoticeKind, Severity, str]] = {
     EventKind.SYNC_FAILED: (NoticeKind.SYNC_FAILED, Severity.CRITICAL, "Sync failed"),
     EventKind.MANIFEST_ERROR: (NoticeKind.MANIFEST_ERROR, Severity.CRITICAL, "Manifests cannot be generated"),
     EventKind.DEGRADED: (NoticeKind.DEGRADED, Severity.CRITICAL, "Degraded after deploy"),
+    EventKind.ROLLOUT_FAILING: (NoticeKind.ROLLOUT_FAILING, Severity.CRITICAL, "New rollout failing"),
     EventKind.STUCK_PROGRESSING: (NoticeKind.STUCK_PROGRESSING, Severity.WARNING, "Stuck progressing"),
     EventKind.DEGRADED_UNATTRIBUTED: (
         NoticeKind.DEGRADED_UNATTRIBUTED,
@@ -99,6 +101,8 @@ def from_event(e: Event, environment: str | None = None) -> Notice | None:
     detail = e.reason
     if kind is NoticeKind.APP_REMOVED:
         detail = "The Application was deleted from Argo CD; its open incidents are closed."
+    if kind is NoticeKind.ROLLOUT_FAILING:
+        detail = failing_pods_text(ev.get("failing_pods"))
     if kind is NoticeKind.RECOVERED:
         onset = ev.get("incident_onset")
         took = (e.at - datetime.fromisoformat(onset)).total_seconds() if isinstance(onset, str) else None
@@ -116,6 +120,20 @@ def from_event(e: Event, environment: str | None = None) -> Notice | None:
         resolves=kind in (NoticeKind.RECOVERED, NoticeKind.APP_REMOVED),
         only_to_close=kind is NoticeKind.APP_REMOVED,
     )
+
+
+def failing_pods_text(pods: object, shown: int = 3) -> str:
+    """Which of the new rollout's pods fail and why, one line each: what on-call looks at first."""
+    rows = [p for p in pods if isinstance(p, dict)] if isinstance(pods, list) else []
+    if not rows:
+        return "The new rollout's pods keep failing"
+    lines = []
+    for p in rows[:shown]:
+        restarts = f", {p.get('restarts')} restarts" if p.get("restarts") else ""
+        images = ", ".join(str(i) for i in p.get("images") or [])
+        lines.append(f"{p.get('name')}: {p.get('reason')}{restarts}" + (f" ({images})" if images else ""))
+    more = f"\n…and {len(rows) - shown} more" if len(rows) > shown else ""
+    return "The new rollout's pods keep failing:\n" + "\n".join(lines) + more
 
 
 ActionText = Callable[[Mapping[str, Any], str], str]  # (details, "`sha1`, `sha2`") -> our words
@@ -254,7 +272,12 @@ def human_duration(seconds: float) -> str:
 def _argocd_message(kind: EventKind, ev: Mapping[str, Any]) -> str:
     if kind is EventKind.MANIFEST_ERROR:
         return "\n".join(str(c.get("message", "")) for c in ev.get("conditions") or () if isinstance(c, dict))
-    if kind in (EventKind.DEGRADED, EventKind.DEGRADED_UNATTRIBUTED, EventKind.STUCK_PROGRESSING):
+    if kind in (
+        EventKind.DEGRADED,
+        EventKind.DEGRADED_UNATTRIBUTED,
+        EventKind.STUCK_PROGRESSING,
+        EventKind.ROLLOUT_FAILING,
+    ):
         return str(ev.get("health_message") or "")
     if kind in (EventKind.RECOVERED, EventKind.APP_REMOVED):
         return ""

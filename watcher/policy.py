@@ -25,11 +25,17 @@ from watcher.domain import (
 )
 
 REVERTIBLE_KINDS = frozenset(
-    {EventKind.SYNC_FAILED, EventKind.MANIFEST_ERROR, EventKind.DEGRADED, EventKind.STUCK_PROGRESSING}
+    {
+        EventKind.SYNC_FAILED,
+        EventKind.MANIFEST_ERROR,
+        EventKind.DEGRADED,
+        EventKind.ROLLOUT_FAILING,
+        EventKind.STUCK_PROGRESSING,
+    }
 )
 # Trouble that shows only after a deploy: only these are bounded by the attribution window. A sync that fails
 # is caused by the revision it applies however long that commit waited (a sync window, a paused app).
-RUNTIME_KINDS = frozenset({EventKind.DEGRADED, EventKind.STUCK_PROGRESSING})
+RUNTIME_KINDS = frozenset({EventKind.DEGRADED, EventKind.ROLLOUT_FAILING, EventKind.STUCK_PROGRESSING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,14 @@ def still_failing(snap: AppSnapshot, kind: EventKind, revision: str | None) -> b
         return snap.sync_revision == revision and snap.health is Health.DEGRADED
     if kind is EventKind.STUCK_PROGRESSING:
         return snap.sync_revision == revision and snap.health is Health.PROGRESSING
+    if kind is EventKind.ROLLOUT_FAILING:
+        # The rollout has not come good: still on R and not Healthy (Progressing until the deadline, then
+        # Degraded), or R's sync still waits on its failing hook or gave up on it. Healthy on R: the pods
+        # recovered after all, nothing to revert.
+        if snap.operation_revision == revision and not superseded(snap):
+            if snap.phase is Phase.RUNNING or snap.phase in FINAL_FAILURE_PHASES:
+                return True
+        return snap.sync_revision == revision and snap.health in (Health.PROGRESSING, Health.DEGRADED)
     return False
 
 

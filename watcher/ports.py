@@ -49,6 +49,10 @@ class AppSource(Protocol):
         """One whole Application; `refresh="normal"` asks Argo CD to re-read git first."""
         ...
 
+    def resource_tree(self, name: str, namespace: str = "") -> dict[str, Any]:
+        """GET .../resource-tree (swagger's v1alpha1ApplicationTree): what the rollout watch reads."""
+        ...
+
 
 class ArgoCDActions(Protocol):
     """What the reverter asks of Argo CD: a fresh look, and ending a sync still retrying the bad revision."""

@@ -21,8 +21,16 @@ from typing import Any
 
 from watcher.adapters.argocd import ArgoCDError, snapshot_from_app
 from watcher.adapters.gitrepo import GitError
-from watcher.apps_listing import CONFIRM_PER_POLL, Known, Listing, confirm_gone, is_suspect, list_snapshots
-from watcher.detect import AppTracker, DetectionRules, observe
+from watcher.apps_listing import (
+    CONFIRM_PER_POLL,
+    Known,
+    Listing,
+    confirm_gone,
+    is_suspect,
+    list_snapshots,
+    read_trees,
+)
+from watcher.detect import AppTracker, DetectionRules, observe, observe_rollout, rollout_to_watch
 from watcher.domain import INCIDENT_KINDS, AppSnapshot, Clock, Commit, Event, EventKind, utcnow
 from watcher.fleet_map import FleetMap
 from watcher.fleet_metrics import StateView
@@ -31,6 +39,7 @@ from watcher.logs import get_logger
 from watcher.memory import gc_paused, release_free_memory
 from watcher.metrics import Metrics
 from watcher.ports import AppContext, AppSource, FleetHealth, FleetStatus, StoreUnavailable, WatchedRepo
+from watcher.rollout import RolloutRules, RolloutVerdict, RolloutWatch, assess
 from watcher.settings import DetectionSettings, Settings
 from watcher.store import Observation, Store
 
@@ -63,6 +72,14 @@ def rules_from(d: DetectionSettings) -> DetectionRules:
         progress_deadline=timedelta(seconds=d.progress_deadline_seconds),
         attribution_window=timedelta(seconds=d.attribution_window_seconds),
         failed_after_retries=d.failed_after_retries,
+    )
+
+
+def rollout_rules_from(d: DetectionSettings) -> RolloutRules:
+    return RolloutRules(
+        grace=timedelta(seconds=d.rollout_grace_seconds),
+        restarts=d.rollout_restarts,
+        window=timedelta(seconds=d.rollout_window_seconds),
     )
 
 
@@ -163,6 +180,9 @@ class Watcher:
         self.store = store
         self.clock = clock
         self.rules = rules_from(settings.detection)
+        self.rollout_rules = rollout_rules_from(settings.detection)
+        self.rollouts: dict[str, RolloutWatch] = {}  # apps whose tree is read: since when which pod fails
+        self._verdicts: dict[str, RolloutVerdict] = {}  # handed from watch_rollouts to _observe_slice
         self.log = get_logger()
         # Two locks: observers (polls, the stream, the tick) take turns under `_observing`, which may be held
         # across git and store I/O; `_lock` guards the state the HTTP views and the reverter read, and is held
@@ -181,6 +201,7 @@ class Watcher:
         self._moved_since_load = False  # memory differs from the store's trackers: reload on taking over
         # Deadlines pass only on fresh data: up to one list interval after the last complete list.
         self._fresh_until: datetime | None = None
+        self._listed = False  # the last list poll succeeded (the rollout watch reads trees only then)
         self.trackers: dict[str, AppTracker] = store.detection.load_trackers()
         self.fleet_map = FleetMap(repo, settings.git.url)
         self.head: str | None = None
@@ -242,6 +263,7 @@ class Watcher:
         except ArgoCDError as exc:
             self.metrics.poll_errors.labels("argocd", type(exc).__name__).inc()
             self.metrics.argocd_up.set(0)
+            self._listed = False
             self.log.warning("argocd_poll_failed", error=str(exc), error_type=type(exc).__name__)
             # unknown state: nothing is decided on a failed poll
             return PollSummary("apps poll", f"Argo CD unreachable ({type(exc).__name__}: {exc})", failed=True)
@@ -264,6 +286,7 @@ class Watcher:
                 return self._store_failed("apps poll", exc)
         self._mark_success("argocd")  # after the write: a poll whose facts were not kept did not succeed
         self._fresh_until = listed_at + timedelta(seconds=self.settings.argocd.list_interval_seconds)
+        self._listed = True
         self.fleet_map.remap(self.head)
         release_free_memory()
         seen = f"{len(listing.snapshots)} apps listed, {len(gone)} gone"
@@ -329,6 +352,54 @@ class Watcher:
             except StoreUnavailable as exc:
                 self._store_failed("tick", exc)
 
+    def watch_rollouts(self) -> int:
+        """Read the resource trees of the apps whose new rollout is still under way (bounded: the post-deploy
+        window, at most `rollout_max_apps` a round, newest deploys first, `rollout_concurrency` reads in flight,
+        each within the client's deadline) and raise rollout_failing for a rollout whose new pods keep failing.
+        A tree that cannot be read is logged and counted, never a failure. How many events recorded."""
+        d = self.settings.detection
+        now = self.clock()
+        if d.rollout_window_seconds <= 0 or not self._listed:
+            return 0  # unknown state (no list yet, or the last one failed): no verdict on what may be history
+        if not self.recording.is_set():
+            return 0  # a standby: the leader reads the trees (Argo CD serves each once per round, not per replica)
+        with self._lock:
+            due = {
+                k: (w, t.last)
+                for k, t in self.trackers.items()
+                if (w := rollout_to_watch(t, self.rollout_rules.window, now)) and t.last
+            }
+        self.rollouts = {k: w for k, w in self.rollouts.items() if k in due}
+        chosen = sorted(due, key=lambda k: due[k][0][1], reverse=True)[: d.rollout_max_apps]
+        refs = [(k, due[k][1].name, due[k][1].namespace) for k in chosen]
+        verdicts: dict[str, RolloutVerdict] = {}
+        for key, tree in read_trees(self.argocd, refs, d.rollout_concurrency):
+            if isinstance(tree, Exception):
+                self.metrics.rollout_reads.labels("failed").inc()
+                self.log.warning("resource_tree_unreadable", app=key, error=str(tree), error_type=type(tree).__name__)
+                continue
+            self.metrics.rollout_reads.labels("read").inc()
+            (revision, started), _ = due[key]
+            watch, verdict = assess(
+                self.rollouts.get(key, RolloutWatch()), tree, revision, started, now, self.rollout_rules
+            )
+            self.rollouts[key] = watch
+            if verdict is not None:
+                verdicts[key] = verdict
+        if not verdicts:
+            return 0
+        with self._observing:
+            with self._lock:
+                seen = [(k, self._last(k)) for k in verdicts]
+            self._verdicts = verdicts
+            try:
+                return self._observe(seen, now)
+            except StoreUnavailable as exc:
+                self._store_failed("rollout watch", exc)
+                return 0
+            finally:
+                self._verdicts = {}
+
     def housekeeping(self) -> None:
         if not self.recording.is_set():
             return  # the leader's job
@@ -356,6 +427,10 @@ class Watcher:
         batch: list[Observation] = []
         for key, snap, before in befores:
             after, events = observe(before, snap, now, self.rules, app=key)
+            verdict = self._verdicts.get(key)
+            if verdict is not None and snap is not None:
+                after, more = observe_rollout(after, verdict, now, app=key)
+                events += more
             if after == before and not events:
                 continue
             keep = after if snap is not None else None

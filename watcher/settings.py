@@ -113,6 +113,15 @@ class DetectionSettings(BaseModel):
     failed_after_retries: int = Field(
         3, ge=0, description="Count a retrying sync as failed after N attempts (0: wait for Argo CD's verdict)"
     )
+    # The rollout watch: resource trees of apps still Progressing after a sync, read for failing new pods.
+    rollout_window_seconds: float = Field(
+        900.0, ge=0, description="Read an app's resource tree this long after its sync (0: no rollout watch)"
+    )
+    rollout_grace_seconds: float = Field(20.0, ge=0, description="A new pod must keep failing this long")
+    rollout_restarts: int = Field(2, ge=1, description="Restarts of a new pod, still not ready, that make it failing")
+    rollout_interval_seconds: float = Field(10.0, gt=0, description="How often the watched apps' trees are read")
+    rollout_concurrency: int = Field(4, ge=1, le=64, description="Resource-tree reads in flight at a time")
+    rollout_max_apps: int = Field(50, ge=1, description="At most this many apps' trees read per round (newest first)")
 
 
 class RevertSettings(BaseModel):

@@ -31,6 +31,7 @@ ICONS = {
     NoticeKind.SYNC_FAILED: ":red_circle:",
     NoticeKind.MANIFEST_ERROR: ":red_circle:",
     NoticeKind.DEGRADED: ":red_circle:",
+    NoticeKind.ROLLOUT_FAILING: ":red_circle:",
     NoticeKind.STUCK_PROGRESSING: ":large_orange_circle:",
     NoticeKind.DEGRADED_UNATTRIBUTED: ":large_orange_circle:",
     NoticeKind.RECOVERED: ":large_green_circle:",

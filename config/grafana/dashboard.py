@@ -195,6 +195,24 @@ def build() -> Dashboard:
         )
         .with_panel(
             series(
+                "Rollout watch",
+                "none",
+                q(
+                    counted(f'sync_watcher_failures_total{{{BY_APP}, kind="rollout_failing"}}', "kind")
+                    + " or vector(0)",
+                    "rollout_failing raised",
+                ),
+                q(
+                    f"sum by (outcome) (increase(sync_watcher_rollout_tree_reads_total{{{W}}}[{RATE}]))",
+                    "trees {{outcome}}",
+                    "B",
+                ),
+                description="rollout_failing: a new rollout's pods failing, seen in the resource tree minutes before "
+                "Argo CD's Degraded; and the trees read for it (failed: unreadable, no verdict)",
+            )
+        )
+        .with_panel(
+            series(
                 "Reverts by outcome",
                 "none",
                 q(f"sum by (outcome) (increase(sync_watcher_reverts_total{{{W}}}[{RATE}]))", "{{outcome}}"),
