@@ -200,3 +200,20 @@ def test_a_rollout_failure_is_revertable_like_degraded_and_explained() -> None:
     from watcher.policy import REVERTIBLE_KINDS, RUNTIME_KINDS
 
     assert EventKind.ROLLOUT_FAILING in REVERTIBLE_KINDS and EventKind.ROLLOUT_FAILING in RUNTIME_KINDS
+
+
+def test_the_slack_notice_says_which_pods_fail_and_why() -> None:
+    from watcher.notices import NoticeKind, Severity, from_event
+
+    pods = [
+        {"name": f"plate-api-7c9b-x{i}", "reason": "CrashLoopBackOff", "restarts": 3, "images": [FAILING_IMAGE]}
+        for i in range(5)
+    ]
+    e = Event("plate-api-stg", EventKind.ROLLOUT_FAILING, REV, SYNC, "new rollout failing", {"failing_pods": pods})
+    notice = from_event(e)
+    assert notice is not None and notice.kind is NoticeKind.ROLLOUT_FAILING and notice.severity is Severity.CRITICAL
+    assert notice.detail.splitlines() == [
+        "The new rollout's pods keep failing:",
+        *[f"plate-api-7c9b-x{i}: CrashLoopBackOff, 3 restarts ({FAILING_IMAGE})" for i in range(3)],
+        "…and 2 more",
+    ]

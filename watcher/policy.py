@@ -291,7 +291,8 @@ RULE_ADVICE: dict[str, str] = {
     "untouched_by_sync": "What degraded was not changed by the deploy: look at the cluster (nodes, quotas, "
     "certificates, the registry).",
     "argocd_unknown": "Waiting for Argo CD to answer; check the watcher's Argo CD token and network if it lasts.",
-    "no_longer_failing": "Nothing to do: the app recovered or moved on by itself.",
+    "no_longer_failing": "Nothing to do: the app recovered or moved on by itself (for rollout_failing: the new "
+    "pods came good after all).",
     "git_unknown": "Waiting for git to answer; check the remote, the credentials and the host key if it lasts.",
     "manual_sync": "A person synced an older revision by hand: sync the branch head, or revert by hand.",
     "fix_on_branch": "A newer commit may fix it: the watcher waits for Argo CD to deploy the branch head.",
