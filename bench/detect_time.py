@@ -53,7 +53,7 @@ class Measured:
     detected: float | None  # Argo CD seconds after the origin
     kind: str
     triggers: dict[str, float | None]
-    healed: float | None  # detection -> the revert synced and healthy
+    healed: float | None  # detection -> the revert synced and healthy (a second world, in push mode)
     reverted: tuple[str, ...]
     only_the_bad_commit: bool
     actions: tuple[str, ...] = ()  # what the reverter reported, in order
@@ -62,7 +62,7 @@ class Measured:
 class Run:
     """One world, one watcher on its scaled clock, and what each saw."""
 
-    def __init__(self, root: Path, scale: float):
+    def __init__(self, root: Path, scale: float, mode: str = "push"):
         self.clock = ScaledClock(scale)
         self.world = SimWorld.start(root, timings=SimTimings.real(seed=13), clock=self.clock)
         self.statuses = StatusLog(APP, self.clock)
@@ -70,7 +70,9 @@ class Run:
         self.events: list[tuple[float, Event]] = []
         self.actions: list[tuple[float, str, dict[str, Any]]] = []
         self._lock = threading.Condition()
-        self.daemon = Daemon(real_timings_settings(self.world, root), argocd_retry_max_wait=0.5)
+        settings = real_timings_settings(self.world, root)
+        settings = settings.model_copy(update={"revert": settings.revert.model_copy(update={"mode": mode})})
+        self.daemon = Daemon(settings, argocd_retry_max_wait=0.5)
         self.daemon.watcher.clock = self.clock.now
         self.daemon.reverter.clock = self.clock.now
         self.daemon.watcher.listeners.append(self._on_event)
@@ -142,8 +144,16 @@ def sync_origin(run: Run, sha: str, case: RolloutCase) -> tuple[float | None, st
 
 
 def measure_failure(case: RolloutCase, scale: float, wall_timeout: float) -> Measured:
+    """Two worlds: the watcher in dry-run mode beside Argo CD's triggers (a revert would keep the app from ever
+    turning Degraded, so the triggers are only comparable while nothing acts), then in push mode for the revert."""
+    seen = _detect(case, scale, wall_timeout)
+    healed, reverted, sha, actions = _revert(case, scale, wall_timeout)
+    return Measured(case.name, *seen, healed, reverted, set(reverted) == {sha}, actions)
+
+
+def _detect(case: RolloutCase, scale: float, wall_timeout: float) -> tuple[str, float, str, dict[str, float | None]]:
     root = Path(tempfile.mkdtemp(prefix=f"detect-{case.name}-"))
-    run = Run(root, scale)
+    run = Run(root, scale, mode="dry-run")
     try:
         run.start(wall_timeout)
         pushed = run.clock.time()
@@ -151,33 +161,41 @@ def measure_failure(case: RolloutCase, scale: float, wall_timeout: float) -> Mea
         run.wait(lambda: run.incident(pushed) is not None, wall_timeout)
         detected_at, incident = run.incident(pushed) or (0.0, None)
         assert incident is not None
-
-        # Until the revert is healthy, and past the slowest trigger (the 600 s progress deadline, a sync's retries).
-        def settled() -> bool:
-            return _healed(run, detected_at) is not None and run.clock.time() > pushed + 900
-
-        try:
-            run.wait(lambda: settled() or run.clock.time() > detected_at + 1800, wall_timeout)
-        except TimeoutError:
-            pass
-        healed = _healed(run, detected_at)
+        # Past the slowest trigger: the 600 s progress deadline, a sync's retries, the 180 s repo error grace.
+        run.wait(lambda: run.clock.time() > pushed + 900, wall_timeout)
         origin, origin_text = sync_origin(run, sha, case)
         base = origin if origin is not None else pushed
         triggers = {k: None if v is None else v - base for k, v in run.statuses.first(pushed).items()}
+        return origin_text, detected_at - base, incident.kind.value, triggers
+    finally:
+        run.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _revert(
+    case: RolloutCase, scale: float, wall_timeout: float
+) -> tuple[float | None, tuple[str, ...], str, tuple[str, ...]]:
+    """Detection to the revert synced and healthy (None: not within 30 Argo CD minutes), and what was reverted."""
+    root = Path(tempfile.mkdtemp(prefix=f"revert-{case.name}-"))
+    run = Run(root, scale, mode="push")
+    try:
+        run.start(wall_timeout)
+        pushed = run.clock.time()
+        sha = run.push(case)
+        run.wait(lambda: run.incident(pushed) is not None, wall_timeout)
+        detected_at, _ = run.incident(pushed) or (0.0, None)
+        try:
+            run.wait(
+                lambda: _healed(run, detected_at) is not None or run.clock.time() > detected_at + 1800, wall_timeout
+            )
+        except TimeoutError:
+            pass
+        healed = _healed(run, detected_at)
         reverted = tuple(
             str(c["sha"]) for _, what, d in run.actions if what == "revert_pushed" for c in d.get("culprits") or ()
         )
-        return Measured(
-            case.name,
-            origin_text,
-            detected_at - base,
-            incident.kind.value,
-            triggers,
-            None if healed is None else healed - detected_at,  # None: not healthy within 30 min
-            reverted,
-            set(reverted) == {sha},
-            tuple(dict.fromkeys(f"{what}({d['rule']})" if d.get("rule") else what for _, what, d in run.actions)),
-        )
+        actions = tuple(dict.fromkeys(f"{what}({d['rule']})" if d.get("rule") else what for _, what, d in run.actions))
+        return None if healed is None else healed - detected_at, reverted, sha, actions
     finally:
         run.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -81,9 +81,12 @@ class Cluster:
 
 def changed_results(name: str, namespace: str, live: Rendered | None, desired: Rendered) -> list[dict[str, Any]]:
     """The sync's resource results, as with ApplyOutOfSyncOnly=true (the seeds' option): only what it applied."""
-    deployment = (desired.replicas, desired.image, desired.memory)
+    # The Deployment is applied when anything of it changed: its replicas or its pod template.
+    def deployment(r: Rendered) -> tuple[Any, ...]:
+        return (r.replicas, r.image, r.memory, r.cpu, r.env)
+
     results = []
-    if live is None or (live.replicas, live.image, live.memory) != deployment:
+    if live is None or deployment(live) != deployment(desired):
         results.append(resource_result(name, namespace, "Synced", f"deployment.apps/{name} configured"))
     if live is None or live.config != desired.config:
         config = resource_result(name, namespace, "Synced", f"configmap/{name}-config configured")
