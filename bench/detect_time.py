@@ -151,16 +151,22 @@ def measure_failure(case: RolloutCase, scale: float, wall_timeout: float) -> Mea
     return Measured(case.name, *seen, healed, reverted, set(reverted) == {sha}, actions)
 
 
+def _push_until_incident(run: Run, case: RolloutCase, wall_timeout: float) -> tuple[float, str, float, Event]:
+    """Start the world, push the case; when it was pushed, its sha, and the first incident on the app (when, what)."""
+    run.start(wall_timeout)
+    pushed = run.clock.time()
+    sha = run.push(case)
+    run.wait(lambda: run.incident(pushed) is not None, wall_timeout)
+    found = run.incident(pushed)
+    assert found is not None
+    return pushed, sha, found[0], found[1]
+
+
 def _detect(case: RolloutCase, scale: float, wall_timeout: float) -> tuple[str, float, str, dict[str, float | None]]:
     root = Path(tempfile.mkdtemp(prefix=f"detect-{case.name}-"))
     run = Run(root, scale, mode="dry-run")
     try:
-        run.start(wall_timeout)
-        pushed = run.clock.time()
-        sha = run.push(case)
-        run.wait(lambda: run.incident(pushed) is not None, wall_timeout)
-        detected_at, incident = run.incident(pushed) or (0.0, None)
-        assert incident is not None
+        pushed, sha, detected_at, incident = _push_until_incident(run, case, wall_timeout)
         # Past the slowest trigger: the 600 s progress deadline, a sync's retries, the 180 s repo error grace.
         run.wait(lambda: run.clock.time() > pushed + 900, wall_timeout)
         origin, origin_text = sync_origin(run, sha, case)
@@ -179,11 +185,7 @@ def _revert(
     root = Path(tempfile.mkdtemp(prefix=f"revert-{case.name}-"))
     run = Run(root, scale, mode="push")
     try:
-        run.start(wall_timeout)
-        pushed = run.clock.time()
-        sha = run.push(case)
-        run.wait(lambda: run.incident(pushed) is not None, wall_timeout)
-        detected_at, _ = run.incident(pushed) or (0.0, None)
+        _, sha, detected_at, _ = _push_until_incident(run, case, wall_timeout)
         try:
             run.wait(
                 lambda: _healed(run, detected_at) is not None or run.clock.time() > detected_at + 1800, wall_timeout

@@ -3,10 +3,10 @@ misses most of the fleet is suspect, never a mass deletion (an app leaves on a 4
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from watcher import appmap
 from watcher.adapters.argocd import ArgoCDError, ArgoCDNotFound, snapshot_from_app
@@ -20,6 +20,7 @@ SUSPECT_MIN = 3
 CONFIRM_PER_POLL = 20  # apps missing from a list confirmed gone (a GET answers 404) per poll; the rest wait
 # What makes one app unreadable, not the poll failed: Argo CD's answer for it, or a shape the spec does not allow.
 UNREADABLE = (ArgoCDError, AttributeError, TypeError, ValueError)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,39 +87,41 @@ def list_snapshots(
     return listing
 
 
+def read_concurrently(
+    read: Callable[[T], Any], items: Sequence[T], concurrency: int, thread_name: str
+) -> Iterator[tuple[T, Any | Exception]]:
+    """`read` of each item (or why it failed), in the order given, `concurrency` reads in flight at a time, each
+    within the client's own deadline. They start once the caller has done its own walk: a thread back from the
+    network would wait for the GIL behind it (up to 5 ms each time, which doubled a list's cycle)."""
+    if not items:
+        return
+    with ThreadPoolExecutor(concurrency, thread_name_prefix=thread_name) as pool:
+        answers = [pool.submit(read, item) for item in items]
+        for item, answer in zip(items, answers, strict=True):
+            try:
+                yield item, answer.result()
+            except UNREADABLE as exc:
+                yield item, exc
+
+
 def read_whole(
     argocd: AppSource, listed: Sequence[AppSnapshot], concurrent_gets: int
 ) -> Iterator[tuple[AppSnapshot, dict[str, Any] | Exception]]:
-    """Each listed app's full GET (or why it failed), in the order listed, `concurrent_gets` in flight at a time,
-    each within the client's own deadline: a bad day of 1,000 degraded apps is 1,000 round trips spread over
-    that many connections, not one after another. They start once the list has been walked: a thread back from
-    the network would wait for the GIL behind the walk (up to 5 ms each time, which doubled the cycle)."""
-    if not listed:
-        return
-    with ThreadPoolExecutor(concurrent_gets, thread_name_prefix="argocd-get") as pool:
-        answers = [pool.submit(argocd.get_app, snap.name, snap.namespace) for snap in listed]
-        for snap, answer in zip(listed, answers, strict=True):
-            try:
-                yield snap, answer.result()
-            except UNREADABLE as exc:
-                yield snap, exc
+    """Each listed app's full GET: a bad day of 1,000 degraded apps is 1,000 round trips spread over
+    `concurrent_gets` connections, not one after another."""
+    return read_concurrently(
+        lambda snap: argocd.get_app(snap.name, snap.namespace), listed, concurrent_gets, "argocd-get"
+    )
 
 
 def read_trees(
     argocd: AppSource, refs: Sequence[tuple[str, str, str]], concurrency: int
 ) -> Iterator[tuple[str, dict[str, Any] | Exception]]:
-    """Each (key, name, namespace)'s resource tree (or why it could not be read), `concurrency` reads in flight,
-    each within the client's own deadline."""
-    if not refs:
-        return
-    with ThreadPoolExecutor(concurrency, thread_name_prefix="argocd-tree") as pool:
-        answers = [pool.submit(argocd.resource_tree, name, namespace) for _, name, namespace in refs]
-        for (key, _, _), answer in zip(refs, answers, strict=True):
-            try:
-                tree = answer.result()
-                yield key, tree if isinstance(tree, dict) else TypeError(f"tree is a {type(tree).__name__}")
-            except UNREADABLE as exc:
-                yield key, exc
+    """Each (key, name, namespace)'s resource tree (or why it could not be read), `concurrency` reads in flight."""
+    for (key, _, _), tree in read_concurrently(
+        lambda ref: argocd.resource_tree(ref[1], ref[2]), refs, concurrency, "argocd-tree"
+    ):
+        yield key, tree if isinstance(tree, dict | Exception) else TypeError(f"tree is a {type(tree).__name__}")
 
 
 def is_suspect(missing: int, known: int) -> bool:

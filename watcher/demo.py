@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.daemon import Daemon
-from watcher.domain import Event, EventKind
+from watcher.domain import Commit, Event, EventKind
 from watcher.notices import Notice, from_action, from_event
 from watcher.sim.world import SimWorld
 from watcher.slack_message import header_text
@@ -171,8 +171,7 @@ def run_demo(
             "decision": {"action": decision.action.value, "rule": decision.rule, "reason": decision.reason},
             "revert": {
                 "sha": revert_sha,
-                "reverts": list(revert_commit.reverts) if revert_commit else [],
-                "only_the_bad_commit": revert_commit is not None and revert_commit.reverts == (bad["sha"],),
+                **revert_summary(revert_commit, bad["sha"]),
                 "seconds_from_detection": round(reverted_at - detected_at, 2),
             },
             "recovered": {"seconds_from_push": round(recovered_at - pushed_at, 2)},
@@ -198,6 +197,12 @@ CHANGES = [
     (BAD_APP, "replicaCount", -1, f"{BAD_APP}: scale down for the weekend", "Dev Two"),
     ("plate-cache-stg", "image.tag", "7.2.5", "plate-cache-stg: bump redis to 7.2.5", "Dev Three"),
 ]
+
+
+def revert_summary(revert_commit: Commit | None, bad_sha: str) -> dict[str, Any]:
+    """What the revert commit's trailers say it undid, and whether that is the bad commit alone."""
+    reverts = revert_commit.reverts if revert_commit else ()
+    return {"reverts": list(reverts), "only_the_bad_commit": revert_commit is not None and reverts == (bad_sha,)}
 
 
 def _deployed(app: str, revision: str | None = None) -> Callable[[Event], bool]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.daemon import Daemon
-from watcher.demo import SlackPreview, Timeline
+from watcher.demo import SlackPreview, Timeline, revert_summary
 from watcher.domain import INCIDENT_KINDS, Event, EventKind
 from watcher.sim.clock import ScaledClock
 from watcher.sim.controller import SimApp, SimTimings
@@ -119,8 +119,7 @@ def run_real_timings_demo(workdir: Path | None = None, scale: float = DEFAULT_SC
             "detected": {"kind": incident.kind.value, "revision": incident.revision, "app": incident.app},
             "revert": {
                 "sha": revert_sha,
-                "reverts": list(revert_commit.reverts) if revert_commit else [],
-                "only_the_bad_commit": revert_commit is not None and revert_commit.reverts == (bad["sha"],),
+                **revert_summary(revert_commit, bad["sha"]),
             },
             "wall_seconds": round(time.monotonic() - timeline.started, 1),
             "slack": slack.lines,

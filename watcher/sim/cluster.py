@@ -81,6 +81,7 @@ class Cluster:
 
 def changed_results(name: str, namespace: str, live: Rendered | None, desired: Rendered) -> list[dict[str, Any]]:
     """The sync's resource results, as with ApplyOutOfSyncOnly=true (the seeds' option): only what it applied."""
+
     # The Deployment is applied when anything of it changed: its replicas or its pod template.
     def deployment(r: Rendered) -> tuple[Any, ...]:
         return (r.replicas, r.image, r.memory, r.cpu, r.env)
