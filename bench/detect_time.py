@@ -32,10 +32,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from watcher.daemon import Daemon  # noqa: E402
 from watcher.demo_real import StatusLog, real_timings_settings  # noqa: E402
 from watcher.domain import INCIDENT_KINDS, Event, EventKind  # noqa: E402
 from watcher.logs import configure  # noqa: E402
+from watcher.run.daemon import Daemon  # noqa: E402
 from watcher.sim.clock import ScaledClock  # noqa: E402
 from watcher.sim.controller import SimTimings  # noqa: E402
 from watcher.sim.rollouts import APP, FAILURES, HEALTHY_ROLLOUTS, RolloutCase  # noqa: E402

@@ -21,9 +21,9 @@ import psutil
 from synthetic import REPO, NoRepo, Replay, answered, line, median, ms, ratio, served, timed
 
 from watcher.adapters.argocd import LIST_FIELDS, ArgoCDClient
-from watcher.apps_listing import list_snapshots
 from watcher.domain import INCIDENT_KINDS, Event
-from watcher.service import Watcher
+from watcher.observe.apps_listing import list_snapshots
+from watcher.observe.cycle import Watcher
 from watcher.settings import ArgoCDSettings, load_settings
 from watcher.store import Store
 

@@ -36,7 +36,7 @@ from synthetic import REPO, NoRepo, Replay, line, median, ms, ratio, served, tim
 
 from watcher.adapters.argocd import LIST_FIELDS, ArgoCDClient  # noqa: E402
 from watcher.logs import configure  # noqa: E402
-from watcher.service import Watcher  # noqa: E402
+from watcher.observe.cycle import Watcher  # noqa: E402
 from watcher.settings import load_settings  # noqa: E402
 from watcher.sim.history import app_dir, build_history, rev_of  # noqa: E402
 from watcher.store import Store  # noqa: E402

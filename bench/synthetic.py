@@ -57,9 +57,9 @@ def synthetic_app(i: int, repo: str, failing_every: int = 100) -> dict[str, Any]
 
 
 def serve_apps(n: int, port: int, repo: str, ready: Any, failing_every: int = 100) -> None:
+    from watcher.run.web import BackgroundServer
     from watcher.sim.controller import Controller
     from watcher.sim.server import build_sim_app
-    from watcher.web import BackgroundServer
 
     controller = Controller(repo, Path(tempfile.mkdtemp()))
     controller.add_static_apps([synthetic_app(i, repo, failing_every) for i in range(n)])

@@ -7,29 +7,14 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from watcher.sim.gitserver import free_port
 from watcher.sim.world import SimWorld
-
-T = TypeVar("T")
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-
-
-def wait_for(check: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -41,27 +26,10 @@ def world(tmp_path: Path) -> Iterator[SimWorld]:
         w.stop()
 
 
-def prometheus_tool(name: str) -> str:
-    """Path of Debian's prometheus or promtool: a failure in CI (which installs them), a skip elsewhere."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} missing: .ci/run installs Debian's prometheus package")
-        pytest.skip(f"{name} not installed (apt-get install prometheus)")
-    return path
-
-
-def reference(*parts: str) -> Path:
-    path = SHARED.joinpath("reference", *parts)
-    if not path.exists():
-        pytest.skip(f"{path} not found: ../shared must sit beside the checkout")
-    return path
-
-
 @pytest.fixture
 def scenario(world: SimWorld, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """Make watchers with auto-revert over `world` (tests/revert_world.py); all are stopped after the test."""
-    from tests.revert_world import Scenario
+    """Make watchers with auto-revert over `world` (tests/support/revert_world.py); all are stopped after the test."""
+    from tests.support.revert_world import Scenario
 
     made: list[Scenario] = []
 

@@ -54,7 +54,7 @@ def run(once: bool) -> None:
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     configure(settings.log.level, settings.log.format, settings.secret_values())
-    from watcher.daemon import Daemon
+    from watcher.run.daemon import Daemon
 
     if once:
         summary = Daemon(settings).run_once()
@@ -241,7 +241,7 @@ def resume(app: str | None, circuit: bool, url: str) -> None:
     """Let auto-revert act on APP again (after a revert that did not heal it), and/or close the circuit."""
     if not app and not circuit:
         raise click.UsageError("name an APP, or pass --circuit, or both")
-    from watcher.admin_token import read_token
+    from watcher.run.admin_token import read_token
 
     headers = {}
     token = read_token(_settings())  # WATCHER_HTTP__ADMIN_TOKEN(_FILE), else the one the daemon generated

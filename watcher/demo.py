@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from watcher.daemon import Daemon
+from watcher.core.notices import Notice, from_action, from_event
+from watcher.core.slack_message import header_text
 from watcher.domain import Commit, Event, EventKind
-from watcher.notices import Notice, from_action, from_event
+from watcher.run.daemon import Daemon
 from watcher.sim.world import SimWorld
-from watcher.slack_message import header_text
 
 BAD_APP = "plate-api-stg"
 

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from watcher.daemon import Daemon
 from watcher.demo import SlackPreview, Timeline, revert_summary
 from watcher.domain import INCIDENT_KINDS, Event, EventKind
+from watcher.run.daemon import Daemon
 from watcher.sim.clock import ScaledClock
 from watcher.sim.controller import SimApp, SimTimings
 from watcher.sim.rollouts import APP, CASES

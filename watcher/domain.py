@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -330,3 +330,45 @@ class RevertHistory:
     circuit: str | None  # why the revert circuit is open
     last_revert_at: datetime | None  # this app's last revert pushed or proposed (cooldown)
     reverts_last_hour: int  # every app's (the hourly limit)
+
+
+# -- shared by every wing: errors named by what the caller does, and the records they hand each other --
+class RetryLater(Exception):
+    """Nothing was changed and the answer is unknown (unreachable, timed out): ask again later."""
+
+
+class StoreUnavailable(RetryLater):
+    """The state store refused a write (full or read-only disk, database away): nothing of it was kept."""
+
+
+class NotLeader(RetryLater):
+    """This replica is not (or no longer) the leader: nothing was done; the leader does it."""
+
+
+class NeedsHuman(Exception):
+    """The action failed in a way a person must resolve; `outcome` is the revert state it leaves."""
+
+    outcome: RevertState = RevertState.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class RevertResult:
+    sha: str | None  # the revert commit on the remote (None in dry-run: nothing was pushed)
+    base: str  # the remote head the revert was made on
+    diffstat: str
+    attempts: int
+    adopted: bool = False  # not pushed now: this incident's revert by us was found on the branch (a late push)
+
+
+@dataclass(frozen=True, slots=True)
+class AppContext:
+    """A consistent copy of what the watcher knows about one app, plus every app's paths (blame's input)."""
+
+    key: str
+    name: str
+    namespace: str
+    annotations: dict[str, str]
+    last: AppSnapshot | None  # the watcher's latest snapshot
+    good_revisions: tuple[str, ...]  # revisions seen Synced and Healthy, newest last
+    specs: Mapping[str, dict[str, Any]]  # every app's mapping fields (appmap.mapping_fields)
+    paths: dict[str, tuple[str, ...]]  # every app's repo paths

@@ -2,7 +2,8 @@
 by what the caller does next. Adapters (watcher.adapters) implement these; tests and the simulator fake them.
 
 Every call here leaves the process, so every implementation bounds it with a deadline of its own and raises
-one of the errors below (or a subclass) instead of hanging or returning half an answer.
+one of the errors in `watcher.domain` (RetryLater, NeedsHuman or a subclass) instead of hanging or
+returning half an answer.
 """
 
 from __future__ import annotations
@@ -12,27 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from watcher.branches import RemoteBranches
-from watcher.detect import AppTracker
-from watcher.domain import AppSnapshot, ChangedCommit, Commit, RevertState
-
-
-class RetryLater(Exception):
-    """Nothing was changed and the answer is unknown (unreachable, timed out): ask again later."""
-
-
-class StoreUnavailable(RetryLater):
-    """The state store refused a write (full or read-only disk, database away): nothing of it was kept."""
-
-
-class NotLeader(RetryLater):
-    """This replica is not (or no longer) the leader: nothing was done; the leader does it."""
-
-
-class NeedsHuman(Exception):
-    """The action failed in a way a person must resolve; `outcome` is the revert state it leaves."""
-
-    outcome: RevertState = RevertState.FAILED
+from watcher.core.branches import RemoteBranches
+from watcher.core.detect import AppTracker
+from watcher.domain import AppContext, ChangedCommit, Commit, RevertResult
 
 
 # -- Argo CD --------------------------------------------------------------------------------------------
@@ -85,15 +68,6 @@ class WatchedRepo(Protocol):
         """path -> text of each file called one of `names` directly inside one of `directories` at `rev`
         (Chart.yaml, kustomization.yaml: what the renderer reads besides the app's directory)."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class RevertResult:
-    sha: str | None  # the revert commit on the remote (None in dry-run: nothing was pushed)
-    base: str  # the remote head the revert was made on
-    diffstat: str
-    attempts: int
-    adopted: bool = False  # not pushed now: this incident's revert by us was found on the branch (a late push)
 
 
 class RevertRepo(Protocol):
@@ -194,18 +168,6 @@ class Fence(Protocol):
 
 
 # -- the watcher, as the reverter and the HTTP views see it ----------------------------------------------
-@dataclass(frozen=True, slots=True)
-class AppContext:
-    """A consistent copy of what the watcher knows about one app, plus every app's paths (blame's input)."""
-
-    key: str
-    name: str
-    namespace: str
-    annotations: dict[str, str]
-    last: AppSnapshot | None  # the watcher's latest snapshot
-    good_revisions: tuple[str, ...]  # revisions seen Synced and Healthy, newest last
-    specs: Mapping[str, dict[str, Any]]  # every app's mapping fields (appmap.mapping_fields)
-    paths: dict[str, tuple[str, ...]]  # every app's repo paths
 
 
 @dataclass(frozen=True, slots=True)

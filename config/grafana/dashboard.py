@@ -2,7 +2,7 @@
 
 The JSON is the single source the Helm chart ships (as a ConfigMap for Grafana's sidecar) and what users
 import by hand. Edit this file, run `python config/grafana/dashboard.py`, commit both; a test fails when the
-two differ. Every query here is run against a real Prometheus by tests/test_observability.py.
+two differ. Every query here is run against a real Prometheus by tests/metrics/test_observability.py.
 """
 
 from __future__ import annotations

@@ -24,9 +24,8 @@ from tenacity import (
 from watcher.adapters import app_gets
 from watcher.adapters.app_gets import AppGets
 from watcher.adapters.json_items import array_items
-from watcher.appmap import watched_git_source
-from watcher.domain import AUTOMATED, AppSnapshot, Condition, Health, Phase, SyncStatus, shared
-from watcher.ports import RetryLater
+from watcher.core.appmap import watched_git_source
+from watcher.domain import AUTOMATED, AppSnapshot, Condition, Health, Phase, RetryLater, SyncStatus, shared
 from watcher.settings import ArgoCDSettings
 
 # The only fields Argo CD's list endpoint can select (forwarder_overwrite.go, see reference/argocd/SOURCE.md).

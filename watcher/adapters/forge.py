@@ -7,8 +7,9 @@ from urllib.parse import quote
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from watcher.appmap import normalize_repo_url
-from watcher.ports import NeedsHuman, PullRequests
+from watcher.core.appmap import normalize_repo_url
+from watcher.domain import NeedsHuman
+from watcher.ports import PullRequests
 from watcher.settings import ForgeSettings
 
 

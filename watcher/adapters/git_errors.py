@@ -6,8 +6,7 @@ from pathlib import Path
 
 import git
 
-from watcher.domain import RevertState
-from watcher.ports import NeedsHuman, RetryLater
+from watcher.domain import NeedsHuman, RetryLater, RevertState
 from watcher.settings import without_credentials
 
 

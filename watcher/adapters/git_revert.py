@@ -20,9 +20,9 @@ import git
 from watcher.adapters.git_errors import NothingToRevert, PushRejected, RevertConflict, SigningFailed, _stderr
 from watcher.adapters.git_transport import GitTransport
 from watcher.adapters.signing import Signing, SigningUnavailable, signing_for
-from watcher.domain import INCIDENT_TRAILER, Commit
-from watcher.lease import ALONE_FENCE
-from watcher.ports import Fence, NotLeader, RetryLater, RevertResult
+from watcher.core.lease import ALONE_FENCE
+from watcher.domain import INCIDENT_TRAILER, Commit, NotLeader, RetryLater, RevertResult
+from watcher.ports import Fence
 from watcher.settings import GitSettings, state_dir
 
 

@@ -29,11 +29,11 @@ from watcher.adapters.git_errors import (  # re-exported: callers name the error
 )
 from watcher.adapters.git_revert import RevertWorktree
 from watcher.adapters.git_transport import GitTransport
-from watcher.branches import RemoteBranches
-from watcher.domain import INCIDENT_TRAILER, REVERTS_TRAILER, ChangedCommit, Commit
-from watcher.lease import ALONE_FENCE
+from watcher.core.branches import RemoteBranches
+from watcher.core.lease import ALONE_FENCE
+from watcher.domain import INCIDENT_TRAILER, REVERTS_TRAILER, ChangedCommit, Commit, RevertResult
 from watcher.logs import get_logger
-from watcher.ports import Fence, RevertResult
+from watcher.ports import Fence
 from watcher.settings import GitSettings, RevertSettings, without_credentials
 
 __all__ = [

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
+from watcher.core.narrow import Rendered
 from watcher.logs import get_logger
-from watcher.narrow import Rendered
 
 try:  # the engine is a bundled Go library: an image without it still narrows by diff
     import helm_python

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from watcher.ports import RetryLater
+from watcher.domain import RetryLater
 from watcher.settings import without_credentials
 
 LOCK_KEY = 0x73796E6377617463  # "syncwatc": one leader per database
@@ -29,7 +29,7 @@ class LeaderLockUnavailable(RetryLater):
 
 
 class AdvisoryLock:
-    """ports.LeaderLock over PostgreSQL. Not thread-safe: the one caller (watcher.leadership) serializes."""
+    """ports.LeaderLock over PostgreSQL. Not thread-safe: the one caller (watcher.run.leadership) serializes."""
 
     def __init__(self, url: str, check_interval: float, lease: float, key: int = LOCK_KEY):
         self.conninfo = "postgresql://" + url.split("://", 1)[1]  # SQLAlchemy's postgresql+psycopg:// for libpq

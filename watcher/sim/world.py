@@ -8,6 +8,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from watcher.run.web import BackgroundServer
 from watcher.settings import Settings, load_settings
 from watcher.sim.clock import SimClock, WallClock
 from watcher.sim.controller import Cluster, Controller, SimTimings
@@ -22,7 +23,6 @@ from watcher.sim.gitops_repo import (
 )
 from watcher.sim.gitserver import GitDaemon
 from watcher.sim.server import Auth, Faults, build_sim_app
-from watcher.web import BackgroundServer
 
 # Pods pull and become ready in 0.25 s, inside the 0.4 s after which the app's health turns.
 FAST = SimTimings(git_poll_seconds=0.5, sync_seconds=0.2, health_seconds=0.4, backoff_scale=0.02, pod_scale=0.05)

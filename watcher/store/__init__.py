@@ -2,7 +2,7 @@
 
 Split by concern, each part a small class over the same engine: `detection` (trackers, timeline, events,
 deployments, incidents), `audit` (decisions, reverts, suspensions, the circuit) and `slack` (delivery state).
-It keeps data, not rules: what an event opens or closes comes from the pure `watcher.ledger`.
+It keeps data, not rules: what an event opens or closes comes from the pure `watcher.core.ledger`.
 """
 
 from __future__ import annotations

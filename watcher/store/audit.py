@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from watcher.codec import _utc, from_row
+from watcher.core.codec import _utc, from_row
 from watcher.domain import (
     ACTIVE_REVERT_STATES,
     REVERTED_STATES,

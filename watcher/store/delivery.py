@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from watcher.codec import from_row
+from watcher.core.codec import from_row
 from watcher.store.schema import notifications, slack_threads
 
 

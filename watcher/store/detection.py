@@ -11,11 +11,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from watcher.codec import from_row, tracker_from_json, tracker_to_json
-from watcher.detect import AppTracker
-from watcher.domain import AppSnapshot, Event, EventKind, Incident
-from watcher.ledger import deployment_of, incident_change, stored_key
-from watcher.ports import StoreUnavailable
+from watcher.core.codec import from_row, tracker_from_json, tracker_to_json
+from watcher.core.detect import AppTracker
+from watcher.core.ledger import deployment_of, incident_change, stored_key
+from watcher.domain import AppSnapshot, Event, EventKind, Incident, StoreUnavailable
 from watcher.store.schema import Statements, deployments, events, incidents, timeline, trackers
 
 
@@ -78,7 +77,7 @@ class DetectionRecords:
         return self.record_batch([Observation(app, tracker, list(new_events), changed)], now)
 
     def _apply(self, conn: Connection, e: Event) -> None:
-        """Write what the ledger says the event does (watcher.ledger decides; this only writes)."""
+        """Write what the ledger says the event does (watcher.core.ledger decides; this only writes)."""
         change = incident_change(e)
         if change.opens:
             row = {"app": e.app, "kind": e.kind.value, "revision": e.revision, "detected_at": e.at}

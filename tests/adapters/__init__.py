@@ -1,0 +1,1 @@
+"""The thin clients: Argo CD over HTTP(S), git, Helm, JSON lists."""

@@ -1,0 +1,1 @@
+"""Table tests of the pure core: plain data in, plain data out, no network or git."""

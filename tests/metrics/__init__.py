@@ -1,0 +1,1 @@
+"""What /metrics exposes, checked with promtool and a real Prometheus."""

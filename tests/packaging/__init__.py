@@ -1,0 +1,1 @@
+"""The layering contract, the Helm chart and the container image."""

@@ -1,0 +1,1 @@
+"""The revert wing on fakes of its ports: decisions, outcomes, crash recovery."""

@@ -1,0 +1,1 @@
+"""The composition root: the daemon, HTTP, settings, safety defaults."""

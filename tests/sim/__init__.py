@@ -1,0 +1,1 @@
+"""The simulator checked against Argo CD's swagger and real captured objects."""

@@ -1,0 +1,1 @@
+"""Shared fakes and helpers for the tests: no test module imports another."""

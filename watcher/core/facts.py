@@ -1,0 +1,187 @@
+"""Pure: what the reverter saw for one incident (Argo CD, git, the store) -> the policy's facts and the evidence.
+
+The reverter reads three things once (`ArgoCDView`, `GitView`, `RevertHistory`) and hands them here; nothing in
+this module does I/O, so every combination of answers is a table test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from watcher.core.appmap import deploys_from_repo
+from watcher.core.blame import AppSources, Blame, blame, helm_dirs
+from watcher.core.branches import Follow, Following, RemoteBranches, following
+from watcher.core.detect import untouched_by_the_sync
+from watcher.core.narrow import Candidate, clues_of, narrowed
+from watcher.core.policy import PolicyFacts, opt_in_from, still_failing
+from watcher.domain import AppContext, AppSnapshot, ChangedCommit, EventKind, Incident, RevertHistory
+
+# The fields of Argo CD's fresh answer kept in the audit trail (the rest is in the incident's evidence).
+SEEN_FIELDS = ("sync_status", "sync_revision", "health", "phase", "operation_revision", "retry_count")
+MESSAGE_KEPT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ArgoCDView:
+    """A fresh GET of the app: the snapshot, or why there is none."""
+
+    snapshot: AppSnapshot | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GitView:
+    """What git said about the range (last good, failing]: read only when the app still fails at a revision."""
+
+    last_good: str | None = None
+    last_good_source: str = ""  # "watcher" or "argocd_history"
+    last_good_is_ancestor: bool = False
+    changes: tuple[ChangedCommit, ...] = ()  # commits in the range that touched the app's paths, newest first
+    truncated: bool = False
+    undone: Mapping[str, str] = field(default_factory=dict)  # sha -> the commit on the branch that reverts it
+    head: str | None = None  # the followed branch's head when read
+    newer: tuple[str, ...] = ()  # commits in (failing, head] that touched the app's paths: a fix on its way?
+    error: str | None = None  # git could not be read: blame is unknown
+    remote: RemoteBranches | None = None  # the watched branches' heads and the remote's default branch
+    candidates: tuple[Candidate, ...] = ()  # the app's commits with their diffs and renders, for narrowing
+    healthy: frozenset[str] = frozenset()  # other apps the range changed, Synced and Healthy at the failing revision
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """The policy's input and the audit trail's evidence, built once from the three reads."""
+
+    policy: PolicyFacts
+    blame: Blame | None
+    evidence: Mapping[str, Any]
+    head: str | None = None  # the branch head git was read at (what Argo CD is asked to deploy)
+    branch: str | None = None  # the watched branch the app follows: where blame read and a revert goes
+
+
+def sources_of(context: AppContext) -> tuple[AppSources, dict[str, AppSources]]:
+    """The app's own repo paths and every other app's, as blame compares them."""
+
+    def of(key: str, paths: tuple[str, ...]) -> AppSources:
+        return AppSources(paths, helm_dirs(context.specs.get(key, {}), paths))
+
+    own = of(context.key, context.paths.get(context.key, ()))
+    return own, {k: of(k, p) for k, p in context.paths.items() if k != context.key}
+
+
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """What this watcher watches: the GitOps repo and its branches (the first holds the app-of-apps manifests)."""
+
+    repo_url: str
+    branches: tuple[str, ...]
+
+    def following(self, context: AppContext, remote: RemoteBranches | None) -> Following:
+        return following(context.specs.get(context.key, {}), self.repo_url, self.branches, remote)
+
+
+def facts_of(
+    incident: Incident,
+    context: AppContext,
+    argocd: ArgoCDView,
+    git: GitView | None,
+    history: RevertHistory,
+    max_candidates: int,
+    watched: Watched | None = None,
+    split: bool = True,
+    narrow: bool = True,
+) -> Facts:
+    """`git` is None when it was not read (the app no longer fails, or the incident has no revision)."""
+    snap = argocd.snapshot
+    failing = still_failing(snap, incident.kind, incident.revision) if snap is not None else None
+    follows = watched.following(context, git.remote if git else None) if watched else None
+    ours = follows is None or follows.kind is Follow.BRANCH  # else git was not read for blame: nothing to blame
+    found: Blame | None = None
+    if git is not None and git.error is None and incident.revision and ours:
+        own, others = sources_of(context)
+        found = blame(
+            incident.app,
+            incident.revision,
+            git.last_good,
+            git.last_good_is_ancestor,
+            git.changes,
+            own,
+            others,
+            max_candidates,
+            git.truncated,
+        )
+        # Several commits: the one that introduced what fails; one commit: only its change to this app.
+        candidates = git.candidates or tuple(Candidate(c.commit, c.files) for c in git.changes)
+        clues = clues_of(incident.kind.value, incident.evidence)
+        found = narrowed(incident.app, found, candidates, clues, own, others, split, git.healthy, narrow)
+    shas = {c.sha for c in found.culprits} if found else set()
+    undone = {k: v for k, v in git.undone.items() if k in shas} if git else {}
+    already = {k: v for k, v in history.reverted.items() if k in shas}
+    policy = PolicyFacts(
+        app=incident.app,
+        kind=incident.kind,
+        detected_at=incident.detected_at,
+        opt_in=opt_in_from(context.annotations),
+        suspended=history.suspension,
+        circuit=history.circuit,
+        still_failing=failing,
+        blame=found,
+        already_reverted=already,
+        undone_on_branch=undone,
+        newer_changes=git.newer if git else (),
+        revision=incident.revision,
+        head=git.head if git else None,
+        following=follows,
+        untouched_degraded=tuple(untouched_by_the_sync(snap, incident.revision))
+        if snap is not None and incident.kind is EventKind.DEGRADED and incident.revision
+        else (),
+        from_watched_repo=deploys_from_repo(context.specs.get(context.key, {}), watched.repo_url) if watched else None,
+        initiated_by=snap.initiated_by if snap else "",
+        auto_sync=snap.auto_sync if snap else None,
+        last_revert_at=history.last_revert_at,
+        reverts_last_hour=history.reverts_last_hour,
+    )
+    branch = follows.branch if follows is not None and follows.kind is Follow.BRANCH else None
+    return Facts(policy, found, _evidence(policy, found, argocd, git), git.head if git else None, branch)
+
+
+def _evidence(p: PolicyFacts, found: Blame | None, argocd: ArgoCDView, git: GitView | None) -> dict[str, Any]:
+    seen: dict[str, Any] | None = None
+    if argocd.snapshot is not None:
+        s = argocd.snapshot
+        seen = {k: _plain(getattr(s, k)) for k in SEEN_FIELDS}
+        seen["operation_message"] = s.operation_message[:MESSAGE_KEPT]
+    evidence: dict[str, Any] = {
+        "argocd_now": seen,
+        "still_failing": p.still_failing,
+        "blame": found.evidence() if found else None,
+        "opt_in": p.opt_in,
+        "suspended": p.suspended,
+        "circuit": p.circuit,
+        "already_reverted": dict(p.already_reverted),
+        "undone_on_branch": dict(p.undone_on_branch),
+        "newer_changes": list(p.newer_changes),
+        "last_revert_at": p.last_revert_at.isoformat() if p.last_revert_at else None,
+        "reverts_last_hour": p.reverts_last_hour,
+        "pinned": p.following.pinned if p.following else None,
+        "from_watched_repo": p.from_watched_repo,
+        "untouched_degraded": list(p.untouched_degraded),
+        "initiated_by": p.initiated_by,
+        "auto_sync": p.auto_sync,
+    }
+    if argocd.error:
+        evidence["argocd_error"] = argocd.error
+    if git is not None and git.error:
+        evidence["git_error"] = git.error
+    if git is not None and git.last_good_source:
+        evidence["last_good_source"] = git.last_good_source
+    if p.following is not None:  # which branch blame read and a revert goes to, and how HEAD was resolved
+        evidence |= p.following.evidence()
+    if git is not None and git.remote is not None:
+        evidence["remote_default_branch"] = git.remote.default
+    return evidence
+
+
+def _plain(v: object) -> object:
+    return getattr(v, "value", v)

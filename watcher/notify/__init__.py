@@ -1,0 +1,1 @@
+"""The notify wing: Slack notices queued, routed, de-duplicated and delivered."""

@@ -1,0 +1,1 @@
+"""The revert wing: read once, decide (core), act from one table, verify."""

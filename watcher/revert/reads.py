@@ -1,0 +1,193 @@
+"""The reverter's three reads for one incident, each once: Argo CD (a fresh GET), git (the blame range), the
+store (the app's revert history). What they return is plain data for `revert_facts.facts_of`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from watcher.adapters.argocd import degraded_in_tree, health_is_in_the_tree, snapshot_from_app
+from watcher.adapters.git_errors import GitError
+from watcher.adapters.helm_render import render_app
+from watcher.core.blame import AppSources, last_good_revision, touches
+from watcher.core.branches import Follow
+from watcher.core.facts import ArgoCDView, Facts, GitView, Watched, facts_of, sources_of
+from watcher.core.narrow import Candidate, Rendered
+from watcher.core.policy import still_failing
+from watcher.domain import (
+    AppContext,
+    AppSnapshot,
+    ChangedCommit,
+    EventKind,
+    Health,
+    Incident,
+    NeedsHuman,
+    RetryLater,
+    SyncStatus,
+)
+from watcher.logs import get_logger
+from watcher.ports import ArgoCDActions, Fleet, RevertRepo
+from watcher.store.audit import RevertAudit
+
+MAX_KEPT_APPS = 20  # a culprit that changed more apps than this is reverted whole: their states are not looked up
+
+
+class IncidentReader:
+    def __init__(
+        self,
+        fleet: Fleet,
+        argocd: ArgoCDActions,
+        repo: RevertRepo,
+        audit: RevertAudit,
+        max_candidates: int,
+        watched: Watched | None = None,
+        narrow: bool = True,
+        split: bool = True,
+    ):
+        self.fleet = fleet
+        self.argocd = argocd
+        self.repo = repo
+        self.audit = audit
+        self.max_candidates = max_candidates
+        self.watched = watched
+        self.narrow = narrow  # read each candidate's diff and render when several commits changed the app
+        self.split = split  # revert only the culprit's changes to the failing app
+
+    def facts(self, incident: Incident, now: datetime) -> Facts:
+        """Three reads, then one pure function builds the facts. Git is read only while the app still fails."""
+        context = self.fleet.app_context(incident.app)
+        argocd = self.read_argocd(context.name, context.namespace, incident.kind is EventKind.DEGRADED)
+        snap = argocd.snapshot
+        failing = snap is not None and still_failing(snap, incident.kind, incident.revision)
+        git = self.read_git(incident, context, argocd) if failing and incident.revision else None
+        history = self.audit.revert_history(incident.app, now)
+        return facts_of(
+            incident, context, argocd, git, history, self.max_candidates, self.watched, self.split, self.narrow
+        )
+
+    def read_argocd(self, name: str, namespace: str, degraded: bool = False) -> ArgoCDView:
+        """A fresh GET; for a degraded app whose resources' health is only in the resource tree (Argo CD 3.x),
+        the tree too: which resource degraded decides whether the sync is to blame."""
+        try:
+            repo = self.watched.repo_url if self.watched else ""
+            app = self.argocd.get_app(name, namespace)
+            snap = snapshot_from_app(app, True, repo)
+            if degraded and snap.health is Health.DEGRADED and health_is_in_the_tree(app):
+                tree = self.argocd.resource_tree(name, namespace)
+                snap = replace(snap, degraded_resources=degraded_in_tree(tree))
+            return ArgoCDView(snap)
+        except RetryLater as exc:
+            return ArgoCDView(None, str(exc))
+
+    def read_git(self, incident: Incident, context: AppContext, argocd: ArgoCDView) -> GitView:
+        assert incident.revision is not None
+        history = argocd.snapshot.history_revisions if argocd.snapshot else ()
+        last_good, source = last_good_revision(context.good_revisions, history, incident.revision)
+        own, _ = sources_of(context)
+        changes: list[ChangedCommit] = []
+        truncated = False
+        newer: list[ChangedCommit] = []
+        limit = self.max_candidates * 4 + 10
+        try:
+            remote = self.repo.branch_heads()
+        except RetryLater as exc:
+            return GitView(last_good, source, error=str(exc))
+        follows = self.watched.following(context, remote) if self.watched else None
+        if follows is not None and follows.kind is not Follow.BRANCH:
+            return GitView(last_good, source, remote=remote)  # no branch of ours to blame: the policy alerts
+        branch = follows.branch if follows is not None and follows.branch else next(iter(remote.heads))
+        head = remote.heads[branch]
+        try:
+            ancestor = bool(last_good) and self.repo.is_ancestor(str(last_good), incident.revision)
+            if last_good and ancestor and own.paths:
+                changes, truncated = self.repo.changes(last_good, incident.revision, own.paths, limit)
+            if own.paths and head != incident.revision and self.repo.is_ancestor(incident.revision, head):
+                newer, _ = self.repo.changes(incident.revision, head, own.paths, limit)
+            undone = self.repo.find_reverts([c.commit.sha for c in changes], branch) if changes else {}
+            candidates = self.candidates(context, own, changes) if not truncated else ()
+            healthy = self.healthy_others(context, incident.revision, changes) if self.split else frozenset()
+        except (RetryLater, NeedsHuman) as exc:
+            return GitView(last_good, source, error=str(exc), remote=remote)
+        # A newer commit that only reverts a culprit is "undone", not "a fix of unknown effect".
+        fixes = tuple(c.commit.sha for c in newer if c.commit.sha not in set(undone.values()))
+        view = GitView(last_good, source, ancestor, tuple(changes), truncated, undone, head, fixes, remote=remote)
+        return replace(view, candidates=candidates, healthy=healthy)
+
+    def healthy_others(self, context: AppContext, revision: str, changes: Sequence[ChangedCommit]) -> frozenset[str]:
+        """The other apps the range changed that are Synced and Healthy at `revision`: their changes are proven
+        good, and a split revert may keep them. Any other app's state is unknown here, and its files are undone."""
+        _, others = sources_of(context)
+        touched = sorted({o for c in changes for o, src in others.items() if any(touches(f, src) for f in c.files)})
+        if len(touched) > MAX_KEPT_APPS:
+            return frozenset()
+        return frozenset(o for o in touched if _healthy_at(self.fleet.app_context(o).last, revision))
+
+    def candidates(
+        self, context: AppContext, own: AppSources, changes: Sequence[ChangedCommit]
+    ) -> tuple[Candidate, ...]:
+        """The commits blame will name, with what narrowing compares: read only when there is something to tell
+        apart (several commits, or a merge whose branch holds several) and no more than blame would revert."""
+        mine = [c for c in changes if any(touches(f, own) for f in c.files)]
+        plain = tuple(Candidate(c.commit, c.files) for c in mine)
+        wanted = len(mine) > 1 or any(c.commit.is_merge for c in mine)
+        if not self.narrow or not wanted or len(mine) > self.max_candidates:
+            return plain
+        try:
+            return self._read_all(context, own, mine)
+        except (RetryLater, NeedsHuman, GitError) as exc:  # narrowing is optional: blame as before, and say so
+            get_logger().warning("narrowing_read_failed", app=context.key, error=str(exc)[:300])
+            return plain
+
+    def _read_all(self, context: AppContext, own: AppSources, mine: list[ChangedCommit]) -> tuple[Candidate, ...]:
+        render = _renderer(self.repo, context, own)
+        out = []
+        for c in mine:
+            side: tuple[Candidate, ...] = ()
+            if c.commit.is_merge:
+                first, second = c.commit.parents[:2]
+                branch, cut = self.repo.changes(first, second, own.paths, self.max_candidates)
+                mine_side = [b for b in branch if any(touches(f, own) for f in b.files)]
+                side = () if cut else tuple(self._read(b, own, render) for b in mine_side)
+            out.append(replace(self._read(c, own, render), side=side))
+        return tuple(out)
+
+    def _read(self, c: ChangedCommit, own: AppSources, render: Callable[[str], Rendered | None]) -> Candidate:
+        sha, parents = c.commit.sha, c.commit.parents
+        before = render(parents[0]) if parents else None  # a root commit: nothing before it to compare
+        return Candidate(c.commit, c.files, self.repo.patch(sha, own.paths), before, render(sha) if parents else None)
+
+
+def _healthy_at(snap: AppSnapshot | None, revision: str) -> bool:
+    if snap is None:
+        return False
+    return snap.sync_status is SyncStatus.SYNCED and snap.health is Health.HEALTHY and snap.sync_revision == revision
+
+
+def _renderer(repo: RevertRepo, context: AppContext, own: AppSources) -> Callable[[str], Rendered | None]:
+    """Render the app at a revision with the Helm engine (None: not a Helm app of the watched repo, or no engine).
+    Argo CD's release name is the app's name; the destination namespace is not kept, so "default" stands in."""
+    chart = _helm_source(context.specs.get(context.key, {}), own)
+    cache: dict[str, Rendered | None] = {}
+
+    def render(rev: str) -> Rendered | None:
+        if chart is None:
+            return None
+        if rev not in cache:
+            files = repo.files_under(rev, own.paths)
+            cache[rev] = render_app(files, chart[0], chart[1], context.name, "default")
+        return cache[rev]
+
+    return render
+
+
+def _helm_source(spec: Mapping[str, Any], own: AppSources) -> tuple[str, tuple[str, ...]] | None:
+    """The one Helm chart directory of the app in the watched repo and its value files (more: not rendered)."""
+    sources = (spec.get("spec") or {}).get("sources") or []
+    found = [
+        (str(s.get("path", "")).strip("/"), tuple(str(f) for f in (s.get("helm") or {}).get("valueFiles", ())))
+        for s in sources
+        if isinstance(s, dict) and str(s.get("path", "")).strip("/") in own.helm_dirs
+    ]
+    return found[0] if len(found) == 1 else None

@@ -1,0 +1,359 @@
+"""Auto-revert, wired: read once (Argo CD, git, store) -> decide (pure) -> act -> write the outcome -> verify.
+
+Side effects of one incident, in order, and why that order:
+1. Argo CD, git and the store are read once (revert_reads), and the facts built by one pure function;
+2. the decision is stored with its evidence before anything is done (the audit trail never lags the act);
+3. the revert's intent is stored before git is touched (a crash after it is reconciled against git on start);
+4. git reverts and pushes; the outcome is written in one place (`_write`): state, metric, log, listeners;
+5. only after a push, Argo CD is asked (argocd_nudge) to end a sync still retrying the bad revision and to refresh.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from watcher.core.facts import Facts, Watched
+from watcher.core.lease import ALONE_FENCE
+from watcher.core.outcome import (
+    Handled,
+    Outcome,
+    outcome_of,
+    reconciled_outcome,
+)
+from watcher.core.policy import RevertRules, decide
+from watcher.core.revert_message import revert_message, revert_title
+from watcher.domain import (
+    INCIDENT_KINDS,
+    Action,
+    Commit,
+    Decision,
+    Event,
+    Incident,
+    NeedsHuman,
+    RetryLater,
+    RevertMode,
+    RevertResult,
+    RevertState,
+    RevertStep,
+    utcnow,
+)
+from watcher.logs import get_logger
+from watcher.metrics.registry import Metrics
+from watcher.ports import ArgoCDActions, Fence, Fleet, PullRequests, RevertRepo
+from watcher.revert.nudge import deploy_now
+from watcher.revert.reads import IncidentReader
+from watcher.revert.verify import RevertVerifier
+from watcher.settings import Settings
+from watcher.store import Store
+
+MAX_WAIT_SECONDS = 30.0
+RECONCILE_MARGIN = timedelta(minutes=10)  # clock skew between this pod and the commit's committer date
+NUDGE_RULES = frozenset({"undone_on_branch", "fix_on_branch"})  # the fix is on the branch: deploy it now
+
+
+def rules_from(s: Settings) -> RevertRules:
+    r = s.revert
+    return RevertRules(
+        mode=RevertMode(r.mode),
+        allow=tuple(r.allow),
+        deny=tuple(r.deny),
+        cooldown=timedelta(seconds=r.cooldown_seconds),
+        max_reverts_per_hour=r.max_reverts_per_hour,
+        attribution_window=timedelta(seconds=s.detection.attribution_window_seconds),
+        fix_wait=timedelta(seconds=r.fix_wait_seconds),
+        revert_without_auto_sync=r.without_auto_sync == "revert",
+    )
+
+
+class Reverter:
+    """One worker thread takes incidents in order; every step's outcome is logged and stored."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        fleet: Fleet,
+        argocd: ArgoCDActions,
+        repo: RevertRepo,
+        store: Store,
+        metrics: Metrics,
+        pulls: PullRequests | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        fence: Fence = ALONE_FENCE,
+    ):
+        self.settings = settings
+        self.fence = fence  # only the leader decides and acts; a standby's reverter waits
+        self.rules = rules_from(settings)
+        self.fleet = fleet
+        self.argocd = argocd
+        self.repo = repo
+        self.audit = store.audit
+        watched = Watched(settings.git.url, settings.git.watched_branches)
+        r = settings.revert
+        self.reader = IncidentReader(fleet, argocd, repo, store.audit, r.max_candidates, watched, r.narrow, r.split)
+        self.incidents = store.detection
+        self.pulls = pulls
+        self.clock = clock
+        self.metrics = metrics
+        self.log = get_logger().bind(component="reverter")
+        self.pending: dict[int, float] = {}  # incident id -> monotonic time before which it waits
+        self.waits: dict[int, int] = {}
+        self.reconciled = False
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        self.verifier = RevertVerifier(
+            fleet, repo, store.audit, store.detection, metrics, self.log, self._notify, self._refresh_gauges
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="reverter", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for handled in self.run_once():
+                    self.log.info("incident_handled", summary=handled.sentence())
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive one bad incident; it is logged
+                self.log.exception("reverter_step_failed", error=str(exc))
+            self._wake.wait(1.0)
+            self._wake.clear()
+
+    def on_event(self, e: Event) -> None:
+        if e.kind not in INCIDENT_KINDS:
+            return
+        incident = self.incidents.find_incident(e.app, e.kind, e.revision)
+        if incident is not None:
+            self._queue(incident.id, 0.0)
+            self._wake.set()
+
+    def _queue(self, incident_id: int, after: float) -> None:
+        with self._lock:
+            self.pending[incident_id] = time.monotonic() + after
+
+    def take_over(self) -> None:
+        """This replica became the leader: start from the store, as after a restart (reconcile what the
+        previous leader left started, decide the open incidents it did not)."""
+        with self._lock:
+            self.pending.clear()
+            self.waits.clear()
+            self.reconciled = False
+        self._wake.set()
+
+    def stand_by(self) -> None:
+        with self._lock:
+            self.pending.clear()
+            self.waits.clear()
+        # The leader reports suspensions and the circuit: a stale copy here would hold an alert after a resume.
+        self.metrics.suspended_apps.set(0)
+        self.metrics.circuit_open.set(0)
+
+    def run_once(self) -> list[Handled]:
+        """One pass: finish what a crash left, decide every incident that is due, verify pushed reverts."""
+        if not self.fence.leading():
+            return []
+        if not self.reconciled:
+            self.reconcile()
+        now_mono = time.monotonic()
+        with self._lock:
+            due = sorted(i for i, t in self.pending.items() if t <= now_mono)
+        handled = []
+        for incident_id in due:
+            if self._stop.is_set():
+                break
+            handled.append(self.handle(incident_id))
+        self.verify()
+        return handled
+
+    # -- crash safety -----------------------------------------------------------------------------------
+    def reconcile(self) -> None:
+        """Finish what a killed process left: a revert whose intent is recorded but whose outcome is not."""
+        unfinished = self.audit.reverts(states=(RevertState.STARTED,))
+        if unfinished:
+            try:
+                self.repo.sync()
+            except RetryLater as exc:
+                self.log.warning("revert_reconcile_waiting_for_git", error=str(exc), unfinished=len(unfinished))
+                return  # "started" counts as reverted meanwhile: nothing can be reverted twice
+        deadline = self.clock() + timedelta(seconds=self.settings.revert.verify_deadline_seconds)
+        for r in unfinished:
+            found = self.repo.find_by_incident(r.incident_id, r.started_at - RECONCILE_MARGIN)
+            incident = self.incidents.incident(r.incident_id)
+            if incident is not None:
+                self._write(r.id, incident, (), reconciled_outcome(r.mode, found, deadline))
+        for incident_id in self.audit.open_incidents_undecided():
+            with self._lock:
+                self.pending.setdefault(incident_id, 0.0)
+        self._refresh_gauges()
+        self.reconciled = True
+
+    # -- decide -----------------------------------------------------------------------------------------
+    def handle(self, incident_id: int) -> Handled:
+        incident = self.incidents.incident(incident_id)
+        if incident is None or incident.resolved_at is not None:
+            with self._lock:
+                self.pending.pop(incident_id, None)
+            return Handled(incident_id, incident.app if incident else "", "closed")
+        facts = self.reader.facts(incident, self.clock())
+        now = self.clock()
+        decision = decide(facts.policy, self.rules, now)
+        handled = Handled(
+            incident.id, incident.app, decision.action.value, decision.rule, decision.reason, decision.culprits
+        )
+        if not self.fence.confirm():  # reads are free; from here on every step writes or acts
+            self.log.warning("decision_withheld_not_leader", app=incident.app, incident=incident.id)
+            return replace(handled, action="withheld", rule="not_leader")
+        if decision.action is Action.WAIT:
+            waits = self.waits.get(incident.id, 0) + 1
+            self.waits[incident.id] = waits
+            delay = min(2.0**waits, MAX_WAIT_SECONDS)
+            self._queue(incident.id, delay)
+            if waits == 1:  # one audit row per wait, not one per retry
+                self._record(incident, decision, facts)
+                self._nudge(incident, decision, facts)
+            return replace(handled, retry_in=delay)
+        with self._lock:
+            self.pending.pop(incident.id, None)
+        self.waits.pop(incident.id, None)
+        self._record(incident, decision, facts)
+        self._nudge(incident, decision, facts)
+        if decision.open_circuit:
+            self.audit.set_circuit(decision.reason, now)
+            self.log.error("revert_circuit_opened", app=incident.app, reason=decision.reason)
+            self._refresh_gauges()
+            self._notify(RevertStep.CIRCUIT_OPEN, incident, decision=decision.reason)
+        if decision.action is Action.REVERT and facts.blame is not None:
+            b = facts.blame
+            outcome = self.execute(incident, b.culprits, b.also_touched, facts.branch, b.only, b.kept)
+            return replace(handled, outcome=outcome.state, retry_in=outcome.retry_after)
+        blamed = facts.blame.culprits if facts.blame else ()
+        self._notify(RevertStep.ALERT_ONLY, incident, blamed, rule=decision.rule, reason=decision.reason)
+        return handled
+
+    def _nudge(self, incident: Incident, decision: Decision, facts: Facts) -> None:
+        """The fix is already on the branch (a person's revert, a newer commit): have Argo CD deploy it now."""
+        if decision.rule in NUDGE_RULES and facts.head:
+            self._deploy_now([incident.app], facts.head)
+
+    def _deploy_now(self, apps: list[str], revision: str) -> None:
+        contexts = [self.fleet.app_context(app) for app in apps]
+        revert = self.settings.revert
+        deploy_now(self.argocd, contexts, revision, revert.terminate_retrying, self.log, self.settings.git.url)
+
+    def _record(self, incident: Incident, decision: Decision, facts: Facts) -> None:
+        evidence = dict(facts.evidence) | {"culprits": list(decision.culprits)}
+        self.audit.record_decision(
+            incident.id, incident.app, self.clock(), decision.action, decision.rule, decision.reason,
+            self.rules.mode, evidence,
+        )  # fmt: skip
+        self.metrics.decisions.labels(decision.action.value, decision.rule).inc()
+        culprits = [f"{c.sha[:12]} by {c.author}: {c.subject}" for c in (facts.blame.culprits if facts.blame else ())]
+        # A named culprit is worth a warning: it is the line that corrects failure_detected's deployed revision.
+        (self.log.warning if culprits else self.log.info)(
+            "revert_decided", app=incident.app, incident=incident.id, action=decision.action.value,
+            rule=decision.rule, reason=decision.reason, culprits=culprits,
+        )  # fmt: skip
+
+    # -- act --------------------------------------------------------------------------------------------
+    def execute(
+        self,
+        incident: Incident,
+        culprits: tuple[Commit, ...],
+        also_touched: Any = None,
+        onto: str | None = None,
+        only: Mapping[str, tuple[str, ...]] | None = None,
+        kept: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> Outcome:
+        """Revert `culprits` on `onto`, the branch the app follows (None: the first watched), as the mode says
+        (`only`: culprit sha -> the only files undone); the outcome (whatever happened) is written by `_write`."""
+        mode = self.rules.mode
+        onto = onto or self.settings.git.watched_branches[0]
+        message = revert_message(incident.app, incident, list(culprits), also_touched or {}, kept or {})
+        author = (self.settings.revert.author_name, self.settings.revert.author_email)
+        shas = [c.sha for c in culprits]
+        revert_id = self.audit.start_revert(incident.id, incident.app, mode, shas, self.clock())
+        branch = {
+            RevertMode.PUSH: onto,
+            RevertMode.PULL_REQUEST: f"{self.settings.revert.branch_prefix}{incident.id}-{shas[0][:10]}",
+        }.get(mode)
+        result: RevertResult | None = None
+        error: RetryLater | NeedsHuman | None = None
+        url = None
+        try:
+            retries = self.settings.revert.push_retries
+            result = self.repo.revert(list(culprits), message, author, branch, retries, onto, dict(only or {}))
+            if mode is RevertMode.PULL_REQUEST:
+                assert self.pulls is not None and branch is not None
+                url = self.pulls.open(branch, onto, revert_title(incident.app, culprits), message)
+        except (RetryLater, NeedsHuman) as exc:
+            error = exc
+        deadline = self.clock() + timedelta(seconds=self.settings.revert.verify_deadline_seconds)
+        outcome = outcome_of(mode, result, error, message=message, branch=branch, url=url, verify_deadline=deadline)
+        self._write(revert_id, incident, culprits, outcome)
+        if outcome.state is RevertState.PUSHED and result is not None and result.sha:
+            also = sorted({a for apps in (also_touched or {}).values() for a in apps})
+            self._deploy_now([incident.app, *also], result.sha)
+        return outcome
+
+    def _write(self, revert_id: int, incident: Incident, culprits: Any, outcome: Outcome) -> None:
+        """The one place an outcome is performed: the revert row, the metric, one log line, the listeners."""
+        now = self.clock()
+        detail = dict(outcome.detail) | ({"needs_human": True} if outcome.needs_human else {})  # what status reads
+        self.audit.finish_revert(revert_id, outcome.state, now, detail=detail, **outcome.columns)
+        self.metrics.reverts.labels(outcome.state.value).inc()
+        if outcome.landed:
+            self.metrics.time_to_revert.observe(max((now - incident.onset).total_seconds(), 0.0))
+        shown = {k: v for k, v in detail.items() if k not in ("message", "diffstat")}
+        getattr(self.log, outcome.level)(
+            outcome.event, app=incident.app, incident=incident.id, culprits=[c.sha[:12] for c in culprits],
+            **{k: v for k, v in outcome.columns.items() if k != "verify_deadline"}, **shown,
+        )  # fmt: skip
+        if outcome.retry_after is not None:
+            self._queue(incident.id, outcome.retry_after)
+        if outcome.step is not None:
+            self._notify(outcome.step, incident, culprits, **outcome.told)
+
+    # -- verify -----------------------------------------------------------------------------------------
+    def verify(self) -> None:
+        self.verifier.run(self.clock())
+
+    # -- operators --------------------------------------------------------------------------------------
+    def resume(self, app: str | None, circuit: bool) -> dict[str, Any]:
+        resumed = self.audit.resume(app) if app else False
+        closed = False
+        if circuit and self.audit.circuit() is not None:
+            self.audit.set_circuit(None, self.clock())
+            closed = True
+        self.log.warning("auto_revert_resumed", app=app, app_was_suspended=resumed, circuit_closed=closed)
+        self._refresh_gauges()
+        return {"app": app, "resumed": resumed, "circuit_closed": closed}
+
+    def _refresh_gauges(self) -> None:
+        self.metrics.suspended_apps.set(len(self.audit.suspended()))
+        self.metrics.circuit_open.set(1 if self.audit.circuit() is not None else 0)
+
+    def _notify(self, step: RevertStep, incident: Incident, culprits: Any = (), **details: Any) -> None:
+        """Tell listeners (Slack, the demo) a step's outcome, with the blamed commits: not Argo CD's head."""
+        base = {
+            "incident": incident.id,
+            "app": incident.app,
+            "kind": incident.kind.value,
+            "revision": incident.revision,
+            "culprits": [{"sha": c.sha, "author": c.author, "subject": c.subject} for c in culprits],
+        }
+        for listener in self.listeners:
+            listener(step.value, base | details)
