@@ -47,13 +47,15 @@ class Timeline:
             self.actions.append((what, details))
             self.changed.notify_all()
 
-    def wait_action(self, what: str, timeout: float) -> dict[str, Any]:
+    def wait_action(self, what: str | tuple[str, ...], timeout: float) -> dict[str, Any]:
+        """The first action named `what` (or any of them); its details carry `"what"`."""
+        names = (what,) if isinstance(what, str) else what
         deadline = time.monotonic() + timeout
         with self.changed:
             while True:
                 for name, details in self.actions:
-                    if name == what:
-                        return details
+                    if name in names:
+                        return details | {"what": name}
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"the demo did not see {what} in time")
@@ -149,9 +151,10 @@ def run_demo(
         reverted_at = time.monotonic()
         revert_sha = str(pushed["revert"])
         timeline.add("revert_pushed", app=BAD_APP, revert=revert_sha[:10], culprit=bad["sha"][:10])
-        timeline.wait_action("recovered", 60)
+        # The refused sync never changed the cluster, so the revert needs no sync: "restored", not "healed".
+        back = timeline.wait_action(("recovered", "restored"), 60)
         recovered_at = time.monotonic()
-        timeline.add("recovered", app=BAD_APP, revision=revert_sha[:10])
+        timeline.add(str(back["what"]), app=BAD_APP, revision=revert_sha[:10])
         remote = daemon.repo.commits_touching([], revert_sha, limit=5)
         revert_commit = daemon.repo.commit(revert_sha)
         if before_stop is not None:
@@ -229,6 +232,11 @@ def render_text(result: dict[str, Any]) -> str:
             text = f"REVERTED {e['app']}: pushed {e['revert']} reverting {e['culprit']} (and nothing else)"
         elif what == "recovered":
             text = f"healthy  {e['app']} synced and healthy on the revert {e['revision']}"
+        elif what == "restored":
+            text = (
+                f"restored {e['app']} Synced and Healthy on the revert {e['revision']} with no sync needed: the "
+                "refused change never reached the cluster (this restores the live state; it proves no culprit)"
+            )
         elif what == "blamed":
             text = f"BLAMED   {e['sha']} by {e['author']}: {e['subject']} (the only new commit that changed {e['app']})"
         else:

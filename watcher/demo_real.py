@@ -99,7 +99,7 @@ def run_real_timings_demo(workdir: Path | None = None, scale: float = DEFAULT_SC
         detected = clock.time()
         reverted_details = timeline.wait_action("revert_pushed", argo_wait)
         reverted = clock.time()
-        timeline.wait_action("recovered", argo_wait)
+        timeline.wait_action(("recovered", "restored"), argo_wait)
         recovered = clock.time()
         synced_at = statuses.synced(commits[-1]["sha"])
         synced = None if synced_at is None else round(synced_at - pushed, 1)

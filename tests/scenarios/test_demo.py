@@ -38,7 +38,8 @@ def test_demo_json_shows_the_whole_loop_and_leaves_nothing_running() -> None:
     assert result["open_incidents"] == []  # recovered and verified
     assert result["total_seconds"] < 60
     whats = [e["what"] for e in result["timeline"]]
-    assert whats[-4:] == ["failure_detected", "blamed", "revert_pushed", "recovered"]
+    # A refused sync never changed the cluster: the revert needs no sync, which restores, and proves nothing more.
+    assert whats[-4:] == ["failure_detected", "blamed", "revert_pushed", "restored"]
     # The demo's own daemon, by its port: other git daemons on the machine (other tests, other runs) are not its.
     port = result["repo"].split(":")[2].split("/")[0]
     left = subprocess.run(["pgrep", "-f", f"git.daemon.*--port={port} "], capture_output=True, text=True).stdout

@@ -29,6 +29,8 @@ class ArgoCDView:
 
     snapshot: AppSnapshot | None
     error: str | None = None
+    progressive: bool = False  # its last sync was started by the ApplicationSet controller (RollingSync)
+    old_pods: tuple[str, ...] = ()  # pods in trouble the blamed deploy did not create, none of its own failing
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +139,10 @@ def facts_of(
         if snap is not None and incident.kind is EventKind.DEGRADED and incident.revision
         else (),
         from_watched_repo=deploys_from_repo(context.specs.get(context.key, {}), watched.repo_url) if watched else None,
+        not_from_deploy=argocd.old_pods,
         initiated_by=snap.initiated_by if snap else "",
-        auto_sync=snap.auto_sync if snap else None,
+        # RollingSync turns automated off and syncs the app itself, as automated (core/sync_permit.py).
+        auto_sync=True if argocd.progressive else (snap.auto_sync if snap else None),
         last_revert_at=history.last_revert_at,
         reverts_last_hour=history.reverts_last_hour,
     )
@@ -167,6 +171,7 @@ def _evidence(p: PolicyFacts, found: Blame | None, argocd: ArgoCDView, git: GitV
         "pinned": p.following.pinned if p.following else None,
         "from_watched_repo": p.from_watched_repo,
         "untouched_degraded": list(p.untouched_degraded),
+        "pods_not_from_this_deploy": list(p.not_from_deploy),
         "initiated_by": p.initiated_by,
         "auto_sync": p.auto_sync,
     }

@@ -36,6 +36,8 @@ class NoticeKind(enum.StrEnum):
     NOT_REVERTED = "not_reverted"
     SUSPENDED = "suspended"
     CIRCUIT_OPEN = "circuit_open"
+    RESTORED = "restored"
+    HELD = "held"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +177,18 @@ ACTION_NOTICES: dict[RevertStep, tuple[NoticeKind, Severity, ActionText, ActionT
         Severity.CRITICAL,
         lambda d, names: "Auto-revert suspended",
         lambda d, names: f"{d.get('reason', '')}. Run `sync-watcher resume {d.get('app', '')}` once it is fixed.",
+    ),
+    RevertStep.RESTORED: (
+        NoticeKind.RESTORED,
+        Severity.INFO,
+        lambda d, names: "Restored the live state",
+        lambda d, names: f"The revert of {names} needed no sync: {d.get('reason', '')}.",
+    ),
+    RevertStep.HELD: (
+        NoticeKind.HELD,
+        Severity.WARNING,
+        lambda d, names: "Waiting: Argo CD may not deploy",
+        lambda d, names: f"{d.get('reason', '')}.",
     ),
     RevertStep.CIRCUIT_OPEN: (
         NoticeKind.CIRCUIT_OPEN,

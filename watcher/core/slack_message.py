@@ -43,6 +43,8 @@ ICONS = {
     NoticeKind.NOT_REVERTED: ":raised_hand:",
     NoticeKind.SUSPENDED: ":no_entry:",
     NoticeKind.CIRCUIT_OPEN: ":no_entry:",
+    NoticeKind.RESTORED: ":large_green_circle:",
+    NoticeKind.HELD: ":hourglass_flowing_sand:",
 }
 
 

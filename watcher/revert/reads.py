@@ -16,6 +16,8 @@ from watcher.core.branches import Follow
 from watcher.core.facts import ArgoCDView, Facts, GitView, Watched, facts_of, sources_of
 from watcher.core.narrow import Candidate, Rendered
 from watcher.core.policy import still_failing
+from watcher.core.rollout import RolloutRules, not_from_this_deploy
+from watcher.core.sync_permit import synced_by_appset
 from watcher.domain import (
     AppContext,
     AppSnapshot,
@@ -31,6 +33,8 @@ from watcher.logs import get_logger
 from watcher.ports import ArgoCDActions, Fleet, RevertRepo
 from watcher.store.audit import RevertAudit
 
+# Runtime failures whose pods are worth a look: are the failing ones the deploy's? (a tree read per decision)
+TREE_KINDS = frozenset({EventKind.DEGRADED, EventKind.STUCK_PROGRESSING})
 MAX_KEPT_APPS = 20  # a culprit that changed more apps than this is reverted whole: their states are not looked up
 
 
@@ -58,7 +62,7 @@ class IncidentReader:
     def facts(self, incident: Incident, now: datetime) -> Facts:
         """Three reads, then one pure function builds the facts. Git is read only while the app still fails."""
         context = self.fleet.app_context(incident.app)
-        argocd = self.read_argocd(context.name, context.namespace, incident.kind is EventKind.DEGRADED)
+        argocd = self.read_argocd(context.name, context.namespace, incident.kind, incident.revision)
         snap = argocd.snapshot
         failing = snap is not None and still_failing(snap, incident.kind, incident.revision)
         git = self.read_git(incident, context, argocd) if failing and incident.revision else None
@@ -67,17 +71,24 @@ class IncidentReader:
             incident, context, argocd, git, history, self.max_candidates, self.watched, self.split, self.narrow
         )
 
-    def read_argocd(self, name: str, namespace: str, degraded: bool = False) -> ArgoCDView:
-        """A fresh GET; for a degraded app whose resources' health is only in the resource tree (Argo CD 3.x),
-        the tree too: which resource degraded decides whether the sync is to blame."""
+    def read_argocd(
+        self, name: str, namespace: str, kind: EventKind | None = None, revision: str | None = None
+    ) -> ArgoCDView:
+        """A fresh GET; for an app still unhealthy after the deploy of `revision`, the resource tree too: which
+        resource degraded (Argo CD 3.x keeps its health only there) and whose pods fail decide whether the sync is
+        to blame."""
         try:
             repo = self.watched.repo_url if self.watched else ""
             app = self.argocd.get_app(name, namespace)
             snap = snapshot_from_app(app, True, repo)
-            if degraded and snap.health is Health.DEGRADED and health_is_in_the_tree(app):
+            old_pods: tuple[str, ...] = ()
+            started = snap.operation_started_at
+            if kind in TREE_KINDS and kind is not None and still_failing(snap, kind, revision) and started:
                 tree = self.argocd.resource_tree(name, namespace)
-                snap = replace(snap, degraded_resources=degraded_in_tree(tree))
-            return ArgoCDView(snap)
+                if kind is EventKind.DEGRADED and health_is_in_the_tree(app):
+                    snap = replace(snap, degraded_resources=degraded_in_tree(tree))
+                old_pods = not_from_this_deploy(tree, started, RolloutRules().restarts)
+            return ArgoCDView(snap, progressive=synced_by_appset(app), old_pods=old_pods)
         except RetryLater as exc:
             return ArgoCDView(None, str(exc))
 

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from watcher.core.facts import Facts, Watched
+from watcher.core.hold_policy import HOLD_RULES, held_decision
 from watcher.core.lease import ALONE_FENCE
 from watcher.core.outcome import (
     Handled,
@@ -45,6 +46,7 @@ from watcher.domain import (
 from watcher.logs import get_logger
 from watcher.metrics.registry import Metrics
 from watcher.ports import ArgoCDActions, Fence, Fleet, PullRequests, RevertRepo
+from watcher.revert.holds import HoldReader
 from watcher.revert.nudge import deploy_now
 from watcher.revert.reads import IncidentReader
 from watcher.revert.verify import RevertVerifier
@@ -52,6 +54,7 @@ from watcher.settings import Settings
 from watcher.store import Store
 
 MAX_WAIT_SECONDS = 30.0
+HOLD_RECHECK_SECONDS = 300.0  # a decision held by a sync window is looked at again this often
 RECONCILE_MARGIN = timedelta(minutes=10)  # clock skew between this pod and the commit's committer date
 NUDGE_RULES = frozenset({"undone_on_branch", "fix_on_branch"})  # the fix is on the branch: deploy it now
 
@@ -108,9 +111,12 @@ class Reverter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        self.holds = HoldReader(argocd, self.log)
+        self.hold_max = timedelta(seconds=r.hold_max_seconds)
         self.verifier = RevertVerifier(
-            fleet, repo, store.audit, store.detection, metrics, self.log, self._notify, self._refresh_gauges
-        )
+            fleet, repo, store.audit, store.detection, metrics, self.log, self._notify, self._refresh_gauges,
+            self.holds, self.hold_max,
+        )  # fmt: skip
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -211,6 +217,11 @@ class Reverter:
         facts = self.reader.facts(incident, self.clock())
         now = self.clock()
         decision = decide(facts.policy, self.rules, now)
+        if decision.action is Action.REVERT:  # may Argo CD deploy it? (a deny sync window: wait, and say why)
+            context = self.fleet.app_context(incident.app)
+            project = context.last.project if context.last else ""
+            hold = self.holds.windows(context.name, context.namespace, project, now)
+            decision = held_decision(decision, hold, incident.detected_at, self.hold_max, now)
         handled = Handled(
             incident.id, incident.app, decision.action.value, decision.rule, decision.reason, decision.culprits
         )
@@ -221,10 +232,16 @@ class Reverter:
             waits = self.waits.get(incident.id, 0) + 1
             self.waits[incident.id] = waits
             delay = min(2.0**waits, MAX_WAIT_SECONDS)
+            if decision.wait_until is not None:  # nothing changes before then: look again every few minutes
+                delay = max(delay, min((decision.wait_until - now).total_seconds(), HOLD_RECHECK_SECONDS))
             self._queue(incident.id, delay)
             if waits == 1:  # one audit row per wait, not one per retry
                 self._record(incident, decision, facts)
                 self._nudge(incident, decision, facts)
+                if decision.rule in HOLD_RULES:
+                    self.metrics.revert_waits.labels(decision.rule).inc()
+                    self._notify(RevertStep.HELD, incident, facts.blame.culprits if facts.blame else (),
+                                 rule=decision.rule, reason=decision.reason)  # fmt: skip
             return replace(handled, retry_in=delay)
         with self._lock:
             self.pending.pop(incident.id, None)
