@@ -92,14 +92,19 @@ DENY = {"kind": "deny", "schedule": "0 18 * * *", "duration": "14h", "manualSync
 PROJECT = [dict(DENY, applications=["*-prod"], timeZone="Europe/Berlin", description="prod freeze")]
 
 
-def windows(*ws: dict[str, Any], project: list[dict[str, Any]] | None = None) -> tuple[Window, ...]:
-    return windows_of({"assignedWindows": list(ws), "activeWindows": list(ws), "canSync": False}, project or [])
+def windows(
+    *ws: dict[str, Any], project: list[dict[str, Any]] | None = None, active: bool = True
+) -> tuple[Window, ...]:
+    """The app endpoint's answer: `ws` assigned, and active (Argo CD's word) unless `active` is False."""
+    answer = {"assignedWindows": list(ws), "activeWindows": list(ws) if active else [], "canSync": not active}
+    return windows_of(answer, project or [])
 
 
 @pytest.mark.parametrize(
     "assigned, now, reason, until",
     [
         pytest.param(windows(), T, None, None, id="no_windows"),
+        pytest.param((Window("deny", "bad", "1h"),), T, None, None, id="unreadable_schedule_no_word_is_no_hold"),
         pytest.param(
             windows(DENY, project=PROJECT),
             T,
@@ -107,7 +112,9 @@ def windows(*ws: dict[str, Any], project: list[dict[str, Any]] | None = None) ->
             datetime(2026, 8, 21, 6, tzinfo=UTC),
             id="deny_in_the_projects_zone",
         ),  # fmt: skip
-        pytest.param(windows(DENY), T, None, None, id="deny_read_as_utc_not_active_yet"),
+        # Argo CD says it is active (it knows the zone); the zone was not readable: held, end unknown
+        pytest.param(windows(DENY), T, Held.SYNC_WINDOW, None, id="deny_active_zone_unknown"),
+        pytest.param((Window("deny", "0 18 * * *", "14h"),), T, None, None, id="no_word_from_argocd_read_as_utc"),
         pytest.param(
             windows(dict(DENY, manualSync=True)),
             datetime(2026, 8, 20, 18, 30, tzinfo=UTC),
@@ -123,7 +130,7 @@ def windows(*ws: dict[str, Any], project: list[dict[str, Any]] | None = None) ->
             id="allow_open",
         ),  # fmt: skip
         pytest.param(
-            windows({"kind": "allow", "schedule": "0 9 * * 1-5", "duration": "8h"}),
+            windows({"kind": "allow", "schedule": "0 9 * * 1-5", "duration": "8h"}, active=False),
             datetime(2026, 8, 22, 10, 0, tzinfo=UTC),
             Held.SYNC_WINDOW,
             datetime(2026, 8, 24, 9, tzinfo=UTC),
@@ -132,15 +139,20 @@ def windows(*ws: dict[str, Any], project: list[dict[str, Any]] | None = None) ->
         pytest.param(
             windows({"kind": "deny", "schedule": "bad", "duration": "1h"}),
             T,
+            Held.SYNC_WINDOW,
             None,
-            None,
-            id="unreadable_window_is_no_hold",
+            id="unreadable_schedule_active_per_argocd",
         ),  # fmt: skip
     ],
 )
 def test_window_hold(assigned: tuple[Window, ...], now: datetime, reason: Held | None, until: datetime | None) -> None:
     hold = window_hold(assigned, now)
     assert (hold.reason if hold else None, hold.until if hold else None) == (reason, until)
+
+
+def test_a_deny_window_whose_zone_is_unknown_says_so() -> None:
+    hold = window_hold(windows(DENY), T)
+    assert hold is not None and "cannot be worked out (its time zone is unknown)" in hold.text
 
 
 def test_a_deny_window_says_when_and_where_it_ends() -> None:

@@ -60,15 +60,17 @@ class Window:
     duration: str
     manual_sync: bool = False
     time_zone: str = ""  # "" when not known (the app endpoint drops it): UTC, and the end says so
+    active: bool | None = None  # Argo CD's own word (activeWindows); None: work it out from the schedule
 
     @classmethod
-    def of(cls, w: Mapping[str, Any], time_zone: str = "") -> Window:
+    def of(cls, w: Mapping[str, Any], time_zone: str = "", active: bool | None = None) -> Window:
         return cls(
             str(w.get("kind", "")),
             str(w.get("schedule", "")),
             str(w.get("duration", "")),
             bool(w.get("manualSync")),
             str(w.get("timeZone", time_zone) or ""),
+            active,
         )
 
     def same(self, other: Window) -> bool:
@@ -107,11 +109,12 @@ def windows_of(answer: Mapping[str, Any] | None, project: Sequence[Mapping[str, 
     if not answer:
         return ()
     full = [Window.of(w) for w in project]
+    active = [Window.of(w) for w in answer.get("activeWindows") or []]
     out = []
     for w in answer.get("assignedWindows") or []:
         window = Window.of(w)
         zone = next((f.time_zone for f in full if f.same(window)), "")
-        out.append(Window.of(w, zone))
+        out.append(Window.of(w, zone, any(a.same(window) for a in active)))
     return tuple(out)
 
 
@@ -131,23 +134,21 @@ def hold_of(automated_sync: bool, progressive: bool, windows: Sequence[Window], 
 
 
 def window_hold(windows: Sequence[Window], now: datetime) -> Hold | None:
-    """CanSync(isManual=false) over the app's windows, with the end of the hold when it can be worked out."""
-    active: list[tuple[Window, datetime]] = []
+    """CanSync(isManual=false) over the app's windows, with the end of the hold when it can be worked out. Which
+    windows are active is Argo CD's word where it gave it (it knows every time zone), else the schedule's."""
+    active: list[tuple[Window, datetime | None]] = []
     for w in windows:
-        duration = go_duration(w.duration)
-        if duration is None:
-            continue
-        try:
-            end = active_until(w.schedule, duration, w.time_zone, now)
-        except CronError:
-            continue
-        if end is not None:
+        end = _end(w, now)
+        if w.active or (w.active is None and end is not None):
             active.append((w, end))
     denies = [(w, end) for w, end in active if w.kind == "deny"]
     if denies:
-        w, end = max(denies, key=lambda d: d[1])
+        ends = [end for _, end in denies]
+        until = None if None in ends else max(e for e in ends if e is not None)
+        w = denies[0][0]
         manual = " (manual syncs allowed)" if all(d.manual_sync for d, _ in denies) else ""
-        return Hold(Held.SYNC_WINDOW, f"held by a deny sync window ({w.words()}){manual} until {_utc(end)}", end)
+        when = f"until {_utc(until)}" if until else "until an end that cannot be worked out (its time zone is unknown)"
+        return Hold(Held.SYNC_WINDOW, f"held by a deny sync window ({w.words()}){manual} {when}", until)
     if any(w.kind == "allow" for w, _ in active):
         return None
     allows = [w for w in windows if w.kind == "allow"]
@@ -157,6 +158,16 @@ def window_hold(windows: Sequence[Window], now: datetime) -> Hold | None:
     until = min(starts) if starts else None
     when = f" until {_utc(until)}" if until else ""
     return Hold(Held.SYNC_WINDOW, f"held outside its allow sync windows ({allows[0].words()}){when}", until)
+
+
+def _end(w: Window, now: datetime) -> datetime | None:
+    duration = go_duration(w.duration)
+    if duration is None:
+        return None
+    try:
+        return active_until(w.schedule, duration, w.time_zone, now)
+    except CronError:
+        return None
 
 
 def _next(w: Window, now: datetime) -> datetime | None:

@@ -34,6 +34,7 @@ from watcher.sim.cluster import (
 from watcher.sim.hooks import HookRun
 from watcher.sim.repo_server import Rendered, RenderError, RepoServer
 from watcher.sim.rollout import Rollout
+from watcher.sim.sync_windows import SyncWindows, shape_operation
 
 __all__ = ["Cluster", "Controller", "SimTimings"]
 
@@ -175,6 +176,7 @@ class Controller:
         self._due: set[str] = set()
         self._rolling: set[str] = set()  # apps whose rollout is not finished: stepped at each tick
         self._jitter = random.Random(self.timings.seed)
+        self.windows = SyncWindows()  # the AppProjects' sync windows
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self, tick_seconds: float = 0.05) -> None:
@@ -338,9 +340,13 @@ class Controller:
             **self._revisions(app, rev),
             "comparedTo": _compared_to(app),
         }
-        automated = (app.manifest["spec"].get("syncPolicy") or {}).get("automated")
-        if not in_sync and automated is not None and app.operation is None and rev not in app.failed_revisions:
-            self._start_sync(app, rev, now)
+        # Auto-sync, the ApplicationSet controller's progressive sync, or nobody (a sync window): sim/sync_windows.py
+        by = self.windows.auto_syncer(app.manifest, datetime.fromtimestamp(now, UTC))
+        if not in_sync and by is not None and app.operation is None and rev not in app.failed_revisions:
+            self._start_sync(app, rev, now, dict(by))
+            assert app.operation is not None
+            shape_operation(app.operation, by)
+            app.status["operationState"]["operation"] = copy.deepcopy(app.operation)
         if _state(app) != before:
             self._changed(app)
 

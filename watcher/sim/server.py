@@ -8,6 +8,7 @@ import secrets
 import threading
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -250,6 +251,22 @@ def build_sim_app(
             return JSONResponse({"error": message, "code": 5, "message": message}, status_code=404)
         return JSONResponse(found)
 
+    async def sync_windows(request: Request) -> Response:
+        if (refused := await guard(request)) is not None:
+            return refused
+        name, now = request.path_params["name"], datetime.fromtimestamp(controller.clock(), UTC)
+        app = controller.get(name)
+        if app is None:
+            message = f'applications.argoproj.io "{name}" not found'
+            return JSONResponse({"error": message, "code": 5, "message": message}, status_code=404)
+        return JSONResponse(controller.windows.app_answer(app, now))
+
+    async def project_windows(request: Request) -> Response:
+        if (refused := await guard(request)) is not None:
+            return refused
+        now = datetime.fromtimestamp(controller.clock(), UTC)
+        return JSONResponse(controller.windows.project_answer(request.path_params["name"], now))
+
     async def terminate(request: Request) -> Response:
         if (refused := await guard(request)) is not None:
             return refused
@@ -330,6 +347,8 @@ def build_sim_app(
             Route("/api/v1/applications/{name}/operation", terminate, methods=["DELETE"]),
             Route("/api/v1/applications/{name}/resource-tree", tree),
             Route("/api/v1/applications/{name}/sync", sync, methods=["POST"]),
+            Route("/api/v1/applications/{name}/syncwindows", sync_windows),
+            Route("/api/v1/projects/{name}/syncwindows", project_windows),
             Route("/api/v1/stream/applications", stream),
         ]
     )
