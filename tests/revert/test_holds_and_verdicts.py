@@ -12,7 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from tests.support.reverter_rig import APP, BAD, REVERT, Rig, application
-from watcher.domain import Health, RevertStep, VerifyResult
+from watcher.core.detect import AppTracker
+from watcher.domain import Event, EventKind, Health, RevertStep, VerifyResult
 
 MakeRig = Callable[..., Rig]
 NIGHT = {"kind": "deny", "schedule": "0 0 * * *", "duration": "23h59m", "manualSync": False}  # always on
@@ -122,3 +123,38 @@ def test_a_revert_the_applicationset_controller_deploys_waits_bounded_then_says_
     assert row.verify_result is VerifyResult.NOT_HEALED
     reason = r.store.audit.suspended()[APP].reason
     assert "did not bring the app back" in reason and "ApplicationSet controller" in reason
+
+
+def test_degraded_by_pods_the_deploy_did_not_create_is_alerted_not_reverted(rig: MakeRig) -> None:
+    """old-replicaset-pods-on-lost-node: the tree's pods in trouble belong to the ReplicaSet before the deploy (on a
+    lost node, info.go's "Status Reason" Unknown); every pod of the new ReplicaSet is fine."""
+    r = rig("push")
+    started = (r.clock() - timedelta(minutes=10)).isoformat()
+    app = application(APP, phase="Succeeded", operation_revision=BAD, sync="Synced", sync_revision=BAD,
+                      health="Degraded")  # fmt: skip
+    app["status"]["operationState"]["startedAt"] = started
+    r.argocd.apps[APP] = app
+
+    def rs(name: str, rev: int) -> dict[str, object]:
+        return {"kind": "ReplicaSet", "namespace": "plate", "name": name, "uid": name,
+                "parentRefs": [{"kind": "Deployment", "name": "plate-api"}],
+                "info": [{"name": "Revision", "value": f"Rev:{rev}"}]}  # fmt: skip
+
+    lost = {"kind": "Pod", "namespace": "plate", "name": "plate-api-old-4hxkq", "createdAt": "2026-11-20T13:02:11Z",
+            "parentRefs": [{"kind": "ReplicaSet", "name": "plate-api-old", "uid": "plate-api-old"}],
+            "info": [{"name": "Status Reason", "value": "Unknown"}], "health": {"status": "Unknown"}}  # fmt: skip
+    fine = {"kind": "Pod", "namespace": "plate", "name": "plate-api-new-2kqzt", "createdAt": started,
+            "parentRefs": [{"kind": "ReplicaSet", "name": "plate-api-new", "uid": "plate-api-new"}],
+            "info": [{"name": "Containers", "value": "1/1"}], "health": {"status": "Healthy"}}  # fmt: skip
+    r.argocd.trees[APP] = {"nodes": [rs("plate-api-old", 30), rs("plate-api-new", 31), lost, fine]}
+    event = Event(APP, EventKind.DEGRADED, BAD, r.clock(), "degraded after deploy", {"onset": started})
+    r.store.detection.record(APP, AppTracker(), [event], False, r.clock())
+    incident = r.store.detection.find_incident(APP, EventKind.DEGRADED, BAD)
+    assert incident is not None
+
+    handled = r.reverter.handle(incident.id)
+
+    assert (handled.action, handled.rule) == ("alert", "pods_not_from_this_deploy") and r.repo.reverts == []
+    assert "plate-api-old-4hxkq" in handled.reason
+    decision = r.store.audit.decisions(app=APP)[0]
+    assert decision.evidence["pods_not_from_this_deploy"] == ["Pod/plate/plate-api-old-4hxkq"]
