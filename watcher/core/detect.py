@@ -85,7 +85,7 @@ class _Run:
         self.events: list[Event] = []
 
     def emit(self, kind: EventKind, revision: str | None, reason: str, **evidence: object) -> None:
-        event = Event(self.snap.name, kind, revision, self.now, reason, _evidence(self.snap) | evidence)
+        event = Event(self.snap.key, kind, revision, self.now, reason, _evidence(self.snap) | evidence)
         if event.dedup_key in self.tracker.emitted:
             return
         if (
@@ -230,7 +230,7 @@ class _Run:
         recovered = [f"{kind}@{rev[:12]}" for kind, rev in t.open_failures]
         self.tracker = replace(t, open_failures=())
         event = Event(
-            s.name, EventKind.RECOVERED, s.sync_revision, self.now, "synced and healthy", {"recovered": recovered}
+            s.key, EventKind.RECOVERED, s.sync_revision, self.now, "synced and healthy", {"recovered": recovered}
         )
         self.events.append(event)
 
