@@ -406,3 +406,21 @@ def test_a_notifier_that_is_not_the_leader_withholds_and_counts(tmp_path: Path) 
     assert slack.messages == [] and count(n, "not_leader") == 1
     notice = from_event(failed_event())
     assert notice is not None and not n.store.slack.notification_sent(notice.dedup_key)  # the leader sends it
+
+
+@pytest.mark.parametrize(
+    "step, reason, headline, severity",
+    [
+        ("restored", "restored the live state: Argo CD shows Synced at r1 with no sync run, …; it does not prove "
+         "the culprit was the cause", "Restored the live state", Severity.INFO),
+        ("held", "c1 would be reverted, but Argo CD may not deploy it: held by a deny sync window (0 18 * * *, 14h, "
+         "Europe/Berlin) until 2026-08-21 06:00 UTC; waiting", "Waiting: Argo CD may not deploy", Severity.WARNING),
+    ],
+)  # fmt: skip
+def test_restored_and_held_say_what_happened_and_why(step: str, reason: str, headline: str, severity: Any) -> None:
+    details = {"app": "plate-api-prod", "incident": 7, "revision": BAD, "reason": reason,
+               "culprits": [{"sha": BAD, "author": "Dev", "subject": "bump"}]}  # fmt: skip
+    notice = from_action(step, details)
+    assert notice is not None and (notice.headline, notice.severity) == (headline, severity)
+    text = all_text(blocks_for(notice, LINKS))
+    assert headline in text and reason.split(":")[0] in text and block_kit_problems(blocks_for(notice, LINKS)) == []

@@ -16,6 +16,7 @@ from watcher.core.sync_permit import Held, Hold
 from watcher.domain import Action, Decision
 
 HOLD_RULES = frozenset({"sync_window"})
+RECHECK = timedelta(minutes=5)
 
 
 def held_decision(decision: Decision, hold: Hold | None, detected_at: datetime, hold_max: timedelta,
@@ -36,7 +37,7 @@ def held_decision(decision: Decision, hold: Hold | None, detected_at: datetime, 
         "sync_window",
         f"{names} would be reverted ({decision.reason}), but Argo CD may not deploy it: {hold.text}; waiting",
         decision.culprits,
-        wait_until=hold.until,
+        wait_until=hold.until or now + RECHECK,  # an end not known: look again in a few minutes, not every 30 s
     )
 
 
