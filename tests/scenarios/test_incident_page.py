@@ -24,7 +24,9 @@ HOSTILE = f"{BAD_APP}: scale down <script>alert(1)</script> \u202egnp.exe"
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     if not (shutil.which("chromium") and Path(CHROMEDRIVER).exists()):
-        pytest.fail("no browser: apt-get install -y --no-install-recommends chromium chromium-driver (scripts/test does)")
+        pytest.fail(
+            "no browser: apt-get install -y --no-install-recommends chromium chromium-driver (scripts/test does)"
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or ""
     for flag in (
@@ -53,7 +55,9 @@ def test_the_incident_page_tells_the_demo_story_and_hostile_text_stays_text(
     shots = tmp_path / "screenshots"
     shots.mkdir()
     seen: dict[str, Any] = {}
-    changes = [(app, key, value, HOSTILE if app == BAD_APP else subject, who) for app, key, value, subject, who in CHANGES]
+    changes = [
+        (app, key, value, HOSTILE if app == BAD_APP else subject, who) for app, key, value, subject, who in CHANGES
+    ]
 
     def look(result: dict[str, Any]) -> None:
         bad = next(c for c in result["commits"] if not c["good"])

@@ -487,7 +487,7 @@ def story(
     mine = [e for e in events if e.revision == revision and e.at <= _aware(incident.detected_at)]
     if mine:
         add(
-            mine[0].at, "Argo CD reported the revision", clean(mine[0].reason, MESSAGE_MAX), "running", sha_of(revision)
+            mine[0].at, "Argo CD saw it", clean(mine[0].reason, MESSAGE_MAX), "running", sha_of(revision)
         )
     for e in mine:
         if e.kind is EventKind.DEPLOY_STARTED:
