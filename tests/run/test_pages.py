@@ -29,7 +29,7 @@ from watcher.domain import (
     VerifyResult,
 )
 from watcher.ports import FleetHealth, FleetStatus
-from watcher.run import page_models as pm
+from watcher.run import app_view, fleet_view, incident_view, page_text
 from watcher.run.web import BackgroundServer, build_app
 from watcher.settings import SettingsError, load_settings
 from watcher.store import Store
@@ -55,8 +55,8 @@ def env_of(key: str) -> str:
     return key.rsplit("-", 1)[-1]
 
 
-def page(status: FleetStatus, **query: str) -> pm.FleetPage:
-    return pm.fleet_page(status, env_of, pm.Filters.parse(query), [], [], {}, None, [], LINKS, NOW)
+def page(status: FleetStatus, **query: str) -> fleet_view.FleetPage:
+    return fleet_view.fleet_page(status, env_of, fleet_view.Filters.parse(query), [], [], {}, None, [], LINKS, NOW)
 
 
 # -- text ---------------------------------------------------------------------------------------------------
@@ -74,7 +74,7 @@ def page(status: FleetStatus, **query: str) -> pm.FleetPage:
     ],
 )
 def test_untrusted_text_is_made_inert_and_clipped(text: Any, limit: int, shown: str) -> None:
-    assert pm.clean(text, limit) == shown
+    assert page_text.clean(text, limit) == shown
 
 
 @pytest.mark.parametrize(
@@ -90,15 +90,15 @@ def test_untrusted_text_is_made_inert_and_clipped(text: Any, limit: int, shown: 
     ],
 )
 def test_only_http_links_reach_a_page(url: Any, kept: bool) -> None:
-    assert (pm.safe_url(url) == url) is kept
+    assert (page_text.safe_url(url) == url) is kept
 
 
 def test_a_long_diff_is_cut_to_its_bound_and_its_lines_are_classified() -> None:
     patch = "diff --git a/x b/x\n@@ -1 +1 @@\n-old\n+new\n context\n" + "+more\n" * 1000 + "+" + "y" * 5000
-    lines, cut = pm.diff_lines(patch)
+    lines, cut = incident_view.diff_lines(patch)
     assert [line.kind for line in lines[:5]] == ["file", "hunk", "del", "add", "context"]
-    assert len(lines) == pm.DIFF_MAX_LINES and cut == 1006 - pm.DIFF_MAX_LINES
-    assert all(len(line.text) <= pm.DIFF_LINE_MAX + 40 for line in lines)
+    assert len(lines) == incident_view.DIFF_MAX_LINES and cut == 1006 - incident_view.DIFF_MAX_LINES
+    assert all(len(line.text) <= incident_view.DIFF_LINE_MAX + 40 for line in lines)
 
 
 # -- the fleet: paging and filters -------------------------------------------------------------------------
@@ -106,11 +106,11 @@ def test_ten_thousand_apps_are_paged_and_the_failing_ones_come_first() -> None:
     apps = [snap(f"app-{i:05d}-{'prod' if i % 2 else 'stg'}") for i in range(10_000)]
     status = fleet_of(apps, failing=("app-09999-prod", "app-05000-stg"))
     first = page(status)
-    assert (first.matching, first.pages, len(first.apps)) == (10_000, 100, pm.PAGE_SIZE)
+    assert (first.matching, first.pages, len(first.apps)) == (10_000, 100, fleet_view.PAGE_SIZE)
     assert [a.name for a in first.apps[:3]] == ["app-05000-stg", "app-09999-prod", "app-00000-stg"]
     assert first.apps[0].open_incidents == ("sync_failed",)
     last = page(status, page="100")
-    assert len(last.apps) == pm.PAGE_SIZE and last.apps[-1].name == "app-09998-stg"
+    assert len(last.apps) == fleet_view.PAGE_SIZE and last.apps[-1].name == "app-09998-stg"
     assert page(status, page="999").page == 100  # past the end: the last page
     assert page(status, page="-1").page == page(status, page="x").page == 1
 
@@ -142,10 +142,10 @@ def test_filters_by_environment_namespace_and_project(query: dict[str, str], nam
 
 
 def test_a_page_link_keeps_the_filters() -> None:
-    assert pm.Filters("prod", "team a", "", 1).query(3) == "environment=prod&namespace=team+a&page=3"
-    assert pm.app_link("team-a/web-prod") == "/ui/apps/team-a/web-prod"
-    assert pm.app_link("web-prod") == "/ui/apps/argocd/web-prod"
-    assert pm.key_of("argocd", "web-prod") == "web-prod" and pm.key_of("team-a", "web") == "team-a/web"
+    assert fleet_view.Filters("prod", "team a", "", 1).query(3) == "environment=prod&namespace=team+a&page=3"
+    assert fleet_view.app_link("team-a/web-prod") == "/ui/apps/team-a/web-prod"
+    assert fleet_view.app_link("web-prod") == "/ui/apps/argocd/web-prod"
+    assert fleet_view.key_of("argocd", "web-prod") == "web-prod" and fleet_view.key_of("team-a", "web") == "team-a/web"
 
 
 # -- one incident: the story -------------------------------------------------------------------------------
@@ -203,7 +203,9 @@ def events() -> list[Event]:
 
 
 def test_the_story_is_told_in_order_with_every_step_recorded() -> None:
-    view = pm.incident_page(incident(), [decision()], [revert()], events(), {}, LINKS, "stg", NOW, ("C0123", "1733.5"))
+    view = incident_view.incident_page(
+        incident(), [decision()], [revert()], events(), {}, LINKS, "stg", NOW, ("C0123", "1733.5")
+    )
     assert [s.what for s in view.steps] == [
         "Committed", "Sync tried", "Argo CD saw it", "Sync failing", "Failing since", "Detected", "Blamed",
         "Decided", "Reverted", "Deployed", "Resolved", "Verified",
@@ -216,18 +218,18 @@ def test_the_story_is_told_in_order_with_every_step_recorded() -> None:
     assert view.failing_pods == (("api-1", "CrashLoopBackOff", "4", "api:1.2"),)
     assert view.failing_objects == ("apps/Deployment/stg/plate-api",)
     assert view.decision is not None and view.decision.rule == "culprit_found" and view.decision.advice
-    assert view.argocd_message.endswith("more characters)") and len(view.argocd_message) < pm.MESSAGE_MAX + 40
+    assert view.argocd_message.endswith("more characters)") and len(view.argocd_message) < page_text.MESSAGE_MAX + 40
 
 
 def test_a_step_nothing_recorded_is_left_out_not_guessed() -> None:
-    view = pm.incident_page(incident(resolved=False), [], [], [], {}, Links("", None), "", NOW)
+    view = incident_view.incident_page(incident(resolved=False), [], [], [], {}, Links("", None), "", NOW)
     assert [s.what for s in view.steps] == ["Failing since", "Detected"]
     assert view.culprits == () and view.decision is None and view.slack_thread is None and view.argocd_link is None
 
 
 @pytest.mark.parametrize("thread", [("C0123", "17335"), ("#deploys", "1.2"), ("C0123", "1.2/../x")])
 def test_a_slack_link_is_made_only_from_a_channel_id_and_a_timestamp(thread: tuple[str, str]) -> None:
-    assert pm.incident_page(incident(), [], [], [], {}, LINKS, "", NOW, thread).slack_thread is None
+    assert incident_view.incident_page(incident(), [], [], [], {}, LINKS, "", NOW, thread).slack_thread is None
 
 
 def test_dora_over_the_recorded_history() -> None:
@@ -238,11 +240,11 @@ def test_dora_over_the_recorded_history() -> None:
               "commit": {"committed_at": (NOW - timedelta(minutes=20)).isoformat()}}),
         Event("a", EventKind.DEPLOYED, GOOD, NOW, "ok", {}),
     ]  # fmt: skip
-    figures = pm.dora(deployed, [incident()])
+    figures = app_view.dora(deployed, [incident()])
     assert (figures.deployments, figures.change_failures) == (3, 1)
     assert figures.change_failure_rate == "25 %"  # a sync failure never deployed: 1 of 3 + 1 attempts
     assert figures.lead_time == "15 min" and figures.time_to_restore == "45 s"
-    assert pm.dora([], []) == pm.Dora(0, 0, "-", "-", "-")
+    assert app_view.dora([], []) == app_view.Dora(0, 0, "-", "-", "-")
 
 
 # -- rendered over a real store ---------------------------------------------------------------------------
@@ -271,6 +273,8 @@ def client(tmp_path: Path) -> Iterator[httpx.Client]:
     store.audit.record_decision(stored.id, d.app, d.at, d.action, d.rule, d.reason, d.mode, d.evidence)
     rid = store.audit.start_revert(stored.id, d.app, RevertMode.PUSH, [BAD], NOW)
     store.audit.finish_revert(rid, RevertState.PULL_REQUEST_OPENED, NOW, url="javascript:alert(3)")
+    store.slack.save_thread("C0DEPLOYS", "1733650000.000100", d.app, GOOD, stored.id, {}, NOW)
+    store.slack.resolve_thread(store.slack.open_threads(d.app)[0].id, NOW)  # resolved: still linked
     status = fleet_of([snap("plate-api-stg", health=Health.DEGRADED)], failing=("plate-api-stg",))
     patch = f"diff --git a/v b/v\n-replicaCount: 1\n+replicaCount: -1 {HOSTILE}\n"
     app = build_app(store, StaticFleet(status), lambda: b"", {}, links=LINKS, patches=lambda sha, paths: patch)
@@ -296,6 +300,7 @@ def test_every_page_escapes_git_and_argocd_text_and_forbids_scripts(client: http
     assert f"{subject} &lt;U+202E&gt;gnp.exe" in page_text
     assert "Dev &lt;b&gt;Two&lt;/b&gt;" in page_text and "+replicaCount: -1 scale down &lt;script&gt;" in page_text
     assert f'title="{BAD}"' in page_text and "culprit_found" in page_text
+    assert 'href="https://slack.com/archives/C0DEPLOYS/p1733650000000100"' in page_text
     css = client.get("/ui/static/pages.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css") and "#18be94" in css.text
 

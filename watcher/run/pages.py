@@ -18,7 +18,7 @@ from starlette.routing import Route
 from watcher.core.slack_message import Links, links_for
 from watcher.domain import EventKind, utcnow
 from watcher.ports import Fleet
-from watcher.run import page_models as pm
+from watcher.run import app_view, fleet_view, incident_view, page_text
 from watcher.settings import Settings
 from watcher.store import Store
 
@@ -58,14 +58,13 @@ def page_links(settings: Settings) -> Links:
 
 def templates() -> Environment:
     """Autoescape on for every template (and for strings rendered from them): git and Argo CD text is hostile."""
-    env = Environment(
+    return Environment(
         loader=PackageLoader("watcher.run", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
-        undefined=StrictUndefined,
+        undefined=StrictUndefined,  # a misspelt field fails the test that renders it, not silently
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return env
 
 
 class DiffCache:
@@ -115,36 +114,36 @@ def page_routes(
     def root(_: Request) -> Response:
         return RedirectResponse("/ui/", status_code=308)
 
-    def fleet_view(request: Request) -> Response:
+    def fleet_route(request: Request) -> Response:
         now = clock()
-        view = pm.fleet_page(
+        view = fleet_view.fleet_page(
             fleet.status(),
             fleet.environment,
-            pm.Filters.parse(request.query_params),
+            fleet_view.Filters.parse(request.query_params),
             store.detection.incidents(open_only=True, limit=OPEN_INCIDENTS_SHOWN),
-            store.detection.incidents(limit=2 * pm.RECENT_SHOWN),
+            store.detection.incidents(limit=2 * fleet_view.RECENT_SHOWN),
             store.audit.suspended(),
             store.audit.circuit(),
-            store.audit.reverts(limit=pm.LAST_REVERTS),
+            store.audit.reverts(limit=fleet_view.LAST_REVERTS),
             links,
             now,
         )
         return page("fleet.html", view=view, title="Fleet")
 
-    def incident_view(request: Request) -> Response:
+    def incident_route(request: Request) -> Response:
         raw = request.path_params["incident_id"]
         incident = store.detection.incident(int(raw)) if raw.isdigit() and len(raw) < 12 else None
         if incident is None:
-            return not_found(f"incident #{pm.clean(raw, 20)}")
+            return not_found(f"incident #{page_text.clean(raw, 20)}")
         decisions = store.audit.decisions(incident_id=incident.id)
-        paths = pm.incident_paths(incident)
-        thread = store.slack.thread(incident.app, incident.id, incident.revision)
-        view = pm.incident_page(
+        paths = incident_view.incident_paths(incident)
+        thread = store.slack.incident_thread(incident.id)
+        view = incident_view.incident_page(
             incident,
             decisions,
             store.audit.reverts(incident_id=incident.id),
             store.detection.app_events(incident.app, incident.detected_at - STORY_BEFORE),
-            {sha: diffs.get(sha, paths) for sha in pm.culprit_shas(decisions)},
+            {sha: diffs.get(sha, paths) for sha in incident_view.culprit_shas(decisions)},
             links,
             fleet.environment(incident.app),
             clock(),
@@ -152,19 +151,19 @@ def page_routes(
         )
         return page("incident.html", view=view, title=f"#{view.id} {view.app}")
 
-    def app_view(request: Request) -> Response:
-        key = pm.key_of(request.path_params["namespace"], request.path_params["name"])
+    def app_route(request: Request) -> Response:
+        key = fleet_view.key_of(request.path_params["namespace"], request.path_params["name"])
         status = fleet.status()
         incidents = store.detection.incidents(app=key, limit=DORA_MAX)
         if key not in status.trackers and not incidents:
-            return not_found(f"app {pm.clean(key, 500)}")
+            return not_found(f"app {page_text.clean(key, 500)}")
         now = clock()
-        view = pm.app_page(
+        view = app_view.app_page(
             key,
             status,
             fleet.environment(key),
             incidents,
-            store.audit.reverts(app=key, limit=pm.APP_HISTORY),
+            store.audit.reverts(app=key, limit=app_view.APP_HISTORY),
             store.detection.app_events(key, now - DORA_WINDOW, [EventKind.DEPLOYED], DORA_MAX),
             store.audit.suspended().get(key),
             links,
@@ -175,8 +174,8 @@ def page_routes(
 
     return [
         Route("/ui", root),
-        Route("/ui/", fleet_view),
+        Route("/ui/", fleet_route),
         Route("/ui/static/pages.css", stylesheet),
-        Route("/ui/incidents/{incident_id}", incident_view),
-        Route("/ui/apps/{namespace}/{name}", app_view),
+        Route("/ui/incidents/{incident_id}", incident_route),
+        Route("/ui/apps/{namespace}/{name}", app_route),
     ]
