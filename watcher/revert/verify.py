@@ -10,7 +10,7 @@ bounded by WATCHER_REVERT__HOLD_MAX_SECONDS, and Slack, `explain` and the metric
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from watcher.core.verdict import Verdict, verdict_of
@@ -36,7 +36,6 @@ class RevertVerifier:
         notify: Notify,
         suspended: Callable[[], None],
         holds: HoldReader | None = None,
-        hold_max: timedelta = timedelta(hours=24),
     ):
         self.fleet = fleet
         self.repo = repo
@@ -46,8 +45,7 @@ class RevertVerifier:
         self.log = log
         self.notify = notify
         self.suspended = suspended  # refreshes the gauges after a suspension
-        self.holds = holds
-        self.hold_max = hold_max
+        self.holds = holds  # what Argo CD may do, asked past a deadline; its hold_max bounds the wait
 
     def run(self, now: datetime) -> None:
         held = 0
@@ -84,7 +82,7 @@ class RevertVerifier:
             return verdict
         context = self.fleet.app_context(r.app)
         hold = self.holds.read(context.name, context.namespace, now)
-        return verdict_of(snap, sha, includes, (), r.verify_deadline, now, hold, r.started_at + self.hold_max)
+        return verdict_of(snap, sha, includes, (), r.verify_deadline, now, hold, r.started_at + self.holds.hold_max)
 
     def _held(self, r: RevertRecord, verdict: Verdict, now: datetime) -> None:
         """Argo CD may not deploy the revert yet: move the deadline, and say why once per reason."""
