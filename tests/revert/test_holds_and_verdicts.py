@@ -158,3 +158,20 @@ def test_degraded_by_pods_the_deploy_did_not_create_is_alerted_not_reverted(rig:
     assert "plate-api-old-4hxkq" in handled.reason
     decision = r.store.audit.decisions(app=APP)[0]
     assert decision.evidence["pods_not_from_this_deploy"] == ["Pod/plate/plate-api-old-4hxkq"]
+
+
+def test_a_revert_pushed_to_a_manual_sync_app_waits_for_a_person_and_says_so(rig: MakeRig) -> None:
+    r = rig("push", without_auto_sync="revert", hold_max_seconds=3600.0)
+    r.argocd.apps[APP] = application(APP, automated=False)
+    incident = r.fail()
+    assert r.reverter.handle(incident).rule == "culprit_found"  # WATCHER_REVERT__WITHOUT_AUTO_SYNC=revert
+    r.clock.advance(r.settings.revert.verify_deadline_seconds)
+
+    r.reverter.verify()
+
+    row = r.revert_row(incident)
+    assert row.verify_result is VerifyResult.PENDING and r.store.audit.suspended() == {}
+    assert row.detail["held"]["reason"] == "manual_sync_app"  # type: ignore[index]
+    said = r.told[-1][1]["reason"]
+    assert r.steps()[-1] == RevertStep.HELD and "only when a person syncs it" in said
+    assert gauge(r, "sync_watcher_revert_waits_total", {"reason": "manual_sync_app"}) == 1

@@ -87,3 +87,14 @@ def test_the_applicationset_controller_syncs_a_rolling_sync_app(world: SimWorld)
     assert op["initiatedBy"] == {"username": "applicationset-controller", "automated": True}
     assert "revision" not in op["sync"] and op["info"][0]["name"] == "Reason"
     assert shown["status"]["operationState"]["syncResult"]["revision"] == world.work.git("rev-parse", "HEAD")
+
+
+def test_a_manual_sync_is_refused_while_a_window_blocks_it(world: SimWorld) -> None:
+    """application.go:2091-2097: PermissionDenied (HTTP 403) unless every active deny allows manual syncs."""
+    world.controller.windows.set("default", [dict(ALWAYS_DENY, manualSync=False)])
+    refused = httpx.post(f"{world.argocd_url}/api/v1/applications/{APP}/sync", json={}, timeout=10)
+    assert refused.status_code == 403 and refused.json()["message"] == "cannot sync: blocked by sync window"
+    validate(refused.json(), "runtimeError")
+    world.controller.windows.set("default", [ALWAYS_DENY])  # manualSync: true lets a person through
+    allowed = httpx.post(f"{world.argocd_url}/api/v1/applications/{APP}/sync", json={}, timeout=10)
+    assert allowed.status_code in (200, 400)  # 400: an operation already running, not the window

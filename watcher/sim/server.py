@@ -286,6 +286,11 @@ def build_sim_app(
             return refused
         body = await request.json() if await request.body() else {}
         revision = str(body.get("revision") or "") if isinstance(body, dict) else ""
+        shown = controller.get(request.path_params["name"])
+        now = datetime.fromtimestamp(controller.clock(), UTC)
+        if shown is not None and not controller.windows.can_sync(shown, now, manual=True):  # application.go:2091-2097
+            message = "cannot sync: blocked by sync window"
+            return JSONResponse({"error": message, "code": 7, "message": message}, status_code=403)
         error = controller.sync(request.path_params["name"], revision, username="admin")
         if error is not None:
             code = 5 if "not found" in error else 9

@@ -63,6 +63,9 @@ class SyncWindows:
             answer["activeWindows"] = [_brief(w) for w in active]
         return answer
 
+    def can_sync(self, app: Mapping[str, Any], now: datetime, manual: bool) -> bool:
+        return can_sync(self.assigned(app), now, manual)
+
     def project_answer(self, project: str, now: datetime) -> dict[str, Any]:
         return {"windows": [w for w in self.of(project) if _active(w, now)]}
 
