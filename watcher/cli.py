@@ -143,7 +143,7 @@ def status(url: str, as_json: bool) -> None:
         return
     rows = [
         [
-            a["name"],
+            a.get("app") or a["name"],
             a["sync_status"],
             a["health"],
             a["operation_phase"],
