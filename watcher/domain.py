@@ -345,6 +345,10 @@ class NotLeader(RetryLater):
     """This replica is not (or no longer) the leader: nothing was done; the leader does it."""
 
 
+class NotFound(RetryLater):
+    """What was asked for does not exist (an Application deleted: Argo CD answers 404). Nothing was changed."""
+
+
 class NeedsHuman(Exception):
     """The action failed in a way a person must resolve; `outcome` is the revert state it leaves."""
 

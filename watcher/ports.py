@@ -8,13 +8,14 @@ returning half an answer.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from watcher.core.branches import RemoteBranches
 from watcher.core.detect import AppTracker
+from watcher.core.narrow import Rendered
 from watcher.domain import AppContext, ChangedCommit, Commit, RevertResult
 
 
@@ -121,6 +122,15 @@ class PullRequests(Protocol):
     def open(self, branch: str, base: str, title: str, body: str) -> str:
         """Open a pull (merge) request from `branch` into `base`; return its web URL. Raises NeedsHuman."""
         ...
+
+
+class HelmRenderer(Protocol):
+    """What `helm template` makes of the chart at `chart_dir` (repo paths -> text in `files`), or the engine's
+    error; None when no engine is installed or the chart is not in `files`. Local work, no network."""
+
+    def __call__(
+        self, files: Mapping[str, str], chart_dir: str, value_files: Sequence[str], release: str, namespace: str
+    ) -> Rendered | None: ...
 
 
 # -- Slack ----------------------------------------------------------------------------------------------

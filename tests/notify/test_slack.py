@@ -28,7 +28,8 @@ from watcher.core.slack_message import blocks_for, fallback_text, links_for
 from watcher.domain import Event, EventKind
 from watcher.logs import REDACTOR
 from watcher.metrics.registry import Metrics
-from watcher.notify.notifier import SlackNotifier, transport_for
+from watcher.notify.notifier import SlackNotifier
+from watcher.run.slack_transport import transport_for
 from watcher.settings import Settings, SettingsError, load_settings
 from watcher.store import Store
 

@@ -13,7 +13,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from watcher.adapters.slack import BotTransport, SlackError, WebhookTransport
 from watcher.core.dora import environment_of
 from watcher.core.lease import ALONE_FENCE
 from watcher.core.notices import (
@@ -27,7 +26,7 @@ from watcher.core.notices import (
     routing_from,
 )
 from watcher.core.slack_message import Links, blocks_for, fallback_text, links_for
-from watcher.domain import INCIDENT_KINDS, Event, EventKind, utcnow
+from watcher.domain import INCIDENT_KINDS, Event, EventKind, NeedsHuman, utcnow
 from watcher.logs import REDACTOR, get_logger
 from watcher.metrics.registry import Metrics
 from watcher.ports import Fence, SlackTransport
@@ -36,17 +35,6 @@ from watcher.store import SlackThread, Store
 
 INCIDENT_KIND_VALUES = frozenset(k.value for k in INCIDENT_KINDS)
 REPLAY_WINDOW = timedelta(minutes=15)  # older news is stale: a new leader does not send it late
-
-
-def transport_for(settings: Settings) -> SlackTransport | None:
-    s = settings.slack
-    if s.bot_token is not None:
-        return BotTransport(s.bot_token.get_secret_value(), s.api_url, s.timeout_seconds, s.retries)
-    if s.webhook_url is not None or s.webhook_urls:
-        urls = {k: v.get_secret_value() for k, v in s.webhook_urls.items()}
-        default = s.webhook_url.get_secret_value() if s.webhook_url else None
-        return WebhookTransport(default, urls, s.timeout_seconds, s.retries)
-    return None
 
 
 class SlackNotifier:
@@ -134,7 +122,7 @@ class SlackNotifier:
                 continue
             try:
                 self.deliver(notice)
-            except SlackError as exc:
+            except NeedsHuman as exc:  # the transport's errors (ports.SlackTransport)
                 self.metrics.slack_notices.labels("failed").inc()
                 self.log.error(
                     "slack_delivery_failed", app=notice.app, kind=notice.kind.value, error=REDACTOR.scrub(str(exc))

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from watcher.adapters.argocd import ArgoCDError, snapshot_from_app
 from watcher.core.detect import DetectionRules
 from watcher.core.lease import ALONE_FENCE
 from watcher.core.rollout import RolloutRules, RolloutVerdict
+from watcher.core.snapshots import snapshot_from_app
 from watcher.domain import AppSnapshot, Clock, Event, RetryLater, StoreUnavailable, utcnow
 from watcher.logs import get_logger
 from watcher.metrics.registry import Metrics
@@ -139,7 +139,7 @@ class Watcher:
                 known = Known(self.state.held(), fleet_map.specs())
                 a = self.settings.argocd
                 listing = list_snapshots(self.argocd, known, a.concurrent_gets, self.settings.git.url)
-        except ArgoCDError as exc:
+        except RetryLater as exc:
             self.metrics.poll_errors.labels("argocd", type(exc).__name__).inc()
             self.metrics.argocd_up.set(0)
             self._listed = False

@@ -38,7 +38,7 @@ from watcher.domain import (
 )
 from watcher.logs import get_logger
 from watcher.metrics.registry import Metrics
-from watcher.ports import ArgoCDActions, Fence, Fleet, PullRequests, RevertRepo
+from watcher.ports import ArgoCDActions, Fence, Fleet, HelmRenderer, PullRequests, RevertRepo
 from watcher.revert.nudge import deploy_now
 from watcher.revert.reads import IncidentReader
 from watcher.revert.reconcile import settle_unfinished
@@ -79,6 +79,7 @@ class Reverter:
         pulls: PullRequests | None = None,
         clock: Callable[[], datetime] = utcnow,
         fence: Fence = ALONE_FENCE,
+        renderer: HelmRenderer | None = None,
     ):
         self.settings = settings
         self.fence = fence  # only the leader decides and acts; a standby's reverter waits
@@ -89,7 +90,9 @@ class Reverter:
         self.audit = store.audit
         watched = Watched(settings.git.url, settings.git.watched_branches)
         r = settings.revert
-        self.reader = IncidentReader(fleet, argocd, repo, store.audit, r.max_candidates, watched, r.narrow, r.split)
+        self.reader = IncidentReader(
+            fleet, argocd, repo, store.audit, r.max_candidates, watched, r.narrow, r.split, renderer
+        )
         self.incidents = store.detection
         self.pulls = pulls
         self.clock = clock

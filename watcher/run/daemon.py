@@ -17,11 +17,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from watcher.adapters.argocd import ArgoCDClient
 from watcher.adapters.forge import pull_requests_for
 from watcher.adapters.gitrepo import GitRepo
+from watcher.adapters.helm_render import render_app
 from watcher.core.lease import ALONE, LeaseTiming, Role
 from watcher.core.outcome import Handled
 from watcher.logs import get_logger
 from watcher.metrics.registry import Metrics
-from watcher.notify.notifier import SlackNotifier, transport_for
+from watcher.notify.notifier import SlackNotifier
 from watcher.observe.cycle import PollSummary, Watcher
 from watcher.observe.fleet_map import FleetMap
 from watcher.observe.fleet_state import FleetState
@@ -30,6 +31,7 @@ from watcher.ports import LeaderLock
 from watcher.revert.reverter import Reverter
 from watcher.run.admin_token import ensure_token, token_path
 from watcher.run.leadership import AloneLock, Leadership
+from watcher.run.slack_transport import transport_for
 from watcher.run.views import readiness_limits
 from watcher.run.web import BackgroundServer, build_app
 from watcher.settings import Settings, without_credentials
@@ -116,7 +118,15 @@ class Daemon:
         )
         pulls = pull_requests_for(settings.forge, settings.git.url) if settings.revert.mode == "pull-request" else None
         self.reverter = Reverter(
-            settings, self.fleet, self.argocd, self.repo, self.store, self.metrics, pulls, fence=fence
+            settings,
+            self.fleet,
+            self.argocd,
+            self.repo,
+            self.store,
+            self.metrics,
+            pulls,
+            fence=fence,
+            renderer=render_app,
         )
         self.watcher.listeners.append(self.reverter.on_event)
         transport = transport_for(settings)
