@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from watcher.adapters.gitrepo import GitRepo
 from watcher.adapters.helm_render import render_app
 from watcher.core.lease import ALONE, LeaseTiming, Role
 from watcher.core.outcome import Handled
+from watcher.domain import Clock, utcnow
 from watcher.logs import get_logger
 from watcher.metrics.registry import Metrics
 from watcher.notify.notifier import SlackNotifier
@@ -27,7 +28,7 @@ from watcher.observe.cycle import PollSummary, Watcher
 from watcher.observe.fleet_map import FleetMap
 from watcher.observe.fleet_state import FleetState
 from watcher.observe.memory import keep_large_buffers_apart
-from watcher.ports import LeaderLock
+from watcher.ports import LeaderLock, Listener
 from watcher.revert.reverter import Reverter
 from watcher.run.admin_token import ensure_token, token_path
 from watcher.run.leadership import AloneLock, Leadership
@@ -101,7 +102,20 @@ class OnceSummary:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, *, argocd_retry_max_wait: float = 2.0):
+    """Builds the adapters, the fleet state and the wings, and wires who hears what: every recorded event goes to
+    `ahead` (a test that changes the world first), the reverter, Slack, then `listeners` (the demo, the bench, a
+    test); every revert report to `ahead`, Slack, then `listeners`. `clock`: the detector's and the reverter's
+    (the real-timings demo runs them on Argo CD's clock)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        argocd_retry_max_wait: float = 2.0,
+        listeners: Sequence[Listener] = (),
+        ahead: Sequence[Listener] = (),
+        clock: Clock = utcnow,
+    ):
         self.settings = settings
         self.log = get_logger()
         keep_large_buffers_apart()
@@ -113,9 +127,13 @@ class Daemon:
         self.fleet = FleetState(self.store.detection, FleetMap(self.repo, settings.git.url))
         self.metrics = Metrics(self.fleet.view())
         self.metrics.leader.set_function(lambda: float(fence.leading()))
-        self.watcher = Watcher(
-            settings, self.argocd, self.repo, self.store, state=self.fleet, metrics=self.metrics, fence=fence
-        )
+        transport = transport_for(settings)
+        self.slack: SlackNotifier | None = None
+        if transport is not None:
+            self.slack = SlackNotifier(
+                settings, self.store, self.metrics, transport, environment=self.fleet.environment, fence=fence
+            )
+        slack = [self.slack] if self.slack is not None else []
         pulls = pull_requests_for(settings.forge, settings.git.url) if settings.revert.mode == "pull-request" else None
         self.reverter = Reverter(
             settings,
@@ -125,18 +143,15 @@ class Daemon:
             self.store,
             self.metrics,
             pulls,
-            fence=fence,
-            renderer=render_app,
+            clock,
+            fence,
+            render_app,
+            [*ahead, *slack, *listeners],
         )
-        self.watcher.listeners.append(self.reverter.on_event)
-        transport = transport_for(settings)
-        self.slack: SlackNotifier | None = None
-        if transport is not None:
-            self.slack = SlackNotifier(
-                settings, self.store, self.metrics, transport, environment=self.fleet.environment, fence=fence
-            )
-            self.watcher.listeners.append(self.slack.on_event)
-            self.reverter.listeners.append(self.slack.on_action)
+        self.watcher = Watcher(
+            settings, self.argocd, self.repo, self.store, clock,
+            state=self.fleet, metrics=self.metrics, fence=fence, listeners=[*ahead, self.reverter, *slack, *listeners],
+        )  # fmt: skip
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
         token, self._token_generated = ensure_token(settings)
         api = build_app(
