@@ -27,12 +27,12 @@ from typing import Any
 import pytest
 import yaml
 
-from watcher.adapters.argocd import snapshot_from_app
 from watcher.core import detect
 from watcher.core.facts import ArgoCDView, GitView, Watched, facts_of
 from watcher.core.hold_policy import held_decision
 from watcher.core.policy import RevertRules, decide
 from watcher.core.rollout import not_from_this_deploy
+from watcher.core.snapshots import snapshot_from_app
 from watcher.core.sync_permit import Hold, synced_by_appset, window_hold, windows_of
 from watcher.core.verdict import verdict_of
 from watcher.domain import (

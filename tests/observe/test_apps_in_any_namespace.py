@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.support.listening import OnEvent
 from tests.support.no_repo import SHA, NoRepo
 from watcher.domain import INCIDENT_KINDS, Event
 from watcher.observe.cycle import Watcher
@@ -54,9 +55,8 @@ def test_two_apps_with_one_name_never_mix(tmp_path: Path) -> None:
         store={"url": f"sqlite:///{tmp_path}/state.db"},
     )
     store = Store(settings.store.url)
-    watcher = Watcher(settings, argocd, NoRepo(), store)
     heard: list[Event] = []
-    watcher.listeners.append(heard.append)
+    watcher = Watcher(settings, argocd, NoRepo(), store, listeners=[OnEvent(heard.append)])
     watcher.poll_apps()
     failures = [e for e in heard if e.kind in INCIDENT_KINDS]
     assert [e.app for e in failures] == ["team-a/plate-api-stg"]  # not the healthy argocd/plate-api-stg

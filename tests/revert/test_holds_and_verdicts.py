@@ -172,6 +172,6 @@ def test_a_revert_pushed_to_a_manual_sync_app_waits_for_a_person_and_says_so(rig
     row = r.revert_row(incident)
     assert row.verify_result is VerifyResult.PENDING and r.store.audit.suspended() == {}
     assert row.detail["held"]["reason"] == "manual_sync_app"  # type: ignore[index]
-    said = r.told[-1][1]["reason"]
+    said = r.told[-1].detail.reason
     assert r.steps()[-1] == RevertStep.HELD and "only when a person syncs it" in said
     assert gauge(r, "sync_watcher_revert_waits_total", {"reason": "manual_sync_app"}) == 1

@@ -10,7 +10,7 @@ from typing import Any
 from watcher.core.blame import Blame
 from watcher.core.hold_policy import HOLD_RULES, held_decision
 from watcher.core.sync_permit import Hold, automated, hold_of, synced_by_appset, window_hold, windows_of
-from watcher.domain import Action, Decision, Incident, RetryLater, RevertStep
+from watcher.domain import Action, Decision, Incident, RetryLater, RevertStep, StepDetail
 from watcher.metrics.registry import Metrics
 from watcher.ports import ArgoCDActions, Fleet
 from watcher.revert.retry_queue import RetryQueue
@@ -53,7 +53,7 @@ class HoldReader:
         if decision.rule in HOLD_RULES:
             metrics.revert_waits.labels(decision.rule).inc()
             culprits = blame.culprits if blame else ()
-            notify(RevertStep.HELD, incident, culprits, rule=decision.rule, reason=decision.reason)
+            notify(RevertStep.HELD, incident, culprits, StepDetail(rule=decision.rule, reason=decision.reason))
 
     def windows(self, name: str, namespace: str, project: str, now: datetime) -> Hold | None:
         """Only the sync windows: for an app whose sync policy is already known to deploy by itself."""

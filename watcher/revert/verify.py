@@ -14,14 +14,14 @@ from datetime import datetime
 from typing import Any
 
 from watcher.core.verdict import Verdict, verdict_of
-from watcher.domain import Incident, RevertRecord, RevertState, RevertStep, VerifyResult
+from watcher.domain import Commit, Incident, RevertRecord, RevertState, RevertStep, StepDetail, VerifyResult
 from watcher.metrics.registry import Metrics
 from watcher.ports import Fleet, RevertRepo
 from watcher.revert.holds import HoldReader
 from watcher.store.audit import RevertAudit
 from watcher.store.detection import DetectionRecords
 
-Notify = Callable[..., None]  # (step, incident, **details)
+Notify = Callable[[RevertStep, Incident, tuple[Commit, ...], StepDetail], None]  # one report per step
 
 
 class RevertVerifier:
@@ -98,7 +98,7 @@ class RevertVerifier:
                          until=verdict.deadline.isoformat())  # fmt: skip
         incident = self.incidents.incident(r.incident_id)
         if incident is not None:
-            self.notify(RevertStep.HELD, incident, reason=verdict.reason, revert=r.revert_sha)
+            self.notify(RevertStep.HELD, incident, (), StepDetail(reason=verdict.reason, revert=r.revert_sha))
 
     def _resolved(self, r: RevertRecord, verdict: Verdict, incident: Incident | None, now: datetime) -> None:
         sha = r.revert_sha or ""
@@ -110,11 +110,11 @@ class RevertVerifier:
         if incident is not None:
             self.metrics.time_to_recover.observe(max((now - incident.onset).total_seconds(), 0.0))
             step = RevertStep.RECOVERED if healed else RevertStep.RESTORED
-            self.notify(step, incident, revert=sha, reason=verdict.reason)
+            self.notify(step, incident, (), StepDetail(reason=verdict.reason, revert=sha))
 
     def _not_healed(self, r: RevertRecord, reason: str, incident: Incident | None, now: datetime) -> None:
         self.audit.suspend(r.app, reason, r.incident_id, now)
         self.log.error("revert_did_not_heal", app=r.app, revert=r.revert_sha, suspended=True, why=reason)
         self.suspended()
         if incident is not None:
-            self.notify(RevertStep.SUSPENDED, incident, reason=reason)
+            self.notify(RevertStep.SUSPENDED, incident, (), StepDetail(reason=reason))
