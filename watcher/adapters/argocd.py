@@ -25,7 +25,17 @@ from watcher.adapters import app_gets
 from watcher.adapters.app_gets import AppGets
 from watcher.adapters.json_items import array_items
 from watcher.core.appmap import watched_git_source
-from watcher.domain import AUTOMATED, AppSnapshot, Condition, Health, Phase, RetryLater, SyncStatus, shared
+from watcher.domain import (
+    AUTOMATED,
+    AppSnapshot,
+    Condition,
+    Health,
+    Phase,
+    ResourceResult,
+    RetryLater,
+    SyncStatus,
+    shared,
+)
 from watcher.settings import ArgoCDSettings
 
 # The only fields Argo CD's list endpoint can select (forwarder_overwrite.go, see reference/argocd/SOURCE.md).
@@ -449,6 +459,8 @@ def snapshot_from_app(app: Mapping[str, Any], complete: bool, watched_repo: str 
             if isinstance(r, dict) and (r.get("health") or {}).get("status") == Health.DEGRADED.value
         ),
         changed_resources=_changed_resources(result.get("resources")),
+        failed_resources=failed_results(result.get("resources")),
+        sync_options=tuple(str(o) for o in op_sync.get("syncOptions") or () if isinstance(o, str)),
         complete=complete,
     )
 
@@ -486,6 +498,26 @@ def _changed_resources(results: Any) -> tuple[str, ...] | None:
         _resource_key(r)
         for r in results
         if isinstance(r, dict) and r.get("status") == "Synced" and not str(r.get("message", "")).endswith("unchanged")
+    )
+
+
+def failed_results(results: Any) -> tuple[ResourceResult, ...]:
+    """The results that failed (gitops-engine pkg/sync/sync_context.go:1786-1826): `SyncFailed`, or a hook that
+    ended Failed or Error. Each keeps its own message: the operation's joins them with bare commas."""
+    if not isinstance(results, list):
+        return ()
+    return tuple(
+        ResourceResult(
+            str(r.get("kind") or ""),
+            str(r.get("name") or ""),
+            shared(str(r.get("namespace") or "")),
+            shared(str(r.get("group") or "")),
+            str(r.get("message") or "")[:1000],
+            str(r.get("hookType") or ""),
+        )
+        for r in results
+        if isinstance(r, dict)
+        and (r.get("status") == "SyncFailed" or (r.get("hookType") and r.get("hookPhase") in ("Failed", "Error")))
     )
 
 
