@@ -118,7 +118,7 @@ def evidence(
             return Evidence(tuple(Touch(c.commit, f"added {option[0]}") for c in added), line, option[0], failed)
     touches: list[Touch] = []
     for c in candidates:
-        why = _changed(c, objects, charts) or _spec_why(specs[c.commit.sha])
+        why = _changed(c, objects, charts, manifests) or _spec_why(specs[c.commit.sha])
         if why:
             touches.append(Touch(c.commit, why))
     if not touches:
@@ -171,9 +171,10 @@ def _adds_option(diff: str, option: str) -> bool:
     return any(option in a for a in added) and not any(option in r for r in removed)
 
 
-def _changed(c: Candidate, objects: Sequence[ObjectRef], charts: Sequence[str]) -> str:
+def _changed(c: Candidate, objects: Sequence[ObjectRef], charts: Sequence[str], manifests: Sequence[str]) -> str:
     """How `c` changed one of `objects`: in the rendered output when it was rendered before and after (what the
-    render says is final), else in a file that defines it ("" when neither)."""
+    render says is final), else in a file that defines it ("" when neither). The app's own Application manifest
+    defines no object of the app: what it changes is judged as a spec change."""
     rendered = c.before is not None and c.after is not None and not (c.before.error or c.after.error)
     for obj in objects:
         if rendered:
@@ -183,6 +184,8 @@ def _changed(c: Candidate, objects: Sequence[ObjectRef], charts: Sequence[str]) 
                 return f"{how} {obj.kind}/{obj.name} in the rendered output"
             continue
         for path, lines in _files(c.diff):
+            if path in manifests:
+                continue
             if _defines(path, lines, obj):
                 return f"changed {path}, which defines {obj.kind}/{obj.name}"
             if _renders(path, lines, obj, charts):
