@@ -63,6 +63,7 @@ class Notice:
     url: str | None = None  # pull or merge request
     rule: str = ""
     environment: str = ""
+    evidence: str = ""  # what a revert (or an alert) rests on: the failing object and the culprit's change to it
     resolves: bool = False  # the app is healthy again (or gone): close the incident's thread
     only_to_close: bool = False  # news only where an incident is open (an app removed while failing)
 
@@ -211,6 +212,7 @@ def from_action(what: str, d: Mapping[str, Any], environment: str | None = None)
         url=d.get("url"),
         rule=rule,
         environment=environment_of(app) if environment is None else environment,
+        evidence=str(d.get("evidence") or ""),
     )
 
 
@@ -306,6 +308,7 @@ def notice_to_json(n: Notice) -> dict[str, Any]:
         "url": n.url,
         "rule": n.rule,
         "environment": n.environment,
+        "evidence": n.evidence,
     }
 
 
@@ -325,6 +328,7 @@ def notice_from_json(d: Mapping[str, Any]) -> Notice:
         revert_sha=d.get("revert_sha"),
         url=d.get("url"),
         rule=str(d.get("rule") or ""),
+        evidence=str(d.get("evidence") or ""),
     )
 
 

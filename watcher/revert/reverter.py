@@ -238,10 +238,12 @@ class Reverter:
             self._notify(RevertStep.CIRCUIT_OPEN, incident, decision=decision.reason)
         if decision.action is Action.REVERT and facts.blame is not None:
             b = facts.blame
-            outcome = self.execute(incident, b.culprits, b.also_touched, facts.branch, b.only, b.kept)
+            why = decision.evidence
+            outcome = self.execute(incident, b.culprits, b.also_touched, facts.branch, b.only, b.kept, why)
             return replace(handled, outcome=outcome.state, retry_in=outcome.retry_after)
         blamed = facts.blame.culprits if facts.blame else ()
-        self._notify(RevertStep.ALERT_ONLY, incident, blamed, rule=decision.rule, reason=decision.reason)
+        shown = {"rule": decision.rule, "reason": decision.reason, "evidence": decision.evidence}
+        self._notify(RevertStep.ALERT_ONLY, incident, blamed, **shown)
         return handled
 
     def _nudge(self, incident: Incident, decision: Decision, facts: Facts) -> None:
@@ -255,7 +257,7 @@ class Reverter:
         deploy_now(self.argocd, contexts, revision, revert.terminate_retrying, self.log, self.settings.git.url)
 
     def _record(self, incident: Incident, decision: Decision, facts: Facts) -> None:
-        evidence = dict(facts.evidence) | {"culprits": list(decision.culprits)}
+        evidence = dict(facts.evidence) | {"culprits": list(decision.culprits), "evidence_line": decision.evidence}
         self.audit.record_decision(
             incident.id, incident.app, self.clock(), decision.action, decision.rule, decision.reason,
             self.rules.mode, evidence,
@@ -277,6 +279,7 @@ class Reverter:
         onto: str | None = None,
         only: Mapping[str, tuple[str, ...]] | None = None,
         kept: Mapping[str, tuple[str, ...]] | None = None,
+        evidence: str = "",
     ) -> Outcome:
         """Revert `culprits` on `onto`, the branch the app follows (None: the first watched), as the mode says
         (`only`: culprit sha -> the only files undone); the outcome (whatever happened) is written by `_write`."""
@@ -303,7 +306,8 @@ class Reverter:
             error = exc
         deadline = self.clock() + timedelta(seconds=self.settings.revert.verify_deadline_seconds)
         outcome = outcome_of(mode, result, error, message=message, branch=branch, url=url, verify_deadline=deadline)
-        self._write(revert_id, incident, culprits, outcome)
+        told = dict(outcome.told) | {"evidence": evidence}  # what the revert rests on, beside the culprits
+        self._write(revert_id, incident, culprits, replace(outcome, told=told))
         if outcome.state is RevertState.PUSHED and result is not None and result.sha:
             also = sorted({a for apps in (also_touched or {}).values() for a in apps})
             self._deploy_now([incident.app, *also], result.sha)
