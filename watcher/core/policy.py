@@ -33,6 +33,8 @@ REVERTIBLE_KINDS = frozenset(
         EventKind.STUCK_PROGRESSING,
     }
 )
+# Rules that say no commit is at fault: an alert under them names no commit as the one to look at.
+NOT_A_COMMIT = frozenset({"cluster_fault"})
 # Trouble that shows only after a deploy: only these are bounded by the attribution window. A sync that fails
 # is caused by the revision it applies however long that commit waited (a sync window, a paused app).
 RUNTIME_KINDS = frozenset({EventKind.DEGRADED, EventKind.ROLLOUT_FAILING, EventKind.STUCK_PROGRESSING})

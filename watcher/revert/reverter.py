@@ -25,7 +25,7 @@ from watcher.core.outcome import (
     outcome_of,
     reconciled_outcome,
 )
-from watcher.core.policy import RevertRules, decide
+from watcher.core.policy import NOT_A_COMMIT, RevertRules, decide
 from watcher.core.revert_message import revert_message, revert_title
 from watcher.domain import (
     INCIDENT_KINDS,
@@ -241,7 +241,7 @@ class Reverter:
             why = decision.evidence
             outcome = self.execute(incident, b.culprits, b.also_touched, facts.branch, b.only, b.kept, why)
             return replace(handled, outcome=outcome.state, retry_in=outcome.retry_after)
-        blamed = facts.blame.culprits if facts.blame else ()
+        blamed = facts.blame.culprits if facts.blame and decision.rule not in NOT_A_COMMIT else ()
         shown = {"rule": decision.rule, "reason": decision.reason, "evidence": decision.evidence}
         self._notify(RevertStep.ALERT_ONLY, incident, blamed, **shown)
         return handled
