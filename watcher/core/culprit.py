@@ -121,6 +121,7 @@ def evidence(
         why = _changed(c, objects, charts, manifests) or _spec_why(specs[c.commit.sha])
         if why:
             touches.append(Touch(c.commit, why))
+    touches = _mentioning(_kind_introduced(touches, candidates, failure), candidates, refused_words(failure))
     if not touches:
         shas = ", ".join(c.commit.sha[:7] for c in candidates) or "none"
         unread = [c.commit.sha[:7] for c in candidates if not c.diff and c.after is None]
@@ -133,6 +134,65 @@ def evidence(
         return Evidence((), line, option[0] if option else "", failed)
     line = "; ".join(f"{failed}: {t.commit.sha[:7]} {t.why}" for t in touches[:3])
     return Evidence(tuple(touches), line, option[0] if option else "", failed)
+
+
+# The field the API server refused (`<path>: Invalid value: ...`, `unknown field "<path>"`), and the kind it does
+# not know (`no matches for kind "<Kind>"`): apimachinery field/errors.go:105-158, runtime/error.go:140, meta/errors.go.
+REFUSED_FIELD = re.compile(
+    r"(?P<path>[A-Za-z][\w.\[\]-]*): (?:Invalid value|Forbidden|Required value|Unsupported value|Duplicate value|"
+    r'Too long|Too many)|unknown field "(?P<unknown>[^"]+)"'
+)
+MISSING_KIND = re.compile(r'no matches for kind "(?P<kind>\w+)"|could not find [^/\s]*/(?P<crd>\w+) for requested')
+PATH_TOKEN = re.compile(r"[A-Za-z][\w-]*")
+COMMON_TOKENS = frozenset({"spec", "metadata", "template", "containers", "status", "data"})
+
+
+def refused_words(failure: Failure) -> tuple[str, ...]:
+    """What the failure says was refused, as a commit's diff would spell it: the refused field's last name
+    (`spec.selector` -> `selector`, `unknown field "spec.minAvaliable"` -> `minAvaliable`), or the missing kind."""
+    words: list[str] = []
+    for v in failure.verdicts:
+        for m in REFUSED_FIELD.finditer(v.message):
+            tokens = [t for t in PATH_TOKEN.findall(m["path"] or m["unknown"] or "") if t not in COMMON_TOKENS]
+            words += tokens[-1:]
+        words += [m["kind"] or m["crd"] for m in MISSING_KIND.finditer(v.message)]
+    return tuple(dict.fromkeys(w for w in words if w))
+
+
+MISSING_KIND_ROWS = frozenset({"C9", "C10", "C11"})
+
+
+def _kind_introduced(touches: list[Touch], candidates: Sequence[Candidate], failure: Failure) -> list[Touch]:
+    """A kind the cluster does not serve is the commit's doing only if the commit brought the kind in: seen without
+    a render, its changed lines must name it (a chart value change that happens to feed the object does not)."""
+    kinds = [v.object.kind for v in failure.verdicts if v.row in MISSING_KIND_ROWS and v.object is not None]
+    if not kinds:
+        return touches
+    unrendered = {c.commit.sha: c.diff for c in candidates if c.before is None or c.after is None}
+    kept = []
+    for t in touches:
+        diff = unrendered.get(t.commit.sha)
+        changed = [line for _, lines in _files(diff or "") for line in lines if line[:1] in "+-"]
+        if diff is None or any(k in line for k in kinds for line in changed):
+            kept.append(t)
+    return kept
+
+
+def _mentioning(touches: list[Touch], candidates: Sequence[Candidate], words: Sequence[str]) -> list[Touch]:
+    """Of several commits that touched the object, seen without a render, those whose changed lines name the
+    refused field or kind (none does: all of them stay; narrowing may still tell them apart)."""
+    unrendered = {c.commit.sha for c in candidates if c.before is None or c.after is None}
+    if len(touches) < 2 or not words or not all(t.commit.sha in unrendered for t in touches):
+        return touches
+    diffs = {c.commit.sha: c.diff for c in candidates}
+    said = [re.compile(rf"(?<![A-Za-z0-9]){re.escape(w)}") for w in words]
+    named = []
+    for t in touches:
+        changed = [line[1:] for _, lines in _files(diffs[t.commit.sha]) for line in lines if line[:1] in "+-"]
+        hit = next((w for w, p in zip(words, said, strict=True) if any(p.search(line) for line in changed)), None)
+        if hit is not None:
+            named.append(Touch(t.commit, f"{t.why}; its change names {hit}, which was refused"))
+    return named if 0 < len(named) < len(touches) else touches
 
 
 def spec_change(diff: str, manifests: Sequence[str]) -> SpecChange | None:
@@ -205,6 +265,8 @@ def _renders(path: str, lines: Sequence[str], obj: ObjectRef, charts: Sequence[s
     if not rest.startswith("templates/"):
         return False
     stem = posixpath.splitext(posixpath.basename(rest))[0].lower()
+    if stem.startswith("_"):  # a helper (`_helpers.tpl`): included by every template, so by the object's too
+        return True
     kind = re.compile(rf"^[+\- ]\s*kind:\s*{re.escape(obj.kind)}\s*$", re.IGNORECASE)
     return obj.same(stem, obj.name) or any(kind.match(line) for line in lines)
 
