@@ -217,9 +217,12 @@ def _kept(found: Blame, touched: Evidence) -> Blame:
         return found
     keep = {c.sha for c in touched.commits}
     culprits = tuple(c for c in found.culprits if c.sha in keep)
-    dropped = [c.sha[:12] for c in found.culprits if c.sha not in keep]
-    reason = found.reason + (f"; {', '.join(dropped)} did not touch what failed" if dropped else "")
-    return replace(found, culprits=culprits, reason=reason)
+    if len(culprits) == len(found.culprits):
+        return found
+    why = "; ".join(dict.fromkeys(t.why for t in touched.touches))
+    shown = ", ".join(f"{c.sha[:12]} ({c.subject[:60]})" for c in culprits)
+    seen = " (seen in the render)" if "rendered output" in why else ""
+    return replace(found, culprits=culprits, reason=f"{found.reason}; narrowed to {shown}: {why}", named=why + seen)
 
 
 def _evidence(p: PolicyFacts, found: Blame | None, argocd: ArgoCDView, git: GitView | None) -> dict[str, Any]:
