@@ -21,6 +21,8 @@ from watcher.core.notices import (
     destination,
     from_action,
     from_event,
+    notice_from_json,
+    notice_to_json,
     route,
     routing_from,
 )
@@ -88,6 +90,7 @@ def test_hostile_commit_and_argocd_text_cannot_ping_or_disguise_a_link(hostile: 
             "revision": HEAD,
             "revert": "d" * 40,
             "culprits": [{"sha": BAD, "author": f"Mallory {hostile}", "subject": f"fix: {hostile}"}],
+            "evidence": f"Service/plate-prod/plate-api refused; Replace=true was added by {BAD[:7]} (fix: {hostile})",
         },
     )
     assert notice is not None
@@ -406,3 +409,22 @@ def test_a_notifier_that_is_not_the_leader_withholds_and_counts(tmp_path: Path) 
     assert slack.messages == [] and count(n, "not_leader") == 1
     notice = from_event(failed_event())
     assert notice is not None and not n.store.slack.notification_sent(notice.dedup_key)  # the leader sends it
+
+
+def test_a_revert_and_a_cluster_alert_show_what_they_rest_on() -> None:
+    """The evidence line: the failing object and the culprit's change to it; for a cluster fault, the cause and no
+    commit to look at (the reverter passes none)."""
+    line = f"Service/plate-prod/plate-api refused by kubectl replace with Replace=true; added by {BAD[:7]}"
+    reverted = from_action(
+        "revert_pushed",
+        {"app": "plate-api-prod", "revert": "d" * 40, "culprits": [{"sha": BAD, "subject": "x"}], "evidence": line},
+    )
+    assert reverted is not None and f"*Evidence:* {line}" in all_text(blocks_for(reverted, LINKS))
+    cause = "the admission webhook validate.kyverno.svc-fail is unreachable: no commit is at fault"
+    alert = from_action(
+        "alert_only", {"app": "plate-api-prod", "rule": "cluster_fault", "reason": cause, "evidence": cause}
+    )
+    assert alert is not None and alert.culprits == ()
+    text = all_text(blocks_for(alert, LINKS))
+    assert f"*Evidence:* {cause}" in text and "Culprit" not in text
+    assert notice_from_json(notice_to_json(alert)) == alert

@@ -7,13 +7,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import yaml
+from click.testing import CliRunner
 
 from tests.support.revert_world import Scenario
 from tests.support.waiting import wait_for
+from watcher.cli import main
 from watcher.sim.gitops_repo import application
 
 API = "plate-api-stg"
 API_APP = f"environments/argocd/apps/{API}.yaml"
+
+
+def explained(s: Scenario, app: str) -> str:
+    out = CliRunner().invoke(main, ["explain", app, "--url", f"http://127.0.0.1:{s.d.http.port}"])
+    assert out.exit_code == 0, out.output
+    return out.output
 
 
 def _alerted_only(s: Scenario, app: str, rule: str) -> str:
@@ -36,6 +44,8 @@ def test_an_unreachable_admission_webhook_reverts_nothing_and_names_the_webhook(
     assert line.endswith("context deadline exceeded): no commit is at fault")
     decision = s.decision(API, "cluster_fault")
     assert decision is not None and decision.evidence["failure"]["verdicts"][0]["row"] == "C20"
+    text = explained(s, API)
+    assert "ALERT (cluster_fault)" in text and f"evidence: {line}" in text and "rows C20" in text
 
 
 def test_an_unavailable_api_server_reverts_nothing(scenario: Callable[..., Scenario]) -> None:
@@ -71,6 +81,7 @@ def test_a_sync_option_added_earlier_is_reverted_not_the_innocent_commit_whose_s
     )
     assert decision.evidence["unexercised_spec_changes"] == [option]
     assert "Replace=true" not in s.remote_file(API_APP)
+    assert f"evidence: {decision.evidence['evidence_line']}" in explained(s, API)
     wait_for(lambda: s.healthy_on(API, row.revert_sha), what="app healthy on the revert")
 
 
@@ -95,8 +106,26 @@ def test_the_root_app_failing_on_one_child_application_reverts_the_commit_that_a
     decision = s.decision("app-of-apps", "culprit_found")
     assert decision is not None
     assert decision.evidence["evidence_line"] == (
-        f"Application/argocd/plate-search-stg: {added[:7]} changed {path}, which defines "
-        "Application/plate-search-stg"
+        f"Application/argocd/plate-search-stg: {added[:7]} changed {path}, which defines Application/plate-search-stg"
     )
     assert "plate.co/owner" in s.remote_file(API_APP)  # the sibling's change stays
     wait_for(lambda: s.healthy_on("app-of-apps", row.revert_sha), what="root healthy on the revert")
+
+
+def test_a_webhook_denial_of_the_object_a_commit_changed_reverts_that_commit(scenario: Callable[..., Scenario]) -> None:
+    """apiserver pkg/admission/plugin/webhook/errors/statuserror.go:29-51: a policy's verdict on the object is the
+    content's (research row C19), as in scenario webhook-denied-limits-removed: the commit that dropped the memory
+    limit is reverted, not the commit to another app pushed with it."""
+    s = scenario().start()
+    s.world.controller.cluster.admission.require_limits = True
+    other = s.commit("plate-web-stg: two replicas", {"plate-web-stg": ("replicaCount", 2)}, "Dev One")
+    dropped = s.commit("plate-api-stg: no memory limit", {API: ("resources.limits.memory", None)})
+    s.world.work.push()
+    row = wait_for(lambda: s.revert_rows("pushed"), timeout=40, what="revert pushed")[0]
+    assert row.culprits == (dropped,) and other in [sha for sha, _, _ in s.remote_log()]
+    decision = s.decision(API, "culprit_found")
+    assert decision is not None and decision.evidence["failure"]["class"] == "content"
+    assert decision.evidence["evidence_line"] == (
+        f"Deployment/plate-stg/{API}: {dropped[:7]} changed Deployment/{API} in the rendered output"
+    )
+    wait_for(lambda: s.healthy_on(API, row.revert_sha), what="app healthy on the revert")

@@ -27,6 +27,7 @@ class Admission:
     webhook_unreachable: bool = False  # its Service does not answer: every write of a Deployment fails
     webhook_denies: str = ""  # not empty: the webhook denies every Deployment with this message
     api_unavailable: bool = False  # the API server answers 503 to every write
+    require_limits: bool = False  # the webhook denies a Deployment without a memory limit (Kyverno's policy)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,15 @@ def refusal(
     if admission.webhook_denies:
         # apiserver pkg/admission/plugin/webhook/errors/statuserror.go:29-51.
         text = f'admission webhook "{admission.webhook}" denied the request: {admission.webhook_denies}'
+        return _refused([_result("apps", "Deployment", namespace, name, text)])
+    if admission.require_limits and desired.memory is None:
+        # Kyverno's require-requests-limits policy, in the words its webhook denies with (kyverno/kyverno#2869).
+        text = (
+            f'admission webhook "{admission.webhook}" denied the request: policy Deployment/{namespace}/{name} for '
+            "resource violation: require-requests-limits: validate-resources: validation error: CPU and memory "
+            "resource requests and limits are required. rule validate-resources failed at path "
+            "/spec/template/spec/containers/0/resources/limits/memory/"
+        )
         return _refused([_result("apps", "Deployment", namespace, name, text)])
     if "Replace=true" in sync_options:
         # Replace=true runs `kubectl replace` (sync_context.go:1434,1461; pkg/utils/kube/resource_ops.go:302) on
