@@ -121,7 +121,8 @@ def facts_of(
         candidates = git.candidates or tuple(Candidate(c.commit, c.files) for c in git.changes)
         if failure is not None and found.outcome is BlameOutcome.CULPRITS:
             touched = _touching(failure, found, candidates, context, own, snap)
-            found = _kept(found, touched) if touched is not None else found
+            # WATCHER_REVERT__NARROW=false keeps every commit blame found; none touched: the policy alerts anyway.
+            found = _kept(found, touched) if touched is not None and narrow else found
         clues = clues_of(incident.kind.value, incident.evidence)
         found = narrowed(incident.app, found, candidates, clues, own, others, split, git.healthy, narrow)
     shas = {c.sha for c in found.culprits} if found else set()

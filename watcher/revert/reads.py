@@ -115,7 +115,7 @@ class IncidentReader:
             ancestor = bool(last_good) and self.repo.is_ancestor(str(last_good), incident.revision)
             if last_good and ancestor and own.paths:
                 changes, truncated = self.repo.changes(last_good, incident.revision, own.paths, limit)
-                unexercised = self.unexercised(context, own, last_good, history, incident.revision)
+                unexercised = self.unexercised(context, own, last_good, history, incident.revision, branch)
                 changes = [*changes, *unexercised]
             if own.paths and head != incident.revision and self.repo.is_ancestor(incident.revision, head):
                 newer, _ = self.repo.changes(incident.revision, head, own.paths, limit)
@@ -131,7 +131,13 @@ class IncidentReader:
         return replace(view, candidates=candidates, healthy=healthy, unexercised=spec_only)
 
     def unexercised(
-        self, context: AppContext, own: AppSources, last_good: str, history: Sequence[str], failing: str
+        self,
+        context: AppContext,
+        own: AppSources,
+        last_good: str,
+        history: Sequence[str],
+        failing: str,
+        branch: str | None = None,
     ) -> list[ChangedCommit]:
         """Commits between the last revision Argo CD deployed (status.history) and the watcher's last good one
         that changed the Application itself: Argo CD runs no sync for a spec change that leaves the rendered
@@ -142,7 +148,12 @@ class IncidentReader:
         if not deployed or deployed == last_good or not manifests or not self.repo.is_ancestor(deployed, last_good):
             return []
         found, _ = self.repo.changes(deployed, last_good, manifests, self.max_candidates)
-        return list(found)
+        if not found:
+            return []
+        # A change reverted within the range (a failed bump and its revert, which needed no sync) left nothing.
+        undone = self.repo.find_reverts([c.commit.sha for c in found], branch)
+        gone = set(undone) | set(undone.values())
+        return [c for c in found if c.commit.sha not in gone and not c.commit.reverts]
 
     def healthy_others(self, context: AppContext, revision: str, changes: Sequence[ChangedCommit]) -> frozenset[str]:
         """The other apps the range changed that are Synced and Healthy at `revision`: their changes are proven
