@@ -180,16 +180,14 @@ def failure_of(kind: EventKind, snap: AppSnapshot | None) -> Failure | None:
 def manifest_files(context: AppContext, own: AppSources) -> tuple[str, ...]:
     """The repo files holding the app's Application itself: its paths that no source of its own renders (a value
     file is inside its chart) and that another app renders (the app-of-apps directory holding it)."""
-    roots = [
-        p
-        for p in own.paths
-        if any(p == d or p.startswith(d + "/") for d in _source_dirs(context.specs.get(context.key, {})))
-    ]
+    mine = _source_dirs(context.specs.get(context.key, {}))
     others = [d for k, spec in context.specs.items() if k != context.key for d in _source_dirs(spec)]
+
+    def under(p: str, dirs: list[str]) -> bool:
+        return any(p == d or p.startswith(d + "/") for d in dirs)
+
     return tuple(
-        p
-        for p in own.paths
-        if p not in roots and any(p.startswith(d + "/") for d in others) and p.endswith((".yaml", ".yml", ".json"))
+        p for p in own.paths if not under(p, mine) and under(p, others) and p.endswith((".yaml", ".yml", ".json"))
     )
 
 

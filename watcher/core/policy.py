@@ -344,7 +344,8 @@ RULE_ADVICE: dict[str, str] = {
     "no_automated_sync": "Argo CD will not deploy a revert by itself: push the proposed revert and sync the app.",
     "culprit_found": "Reverted (or proposed): watch the app come back; the incident closes when it does.",
     "cluster_fault": "No commit is at fault: fix the cluster side named in the reason (the webhook, the API server, "
-    "Argo CD's credentials or repo server); Argo CD retries the same commit once it is back.",
+    "Argo CD's credentials or repo server), then sync the app: Argo CD's auto-sync does not retry a revision whose "
+    "sync failed (controller/appcontroller.go:2595-2599) until a new commit comes.",
     "unknown_failure": "Argo CD's words do not say who is at fault: read the message; revert by hand if a commit "
     "caused it.",
     "culprit_not_touching": "The failure names objects no candidate changed: look at the cluster or at the "
