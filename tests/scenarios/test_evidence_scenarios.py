@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 import yaml
 from click.testing import CliRunner
 
@@ -82,6 +83,8 @@ def test_a_sync_option_added_earlier_is_reverted_not_the_innocent_commit_whose_s
     assert decision.evidence["unexercised_spec_changes"] == [option]
     assert "Replace=true" not in s.remote_file(API_APP)
     assert f"evidence: {decision.evidence['evidence_line']}" in explained(s, API)
+    page = httpx.get(f"http://127.0.0.1:{s.d.http.port}/ui/incidents/{row.incident_id}", timeout=10).text
+    assert f"<strong>Evidence:</strong> Service/plate-stg/{API} refused by kubectl replace" in page
     wait_for(lambda: s.healthy_on(API, row.revert_sha), what="app healthy on the revert")
 
 
