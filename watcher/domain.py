@@ -170,6 +170,9 @@ class Event:
     at: datetime
     reason: str
     evidence: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+    # The incident this event opened, as the store minted it when it recorded the event (None before it is
+    # recorded, and for events that open none): readers need not look it up again.
+    incident_id: int | None = field(default=None, compare=False, hash=False)
 
     @property
     def dedup_key(self) -> str:
@@ -296,6 +299,34 @@ class RevertStep(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class StepDetail:
+    """What one revert step says beside who and what; each step sets the fields it has."""
+
+    rule: str = ""  # the decision's rule (not reverted)
+    reason: str = ""  # why: not reverted, suspended, the circuit opened
+    outcome: str = ""  # the revert state a failed revert left
+    error: str = ""  # what git or the forge answered
+    message: str = ""  # the revert's commit message (dry run)
+    url: str | None = None  # the pull request
+    revert: str | None = None  # the revert commit
+    evidence: str = ""  # what the decision rests on: the failing object and the culprit's change to it, or the cause
+
+
+@dataclass(frozen=True, slots=True)
+class RevertReport:
+    """What the reverter tells its listeners after a step: the incident, the commits blame named (not Argo CD's
+    head), and the step's detail. One per step."""
+
+    step: RevertStep
+    incident_id: int
+    app: str
+    kind: EventKind
+    revision: str | None
+    culprits: tuple[Commit, ...] = ()
+    detail: StepDetail = field(default_factory=StepDetail)
+
+
+@dataclass(frozen=True, slots=True)
 class DecisionRecord:
     """One stored decision: the audit trail's "what was seen, what was decided, why"."""
 
@@ -363,6 +394,10 @@ class StoreUnavailable(RetryLater):
 
 class NotLeader(RetryLater):
     """This replica is not (or no longer) the leader: nothing was done; the leader does it."""
+
+
+class NotFound(RetryLater):
+    """What was asked for does not exist (an Application deleted: Argo CD answers 404). Nothing was changed."""
 
 
 class NeedsHuman(Exception):

@@ -1,7 +1,7 @@
 """Independent scenarios (tests/fixtures/scenarios/evidence.yaml, copied from /work/research/scenarios.yaml: written
 from Argo CD's source by someone who had not read this code) fed into the pure decision code.
 
-Each scenario's captured `argocd_shows` become the fresh snapshot (through the adapter's own snapshot_from_app), its
+Each scenario's captured `argocd_shows` become the fresh snapshot (through the watcher's own snapshot_from_app), its
 commits the git range, each commit's listed changes a patch; then facts_of and decide run as the reverter runs them,
 and the reverted commits and the action are compared with the file's expectation, unchanged. What the reverter reads
 from git is emulated here from the scenario: the range (last good, failing], the newer commits, each candidate's
@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 import yaml
 
-from watcher.adapters.argocd import snapshot_from_app
 from watcher.core import detect
 from watcher.core.appmap import app_paths, mapping_fields
 from watcher.core.blame import last_good_revision
@@ -41,6 +40,10 @@ from watcher.domain import (
     RevertMode,
 )
 
+try:  # where the snapshot is made (main before the wings' seal: the Argo CD adapter)
+    from watcher.core.snapshots import snapshot_from_app
+except ImportError:
+    from watcher.adapters.argocd import snapshot_from_app  # type: ignore[no-redef]
 try:  # this code's reads: spec changes between Argo CD's last deploy and the watcher's last good revision
     from watcher.core.facts import manifest_files
 except ImportError:  # main before it: none

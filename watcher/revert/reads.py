@@ -8,9 +8,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from watcher.adapters.argocd import degraded_in_tree, health_is_in_the_tree, snapshot_from_app
-from watcher.adapters.git_errors import GitError
-from watcher.adapters.helm_render import render_app
 from watcher.core.blame import AppSources, last_good_revision, touches
 from watcher.core.branches import Follow
 from watcher.core.facts import (
@@ -25,6 +22,7 @@ from watcher.core.facts import (
 )
 from watcher.core.narrow import Candidate, Rendered
 from watcher.core.policy import still_failing
+from watcher.core.snapshots import degraded_in_tree, health_is_in_the_tree, snapshot_from_app
 from watcher.domain import (
     AppContext,
     AppSnapshot,
@@ -37,7 +35,7 @@ from watcher.domain import (
     SyncStatus,
 )
 from watcher.logs import get_logger
-from watcher.ports import ArgoCDActions, Fleet, RevertRepo
+from watcher.ports import ArgoCDActions, Fleet, HelmRenderer, RevertRepo
 from watcher.store.audit import RevertAudit
 
 MAX_KEPT_APPS = 20  # a culprit that changed more apps than this is reverted whole: their states are not looked up
@@ -54,6 +52,7 @@ class IncidentReader:
         watched: Watched | None = None,
         narrow: bool = True,
         split: bool = True,
+        renderer: HelmRenderer | None = None,
     ):
         self.fleet = fleet
         self.argocd = argocd
@@ -63,6 +62,7 @@ class IncidentReader:
         self.watched = watched
         self.narrow = narrow  # read each candidate's diff and render when several commits changed the app
         self.split = split  # revert only the culprit's changes to the failing app
+        self.renderer = renderer  # None: no Helm engine, narrowing compares diffs only
 
     def facts(self, incident: Incident, now: datetime) -> Facts:
         """Three reads, then one pure function builds the facts. Git is read only while the app still fails."""
@@ -177,12 +177,12 @@ class IncidentReader:
             return plain
         try:
             return self._read_all(context, own, mine)
-        except (RetryLater, NeedsHuman, GitError) as exc:  # narrowing is optional: blame as before, and say so
+        except (RetryLater, NeedsHuman) as exc:  # narrowing is optional: blame as before, and say so
             get_logger().warning("narrowing_read_failed", app=context.key, error=str(exc)[:300])
             return plain
 
     def _read_all(self, context: AppContext, own: AppSources, mine: list[ChangedCommit]) -> tuple[Candidate, ...]:
-        render = _renderer(self.repo, context, own)
+        render = _renderer(self.repo, context, own, self.renderer)
         out = []
         for c in mine:
             side: tuple[Candidate, ...] = ()
@@ -206,18 +206,20 @@ def _healthy_at(snap: AppSnapshot | None, revision: str) -> bool:
     return snap.sync_status is SyncStatus.SYNCED and snap.health is Health.HEALTHY and snap.sync_revision == revision
 
 
-def _renderer(repo: RevertRepo, context: AppContext, own: AppSources) -> Callable[[str], Rendered | None]:
+def _renderer(
+    repo: RevertRepo, context: AppContext, own: AppSources, engine: HelmRenderer | None
+) -> Callable[[str], Rendered | None]:
     """Render the app at a revision with the Helm engine (None: not a Helm app of the watched repo, or no engine).
     Argo CD's release name is the app's name; the destination namespace is not kept, so "default" stands in."""
     chart = _helm_source(context.specs.get(context.key, {}), own)
     cache: dict[str, Rendered | None] = {}
 
     def render(rev: str) -> Rendered | None:
-        if chart is None:
+        if chart is None or engine is None:
             return None
         if rev not in cache:
             files = repo.files_under(rev, own.paths)
-            cache[rev] = render_app(files, chart[0], chart[1], context.name, "default")
+            cache[rev] = engine(files, chart[0], chart[1], context.name, "default")
         return cache[rev]
 
     return render
