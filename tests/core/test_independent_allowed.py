@@ -30,6 +30,7 @@ import yaml
 from watcher.core import detect
 from watcher.core.facts import ArgoCDView, GitView, Watched, facts_of
 from watcher.core.hold_policy import held_decision
+from watcher.core.narrow import Candidate
 from watcher.core.policy import RevertRules, decide
 from watcher.core.rollout import not_from_this_deploy
 from watcher.core.snapshots import snapshot_from_app
@@ -119,6 +120,23 @@ def commits_of(sc: Mapping[str, Any]) -> list[ChangedCommit]:
         out.insert(0, ChangedCommit(commit, tuple(c["changes"])))
         parent = commit.sha
     return out
+
+
+def patch(path: str, change: str) -> str:
+    """The commit's change to `path` as `git diff` prints it, from the scenario's words (`key.path: old -> new`, or
+    lines added), so the culprit check can see what each commit changed."""
+    head = f"diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n@@ -1,3 +1,3 @@\n"
+    lines = []
+    for part in change.split(";"):
+        key, sep, rest = part.strip().partition(": ")
+        *parents, leaf = key.split(".")
+        old, arrow, new = rest.partition(" -> ")
+        indent = "  " * len(parents)
+        if sep and arrow:
+            lines += [f"-{indent}{leaf}: {old.strip()}", f"+{indent}{leaf}: {new.strip()}"]
+        else:
+            lines.append(f"+{part.strip()}")
+    return head + "".join(f"{line}\n" for line in lines)
 
 
 def context_of(app: Mapping[str, Any], all_apps: Mapping[str, Mapping[str, Any]]) -> AppContext:
@@ -212,7 +230,13 @@ def decide_one(
     touching_newer = tuple(
         s for s in newer if any(_touches(f, own) for c in changes if c.commit.sha == s for f in c.files)
     )
-    git = GitView(sha("c0"), "argocd_history", True, tuple(in_range), head=changes[0].commit.sha, newer=touching_newer)
+    texts = {sha(c["id"]): c["changes"] for c in sc["commits"]}
+    candidates = tuple(
+        Candidate(c.commit, c.files, "".join(patch(path, str(t)) for path, t in texts[c.commit.sha].items()))
+        for c in in_range
+    )
+    git = GitView(sha("c0"), "argocd_history", True, tuple(in_range), head=changes[0].commit.sha, newer=touching_newer,
+                  candidates=candidates)  # fmt: skip
     facts = facts_of(incident, context, argocd, git, HISTORY, 3, Watched(REPO, ("main",)))
     decision = decide(facts.policy, RULES, now)
     return held_decision(decision, windows_from(sc, now), incident.detected_at, timedelta(hours=24), now)

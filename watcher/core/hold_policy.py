@@ -31,14 +31,20 @@ def held_decision(decision: Decision, hold: Hold | None, detected_at: datetime, 
             f"{names} would be reverted, but Argo CD has not been allowed to sync for {_ago(now - detected_at)}: "
             f"{hold.text}; revert and sync by hand",
             decision.culprits,
+            evidence=_with(decision.evidence, hold.text),
         )
     return Decision(
         Action.WAIT,
         "sync_window",
         f"{names} would be reverted ({decision.reason}), but Argo CD may not deploy it: {hold.text}; waiting",
         decision.culprits,
+        evidence=_with(decision.evidence, hold.text),
         wait_until=hold.until or now + RECHECK,  # an end not known: look again in a few minutes, not every 30 s
     )
+
+
+def _with(evidence: str, hold: str) -> str:
+    return f"{evidence}; {hold}" if evidence else hold
 
 
 def _ago(d: timedelta) -> str:

@@ -39,13 +39,13 @@ class HoldReader:
         return held_decision(decision, hold, incident.detected_at, self.hold_max, now)
 
     @staticmethod
-    def requeue(pending: RetryQueue, incident_id: int, decision: Decision, delay: float, now: datetime) -> float:
-        """A held decision is looked at again at the hold's end (every few minutes), not at the usual backoff."""
-        if decision.wait_until is None:
-            return delay
-        delay = hold_delay(decision.wait_until, delay, now)
-        pending.put(incident_id, delay)
-        return delay
+    def requeue(pending: RetryQueue, incident_id: int, decision: Decision, now: datetime) -> tuple[int, float]:
+        """Queue a WAIT again after its backoff; a held one at the hold's end (every few minutes) instead."""
+        waits, delay = pending.wait(incident_id)
+        if decision.wait_until is not None:
+            delay = hold_delay(decision.wait_until, delay, now)
+            pending.put(incident_id, delay)
+        return waits, delay
 
     @staticmethod
     def announce(decision: Decision, incident: Incident, blame: Blame | None, metrics: Metrics, notify: Any) -> None:
