@@ -32,6 +32,7 @@ from watcher.ports import LeaderLock, Listener
 from watcher.revert.reverter import Reverter
 from watcher.run.admin_token import ensure_token, token_path
 from watcher.run.leadership import AloneLock, Leadership
+from watcher.run.pages import page_links
 from watcher.run.slack_transport import transport_for
 from watcher.run.views import readiness_limits
 from watcher.run.web import BackgroundServer, build_app
@@ -164,6 +165,8 @@ class Daemon:
             settings.http.stuck_poll_seconds,
             auth_waived=settings.http.admin_auth == "none",
             role=lambda: self.leadership.role().value,
+            links=page_links(settings),
+            patches=self.repo.patch,
         )
         self.http = BackgroundServer(api, settings.http.host, settings.http.port)
         self._stop_stream = threading.Event()
