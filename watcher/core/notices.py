@@ -57,6 +57,7 @@ class Notice:
     url: str | None = None  # pull or merge request
     rule: str = ""
     environment: str = ""
+    evidence: str = ""  # what a revert (or an alert) rests on: the failing object and the culprit's change to it
     resolves: bool = False  # the app is healthy again (or gone): close the incident's thread
     only_to_close: bool = False  # news only where an incident is open (an app removed while failing)
 
@@ -194,6 +195,7 @@ def from_report(r: RevertReport, environment: str | None = None) -> Notice | Non
         url=r.detail.url,
         rule=r.detail.rule,
         environment=environment_of(r.app) if environment is None else environment,
+        evidence=r.detail.evidence,
     )
 
 
@@ -289,6 +291,7 @@ def notice_to_json(n: Notice) -> dict[str, Any]:
         "url": n.url,
         "rule": n.rule,
         "environment": n.environment,
+        "evidence": n.evidence,
     }
 
 
@@ -308,6 +311,7 @@ def notice_from_json(d: Mapping[str, Any]) -> Notice:
         revert_sha=d.get("revert_sha"),
         url=d.get("url"),
         rule=str(d.get("rule") or ""),
+        evidence=str(d.get("evidence") or ""),
     )
 
 
