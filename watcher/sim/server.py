@@ -226,7 +226,8 @@ def build_sim_app(
             return refused
         name = request.path_params["name"]
         if request.query_params.get("refresh"):
-            controller.refresh(name)
+            # Any value but "hard" is a normal refresh (server/application/application.go:805-808).
+            controller.refresh(name, hard=request.query_params["refresh"] == "hard")
             await asyncio.to_thread(controller.tick)
         body = controller.get_encoded(name, WHOLE, encoded, lambda m: _matches(m, request))
         if body is None:
@@ -269,7 +270,9 @@ def build_sim_app(
             return refused
         body = await request.json() if await request.body() else {}
         revision = str(body.get("revision") or "") if isinstance(body, dict) else ""
-        error = controller.sync(request.path_params["name"], revision, username="admin")
+        strategy = body.get("retryStrategy") if isinstance(body, dict) else None
+        retry = strategy if isinstance(strategy, dict) else None
+        error = controller.sync(request.path_params["name"], revision, username="admin", retry_strategy=retry)
         if error is not None:
             code = 5 if "not found" in error else 9
             return JSONResponse({"error": error, "code": code, "message": error}, status_code=404 if code == 5 else 400)
