@@ -16,3 +16,5 @@ class NoRepo:
 
     def yaml_files(self, rev: str, directories: Any) -> dict[str, str]:
         return {}
+
+

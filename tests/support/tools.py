@@ -26,3 +26,5 @@ def reference(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not found: ../shared must sit beside the checkout")
     return path
+
+

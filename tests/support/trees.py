@@ -145,3 +145,5 @@ HEALTHY = {
         extra=(JOB | {"createdAt": at(-3600), "health": {"status": "Degraded"}},),
     ),
 }
+
+
