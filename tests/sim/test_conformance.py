@@ -104,7 +104,7 @@ def test_a_push_without_webhook_is_seen_in_two_to_three_minutes_at_most_seven() 
 
 
 def test_a_cached_generation_error_after_three_failures_for_an_hour() -> None:
-    cache = ManifestErrorCache(after=3, minutes=60)
+    cache = ManifestErrorCache()  # Argo CD's defaults: after 3 failures, for 60 minutes
     for _ in range(3):
         assert cache.cached("a", "sha1", 0.0, hard=False) is None
         cache.failed("a", "sha1", "yaml: line 1", 0.0)

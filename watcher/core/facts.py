@@ -47,6 +47,9 @@ class GitView:
     remote: RemoteBranches | None = None  # the watched branches' heads and the remote's default branch
     candidates: tuple[Candidate, ...] = ()  # the app's commits with their diffs and renders, for narrowing
     healthy: frozenset[str] = frozenset()  # other apps the range changed, Synced and Healthy at the failing revision
+    # The range's failing end: the incident's revision, or the branch head for a render error Argo CD resolved to
+    # no commit (its sync.revision "main" or empty). None: git said nothing (the early returns).
+    failing: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +101,12 @@ def facts_of(
     follows = watched.following(context, git.remote if git else None) if watched else None
     ours = follows is None or follows.kind is Follow.BRANCH  # else git was not read for blame: nothing to blame
     found: Blame | None = None
-    if git is not None and git.error is None and incident.revision and ours:
+    revision = git.failing if git is not None and git.failing else incident.revision
+    if git is not None and git.error is None and revision and ours:
         own, others = sources_of(context)
         found = blame(
             incident.app,
-            incident.revision,
+            revision,
             git.last_good,
             git.last_good_is_ancestor,
             git.changes,
@@ -130,7 +134,7 @@ def facts_of(
         already_reverted=already,
         undone_on_branch=undone,
         newer_changes=git.newer if git else (),
-        revision=incident.revision,
+        revision=revision,
         head=git.head if git else None,
         following=follows,
         untouched_degraded=tuple(untouched_by_the_sync(snap, incident.revision))
@@ -143,7 +147,10 @@ def facts_of(
         reverts_last_hour=history.reverts_last_hour,
     )
     branch = follows.branch if follows is not None and follows.kind is Follow.BRANCH else None
-    return Facts(policy, found, _evidence(policy, found, argocd, git), git.head if git else None, branch)
+    evidence = _evidence(policy, found, argocd, git)
+    if revision != incident.revision:  # say where the failing end came from: Argo CD showed no commit
+        evidence["failing_revision_from"] = {"argocd_showed": incident.revision or "", "branch_head": revision}
+    return Facts(policy, found, evidence, git.head if git else None, branch)
 
 
 def _evidence(p: PolicyFacts, found: Blame | None, argocd: ArgoCDView, git: GitView | None) -> dict[str, Any]:

@@ -468,7 +468,8 @@ class Watcher:
     def _enrich(self, e: Event) -> Event:
         if not e.revision or (e.kind not in INCIDENT_KINDS and e.kind not in ENRICHED_KINDS):
             return e
-        commit = self._commit(e.revision)
+        # A render error at Argo CD's unresolved revision ("main") names a branch, not the commit git would find.
+        commit = None if e.evidence.get("unresolved_revision") else self._commit(e.revision)
         if not self.fleet_map.has_paths(e.app):
             self.fleet_map.remap(self.head)  # an app seen on the stream before the first full mapping
         closes = self.ledger.since.get(e.app) if e.kind is EventKind.RECOVERED else None

@@ -13,6 +13,7 @@ from watcher.adapters.git_errors import GitError
 from watcher.adapters.helm_render import render_app
 from watcher.core.blame import AppSources, last_good_revision, touches
 from watcher.core.branches import Follow
+from watcher.core.detect import is_commit
 from watcher.core.facts import ArgoCDView, Facts, GitView, Watched, facts_of, sources_of
 from watcher.core.narrow import Candidate, Rendered
 from watcher.core.policy import still_failing
@@ -61,7 +62,8 @@ class IncidentReader:
         argocd = self.read_argocd(context.name, context.namespace, incident.kind is EventKind.DEGRADED)
         snap = argocd.snapshot
         failing = snap is not None and still_failing(snap, incident.kind, incident.revision)
-        git = self.read_git(incident, context, argocd) if failing and incident.revision else None
+        readable = incident.revision or incident.kind is EventKind.MANIFEST_ERROR  # a render error at no commit
+        git = self.read_git(incident, context, argocd) if failing and readable else None
         history = self.audit.revert_history(incident.app, now)
         return facts_of(
             incident, context, argocd, git, history, self.max_candidates, self.watched, self.split, self.narrow
@@ -82,9 +84,12 @@ class IncidentReader:
             return ArgoCDView(None, str(exc))
 
     def read_git(self, incident: Incident, context: AppContext, argocd: ArgoCDView) -> GitView:
-        assert incident.revision is not None
+        """The range (last good, failing] of the branch the app follows. The failing end is the incident's
+        commit; for a render error Argo CD resolved to no commit (sync.revision "main" or empty, controller/
+        state.go:696-708) it is the branch head now: every commit since the last good one that touched the app
+        is a candidate, as any of them may be what does not render."""
         history = argocd.snapshot.history_revisions if argocd.snapshot else ()
-        last_good, source = last_good_revision(context.good_revisions, history, incident.revision)
+        last_good, source = last_good_revision(context.good_revisions, history, incident.revision or "")
         own, _ = sources_of(context)
         changes: list[ChangedCommit] = []
         truncated = False
@@ -99,21 +104,25 @@ class IncidentReader:
             return GitView(last_good, source, remote=remote)  # no branch of ours to blame: the policy alerts
         branch = follows.branch if follows is not None and follows.branch else next(iter(remote.heads))
         head = remote.heads[branch]
+        failing = incident.revision or ""
+        if incident.kind is EventKind.MANIFEST_ERROR and not is_commit(failing):
+            failing = head
+        last_good, source = last_good_revision(context.good_revisions, history, failing)
         try:
-            ancestor = bool(last_good) and self.repo.is_ancestor(str(last_good), incident.revision)
+            ancestor = bool(last_good) and self.repo.is_ancestor(str(last_good), failing)
             if last_good and ancestor and own.paths:
-                changes, truncated = self.repo.changes(last_good, incident.revision, own.paths, limit)
-            if own.paths and head != incident.revision and self.repo.is_ancestor(incident.revision, head):
-                newer, _ = self.repo.changes(incident.revision, head, own.paths, limit)
+                changes, truncated = self.repo.changes(last_good, failing, own.paths, limit)
+            if own.paths and head != failing and self.repo.is_ancestor(failing, head):
+                newer, _ = self.repo.changes(failing, head, own.paths, limit)
             undone = self.repo.find_reverts([c.commit.sha for c in changes], branch) if changes else {}
             candidates = self.candidates(context, own, changes) if not truncated else ()
-            healthy = self.healthy_others(context, incident.revision, changes) if self.split else frozenset()
+            healthy = self.healthy_others(context, failing, changes) if self.split else frozenset()
         except (RetryLater, NeedsHuman) as exc:
-            return GitView(last_good, source, error=str(exc), remote=remote)
+            return GitView(last_good, source, error=str(exc), remote=remote, failing=failing)
         # A newer commit that only reverts a culprit is "undone", not "a fix of unknown effect".
         fixes = tuple(c.commit.sha for c in newer if c.commit.sha not in set(undone.values()))
         view = GitView(last_good, source, ancestor, tuple(changes), truncated, undone, head, fixes, remote=remote)
-        return replace(view, candidates=candidates, healthy=healthy)
+        return replace(view, candidates=candidates, healthy=healthy, failing=failing)
 
     def healthy_others(self, context: AppContext, revision: str, changes: Sequence[ChangedCommit]) -> frozenset[str]:
         """The other apps the range changed that are Synced and Healthy at `revision`: their changes are proven

@@ -1,5 +1,6 @@
 """After a push: does the app come back, Synced and Healthy on the revert (or a descendant), before the deadline?
-Healed resolves the incident; not healed suspends auto-revert for the app until a person resumes it."""
+Healed resolves the incident; not healed suspends auto-revert for the app until a person resumes it. Side effect
+besides the store: a GET of an app whose list row cannot carry its revision (multi-source), to confirm it."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from watcher.core.outcome import settled_on_a_revision, verification
-from watcher.domain import Incident, RevertState, RevertStep, VerifyResult
+from watcher.core.outcome import revisions_not_listed, settled_on_a_revision, verification
+from watcher.domain import AppSnapshot, Incident, RevertState, RevertStep, VerifyResult
 from watcher.metrics.registry import Metrics
 from watcher.ports import Fleet, RevertRepo
 from watcher.store.audit import RevertAudit
 from watcher.store.detection import DetectionRecords
 
 Notify = Callable[..., None]  # (step, incident, **details)
+Confirm = Callable[[str], AppSnapshot | None]  # app key -> a fresh GET's snapshot (None: Argo CD did not answer)
 
 
 class RevertVerifier:
@@ -28,6 +30,7 @@ class RevertVerifier:
         log: Any,
         notify: Notify,
         suspended: Callable[[], None],
+        confirm: Confirm = lambda key: None,
     ):
         self.fleet = fleet
         self.repo = repo
@@ -37,12 +40,16 @@ class RevertVerifier:
         self.log = log
         self.notify = notify
         self.suspended = suspended  # refreshes the gauges after a suspension
+        self.confirm = confirm
 
     def run(self, now: datetime) -> None:
         for r in self.audit.reverts(states=(RevertState.PUSHED,), limit=50):
             if r.verify_result is not VerifyResult.PENDING or not r.revert_sha:
                 continue
-            settled = settled_on_a_revision(self.fleet.app_context(r.app).last)
+            seen = self.fleet.app_context(r.app).last
+            if revisions_not_listed(seen):
+                seen = self.confirm(r.app) or seen
+            settled = settled_on_a_revision(seen)
             includes = settled is not None and (settled == r.revert_sha or self.repo.is_ancestor(r.revert_sha, settled))
             result = verification(includes, r.verify_deadline, now)
             if result is VerifyResult.PENDING:

@@ -172,7 +172,7 @@ class Controller:
         self.workdir = Path(workdir)
         self.root_manifest = root_manifest
         self.branch = branch
-        self.timings = timings or SimTimings()
+        self.timings = copy.copy(timings or SimTimings())  # a test may change one world's; never the shared FAST
         self.cluster = cluster or Cluster()
         self.clock = clock
         self.apps: dict[str, SimApp] = {}
@@ -353,7 +353,10 @@ class Controller:
         rev = resolved or self.head
         before = _state(app)
         try:
-            cached = self.manifest_errors.cached(app.name, rev, now, hard=refresh == "hard")
+            t = self.timings
+            cached = self.manifest_errors.cached(
+                app.name, rev, now, refresh == "hard", t.cached_error_after, t.cached_error_minutes
+            )
             if cached is not None:
                 raise RenderError(cached)
             desired = self.repo_server.render(app.manifest, rev)

@@ -24,16 +24,17 @@ class Failures:
 
 @dataclass
 class ManifestErrorCache:
-    after: int = 3  # 0: never cached
-    minutes: float = 60.0
     entries: dict[tuple[str, str], Failures] = field(default_factory=dict)  # (app, commit) -> its failures
 
-    def cached(self, app: str, commit: str, now: float, hard: bool) -> str | None:
-        """The cached error a request for (app, commit) gets instead of a render, or None: render it."""
+    def cached(
+        self, app: str, commit: str, now: float, hard: bool, after: int = 3, minutes: float = 60.0
+    ) -> str | None:
+        """The cached error a request for (app, commit) gets instead of a render, or None: render it. `after`
+        failures start the cache (0: never), which lasts `minutes` from the first."""
         entry = self.entries.get((app, commit))
-        if hard or self.after <= 0 or entry is None or entry.count < self.after:
+        if hard or after <= 0 or entry is None or entry.count < after:
             return None
-        if int((now - entry.first) / 60) >= self.minutes:
+        if int((now - entry.first) / 60) >= minutes:
             del self.entries[(app, commit)]
             return None
         return f"{CACHED_PREFIX}: {entry.last_error}"
