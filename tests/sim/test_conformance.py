@@ -4,8 +4,10 @@ Line numbers are of argo-cd 37ee0097."""
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -258,6 +260,7 @@ def test_fast_retries_double_and_a_persons_sync_uses_the_apps_policy(world: SimW
         what="the auto-sync failed",
     )
     assert failed["message"].endswith("(retried 2 times).")
+    assert failed["operation"]["initiatedBy"] == {"automated": True}  # appcontroller.go:2582: no username
     fails = [t for t, m in times if ". Retrying attempt #" in m]
     starts = [t for t, m in times if m.startswith("Retrying operation. Attempt #")]
     first, second = (start - fail for fail, start in zip(fails, starts, strict=False))
@@ -285,3 +288,32 @@ def test_the_list_cannot_select_sync_revisions(world: SimWorld) -> None:
         timeout=10,
     ).json()["items"]
     assert items and all(set(i) == {"metadata"} and set(i["metadata"]) == {"name"} for i in items)
+
+
+def test_the_stream_sends_an_app_only_when_its_selected_fields_changed(world: SimWorld) -> None:
+    """forwarder_overwrite.go:314-320: with `fields`, an event equal to the last one sent for that app is dropped.
+    A commit to plate-web moves every app's sync.revision; selecting sync.status, only plate-web is sent."""
+    wait_for(lambda: all(a["status"].get("sync", {}).get("status") == "Synced" for a in world.controller.snapshot()))
+    fields = "result.application.metadata.name,result.application.status.sync.status"
+    frames: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def read() -> None:
+        url = f"{world.argocd_url}/api/v1/stream/applications"
+        with httpx.stream("GET", url, params={"fields": fields}, timeout=30) as r:
+            for line in r.iter_lines():
+                if line:
+                    frames.append(json.loads(line)["result"]["application"])
+                if done.is_set():
+                    return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    wait_for(lambda: len(frames) >= 9, what="the replay of every app")
+    values = "helm/applications/plate-web/values-stg.yaml"
+    sha = world.work.commit("web: bump", {values: world.work.set_value(values, "image.tag", "1.26.0")})
+    world.work.push()
+    wait_for(lambda: all(a["status"]["sync"].get("revision") == sha for a in world.controller.snapshot()))
+    wait_for(lambda: [f["status"]["sync"]["status"] for f in frames[9:]] == ["OutOfSync", "Synced"], timeout=20)
+    done.set()
+    assert [f["metadata"]["name"] for f in frames[9:]] == ["plate-web-stg"] * 2

@@ -299,12 +299,23 @@ def build_sim_app(
             text = json.dumps(message, separators=(",", ":"))
             return f"data: {text}\n\n" if sse else text + "\n"
 
+        # argo-cd pkg/apiclient/application/forwarder_overwrite.go:314-320: the stream forwarder drops an event
+        # whose payload, after `fields`, is the one it last sent for that app name.
+        last_sent: dict[str, str] = {}
+
+        def changed(app: dict[str, Any], text: str) -> bool:
+            name = str(app.get("metadata", {}).get("name", ""))
+            if last_sent.get(name) == text:
+                return False
+            last_sent[name] = text
+            return True
+
         async def body() -> AsyncIterator[str]:
             try:
                 for name in replay:
                     app = controller.get(name)
-                    if app is not None and _matches(app, request):
-                        yield frame("ADDED", app)
+                    if app is not None and _matches(app, request) and changed(app, text := frame("ADDED", app)):
+                        yield text
                 while True:
                     try:
                         item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
@@ -315,8 +326,8 @@ def build_sim_app(
                     if item is None:
                         return
                     kind, app = item
-                    if _matches(app, request):
-                        yield frame(kind, app)
+                    if _matches(app, request) and changed(app, text := frame(kind, app)):
+                        yield text
             finally:
                 with broadcaster.lock:
                     broadcaster.subscribers.discard(sub)
