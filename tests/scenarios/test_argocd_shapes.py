@@ -15,14 +15,14 @@ from collections.abc import Callable
 import pytest
 import yaml
 
-from tests.scenarios.test_multi_source import APP as MULTI_APP
-from tests.scenarios.test_multi_source import set_chart
+from tests.support.multi_source import make_multi_source
 from tests.support.revert_world import Scenario
 from tests.support.waiting import wait_for
 from watcher.domain import EventKind, VerifyResult
 from watcher.sim.world import SimWorld
 
 API = "plate-api-stg"
+MULTI_APP = "plate-cache-stg"
 API_VALUES = "helm/applications/plate-api/values-stg.yaml"
 BROKEN_YAML = "replicaCount: [1\nimage:\n  pullPolicy: Always\n"
 
@@ -82,7 +82,7 @@ def test_a_multi_source_apps_recovery_is_confirmed_by_a_get_not_the_list(
     s = scenario()
     s.settings = s.settings.model_copy(update={"argocd": s.settings.argocd.model_copy(update={"stream": False})})
     s.start()
-    multi = set_chart(world, "0.1.0", f"{MULTI_APP}: chart from the Helm repository", make_multi=True)
+    multi = make_multi_source(world, MULTI_APP)
     wait_for(lambda: _deployed(world, multi), what="the multi-source app deployed", timeout=40)
     bad = s.push("cache: an image the registry lacks", {MULTI_APP: ("image.tag", "9.9.9-missing")})
     row = wait_for(

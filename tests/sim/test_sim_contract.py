@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
-import yaml
 
+from tests.support.multi_source import make_multi_source
 from tests.support.swagger import (
     field_paths,
     validate,
@@ -198,21 +198,7 @@ def a_persons_sync(world: SimWorld, name: str) -> list[dict[str, Any]]:
 
 def a_multi_source_app(world: SimWorld, name: str) -> list[dict[str, Any]]:
     """`name` turned into a Helm repository chart with its values from the repo, once deployed."""
-    from watcher.sim.chart_repo import HELM_REPO_URL
-
-    path = f"environments/argocd/apps/{name}.yaml"
-    manifest = yaml.safe_load(world.work.read(path))
-    own = manifest["spec"].pop("source")
-    values = [f"$values/{own['path']}/{f}" for f in own["helm"]["valueFiles"]]
-    chart = {
-        "repoURL": HELM_REPO_URL,
-        "chart": "plate-cache",
-        "targetRevision": "0.1.0",
-        "helm": {"valueFiles": values},
-    }
-    manifest["spec"]["sources"] = [chart, {"repoURL": own["repoURL"], "targetRevision": "main", "ref": "values"}]
-    sha = world.work.commit(f"{name}: chart from the Helm repository", {path: yaml.safe_dump(manifest)})
-    world.work.push()
+    sha = make_multi_source(world, name)
     url = f"{world.argocd_url}/api/v1/applications/{name}"
     return [
         wait_for(
