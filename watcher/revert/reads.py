@@ -83,6 +83,12 @@ class IncidentReader:
         except RetryLater as exc:
             return ArgoCDView(None, str(exc))
 
+    def snapshot_of(self, key: str) -> AppSnapshot | None:
+        """A fresh GET of the app by its key (None: Argo CD did not answer): the verifier's look at what a
+        list cannot show."""
+        context = self.fleet.app_context(key)
+        return self.read_argocd(context.name, context.namespace).snapshot
+
     def read_git(self, incident: Incident, context: AppContext, argocd: ArgoCDView) -> GitView:
         """The range (last good, failing] of the branch the app follows. The failing end is the incident's
         commit; for a render error Argo CD resolved to no commit (sync.revision "main" or empty, controller/

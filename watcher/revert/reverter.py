@@ -30,7 +30,6 @@ from watcher.core.revert_message import revert_message, revert_title
 from watcher.domain import (
     INCIDENT_KINDS,
     Action,
-    AppSnapshot,
     Commit,
     Decision,
     Event,
@@ -110,13 +109,9 @@ class Reverter:
         self._thread: threading.Thread | None = None
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.verifier = RevertVerifier(
-            fleet, repo, store.audit, store.detection, metrics, self.log, self._notify, self._refresh_gauges, self._get
+            fleet, repo, store.audit, store.detection, metrics, self.log, self._notify, self._refresh_gauges
         )
-
-    def _get(self, key: str) -> AppSnapshot | None:
-        """A fresh GET of the app (the verifier's confirmation of what a list cannot show)."""
-        context = self.fleet.app_context(key)
-        return self.reader.read_argocd(context.name, context.namespace).snapshot
+        self.verifier.confirm = self.reader.snapshot_of  # a GET where the list cannot carry the revision
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> None:
