@@ -265,6 +265,11 @@ def test_fast_retries_double_and_a_persons_sync_uses_the_apps_policy(world: SimW
     starts = [t for t, m in times if m.startswith("Retrying operation. Attempt #")]
     first, second = (start - fail for fail, start in zip(fails, starts, strict=False))
     assert second > 1.3 * first
+    # No new auto-sync at the failed SHA (appcontroller.go:2593-2600): compares go on, the operation stays Failed.
+    sim_app = world.controller.apps[APP]
+    compared = sim_app.reconciled_at or 0.0
+    wait_for(lambda: (sim_app.reconciled_at or 0.0) > compared + 1.0, what="two more compares")
+    assert world.controller.get(APP)["status"]["operationState"]["startedAt"] == failed["startedAt"]
     r = httpx.post(f"{world.argocd_url}/api/v1/applications/{APP}/sync", json={}, timeout=10)
     assert r.status_code == 200
     assert r.json()["operation"]["retry"]["limit"] == 2
