@@ -501,9 +501,11 @@ class Controller:
             count = int(state.get("retryCount", 0))
             retry = state["operation"].get("retry") or {}
             wait = retry_wait(retry, count, self.timings.backoff_scale)
-            failed = hook_results or refused_results or [
-                resource_result(app.name, _namespace(app), "SyncFailed", error or "")
-            ]
+            failed = (
+                hook_results
+                or refused_results
+                or [resource_result(app.name, _namespace(app), "SyncFailed", error or "")]
+            )
             # The failed attempt's result stays while the operation backs off (appcontroller.go:1684-1689).
             state["syncResult"] = {**self._revisions(app, rev), **_source_fields(app), "resources": failed}
             if wait is not None:
