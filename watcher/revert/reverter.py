@@ -10,7 +10,6 @@ Side effects of one incident, in order, and why that order:
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -47,6 +46,7 @@ from watcher.revert.reconcile import settle_unfinished
 from watcher.revert.retry_queue import RetryQueue
 from watcher.revert.suspensions import Suspensions
 from watcher.revert.verify import RevertVerifier
+from watcher.revert.worker import Worker
 from watcher.settings import Settings
 from watcher.store import Store
 
@@ -105,9 +105,7 @@ class Reverter(Listener):
         self.pending = RetryQueue()  # incident id -> when it is due, and its backoff
         self.reconciled = False
         self.suspensions = Suspensions(store.audit, metrics, self.log)
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.worker = Worker(self.run_once, self.log)  # the thread; run_once also runs on its own (`run --once`)
         self.listeners = tuple(listeners)  # wired by the daemon: Slack, what a caller passes in
         self.verifier = RevertVerifier(
             fleet, repo, store.audit, store.detection, metrics, self.log, self._report, self.suspensions.refresh_gauges
@@ -116,38 +114,24 @@ class Reverter(Listener):
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="reverter", daemon=True)
-        self._thread.start()
+        self.worker.start()
 
     def stop(self, timeout: float = 3.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                for handled in self.run_once():
-                    self.log.info("incident_handled", summary=handled.sentence())
-            except Exception as exc:  # noqa: BLE001 - the worker must outlive one bad incident; it is logged
-                self.log.exception("reverter_step_failed", error=str(exc))
-            self._wake.wait(1.0)
-            self._wake.clear()
+        self.worker.stop(timeout)
 
     def on_event(self, e: Event) -> None:
         if e.kind not in INCIDENT_KINDS:
             return
         if e.incident_id is not None:  # the store minted it when it recorded the event
             self.pending.put(e.incident_id)
-            self._wake.set()
+            self.worker.woken.set()
 
     def take_over(self) -> None:
         """This replica became the leader: start from the store, as after a restart (reconcile what the
         previous leader left started, decide the open incidents it did not)."""
         self.pending.clear()
         self.reconciled = False
-        self._wake.set()
+        self.worker.woken.set()
 
     def stand_by(self) -> None:
         self.pending.clear()
@@ -161,7 +145,7 @@ class Reverter(Listener):
             self.reconcile()
         handled = []
         for incident_id in self.pending.due():
-            if self._stop.is_set():
+            if self.worker.stopping.is_set():
                 break
             handled.append(self.handle(incident_id))
         self.verify()
