@@ -52,6 +52,9 @@ class GitView:
     candidates: tuple[Candidate, ...] = ()  # the app's commits with their diffs and renders, for narrowing
     healthy: frozenset[str] = frozenset()  # other apps the range changed, Synced and Healthy at the failing revision
     unexercised: tuple[str, ...] = ()  # commits before the last good one that changed the Application's spec only
+    # The range's failing end: the incident's revision, or the branch head for a render error Argo CD resolved to
+    # no commit (its sync.revision "main" or empty). None: git said nothing (the early returns).
+    failing: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +109,12 @@ def facts_of(
     follows = watched.following(context, git.remote if git else None) if watched else None
     ours = follows is None or follows.kind is Follow.BRANCH  # else git was not read for blame: nothing to blame
     found: Blame | None = None
-    if git is not None and git.error is None and incident.revision and ours:
+    revision = git.failing if git is not None and git.failing else incident.revision
+    if git is not None and git.error is None and revision and ours:
         own, others = sources_of(context)
         found = blame(
             incident.app,
-            incident.revision,
+            revision,
             git.last_good,
             git.last_good_is_ancestor,
             git.changes,
@@ -142,7 +146,7 @@ def facts_of(
         already_reverted=already,
         undone_on_branch=undone,
         newer_changes=git.newer if git else (),
-        revision=incident.revision,
+        revision=revision,
         head=git.head if git else None,
         following=follows,
         untouched_degraded=tuple(untouched_by_the_sync(snap, incident.revision))
@@ -164,6 +168,8 @@ def facts_of(
     seen = _evidence(policy, found, argocd, git) | {"failure": failure.evidence() if failure else None}
     if git is not None and git.unexercised:
         seen["unexercised_spec_changes"] = list(git.unexercised)
+    if revision != incident.revision:  # say where the failing end came from: Argo CD showed no commit
+        seen["failing_revision_from"] = {"argocd_showed": incident.revision or "", "branch_head": revision}
     return Facts(policy, found, seen, git.head if git else None, branch, failure)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from watcher.core.blame import AppSources, last_good_revision, touches
 from watcher.core.branches import Follow
+from watcher.core.detect import is_commit
 from watcher.core.facts import (
     ArgoCDView,
     Facts,
@@ -76,7 +77,8 @@ class IncidentReader:
         failing = snap is not None and still_failing(snap, incident.kind, incident.revision)
         failure = failure_of(incident.kind, snap)
         names = failure is not None and bool(failure.objects)  # then even one commit's diff and render are read
-        git = self.read_git(incident, context, argocd, names) if failing and incident.revision else None
+        readable = incident.revision or incident.kind is EventKind.MANIFEST_ERROR  # a render error at no commit
+        git = self.read_git(incident, context, argocd, names) if failing and readable else None
         history = self.audit.revert_history(incident.app, now)
         return facts_of(
             incident, context, argocd, git, history, self.max_candidates, self.watched, self.split, self.narrow
@@ -103,10 +105,19 @@ class IncidentReader:
         except RetryLater as exc:
             return ArgoCDView(None, str(exc))
 
+    def snapshot_of(self, key: str) -> AppSnapshot | None:
+        """A fresh GET of the app by its key (None: Argo CD did not answer): the verifier's look at what a
+        list cannot show."""
+        context = self.fleet.app_context(key)
+        return self.read_argocd(context.name, context.namespace).snapshot
+
     def read_git(self, incident: Incident, context: AppContext, argocd: ArgoCDView, names: bool = False) -> GitView:
-        assert incident.revision is not None
+        """The range (last good, failing] of the branch the app follows. The failing end is the incident's
+        commit; for a render error Argo CD resolved to no commit (sync.revision "main" or empty, controller/
+        state.go:696-708) it is the branch head now: every commit since the last good one that touched the app
+        is a candidate, as any of them may be what does not render."""
         history = argocd.snapshot.history_revisions if argocd.snapshot else ()
-        last_good, source = last_good_revision(context.good_revisions, history, incident.revision)
+        last_good, source = last_good_revision(context.good_revisions, history, incident.revision or "")
         own, _ = sources_of(context)
         unexercised: list[ChangedCommit] = []
         changes: list[ChangedCommit] = []
@@ -122,24 +133,28 @@ class IncidentReader:
             return GitView(last_good, source, remote=remote)  # no branch of ours to blame: the policy alerts
         branch = follows.branch if follows is not None and follows.branch else next(iter(remote.heads))
         head = remote.heads[branch]
+        failing = incident.revision or ""
+        if incident.kind is EventKind.MANIFEST_ERROR and not is_commit(failing):
+            failing = head
+        last_good, source = last_good_revision(context.good_revisions, history, failing)
         try:
-            ancestor = bool(last_good) and self.repo.is_ancestor(str(last_good), incident.revision)
+            ancestor = bool(last_good) and self.repo.is_ancestor(str(last_good), failing)
             if last_good and ancestor and own.paths:
-                changes, truncated = self.repo.changes(last_good, incident.revision, own.paths, limit)
-                unexercised = self.unexercised(context, own, last_good, history, incident.revision, branch)
+                changes, truncated = self.repo.changes(last_good, failing, own.paths, limit)
+                unexercised = self.unexercised(context, own, last_good, history, failing, branch)
                 changes = [*changes, *unexercised]
-            if own.paths and head != incident.revision and self.repo.is_ancestor(incident.revision, head):
-                newer, _ = self.repo.changes(incident.revision, head, own.paths, limit)
+            if own.paths and head != failing and self.repo.is_ancestor(failing, head):
+                newer, _ = self.repo.changes(failing, head, own.paths, limit)
             undone = self.repo.find_reverts([c.commit.sha for c in changes], branch) if changes else {}
             candidates = self.candidates(context, own, changes, names) if not truncated else ()
-            healthy = self.healthy_others(context, incident.revision, changes) if self.split else frozenset()
+            healthy = self.healthy_others(context, failing, changes) if self.split else frozenset()
         except (RetryLater, NeedsHuman) as exc:
-            return GitView(last_good, source, error=str(exc), remote=remote)
+            return GitView(last_good, source, error=str(exc), remote=remote, failing=failing)
         # A newer commit that only reverts a culprit is "undone", not "a fix of unknown effect".
         fixes = tuple(c.commit.sha for c in newer if c.commit.sha not in set(undone.values()))
         view = GitView(last_good, source, ancestor, tuple(changes), truncated, undone, head, fixes, remote=remote)
         spec_only = tuple(c.commit.sha for c in unexercised)
-        return replace(view, candidates=candidates, healthy=healthy, unexercised=spec_only)
+        return replace(view, candidates=candidates, healthy=healthy, unexercised=spec_only, failing=failing)
 
     def unexercised(
         self,

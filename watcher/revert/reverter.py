@@ -111,6 +111,7 @@ class Reverter(Listener):
         self.holds = HoldReader(argocd, self.log, timedelta(seconds=r.hold_max_seconds))  # may Argo CD deploy?
         self.verifier = RevertVerifier(fleet, repo, store.audit, store.detection, metrics, self.log, self._report,
                                        self.suspensions.refresh_gauges, self.holds)  # fmt: skip
+        self.verifier.confirm = self.reader.snapshot_of  # a GET where the list cannot carry the revision
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> None:

@@ -4,7 +4,8 @@ The verdict is pure (core/verdict.py). Healed or restored resolves the incident 
 that needed no sync restored the live state and proves nothing about the culprit); not healed suspends
 auto-revert for the app until a person resumes it. Past the deadline, Argo CD is asked first whether it may
 deploy at all (a sync window, a progressive sync, a manual-sync app: revert/holds.py): then the deadline moves,
-bounded by WATCHER_REVERT__HOLD_MAX_SECONDS, and Slack, `explain` and the metrics say why.
+bounded by WATCHER_REVERT__HOLD_MAX_SECONDS, and Slack, `explain` and the metrics say why. Side effect besides
+the store: a GET of an app whose list row cannot carry its revision (multi-source), to confirm it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,18 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from watcher.core.outcome import revisions_not_listed
 from watcher.core.verdict import Verdict, verdict_of
-from watcher.domain import Commit, Incident, RevertRecord, RevertState, RevertStep, StepDetail, VerifyResult
+from watcher.domain import (
+    AppSnapshot,
+    Commit,
+    Incident,
+    RevertRecord,
+    RevertState,
+    RevertStep,
+    StepDetail,
+    VerifyResult,
+)
 from watcher.metrics.registry import Metrics
 from watcher.ports import Fleet, RevertRepo
 from watcher.revert.holds import HoldReader
@@ -22,6 +33,7 @@ from watcher.store.audit import RevertAudit
 from watcher.store.detection import DetectionRecords
 
 Notify = Callable[[RevertStep, Incident, tuple[Commit, ...], StepDetail], None]  # one report per step
+Confirm = Callable[[str], AppSnapshot | None]  # app key -> a fresh GET's snapshot (None: Argo CD did not answer)
 
 
 class RevertVerifier:
@@ -36,6 +48,7 @@ class RevertVerifier:
         notify: Notify,
         suspended: Callable[[], None],
         holds: HoldReader | None = None,
+        confirm: Confirm = lambda key: None,
     ):
         self.fleet = fleet
         self.repo = repo
@@ -46,6 +59,7 @@ class RevertVerifier:
         self.notify = notify
         self.suspended = suspended  # refreshes the gauges after a suspension
         self.holds = holds  # what Argo CD may do, asked past a deadline; its hold_max bounds the wait
+        self.confirm = confirm
 
     def run(self, now: datetime) -> None:
         held = 0
@@ -73,6 +87,8 @@ class RevertVerifier:
         assert r.revert_sha is not None
         sha = r.revert_sha
         snap = self.fleet.app_context(r.app).last
+        if revisions_not_listed(snap):
+            snap = self.confirm(r.app) or snap
 
         def includes(rev: str) -> bool:
             return rev == sha or self.repo.is_ancestor(sha, rev)

@@ -227,7 +227,8 @@ def build_sim_app(
             return refused
         name = request.path_params["name"]
         if request.query_params.get("refresh"):
-            controller.refresh(name)
+            # Any value but "hard" is a normal refresh (server/application/application.go:805-808).
+            controller.refresh(name, hard=request.query_params["refresh"] == "hard")
             await asyncio.to_thread(controller.tick)
         body = controller.get_encoded(name, WHOLE, encoded, lambda m: _matches(m, request))
         if body is None:
@@ -291,7 +292,9 @@ def build_sim_app(
         if shown is not None and not controller.windows.can_sync(shown, now, manual=True):  # application.go:2091-2097
             message = "cannot sync: blocked by sync window"
             return JSONResponse({"error": message, "code": 7, "message": message}, status_code=403)
-        error = controller.sync(request.path_params["name"], revision, username="admin")
+        strategy = body.get("retryStrategy") if isinstance(body, dict) else None
+        retry = strategy if isinstance(strategy, dict) else None
+        error = controller.sync(request.path_params["name"], revision, username="admin", retry_strategy=retry)
         if error is not None:
             code = 5 if "not found" in error else 9
             return JSONResponse({"error": error, "code": code, "message": error}, status_code=404 if code == 5 else 400)
@@ -318,12 +321,23 @@ def build_sim_app(
             text = json.dumps(message, separators=(",", ":"))
             return f"data: {text}\n\n" if sse else text + "\n"
 
+        # argo-cd pkg/apiclient/application/forwarder_overwrite.go:314-320: the stream forwarder drops an event
+        # whose payload, after `fields`, is the one it last sent for that app name.
+        last_sent: dict[str, str] = {}
+
+        def changed(app: dict[str, Any], text: str) -> bool:
+            name = str(app.get("metadata", {}).get("name", ""))
+            if last_sent.get(name) == text:
+                return False
+            last_sent[name] = text
+            return True
+
         async def body() -> AsyncIterator[str]:
             try:
                 for name in replay:
                     app = controller.get(name)
-                    if app is not None and _matches(app, request):
-                        yield frame("ADDED", app)
+                    if app is not None and _matches(app, request) and changed(app, text := frame("ADDED", app)):
+                        yield text
                 while True:
                     try:
                         item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
@@ -334,8 +348,8 @@ def build_sim_app(
                     if item is None:
                         return
                     kind, app = item
-                    if _matches(app, request):
-                        yield frame(kind, app)
+                    if _matches(app, request) and changed(app, text := frame(kind, app)):
+                        yield text
             finally:
                 with broadcaster.lock:
                     broadcaster.subscribers.discard(sub)
