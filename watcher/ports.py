@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from watcher.core.branches import RemoteBranches
 from watcher.core.detect import AppTracker
+from watcher.core.preflight import Render
 from watcher.domain import AppContext, ChangedCommit, Commit, RevertResult
 
 
@@ -44,6 +45,27 @@ class ArgoCDActions(Protocol):
     def terminate_operation(self, name: str, namespace: str = "") -> None: ...
     def resource_tree(self, name: str, namespace: str = "") -> dict[str, Any]:
         """GET .../resource-tree: each live resource's health (Argo CD 3.x keeps it only there)."""
+        ...
+
+
+class Renderer(Protocol):
+    """Argo CD's own renderer, read-only (the pre-flight): never a refresh, never a sync."""
+
+    def manifests(self, name: str, namespace: str, revision: str, position: int | None) -> Render:
+        """The app rendered at `revision` (for a multi-source app, of the source at 1-based `position`): its
+        manifests, Argo CD's render error, or why Argo CD could not be asked. Asked once: never retried."""
+        ...
+
+    def cluster_version(self, server: str) -> str | None:
+        """The Kubernetes version of the cluster at `server`, as Argo CD reports it; None when unknown."""
+        ...
+
+
+class CommitStatuses(Protocol):
+    """Posts a commit status on the forge (any sha: pushed to a branch or in a pull request)."""
+
+    def post(self, sha: str, state: str, context: str, description: str, target_url: str = "") -> None:
+        """`state`: success | failure | error | pending. Raises NeedsHuman when the forge refuses."""
         ...
 
 

@@ -197,6 +197,15 @@ class ArgoCDClient:
             raise ArgoCDBadResponse(f"{method} {path}: HTTP {r.status}: {r.text[:200]}")
         return r
 
+    def answer(self, path: str, params: Mapping[str, Any] | None = None) -> Answer:
+        """One GET, once, whatever its status (an expired session's 401 aside): for a caller that reads an error's
+        body and must not retry it (a render error: argocd_renders)."""
+        r = self._exchange("GET", path, params)
+        if r.status == 401 and self.cfg.username:
+            self._expire(r.token)
+            r = self._exchange("GET", path, params)
+        return r
+
     def _fetch(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> Answer:
         retrying = Retrying(
             retry=retry_if_exception_type(ArgoCDUnavailable),
