@@ -139,6 +139,23 @@ class RevertRepo(Protocol):
         ...
 
 
+class PreflightRepo(Protocol):
+    """What the pre-flight reads of the watcher's clone: the heads as fetched, and what each new commit changed."""
+
+    def local_heads(self) -> dict[str, str]: ...
+    def changes(self, since: str, until: str, paths: Any, limit: int) -> tuple[list[ChangedCommit], bool]: ...
+
+
+class PreflightReverts(Protocol):
+    """The reverter, asked to revert a commit Argo CD cannot render before Argo CD syncs it."""
+
+    def revert_before_sync(
+        self, app: str, commit: Commit, branch: str, synced: str | None, evidence: Mapping[str, Any], also: Any
+    ) -> str:
+        """Decide through the reverter's own checks and act; returns the outcome state or the rule that stopped it."""
+        ...
+
+
 class PullRequests(Protocol):
     def open(self, branch: str, base: str, title: str, body: str) -> str:
         """Open a pull (merge) request from `branch` into `base`; return its web URL. Raises NeedsHuman."""

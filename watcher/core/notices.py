@@ -36,6 +36,7 @@ class NoticeKind(enum.StrEnum):
     NOT_REVERTED = "not_reverted"
     SUSPENDED = "suspended"
     CIRCUIT_OPEN = "circuit_open"
+    PREFLIGHT_FAILED = "preflight_failed"  # Argo CD's render of a new commit fails, before Argo CD deploys it
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,15 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from watcher.core.appmap import watched_git_source
+from watcher.core.blame import AppSources, Blame, BlameOutcome, touches
+from watcher.core.notices import CommitRef, Notice, NoticeKind, Severity
+from watcher.core.policy import PolicyFacts, RevertRules, decide
+from watcher.domain import Action, Commit, Decision
 
 # The annotation and its values: "true" lets the pre-flight revert a commit Argo CD cannot render before Argo CD
 # syncs it (opt-in), "false" keeps it to a warning even in an environment opted in as a whole.
@@ -239,3 +244,68 @@ class LocalChecks:
             skipped=j.skipped,
             changed=j.changed,
         )
+
+
+# -- which apps a commit affects -----------------------------------------------------------------------------
+def affected_apps(files: Sequence[str], apps: Mapping[str, AppSources]) -> list[str]:
+    """The apps whose renderer reads a file the commit changed (the path mapping, renderer inputs included)."""
+    return sorted(key for key, sources in apps.items() if any(touches(f, sources) for f in files))
+
+
+# -- what people are told ------------------------------------------------------------------------------------
+def notice_of(app: str, commit: Commit, j: Judgement, environment: str, done: str = "") -> Notice:
+    """The Slack warning for a failing verdict: the commit, the app and Argo CD's words."""
+    if j.verdict is Verdict.WILL_FAIL_TO_RENDER:
+        headline = "Argo CD will not be able to render this commit"
+        detail = f"Pre-flight of `{commit.sha[:10]}` for {app}: {j.reason}."
+        said = j.argocd_error
+    else:
+        headline = "This commit makes objects the cluster would refuse"
+        detail = f"Pre-flight of `{commit.sha[:10]}` for {app}: {j.reason}."
+        said = "\n".join(j.invalid[:5])
+    if done:
+        detail += f" {done}"
+    return Notice(
+        NoticeKind.PREFLIGHT_FAILED,
+        app=app,
+        severity=Severity.WARNING,
+        headline=headline,
+        detail=detail,
+        revision=commit.sha,
+        argocd_message=said,
+        culprits=(CommitRef(commit.sha, commit.author, commit.subject),),
+        rule=RULE if "revert" in done else "",
+        environment=environment,
+    )
+
+
+def status_of(j: Judgement) -> tuple[str, str]:
+    """The commit status (state, description) for a verdict: a failing verdict fails the commit's check."""
+    state = {Verdict.RENDERS: "success", Verdict.CANNOT_JUDGE: "success"}.get(j.verdict, "failure")
+    said = j.argocd_error or (j.invalid[0] if j.invalid else "")
+    return state, f"{j.verdict.value}: {said or j.reason}"
+
+
+# -- the revert before Argo CD syncs, through the reverter's own safety checks ------------------------------
+def decide_before_sync(facts: PolicyFacts, rules: RevertRules, now: datetime) -> Decision:
+    """The reverter's policy on the commit the pre-flight found unrenderable (every check of a revert after a
+    failure applies: scope, suspension, circuit, cooldown, rate limit, already reverted); a revert is recorded
+    under the rule `preflight_render_failed`."""
+    decision = decide(facts, rules, now)
+    if decision.action is Action.REVERT:
+        return replace(decision, rule=RULE, reason=f"Argo CD's render of the commit fails, before Argo CD synced it; "
+                       f"{decision.reason}")  # fmt: skip
+    return decision
+
+
+def blame_of(commit: Commit, synced: str | None, also: tuple[str, ...]) -> Blame:
+    """The pre-flight's blame: the one commit whose render fails, against the synced revision that renders."""
+    return Blame(
+        BlameOutcome.CULPRITS,
+        f"Argo CD cannot render {commit.sha[:12]}; it renders the synced revision {(synced or '?')[:12]}",
+        commit.sha,
+        synced,
+        (commit,),
+        {commit.sha: also} if also else {},
+        named="preflight",
+    )

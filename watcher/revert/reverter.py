@@ -46,6 +46,7 @@ from watcher.logs import get_logger
 from watcher.metrics.registry import Metrics
 from watcher.ports import ArgoCDActions, Fence, Fleet, PullRequests, RevertRepo
 from watcher.revert.nudge import deploy_now
+from watcher.revert.preflight_revert import revert_before_sync
 from watcher.revert.reads import IncidentReader
 from watcher.revert.verify import RevertVerifier
 from watcher.settings import Settings
@@ -92,6 +93,7 @@ class Reverter:
         self.argocd = argocd
         self.repo = repo
         self.audit = store.audit
+        self.preflight_records = store.preflight
         watched = Watched(settings.git.url, settings.git.watched_branches)
         r = settings.revert
         self.reader = IncidentReader(fleet, argocd, repo, store.audit, r.max_candidates, watched, r.narrow, r.split)
@@ -326,6 +328,12 @@ class Reverter:
             self._queue(incident.id, outcome.retry_after)
         if outcome.step is not None:
             self._notify(outcome.step, incident, culprits, **outcome.told)
+
+    def revert_before_sync(
+        self, app: str, commit: Commit, branch: str, synced: str | None, evidence: Mapping[str, Any], also: Any
+    ) -> str:
+        """ports.PreflightReverts: a commit Argo CD cannot render, reverted before Argo CD syncs it."""
+        return revert_before_sync(self, app, commit, branch, synced, evidence, also)
 
     # -- verify -----------------------------------------------------------------------------------------
     def verify(self) -> None:

@@ -27,6 +27,7 @@ from watcher.ports import LeaderLock
 from watcher.revert.reverter import Reverter
 from watcher.run.admin_token import ensure_token, token_path
 from watcher.run.leadership import AloneLock, Leadership
+from watcher.run.preflight_parts import preflight_for
 from watcher.run.views import readiness_limits
 from watcher.run.web import BackgroundServer, build_app
 from watcher.settings import Settings, without_credentials
@@ -113,6 +114,10 @@ class Daemon:
             settings, self.watcher, self.argocd, self.repo, self.store, self.watcher.metrics, pulls, fence=fence
         )
         self.watcher.listeners.append(self.reverter.on_event)
+        self.preflight = preflight_for(
+            settings, self.watcher, self.repo, self.argocd, self.store, self.reverter, self.watcher.metrics
+        )
+        self.preflight.leading = fence.leading
         transport = transport_for(settings)
         self.slack: SlackNotifier | None = None
         if transport is not None:
@@ -121,6 +126,7 @@ class Daemon:
             )
             self.watcher.listeners.append(self.slack.on_event)
             self.reverter.listeners.append(self.slack.on_action)
+            self.preflight.listeners.append(self.slack.submit)
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
         token, self._token_generated = ensure_token(settings)
         api = build_app(
@@ -137,6 +143,13 @@ class Daemon:
         self.http = BackgroundServer(api, settings.http.host, settings.http.port)
         self._stop_stream = threading.Event()
         self._stream_thread: threading.Thread | None = None
+
+    def _poll_git(self) -> PollSummary:
+        """Fetch, then judge what the fetch brought before Argo CD deploys it (the pre-flight)."""
+        summary = self.watcher.poll_git()
+        if not summary.failed:
+            self.preflight.check()
+        return summary
 
     def _role_changed(self, role: Role) -> None:
         """Taking over: Slack's unsent news first, then the reverter and the watcher start from the store (in that
@@ -156,7 +169,7 @@ class Daemon:
         self.leadership.start()
         now = datetime.now(UTC)
         jobs = [
-            (self.watcher.poll_git, self.settings.git.poll_interval_seconds, "git_poll"),
+            (self._poll_git, self.settings.git.poll_interval_seconds, "git_poll"),
             (self.watcher.poll_apps, self.settings.argocd.list_interval_seconds, "apps_poll"),
             (self.watcher.tick, TICK_SECONDS, "detection_tick"),
             (self.watcher.watch_rollouts, self.settings.detection.rollout_interval_seconds, "rollout_watch"),

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from watcher.core.codec import _utc
-from watcher.store.schema import preflight_paused, preflight_verdicts
+from watcher.store.schema import incidents, preflight_paused, preflight_verdicts
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +96,31 @@ class PreflightRecords:
             rows = conn.execute(q).all()
         return [
             VerdictRecord(
-                r.id, r.app, r.commit_sha, r.synced_revision, r.verdict, r.reason, r.evidence or {},
-                _utc(r.seen_at), _utc(r.judged_at), r.action or "", r.argocd_said, r.agreed,
+                r.id,
+                r.app,
+                r.commit_sha,
+                r.synced_revision,
+                r.verdict,
+                r.reason,
+                r.evidence or {},
+                _utc(r.seen_at),
+                _utc(r.judged_at),
+                r.action or "",
+                r.argocd_said,
+                r.agreed,
             )  # fmt: skip
             for r in rows
         ]
+
+    def open_incident(
+        self, app: str, kind: str, revision: str, reason: str, evidence: Mapping[str, Any], at: datetime
+    ) -> int:
+        """The incident a revert before Argo CD syncs hangs on (the reverts table names one): resolved by the
+        verifier once Argo CD settles on the revert, as any other."""
+        row = {"app": app, "kind": kind, "revision": revision, "detected_at": at, "reason": reason}
+        with self.engine.begin() as conn:
+            result = conn.execute(incidents.insert().values(row | {"evidence": dict(evidence), "resolution": ""}))
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     # -- local checks paused after a disagreement, until a person resets them ------------------------------
     def pause(self, app: str, reason: str, at: datetime) -> None:
