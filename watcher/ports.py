@@ -51,8 +51,8 @@ class ArgoCDActions(Protocol):
 class Renderer(Protocol):
     """Argo CD's own renderer, read-only (the pre-flight): never a refresh, never a sync."""
 
-    def manifests(self, name: str, namespace: str, revision: str, position: int | None) -> Render:
-        """The app rendered at `revision` (for a multi-source app, of the source at 1-based `position`): its
+    def manifests(self, name: str, namespace: str, revision: str, position: int) -> Render:
+        """The app rendered at `revision` (the watched repo's source, at 1-based `position`): its
         manifests, Argo CD's render error, or why Argo CD could not be asked. Asked once: never retried."""
         ...
 

@@ -124,13 +124,14 @@ def test_changed_objects() -> None:
 @pytest.mark.parametrize(
     ("spec", "position"),
     [
-        ({"source": {"repoURL": REPO, "path": "a"}}, None),
+        ({"source": {"repoURL": REPO, "path": "a"}}, 1),
+        ({"source": {"repoURL": "https://charts.example.com", "chart": "c"}}, 0),
         ({"sources": [{"repoURL": "https://charts.example.com", "chart": "c"}, {"repoURL": REPO, "ref": "v"}]}, 2),
         ({"sources": [{"repoURL": REPO, "path": "a"}]}, 1),
         ({"sources": [{"repoURL": "https://other.example.com/x.git", "path": "a"}]}, 0),
     ],
 )
-def test_source_position(spec: dict[str, Any], position: int | None) -> None:
+def test_source_position(spec: dict[str, Any], position: int) -> None:
     assert source_position(spec, REPO) == position
 
 

@@ -29,13 +29,12 @@ class ArgoCDRenders:
         self.client = client
         self.calls = 0  # requests made: what bench/preflight.py counts per judged commit
 
-    def manifests(self, name: str, namespace: str, revision: str, position: int | None) -> Render:
-        """The app rendered at `revision`; `position` (1-based) names the source of a multi-source app it is for."""
+    def manifests(self, name: str, namespace: str, revision: str, position: int) -> Render:
+        """The app rendered at `revision`; `position` (1-based) names the watched repo's source. Both spellings go:
+        a single-source app reads `revision`, a multi-source app `revisions` by `sourcePositions`
+        (application.go:528-551), each ignoring the other's."""
         params: dict[str, Any] = {"appNamespace": namespace} if namespace else {}
-        if position is None:
-            params["revision"] = revision
-        else:  # argo-cd application.go:530-538: sourcePositions[i] gets revisions[i]
-            params |= {"revisions": [revision], "sourcePositions": [str(position)]}
+        params |= {"revision": revision, "revisions": [revision], "sourcePositions": [str(position)]}
         self.calls += 1
         try:
             r = self.client.answer(f"/api/v1/applications/{name}/manifests", params)

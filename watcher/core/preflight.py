@@ -172,13 +172,12 @@ def _core_of(error: str) -> str:
 
 
 # -- which revision of which source to ask about -------------------------------------------------------------
-def source_position(spec: Mapping[str, Any], repo_url: str) -> int | None:
-    """For a multi-source app, the 1-based position of the watched repo's source (the API's `sourcePositions`,
-    paired with `revisions`: argo-cd server/application/application.go:528-538); None for a single source (the
-    API's `revision`). A multi-source app with no source from the watched repo has nothing to judge: 0."""
-    sources = spec.get("sources") if not spec.get("source") else None
-    if not isinstance(sources, list) or not sources:
-        return None
+def source_position(spec: Mapping[str, Any], repo_url: str) -> int:
+    """The 1-based position of the watched repo's git source among the app's sources (0: none is): the API's
+    `sourcePositions`, paired with `revisions` for a multi-source app (argo-cd server/application/application.go:
+    528-538), while a single-source app reads `revision` (application.go:539-551). The watcher's copy of an app
+    keeps its sources as a list either way, so the pre-flight sends both and each shape reads its own."""
+    sources = spec.get("sources") or ([spec["source"]] if spec.get("source") else [])
     found = watched_git_source(sources, repo_url)
     return 0 if found is None else found + 1
 
