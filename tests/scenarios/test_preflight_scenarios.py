@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from tests.support.revert_world import Scenario, values_path
 from tests.support.waiting import wait_for
+from watcher.cli import main
 from watcher.core.notices import Notice, NoticeKind
 from watcher.domain import EventKind
 from watcher.sim.world import FAST, SimWorld
@@ -73,6 +75,13 @@ def test_a_broken_push_is_judged_and_reverted_before_argo_cd_compares_it(slow_wo
         assert all(bad not in (h.get("revision"), *(h.get("revisions") or [])) for h in _history(slow_world, APP))
         registry = s.d.watcher.metrics.registry
         assert registry.get_sample_value("sync_watcher_preflight_verdicts_total", {"verdict": "will_fail_to_render"})
+        explained = CliRunner().invoke(main, ["explain", APP, "--url", f"http://127.0.0.1:{s.d.http.port}"])
+        assert explained.exit_code == 0, explained.output
+        assert "REVERT (preflight_render_failed)" in explained.output
+        assert (
+            f"{bad[:12]} will_fail_to_render" in explained.output
+            and "failed to parse values-stg.yaml" in explained.output
+        )
     finally:
         s.stop()
 
@@ -85,6 +94,8 @@ def test_a_healthy_push_renders_with_no_alarm_and_no_revert(slow_world: SimWorld
         assert verdict(s, APP, good) == "renders"
         assert warned == [] and s.revert_rows() == [] and s.bot_commits() == []
         assert s.d.store.audit.decisions(app=APP) == []
+        explained = CliRunner().invoke(main, ["explain", APP, "--url", f"http://127.0.0.1:{s.d.http.port}"])
+        assert "no auto-revert decision" in explained.output and f"{good[:12]} renders" in explained.output
     finally:
         s.stop()
 
