@@ -16,6 +16,7 @@ from watcher.core.branches import Follow
 from watcher.core.facts import ArgoCDView, Facts, GitView, Watched, facts_of, sources_of
 from watcher.core.narrow import Candidate, Rendered
 from watcher.core.policy import still_failing
+from watcher.core.preflight import source_position
 from watcher.domain import (
     AppContext,
     AppSnapshot,
@@ -28,7 +29,7 @@ from watcher.domain import (
     SyncStatus,
 )
 from watcher.logs import get_logger
-from watcher.ports import ArgoCDActions, Fleet, RevertRepo
+from watcher.ports import ArgoCDActions, Fleet, Renderer, RevertRepo
 from watcher.store.audit import RevertAudit
 
 MAX_KEPT_APPS = 20  # a culprit that changed more apps than this is reverted whole: their states are not looked up
@@ -54,6 +55,9 @@ class IncidentReader:
         self.watched = watched
         self.narrow = narrow  # read each candidate's diff and render when several commits changed the app
         self.split = split  # revert only the culprit's changes to the failing app
+        # Argo CD's own renderer, asked first when narrowing (it renders every app shape: Kustomize, OCI and Helm
+        # repository charts, multi-source, plugins); the in-process Helm engine is the fallback. Set by the daemon.
+        self.renderer: Renderer | None = None
 
     def facts(self, incident: Incident, now: datetime) -> Facts:
         """Three reads, then one pure function builds the facts. Git is read only while the app still fails."""
@@ -141,7 +145,7 @@ class IncidentReader:
             return plain
 
     def _read_all(self, context: AppContext, own: AppSources, mine: list[ChangedCommit]) -> tuple[Candidate, ...]:
-        render = _renderer(self.repo, context, own)
+        render = _renderer(self.repo, context, own, self.renderer, self.watched.repo_url if self.watched else "")
         out = []
         for c in mine:
             side: tuple[Candidate, ...] = ()
@@ -165,21 +169,37 @@ def _healthy_at(snap: AppSnapshot | None, revision: str) -> bool:
     return snap.sync_status is SyncStatus.SYNCED and snap.health is Health.HEALTHY and snap.sync_revision == revision
 
 
-def _renderer(repo: RevertRepo, context: AppContext, own: AppSources) -> Callable[[str], Rendered | None]:
-    """Render the app at a revision with the Helm engine (None: not a Helm app of the watched repo, or no engine).
-    Argo CD's release name is the app's name; the destination namespace is not kept, so "default" stands in."""
-    chart = _helm_source(context.specs.get(context.key, {}), own)
+def _renderer(
+    repo: RevertRepo, context: AppContext, own: AppSources, argocd: Renderer | None = None, repo_url: str = ""
+) -> Callable[[str], Rendered | None]:
+    """Render the app at a revision: Argo CD's renderer first (each revision asked once per incident read), else
+    the Helm engine (None: not a Helm app of the watched repo, or no engine). For the engine Argo CD's release name
+    is the app's name; the destination namespace is not kept, so "default" stands in."""
+    spec = context.specs.get(context.key, {})
+    chart = _helm_source(spec, own)
+    position = source_position(spec.get("spec") or {}, repo_url) if argocd is not None and repo_url else 0
     cache: dict[str, Rendered | None] = {}
 
     def render(rev: str) -> Rendered | None:
-        if chart is None:
-            return None
         if rev not in cache:
-            files = repo.files_under(rev, own.paths)
-            cache[rev] = render_app(files, chart[0], chart[1], context.name, "default")
+            cache[rev] = _by_argocd(argocd, context, rev, position) if position else None
+            if cache[rev] is None and chart is not None:
+                files = repo.files_under(rev, own.paths)
+                cache[rev] = render_app(files, chart[0], chart[1], context.name, "default")
         return cache[rev]
 
     return render
+
+
+def _by_argocd(argocd: Renderer | None, context: AppContext, rev: str, position: int) -> Rendered | None:
+    """Argo CD's render as narrowing reads it; None when Argo CD could not be asked (the engine is tried)."""
+    if argocd is None:
+        return None
+    found = argocd.manifests(context.name, context.namespace, rev, position)
+    if found.unreachable:
+        get_logger().info("narrowing_render_by_engine", app=context.key, why=found.unreachable[:200])
+        return None
+    return Rendered(error=found.error) if found.failed else Rendered(tuple(found.manifests))
 
 
 def _helm_source(spec: Mapping[str, Any], own: AppSources) -> tuple[str, tuple[str, ...]] | None:

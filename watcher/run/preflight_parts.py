@@ -33,11 +33,13 @@ def preflight_for(
             statuses = commit_statuses_for(settings.forge, settings.git.url)
         except Exception as exc:  # noqa: BLE001 - no token: the verdicts are still recorded, the gap logged
             get_logger().warning("preflight_commit_status_off", error=str(exc))
+    renders = ArgoCDRenders(argocd)
+    reverter.reader.renderer = renders  # narrowing asks Argo CD's renderer first, the Helm engine after
     wing = Preflight(
         settings,
         watcher,
         repo,
-        ArgoCDRenders(argocd),
+        renders,
         store.preflight,
         metrics.preflight,
         statuses=statuses,
