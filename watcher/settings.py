@@ -128,6 +128,11 @@ class PreflightSettings(BaseModel):
     enabled: bool = Field(
         True, description="Ask Argo CD to render each new commit of the watched branches before it deploys it"
     )
+    poll_interval_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="While enabled, git is fetched this often when WATCHER_GIT__POLL_INTERVAL_SECONDS is longer",
+    )
     concurrency: int = Field(4, ge=1, le=32, description="Renders asked of Argo CD at a time")
     max_apps_per_commit: int = Field(
         50, ge=1, description="At most this many affected apps judged per commit (the rest are logged, not judged)"

@@ -70,6 +70,12 @@ def leadership_for(settings: Settings, on_change: Callable[[Role], None]) -> Lea
     return Leadership(lock, timing, lead.check_interval_seconds, on_change)
 
 
+def git_interval(settings: Settings) -> float:
+    """How often git is fetched: the pre-flight's interval when it is on and shorter (a verdict waits for a fetch)."""
+    git, pre = settings.git.poll_interval_seconds, settings.preflight
+    return min(git, pre.poll_interval_seconds) if pre.enabled else git
+
+
 HOUSEKEEPING_SECONDS = 3600.0
 ONCE_SLACK_SECONDS = 10.0  # `run --once` waits this long for its Slack notices to go out
 
@@ -169,7 +175,7 @@ class Daemon:
         self.leadership.start()
         now = datetime.now(UTC)
         jobs = [
-            (self._poll_git, self.settings.git.poll_interval_seconds, "git_poll"),
+            (self._poll_git, git_interval(self.settings), "git_poll"),
             (self.watcher.poll_apps, self.settings.argocd.list_interval_seconds, "apps_poll"),
             (self.watcher.tick, TICK_SECONDS, "detection_tick"),
             (self.watcher.watch_rollouts, self.settings.detection.rollout_interval_seconds, "rollout_watch"),
