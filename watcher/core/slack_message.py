@@ -43,6 +43,7 @@ ICONS = {
     NoticeKind.NOT_REVERTED: ":raised_hand:",
     NoticeKind.SUSPENDED: ":no_entry:",
     NoticeKind.CIRCUIT_OPEN: ":no_entry:",
+    NoticeKind.PREFLIGHT_FAILED: ":construction:",
 }
 
 
