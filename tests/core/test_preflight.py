@@ -191,3 +191,22 @@ def test_paused_local_checks_turn_invalid_objects_into_warnings() -> None:
     assert paused.apply("other", j) is j
     broken = judge(Render(error=BROKEN), Render(()), fake_validate)
     assert paused.apply("plate-api", broken) is broken  # Argo CD's own render is never paused
+
+
+@pytest.mark.parametrize(
+    ("files", "changed"),
+    [
+        (["environments/apps/api.yaml"], ("environments/apps/api.yaml",)),  # the Application's own manifest
+        (["apps/api/values.yaml"], ()),  # what it renders
+        (["environments/apps/api.yaml", "apps/api/values.yaml"], ("environments/apps/api.yaml",)),
+    ],
+)
+def test_a_change_to_the_application_itself_is_told_apart(files: list[str], changed: tuple[str, ...]) -> None:
+    from watcher.core.preflight import spec_change_judgement, spec_changes
+
+    app = {"spec": {"sources": [{"repoURL": REPO, "path": "apps/api"}]}}
+    assert spec_changes(files, app, REPO, ("environments/apps",)) == changed
+    parent = {"spec": {"sources": [{"repoURL": REPO, "path": "environments/apps"}]}}
+    assert spec_changes(files, parent, REPO, ("environments/apps",)) == ()  # the app-of-apps renders that directory
+    if changed:
+        assert spec_change_judgement(changed).verdict is Verdict.CANNOT_JUDGE

@@ -122,3 +122,24 @@ def test_an_app_already_failing_the_same_way_cannot_be_judged(world: SimWorld, t
 def _history(world: SimWorld, app: str) -> list[dict[str, Any]]:
     found = world.controller.get(app) or {}
     return list((found.get("status") or {}).get("history") or [])
+
+
+def test_a_change_to_an_application_itself_cannot_be_judged_and_its_parent_renders(
+    world: SimWorld, tmp_path: Path
+) -> None:
+    s, warned = watcher(world, tmp_path / "w", revert_environments=["*"])
+    try:
+        manifest = f"environments/argocd/apps/{APP}.yaml"
+        text = world.work.read(manifest).replace("revisionHistoryLimit: 10", "revisionHistoryLimit: 5")
+        if text == world.work.read(manifest):
+            text += "# the team that owns it: plate\n"
+        sha = world.work.commit("plate-api-stg: keep fewer revisions", {manifest: text})
+        world.work.push()
+        wait_for(lambda: verdict(s, APP, sha) and verdict(s, "app-of-apps", sha), what="verdicts", timeout=30)
+        assert verdict(s, APP, sha) == "cannot_judge"
+        record = s.d.store.preflight.verdicts(app=APP, commit_sha=sha, limit=1)[0]
+        assert "changes the Application itself" in record.reason
+        assert verdict(s, "app-of-apps", sha) == "renders"  # the parent renders its directory at the commit
+        assert warned == [] and s.bot_commits() == []
+    finally:
+        s.stop()

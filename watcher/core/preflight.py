@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from watcher.core.appmap import watched_git_source
+from watcher.core.appmap import render_roots, watched_git_source
 from watcher.core.blame import AppSources, Blame, BlameOutcome, touches
 from watcher.core.notices import CommitRef, Notice, NoticeKind, Severity
 from watcher.core.policy import PolicyFacts, RevertRules, decide
@@ -249,6 +249,28 @@ class LocalChecks:
 def affected_apps(files: Sequence[str], apps: Mapping[str, AppSources]) -> list[str]:
     """The apps whose renderer reads a file the commit changed (the path mapping, renderer inputs included)."""
     return sorted(key for key, sources in apps.items() if any(touches(f, sources) for f in files))
+
+
+def spec_changes(
+    files: Sequence[str], app: Mapping[str, Any], repo_url: str, manifest_dirs: Collection[str]
+) -> tuple[str, ...]:
+    """The files of a commit that change the Application itself (its manifest, read by the app-of-apps) rather
+    than what it renders. Argo CD renders an app with the spec it holds (only the revision is overridden:
+    application.go:528-551), so such a change cannot be judged before the app-of-apps syncs it."""
+    roots = render_roots(app, repo_url)
+    return tuple(f for f in files if _under(f, manifest_dirs) and not _under(f, roots))
+
+
+def _under(path: str, directories: Collection[str]) -> bool:
+    return any(d and (path == d or path.startswith(d.rstrip("/") + "/")) for d in directories)
+
+
+def spec_change_judgement(files: Sequence[str]) -> Judgement:
+    return Judgement(
+        Verdict.CANNOT_JUDGE,
+        f"the commit changes the Application itself ({', '.join(files[:3])}): Argo CD renders with the spec it "
+        "holds until the app-of-apps syncs the new one",
+    )
 
 
 # -- what people are told ------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from watcher.core.appmap import manifest_directories, parent_app_names
 from watcher.core.blame import AppSources, helm_dirs
 from watcher.core.branches import Follow, RemoteBranches, following
 from watcher.core.notices import Notice
@@ -38,6 +39,8 @@ from watcher.core.preflight import (
     revert_opted_in,
     revert_wanted,
     source_position,
+    spec_change_judgement,
+    spec_changes,
     status_of,
 )
 from watcher.domain import ChangedCommit, Event, EventKind, NeedsHuman, RetryLater, utcnow
@@ -105,6 +108,7 @@ class Preflight:
         self._lagged: set[tuple[str, str]] = set()
         self._versions: dict[str, tuple[float, str | None]] = {}
         self._lock = threading.Lock()
+        self.fleet_paths: Mapping[str, tuple[str, ...]] = {}  # every app's repo paths, as of the last commit judged
 
     # -- new commits ----------------------------------------------------------------------------------------
     def check(self) -> list[Judged]:
@@ -140,6 +144,7 @@ class Preflight:
         status = self.fleet.status()
         if not status.paths:
             return []
+        self.fleet_paths = status.paths
         specs = self.fleet.app_context(next(iter(status.paths))).specs
         url = self.settings.git.url
         branches = self.settings.git.watched_branches
@@ -151,6 +156,9 @@ class Preflight:
             and following(specs.get(k, {}), url, branches, remote).kind is Follow.BRANCH
         }
         apps = affected_apps(change.files, ours)
+        # Where Application manifests live, when the app-of-apps is known (else every source path would count)
+        listed = list(specs.values())
+        manifest_dirs = manifest_directories(listed, url) if parent_app_names(listed) else ()
         if len(apps) > self.cfg.max_apps_per_commit:
             self.log.warning(
                 "preflight_apps_cut", commit=change.commit.sha, affected=len(apps), judged=self.cfg.max_apps_per_commit
@@ -159,7 +167,9 @@ class Preflight:
         paused = LocalChecks(self.records.paused())
         with ThreadPoolExecutor(max_workers=self.cfg.concurrency, thread_name_prefix="preflight") as pool:
             futures = [
-                pool.submit(self._judge_app, key, change, branch, seen_at, specs, status.trackers, apps, paused)
+                pool.submit(
+                    self._judge_app, key, change, branch, seen_at, specs, status.trackers, apps, paused, manifest_dirs
+                )
                 for key in apps
             ]
             return [j for f in futures if (j := f.result()) is not None]
@@ -174,6 +184,7 @@ class Preflight:
         trackers: Mapping[str, Any],
         affected: list[str],
         paused: LocalChecks,
+        manifest_dirs: tuple[str, ...] = (),
     ) -> Judged | None:
         commit = change.commit
         if self.records.judged(key, commit.sha):
@@ -190,11 +201,15 @@ class Preflight:
         if not synced or synced == commit.sha or not _is_sha(synced):
             synced = commit.parents[0] if commit.parents else None  # Argo CD has not compared anything older
         started = time.monotonic()
-        new = self.renderer.manifests(name, namespace, commit.sha, position)
-        old = self.renderer.manifests(name, namespace, synced, position) if synced else new
-        self.metrics.calls.inc(2 if synced else 1)
-        validate = self._validator(spec, new.manifests)
-        j = paused.apply(key, judge(new, old, validate) if synced else _no_synced())
+        own = [f for f in change.files if f in set(self.fleet_paths.get(key, ()))] if self.fleet_paths else []
+        if changed_spec := spec_changes(own, spec, self.settings.git.url, manifest_dirs):
+            j = spec_change_judgement(changed_spec)  # Argo CD is not asked: it would render the old spec
+        else:
+            new = self.renderer.manifests(name, namespace, commit.sha, position)
+            old = self.renderer.manifests(name, namespace, synced, position) if synced else new
+            self.metrics.calls.inc(2 if synced else 1)
+            validate = self._validator(spec, new.manifests)
+            j = paused.apply(key, judge(new, old, validate) if synced else _no_synced())
         now = self.clock()
         evidence = j.evidence() | {"branch": branch, "synced_revision": synced, "position": position}
         if not self.records.record(key, commit.sha, synced, j.verdict.value, j.reason, evidence, seen_at, now):
