@@ -74,5 +74,3 @@ CASES = {name: merge(REQUIRED, extra) for name, extra in OPTIONS.items()} | {
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
-
-

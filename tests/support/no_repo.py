@@ -16,5 +16,3 @@ class NoRepo:
 
     def yaml_files(self, rev: str, directories: Any) -> dict[str, str]:
         return {}
-
-

@@ -1,6 +1,7 @@
-"""The watcher's own clone of the GitOps repo (GitPython): fetch, commit-graph, the history blame reads.
+"""The watcher's own clone of the GitOps repo (GitPython): clone, fetch, commit-graph, and its lock.
 
-How git talks to the remote is git_transport, the revert (the one write) git_revert, the errors git_errors.
+How git talks to the remote is git_transport, the history reads git_history, the files at a revision git_blobs,
+the revert (the one write) git_revert, the errors git_errors.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import git
 
-from watcher.adapters import git_blobs
+from watcher.adapters import git_blobs, git_history
 from watcher.adapters.git_errors import (  # re-exported: callers name the errors from here
     GitError,
     GitUnavailable,
@@ -31,7 +32,7 @@ from watcher.adapters.git_revert import RevertWorktree
 from watcher.adapters.git_transport import GitTransport
 from watcher.core.branches import RemoteBranches
 from watcher.core.lease import ALONE_FENCE
-from watcher.domain import INCIDENT_TRAILER, REVERTS_TRAILER, ChangedCommit, Commit, RevertResult
+from watcher.domain import ChangedCommit, Commit, RevertResult
 from watcher.logs import get_logger
 from watcher.ports import Fence
 from watcher.settings import GitSettings, RevertSettings, without_credentials
@@ -47,11 +48,7 @@ __all__ = [
     "SigningFailed",
 ]
 
-FIELD = "\x1f"
-RECORD = "\x1e"
-MAX_REVERT_CHAIN = 6  # revert, revert of the revert, ...: deeper chains are not worth the git calls
 MISSING_REF = re.compile(r"couldn't find remote ref refs/heads/(\S+)")
-LOG_FORMAT = FIELD.join(["%H", "%an", "%cI", "%P", f"%(trailers:key={REVERTS_TRAILER},valueonly,separator=%x20)", "%s"])
 
 
 class GitRepo:
@@ -180,103 +177,35 @@ class GitRepo:
     def commits_touching(
         self, paths: Iterable[str], until: str, since: str | None = None, limit: int | None = None
     ) -> list[Commit]:
-        """Commits in (since, until] that changed any of `paths`, newest first (Bloom filters make it fast)."""
-        args = [f"--format={LOG_FORMAT}"]
-        if limit:
-            args.append(f"--max-count={limit}")
-        args.append(f"{since}..{until}" if since else until)
-        args += ["--", *paths]
+        """Commits in (since, until] that changed any of `paths`, newest first (git_history has each read)."""
         with self._lock:
-            out = self._open().git.log(*args)
-        return [_parse(line) for line in out.splitlines() if line]
+            return git_history.commits_touching(self._open(), paths, until, since, limit)
 
     def commit(self, sha: str) -> Commit | None:
         with self._lock:
-            try:
-                out = self._open().git.log("-1", f"--format={LOG_FORMAT}", sha, "--")
-            except git.GitCommandError:
-                return None
-        return _parse(out) if out else None
+            return git_history.commit(self._open(), sha)
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         with self._lock:
-            try:
-                self._open().git.merge_base("--is-ancestor", ancestor, descendant)
-                return True
-            except git.GitCommandError:
-                return False
+            return git_history.is_ancestor(self._open(), ancestor, descendant)
 
     def changes(self, since: str, until: str, paths: Iterable[str], limit: int) -> tuple[list[ChangedCommit], bool]:
-        """Mainline commits in (since, until] that changed `paths`, newest first, with every file each changed.
-
-        A merge counts as one commit whose change is its diff against the first parent (what `revert -m 1`
-        undoes). Returns the commits and whether `limit` cut the list short.
-        """
-        args = [
-            "--first-parent",
-            "--diff-merges=first-parent",
-            "--full-diff",
-            "--name-only",
-            "--no-renames",
-            f"--max-count={limit + 1}",
-            f"--format={RECORD}{LOG_FORMAT}",
-            f"{since}..{until}",
-            "--",
-            *paths,
-        ]
         with self._lock:
-            out = self._open().git.log(*args)
-        found = []
-        for record in out.split(RECORD)[1:]:
-            header, _, names = record.partition("\n")
-            found.append(ChangedCommit(_parse(header), tuple(n for n in names.splitlines() if n)))
-        return found[:limit], len(found) > limit
+            return git_history.changes(self._open(), since, until, paths, limit)
 
     def find_reverts(self, shas: Sequence[str], branch: str | None = None) -> dict[str, str]:
-        """culprit sha -> the commit on `branch` (None: the first watched) that undoes it now.
-
-        A revert is our trailer or git's own "This reverts commit <sha>." line (a person's `git revert`). A
-        revert that was itself reverted re-applies the change, so the chain counts only while it is odd.
-        """
-        found: dict[str, str] = {}
+        """culprit sha -> the commit on `branch` (None: the first watched) that undoes it now."""
         with self._lock:
-            repo = self._open()
-            for sha in shas:
-                chain = [sha]
-                while len(chain) <= MAX_REVERT_CHAIN and (later := self._reverted_by(repo, chain[-1], branch)):
-                    chain.append(later)
-                if len(chain) % 2 == 0:  # culprit, revert: undone; culprit, revert, revert of it: live again
-                    found[sha] = chain[-1]
-        return found
-
-    def _reverted_by(self, repo: git.Repo, sha: str, branch: str | None) -> str | None:
-        """The oldest commit after `sha` on the branch whose message says it reverts `sha`."""
-        greps = [f"--grep=^{REVERTS_TRAILER}: {sha}$", f"--grep=^This reverts commit {sha}"]
-        try:
-            out = repo.git.log("--format=%H", "--reverse", *greps, f"{sha}..{self.ref_of(branch)}", "--")
-        except git.GitCommandError:
-            return None  # not on this branch's history
-        return out.split()[0] if out.strip() else None
+            return git_history.find_reverts(self._open(), shas, self.ref_of(branch))
 
     def find_by_incident(self, incident_id: int, since: datetime) -> str | None:
-        """Our commit on the branch (or a revert branch) that carries `Sync-Watcher-Incident: <id>`.
-
-        Anyone can write the trailer; only a commit authored and committed as the watcher's identity is taken
-        as the revert it made, so a forged trailer cannot make it believe a revert already landed.
-        """
+        """Our commit (authored and committed as our identity) that carries `Sync-Watcher-Incident: <id>`."""
         with self._lock:
-            out = self._open().git.log(
-                f"--format=%H{FIELD}%an{FIELD}%ae{FIELD}%cn{FIELD}%ce",
-                f"--grep=^{INCIDENT_TRAILER}: {incident_id}$",
-                f"--since={since.isoformat()}",
-                "--remotes=origin",
-                "--",
-            )
-        for line in out.splitlines():
-            sha, author, author_email, committer, committer_email = line.split(FIELD)
-            if (author, author_email) == (committer, committer_email) == self.identity:
-                return sha
-        return None
+            return git_history.find_by_incident(self._open(), incident_id, since, self.identity)
+
+    def patch(self, sha: str, paths: Iterable[str], max_chars: int = 200_000) -> str:
+        with self._lock:
+            return git_history.patch(self._open(), sha, paths, max_chars)
 
     def revert(
         self,
@@ -339,15 +268,6 @@ class GitRepo:
             blobs = git_blobs.blobs_under(repo, rev, directories, lambda path: True)
             return git_blobs.read(repo, blobs, self._deadline, self.cfg.partial_clone)
 
-    def patch(self, sha: str, paths: Iterable[str], max_chars: int = 200_000) -> str:
-        """What `sha` changed in `paths` against its first parent (a merge: its whole branch), as a patch."""
-        with self._lock:
-            try:
-                out = self._open().git.diff(f"{sha}^1", sha, "--no-color", "--no-ext-diff", "--", *paths)
-            except git.GitCommandError:
-                return ""  # a root commit, or one the clone does not have: no text to narrow by
-        return str(out)[:max_chars]
-
     def files_named(self, rev: str, directories: Iterable[str], names: Collection[str]) -> dict[str, str]:
         """Text of each file called one of `names` directly inside one of `directories` at `rev`."""
         with self._lock:
@@ -368,8 +288,3 @@ def parse_ls_remote(out: str) -> tuple[str | None, frozenset[str]]:
         elif ref.startswith("refs/heads/"):
             names.add(ref.removeprefix("refs/heads/"))
     return (default if default in names else None), frozenset(names)
-
-
-def _parse(line: str) -> Commit:
-    sha, author, when, parents, reverts, subject = line.split(FIELD, 5)
-    return Commit(sha, author, datetime.fromisoformat(when), subject, tuple(parents.split()), tuple(reverts.split()))

@@ -15,13 +15,34 @@ from watcher.core.facts import Watched
 from watcher.core.policy import PolicyFacts, opt_in_from
 from watcher.core.preflight import blame_of, decide_before_sync
 from watcher.domain import Action, Commit, EventKind, Incident, RevertStep
+from watcher.store.preflight import PreflightRecords
 
 if TYPE_CHECKING:
     from watcher.revert.reverter import Reverter
 
 
+class PreflightReverter:
+    """ports.PreflightReverts over the reverter (its rules, fence, audit, and execute), beside it, not in it."""
+
+    def __init__(self, reverter: Reverter, records: PreflightRecords):
+        self.reverter = reverter
+        self.records = records
+
+    def revert_before_sync(
+        self, app: str, commit: Commit, branch: str, synced: str | None, evidence: Mapping[str, Any], also: Any
+    ) -> str:
+        return revert_before_sync(self.reverter, self.records, app, commit, branch, synced, evidence, also)
+
+
 def revert_before_sync(
-    r: Reverter, app: str, commit: Commit, branch: str, synced: str | None, evidence: Mapping[str, Any], also: Any
+    r: Reverter,
+    records: PreflightRecords,
+    app: str,
+    commit: Commit,
+    branch: str,
+    synced: str | None,
+    evidence: Mapping[str, Any],
+    also: Any,
 ) -> str:
     """Decide (core.preflight.decide_before_sync) and act; the revert's outcome state, or the rule that stopped it."""
     if not r.fence.confirm():
@@ -52,7 +73,7 @@ def revert_before_sync(
     )
     decision = decide_before_sync(facts, r.rules, now)
     reason = f"pre-flight: Argo CD cannot render {commit.sha[:12]} (before it synced it)"
-    incident_id = r.preflight_records.open_incident(
+    incident_id = records.open_incident(
         app, EventKind.MANIFEST_ERROR.value, commit.sha, reason, {"preflight": dict(evidence)}, now
     )
     incident = Incident(incident_id, app, EventKind.MANIFEST_ERROR, commit.sha, now, None, reason, {})

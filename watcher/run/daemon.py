@@ -20,8 +20,11 @@ from watcher.adapters.gitrepo import GitRepo
 from watcher.core.lease import ALONE, LeaseTiming, Role
 from watcher.core.outcome import Handled
 from watcher.logs import get_logger
+from watcher.metrics.registry import Metrics
 from watcher.notify.notifier import SlackNotifier, transport_for
 from watcher.observe.cycle import PollSummary, Watcher
+from watcher.observe.fleet_map import FleetMap
+from watcher.observe.fleet_state import FleetState
 from watcher.observe.memory import keep_large_buffers_apart
 from watcher.ports import LeaderLock
 from watcher.revert.reverter import Reverter
@@ -112,23 +115,26 @@ class Daemon:
         fence = self.leadership
         self.argocd = ArgoCDClient(settings.argocd, retry_max_wait=argocd_retry_max_wait)
         self.repo = GitRepo(settings.git, settings.revert, fence)
-        self.watcher = Watcher(settings, self.argocd, self.repo, self.store)
-        self.watcher.leading = fence.leading
-        self.watcher.metrics.leader.set_function(lambda: float(fence.leading()))
+        self.fleet = FleetState(self.store.detection, FleetMap(self.repo, settings.git.url))
+        self.metrics = Metrics(self.fleet.view())
+        self.metrics.leader.set_function(lambda: float(fence.leading()))
+        self.watcher = Watcher(
+            settings, self.argocd, self.repo, self.store, state=self.fleet, metrics=self.metrics, fence=fence
+        )
         pulls = pull_requests_for(settings.forge, settings.git.url) if settings.revert.mode == "pull-request" else None
         self.reverter = Reverter(
-            settings, self.watcher, self.argocd, self.repo, self.store, self.watcher.metrics, pulls, fence=fence
+            settings, self.fleet, self.argocd, self.repo, self.store, self.metrics, pulls, fence=fence
         )
         self.watcher.listeners.append(self.reverter.on_event)
         self.preflight = preflight_for(
-            settings, self.watcher, self.repo, self.argocd, self.store, self.reverter, self.watcher.metrics
+            settings, self.fleet, self.watcher, self.repo, self.argocd, self.store, self.reverter, self.metrics
         )
         self.preflight.leading = fence.leading
         transport = transport_for(settings)
         self.slack: SlackNotifier | None = None
         if transport is not None:
             self.slack = SlackNotifier(
-                settings, self.store, self.watcher.metrics, transport, environment=self.watcher.environment, fence=fence
+                settings, self.store, self.metrics, transport, environment=self.fleet.environment, fence=fence
             )
             self.watcher.listeners.append(self.slack.on_event)
             self.reverter.listeners.append(self.slack.on_action)
@@ -137,8 +143,8 @@ class Daemon:
         token, self._token_generated = ensure_token(settings)
         api = build_app(
             self.store,
-            self.watcher,
-            self.watcher.metrics.exposition,
+            self.fleet,
+            self.metrics.exposition,
             readiness_limits(settings),
             self.reverter,
             token,

@@ -9,8 +9,9 @@ from watcher.adapters.gitrepo import GitRepo
 from watcher.logs import get_logger
 from watcher.metrics.registry import Metrics
 from watcher.observe.cycle import Watcher
-from watcher.ports import CommitStatuses
+from watcher.ports import CommitStatuses, Fleet
 from watcher.preflight.wing import Preflight
+from watcher.revert.preflight_revert import PreflightReverter
 from watcher.revert.reverter import Reverter
 from watcher.settings import Settings
 from watcher.store import Store
@@ -18,6 +19,7 @@ from watcher.store import Store
 
 def preflight_for(
     settings: Settings,
+    fleet: Fleet,
     watcher: Watcher,
     repo: GitRepo,
     argocd: ArgoCDClient,
@@ -37,13 +39,13 @@ def preflight_for(
     reverter.reader.renderer = renders  # narrowing asks Argo CD's renderer first, the Helm engine after
     wing = Preflight(
         settings,
-        watcher,
+        fleet,
         repo,
         renders,
         store.preflight,
         metrics.preflight,
         statuses=statuses,
-        reverts=reverter,
+        reverts=PreflightReverter(reverter, store.preflight),
         validator_for=validator_for,
     )
     watcher.listeners.append(wing.on_event)
