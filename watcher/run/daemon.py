@@ -160,7 +160,10 @@ class Daemon:
         """Fetch, then judge what the fetch brought before Argo CD deploys it (the pre-flight)."""
         summary = self.watcher.poll_git()
         if not summary.failed:
-            self.preflight.check()
+            try:
+                self.preflight.check()
+            except Exception as exc:  # noqa: BLE001 - the pre-flight must not take the git poll down; it is logged
+                self.log.exception("preflight_failed", error=str(exc))
         return summary
 
     def _role_changed(self, role: Role) -> None:
