@@ -113,10 +113,7 @@ class Bench:
                 "revert": settings.revert.model_copy(update={"cooldown_seconds": 0.0, "max_reverts_per_hour": 100}),
             }
         )
-        self.daemon = Daemon(settings, argocd_retry_max_wait=0.5)
-        self.daemon.watcher.clock = self.clock.now
-        self.daemon.reverter.clock = self.clock.now
-        self.daemon.preflight.clock = self.clock.now
+        self.daemon = Daemon(settings, argocd_retry_max_wait=0.5, clock=self.clock.now)
         self.compared: set[str] = set()  # every head the simulator's repo poll saw (Argo CD compares those)
         self._stop = threading.Event()
         self._watch = threading.Thread(target=self._watch_head, daemon=True)
@@ -160,7 +157,7 @@ class Bench:
 
     def calls(self) -> float:
         """The pre-flight's own requests to Argo CD (narrowing's, by the reverter, are not counted)."""
-        registry = self.daemon.watcher.metrics.registry
+        registry = self.daemon.metrics.registry
         return registry.get_sample_value("sync_watcher_preflight_argocd_calls_total") or 0.0
 
     def _reverted(self, sha: str) -> bool:

@@ -65,6 +65,9 @@ class EventKind(enum.StrEnum):
     DEGRADED_UNATTRIBUTED = "degraded_unattributed"
     RECOVERED = "recovered"
     APP_REMOVED = "app_removed"
+    # Not the detector's: the pre-flight's warning that Argo CD's own render of a new commit fails, or that it
+    # makes objects the cluster would refuse, before Argo CD deploys it (watcher/preflight). Opens no incident.
+    PREFLIGHT_FAILED = "preflight_failed"
 
 
 # Kinds that open an incident: a failure attributed to a revision, or one that someone must look at.
@@ -151,6 +154,9 @@ class Event:
     at: datetime
     reason: str
     evidence: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+    # The incident this event opened, as the store minted it when it recorded the event (None before it is
+    # recorded, and for events that open none): readers need not look it up again.
+    incident_id: int | None = field(default=None, compare=False, hash=False)
 
     @property
     def dedup_key(self) -> str:
@@ -276,6 +282,33 @@ class RevertStep(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class StepDetail:
+    """What one revert step says beside who and what; each step sets the fields it has."""
+
+    rule: str = ""  # the decision's rule (not reverted)
+    reason: str = ""  # why: not reverted, suspended, the circuit opened
+    outcome: str = ""  # the revert state a failed revert left
+    error: str = ""  # what git or the forge answered
+    message: str = ""  # the revert's commit message (dry run)
+    url: str | None = None  # the pull request
+    revert: str | None = None  # the revert commit
+
+
+@dataclass(frozen=True, slots=True)
+class RevertReport:
+    """What the reverter tells its listeners after a step: the incident, the commits blame named (not Argo CD's
+    head), and the step's detail. One per step."""
+
+    step: RevertStep
+    incident_id: int
+    app: str
+    kind: EventKind
+    revision: str | None
+    culprits: tuple[Commit, ...] = ()
+    detail: StepDetail = field(default_factory=StepDetail)
+
+
+@dataclass(frozen=True, slots=True)
 class DecisionRecord:
     """One stored decision: the audit trail's "what was seen, what was decided, why"."""
 
@@ -343,6 +376,10 @@ class StoreUnavailable(RetryLater):
 
 class NotLeader(RetryLater):
     """This replica is not (or no longer) the leader: nothing was done; the leader does it."""
+
+
+class NotFound(RetryLater):
+    """What was asked for does not exist (an Application deleted: Argo CD answers 404). Nothing was changed."""
 
 
 class NeedsHuman(Exception):

@@ -36,6 +36,7 @@ def test_demo_json_shows_the_whole_loop_and_leaves_nothing_running() -> None:
     assert result["branch_now"][2].startswith(result["revert"]["sha"][:10])
     assert len(result["branch_now"]) == 7 and "Revert" in result["branch_now"][2]
     assert result["open_incidents"] == []  # recovered and verified
+    assert result["incident_url"].endswith("/ui/incidents/1")  # the page, served while the demo ran
     assert result["total_seconds"] < 60
     whats = [e["what"] for e in result["timeline"]]
     assert whats[-7:] == [
@@ -60,6 +61,7 @@ def test_demo_text_output() -> None:
     assert "the revert undoes only the bad commit: yes" in out.stdout
     assert "JUDGED" in out.stdout and "will_fail_to_render" in out.stdout and "never synced by Argo CD" in out.stdout
     assert "Argo CD never saw it" in out.stdout
+    assert "the whole story in a browser: http://127.0.0.1:" in out.stdout  # and no TTY: it did not wait
     detected = out.stdout[out.stdout.index("DETECTED") :].split("BLAMED")[0]
     assert "Argo CD: one or more objects failed to apply" in detected
     assert "must be greater than or equal to 0" in " ".join(detected.split())  # all of it, wrapped, not cut

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from tests.support.revert_world import Scenario, values_path
 from tests.support.waiting import wait_for
 from watcher.cli import main
-from watcher.core.notices import Notice, NoticeKind
+from watcher.core.notices import Notice
 from watcher.domain import EventKind
 from watcher.sim.world import FAST, SimWorld
 
@@ -67,7 +67,7 @@ def test_a_broken_push_is_judged_and_reverted_before_argo_cd_compares_it(slow_wo
         assert "failed to parse values-stg.yaml" in decision.evidence["preflight"]["argocd_error"]
         assert [c for c in s.bot_commits()][0][0] == row.revert_sha
         notice = wait_for(lambda: next((n for n in warned if n.app == APP), None), what="Slack warning")
-        assert notice.kind is NoticeKind.PREFLIGHT_FAILED and notice.revision == bad
+        assert notice.kind is EventKind.PREFLIGHT_FAILED and notice.revision == bad
         assert "failed to parse values-stg.yaml" in notice.argocd_message
         # Argo CD never showed the broken commit: no render error, no sync of it, ever.
         wait_for(lambda: s.healthy_on(APP, row.revert_sha), what="healthy on the revert", timeout=60)

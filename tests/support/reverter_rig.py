@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.support.listening import OnReport
 from watcher.adapters.argocd import ArgoCDUnavailable
 from watcher.adapters.forge import ForgeError
 from watcher.adapters.gitrepo import GitUnavailable
@@ -27,8 +28,10 @@ from watcher.domain import (
     Health,
     RevertMode,
     RevertRecord,
+    RevertReport,
     RevertResult,
     RevertState,
+    RevertStep,
     SyncStatus,
 )
 from watcher.metrics.registry import Metrics
@@ -306,7 +309,7 @@ class Rig:
     fleet: FakeFleet = field(default_factory=FakeFleet)
     pulls: FakePulls = field(default_factory=FakePulls)
     metrics: Metrics = field(default_factory=Metrics)
-    told: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    told: list[RevertReport] = field(default_factory=list)
     reverter: Reverter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -317,9 +320,9 @@ class Rig:
         self.metrics = Metrics()
         self.told = []
         self.reverter = Reverter(
-            self.settings, self.fleet, self.argocd, self.repo, self.store, self.metrics, self.pulls, self.clock
-        )
-        self.reverter.listeners.append(lambda step, details: self.told.append((step, details)))
+            self.settings, self.fleet, self.argocd, self.repo, self.store, self.metrics, self.pulls, self.clock,
+            listeners=[OnReport(self.told.append)],
+        )  # fmt: skip
         return self.reverter
 
     def fail(self, app: str = APP, revision: str = BAD) -> int:
@@ -367,5 +370,5 @@ class Rig:
         """The outcomes counted at least once."""
         return {outcome: n for outcome, n in self.reverts_counted().items() if n}
 
-    def steps(self) -> list[str]:
-        return [step for step, _ in self.told]
+    def steps(self) -> list[RevertStep]:
+        return [r.step for r in self.told]

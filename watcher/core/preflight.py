@@ -18,9 +18,9 @@ from typing import Any
 
 from watcher.core.appmap import render_roots, watched_git_source
 from watcher.core.blame import AppSources, Blame, BlameOutcome, touches
-from watcher.core.notices import CommitRef, Notice, NoticeKind, Severity
+from watcher.core.notices import CommitRef, Notice, Severity
 from watcher.core.policy import PolicyFacts, RevertRules, decide
-from watcher.domain import Action, Commit, Decision
+from watcher.domain import Action, Commit, Decision, EventKind
 
 # The annotation and its values: "true" lets the pre-flight revert a commit Argo CD cannot render before Argo CD
 # syncs it (opt-in), "false" keeps it to a warning even in an environment opted in as a whole.
@@ -287,7 +287,7 @@ def notice_of(app: str, commit: Commit, j: Judgement, environment: str, done: st
     if done:
         detail += f" {done}"
     return Notice(
-        NoticeKind.PREFLIGHT_FAILED,
+        EventKind.PREFLIGHT_FAILED,
         app=app,
         severity=Severity.WARNING,
         headline=headline,

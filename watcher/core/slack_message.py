@@ -16,7 +16,8 @@ from slack_sdk.models.blocks import (
 )
 
 from watcher.core.appmap import normalize_repo_url
-from watcher.core.notices import CommitRef, Notice, NoticeKind
+from watcher.core.notices import CommitRef, Notice
+from watcher.domain import EventKind, RevertStep
 
 HEADER_MAX = 150  # Block Kit: header text
 SECTION_MAX = 3000  # Block Kit: section text
@@ -27,23 +28,23 @@ CULPRITS_SHOWN = 5
 FALLBACK_MAX = 400
 
 ICONS = {
-    NoticeKind.SYNC_FAILING: ":large_orange_circle:",
-    NoticeKind.SYNC_FAILED: ":red_circle:",
-    NoticeKind.MANIFEST_ERROR: ":red_circle:",
-    NoticeKind.DEGRADED: ":red_circle:",
-    NoticeKind.ROLLOUT_FAILING: ":red_circle:",
-    NoticeKind.STUCK_PROGRESSING: ":large_orange_circle:",
-    NoticeKind.DEGRADED_UNATTRIBUTED: ":large_orange_circle:",
-    NoticeKind.RECOVERED: ":large_green_circle:",
-    NoticeKind.APP_REMOVED: ":wastebasket:",
-    NoticeKind.REVERT_PUSHED: ":leftwards_arrow_with_hook:",
-    NoticeKind.REVERT_PROPOSED: ":leftwards_arrow_with_hook:",
-    NoticeKind.REVERT_DRY_RUN: ":test_tube:",
-    NoticeKind.REVERT_FAILED: ":x:",
-    NoticeKind.NOT_REVERTED: ":raised_hand:",
-    NoticeKind.SUSPENDED: ":no_entry:",
-    NoticeKind.CIRCUIT_OPEN: ":no_entry:",
-    NoticeKind.PREFLIGHT_FAILED: ":construction:",
+    EventKind.SYNC_FAILING: ":large_orange_circle:",
+    EventKind.SYNC_FAILED: ":red_circle:",
+    EventKind.MANIFEST_ERROR: ":red_circle:",
+    EventKind.DEGRADED: ":red_circle:",
+    EventKind.ROLLOUT_FAILING: ":red_circle:",
+    EventKind.STUCK_PROGRESSING: ":large_orange_circle:",
+    EventKind.DEGRADED_UNATTRIBUTED: ":large_orange_circle:",
+    EventKind.RECOVERED: ":large_green_circle:",
+    EventKind.APP_REMOVED: ":wastebasket:",
+    RevertStep.REVERT_PUSHED: ":leftwards_arrow_with_hook:",
+    RevertStep.REVERT_PROPOSED: ":leftwards_arrow_with_hook:",
+    RevertStep.REVERT_DRY_RUN: ":test_tube:",
+    RevertStep.REVERT_FAILED: ":x:",
+    RevertStep.ALERT_ONLY: ":raised_hand:",
+    RevertStep.SUSPENDED: ":no_entry:",
+    RevertStep.CIRCUIT_OPEN: ":no_entry:",
+    EventKind.PREFLIGHT_FAILED: ":construction:",
 }
 
 
@@ -73,6 +74,7 @@ class Links:
 
     argocd_ui: str
     commit_base: str | None  # commit URL = commit_base + sha
+    pages: str = ""  # where people open the watcher's pages (WATCHER_HTTP__EXTERNAL_URL), "" when not exposed
 
     def app(self, key: str) -> str | None:
         if not self.argocd_ui:
@@ -83,6 +85,9 @@ class Links:
     def commit(self, sha: str) -> str | None:
         return f"{self.commit_base}{sha}" if self.commit_base and sha else None
 
+    def incident(self, incident_id: int | None) -> str | None:
+        return f"{self.pages}/ui/incidents/{incident_id}" if self.pages and incident_id else None
+
 
 KNOWN_HOSTS: dict[str, Callable[[str], str]] = {
     "github.com": lambda path: f"https://github.com/{path}/commit/",
@@ -91,7 +96,7 @@ KNOWN_HOSTS: dict[str, Callable[[str], str]] = {
 }
 
 
-def links_for(argocd_ui: str, git_url: str, web_url: str = "", forge_kind: str = "") -> Links:
+def links_for(argocd_ui: str, git_url: str, web_url: str = "", forge_kind: str = "", pages: str = "") -> Links:
     host, _, path = normalize_repo_url(git_url).partition("/")
     if web_url:
         base = web_url.rstrip("/") + ("/-/commit/" if forge_kind == "gitlab" or "gitlab" in host else "/commit/")
@@ -99,7 +104,7 @@ def links_for(argocd_ui: str, git_url: str, web_url: str = "", forge_kind: str =
         base = KNOWN_HOSTS[host](path)
     else:
         base = None
-    return Links(argocd_ui.rstrip("/"), base)
+    return Links(argocd_ui.rstrip("/"), base, pages.rstrip("/"))
 
 
 def _link(url: str | None, label: str) -> str:
@@ -147,10 +152,11 @@ def blocks_for(n: Notice, links: Links, resolved: str | None = None) -> list[dic
         note = "_Argo CD's revision is the head of the push; the blamed commit follows in the decision._"
         blocks.append(SectionBlock(text=MarkdownTextObject(text=clip_joined([f"*Commit deployed:* {line}", note]))))
     if n.argocd_message.strip():
-        title = "*Error:*" if n.kind is NoticeKind.REVERT_FAILED else "*Argo CD says:*"
+        title = "*Error:*" if n.kind is RevertStep.REVERT_FAILED else "*Argo CD says:*"
         body = clip(n.argocd_message.strip().replace("```", "'''"), ARGOCD_MESSAGE_MAX)
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"{title}\n```{body}```")))
-    refs = [_link(links.app(n.app), "Open in Argo CD")] if links.app(n.app) else []
+    refs = [_link(links.incident(n.incident_id), "The whole story")] if links.incident(n.incident_id) else []
+    refs += [_link(links.app(n.app), "Open in Argo CD")] if links.app(n.app) else []
     if n.revert_sha:
         refs.append(f"Revert {_link(links.commit(n.revert_sha), f'`{n.revert_sha[:10]}`')}")
     if n.url:

@@ -46,7 +46,7 @@ from watcher.core.preflight import (
 from watcher.domain import ChangedCommit, Event, EventKind, NeedsHuman, RetryLater, utcnow
 from watcher.logs import get_logger
 from watcher.metrics.preflight import PreflightMetrics
-from watcher.ports import CommitStatuses, Fleet, PreflightRepo, PreflightReverts, Renderer
+from watcher.ports import CommitStatuses, Fleet, Listener, PreflightRepo, PreflightReverts, Renderer
 from watcher.settings import Settings
 from watcher.store.preflight import PreflightRecords
 
@@ -73,8 +73,9 @@ class Judged:
     action: str = ""  # "reverted: pushed", "warned", a rule that stopped the revert, or ""
 
 
-class Preflight:
-    """Judges each new commit of the watched branches (call `check` after each git poll)."""
+class Preflight(Listener):
+    """Judges each new commit of the watched branches (call `check` after each git poll); as a listener of the
+    watcher, keeps score of Argo CD's own verdicts."""
 
     def __init__(
         self,

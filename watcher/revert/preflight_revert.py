@@ -14,7 +14,7 @@ from watcher.core.appmap import deploys_from_repo
 from watcher.core.facts import Watched
 from watcher.core.policy import PolicyFacts, opt_in_from
 from watcher.core.preflight import blame_of, decide_before_sync
-from watcher.domain import Action, Commit, EventKind, Incident, RevertStep
+from watcher.domain import Action, Commit, EventKind, Incident, RevertStep, StepDetail
 from watcher.store.preflight import PreflightRecords
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def revert_before_sync(
     )  # fmt: skip
     if decision.action is not Action.REVERT:
         r.incidents.resolve_incident(incident_id, now, f"not reverted: {decision.rule}")
-        r._notify(RevertStep.ALERT_ONLY, incident, (commit,), rule=decision.rule, reason=decision.reason)
+        r._report(RevertStep.ALERT_ONLY, incident, (commit,), StepDetail(rule=decision.rule, reason=decision.reason))
         return decision.rule
     outcome = r.execute(incident, (commit,), blame.also_touched, branch)
     return outcome.state.value

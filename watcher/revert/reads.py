@@ -8,15 +8,13 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from watcher.adapters.argocd import degraded_in_tree, health_is_in_the_tree, snapshot_from_app
-from watcher.adapters.git_errors import GitError
-from watcher.adapters.helm_render import render_app
 from watcher.core.blame import AppSources, last_good_revision, touches
 from watcher.core.branches import Follow
 from watcher.core.facts import ArgoCDView, Facts, GitView, Watched, facts_of, sources_of
 from watcher.core.narrow import Candidate, Rendered
 from watcher.core.policy import still_failing
 from watcher.core.preflight import source_position
+from watcher.core.snapshots import degraded_in_tree, health_is_in_the_tree, snapshot_from_app
 from watcher.domain import (
     AppContext,
     AppSnapshot,
@@ -29,7 +27,7 @@ from watcher.domain import (
     SyncStatus,
 )
 from watcher.logs import get_logger
-from watcher.ports import ArgoCDActions, Fleet, Renderer, RevertRepo
+from watcher.ports import ArgoCDActions, Fleet, HelmRenderer, Renderer, RevertRepo
 from watcher.store.audit import RevertAudit
 
 MAX_KEPT_APPS = 20  # a culprit that changed more apps than this is reverted whole: their states are not looked up
@@ -46,6 +44,7 @@ class IncidentReader:
         watched: Watched | None = None,
         narrow: bool = True,
         split: bool = True,
+        renderer: HelmRenderer | None = None,
     ):
         self.fleet = fleet
         self.argocd = argocd
@@ -55,9 +54,10 @@ class IncidentReader:
         self.watched = watched
         self.narrow = narrow  # read each candidate's diff and render when several commits changed the app
         self.split = split  # revert only the culprit's changes to the failing app
+        self.renderer = renderer  # None: no Helm engine, narrowing compares diffs only
         # Argo CD's own renderer, asked first when narrowing (it renders every app shape: Kustomize, OCI and Helm
-        # repository charts, multi-source, plugins); the in-process Helm engine is the fallback. Set by the daemon.
-        self.renderer: Renderer | None = None
+        # repository charts, multi-source, plugins); the Helm engine above is the fallback. Set by the daemon.
+        self.argocd_renderer: Renderer | None = None
 
     def facts(self, incident: Incident, now: datetime) -> Facts:
         """Three reads, then one pure function builds the facts. Git is read only while the app still fails."""
@@ -140,12 +140,13 @@ class IncidentReader:
             return plain
         try:
             return self._read_all(context, own, mine)
-        except (RetryLater, NeedsHuman, GitError) as exc:  # narrowing is optional: blame as before, and say so
+        except (RetryLater, NeedsHuman) as exc:  # narrowing is optional: blame as before, and say so
             get_logger().warning("narrowing_read_failed", app=context.key, error=str(exc)[:300])
             return plain
 
     def _read_all(self, context: AppContext, own: AppSources, mine: list[ChangedCommit]) -> tuple[Candidate, ...]:
-        render = _renderer(self.repo, context, own, self.renderer, self.watched.repo_url if self.watched else "")
+        repo_url = self.watched.repo_url if self.watched else ""
+        render = _renderer(self.repo, context, own, self.renderer, self.argocd_renderer, repo_url)
         out = []
         for c in mine:
             side: tuple[Candidate, ...] = ()
@@ -170,7 +171,12 @@ def _healthy_at(snap: AppSnapshot | None, revision: str) -> bool:
 
 
 def _renderer(
-    repo: RevertRepo, context: AppContext, own: AppSources, argocd: Renderer | None = None, repo_url: str = ""
+    repo: RevertRepo,
+    context: AppContext,
+    own: AppSources,
+    engine: HelmRenderer | None,
+    argocd: Renderer | None = None,
+    repo_url: str = "",
 ) -> Callable[[str], Rendered | None]:
     """Render the app at a revision: Argo CD's renderer first (each revision asked once per incident read), else
     the Helm engine (None: not a Helm app of the watched repo, or no engine). For the engine Argo CD's release name
@@ -183,9 +189,9 @@ def _renderer(
     def render(rev: str) -> Rendered | None:
         if rev not in cache:
             cache[rev] = _by_argocd(argocd, context, rev, position) if position else None
-            if cache[rev] is None and chart is not None:
+            if cache[rev] is None and chart is not None and engine is not None:
                 files = repo.files_under(rev, own.paths)
-                cache[rev] = render_app(files, chart[0], chart[1], context.name, "default")
+                cache[rev] = engine(files, chart[0], chart[1], context.name, "default")
         return cache[rev]
 
     return render

@@ -6,9 +6,9 @@ from watcher.adapters.argocd import ArgoCDClient
 from watcher.adapters.argocd_renders import ArgoCDRenders
 from watcher.adapters.forge_status import commit_statuses_for
 from watcher.adapters.gitrepo import GitRepo
+from watcher.domain import Clock, utcnow
 from watcher.logs import get_logger
 from watcher.metrics.registry import Metrics
-from watcher.observe.cycle import Watcher
 from watcher.ports import CommitStatuses, Fleet
 from watcher.preflight.wing import Preflight
 from watcher.revert.preflight_revert import PreflightReverter
@@ -20,12 +20,12 @@ from watcher.store import Store
 def preflight_for(
     settings: Settings,
     fleet: Fleet,
-    watcher: Watcher,
     repo: GitRepo,
     argocd: ArgoCDClient,
     store: Store,
     reverter: Reverter,
     metrics: Metrics,
+    clock: Clock = utcnow,
 ) -> Preflight:
     from watcher.adapters.object_schemas import validator_for
 
@@ -36,7 +36,7 @@ def preflight_for(
         except Exception as exc:  # noqa: BLE001 - no token: the verdicts are still recorded, the gap logged
             get_logger().warning("preflight_commit_status_off", error=str(exc))
     renders = ArgoCDRenders(argocd)
-    reverter.reader.renderer = renders  # narrowing asks Argo CD's renderer first, the Helm engine after
+    reverter.reader.argocd_renderer = renders  # narrowing asks Argo CD's renderer first, the Helm engine after
     wing = Preflight(
         settings,
         fleet,
@@ -47,6 +47,6 @@ def preflight_for(
         statuses=statuses,
         reverts=PreflightReverter(reverter, store.preflight),
         validator_for=validator_for,
+        clock=clock,
     )
-    watcher.listeners.append(wing.on_event)
     return wing

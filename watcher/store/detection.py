@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -67,8 +67,7 @@ class DetectionRecords:
                 for event in item.events:
                     # rowcount is unreliable with RETURNING on psycopg: ask for the row instead
                     if conn.execute(self._sql.insert_event, _event_row(event)).first() is not None:
-                        recorded.append(event)
-                        self._apply(conn, event)
+                        recorded.append(replace(event, incident_id=self._apply(conn, event)))
         return recorded
 
     def record(
@@ -76,12 +75,16 @@ class DetectionRecords:
     ) -> list[Event]:
         return self.record_batch([Observation(app, tracker, list(new_events), changed)], now)
 
-    def _apply(self, conn: Connection, e: Event) -> None:
-        """Write what the ledger says the event does (watcher.core.ledger decides; this only writes)."""
+    def _apply(self, conn: Connection, e: Event) -> int | None:
+        """Write what the ledger says the event does (watcher.core.ledger decides; this only writes); the id of
+        the incident it opened, if it opened one."""
         change = incident_change(e)
+        opened = None
         if change.opens:
-            row = {"app": e.app, "kind": e.kind.value, "revision": e.revision, "detected_at": e.at}
-            conn.execute(incidents.insert(), row | {"reason": e.reason, "evidence": e.evidence, "resolution": ""})
+            row: dict[str, object] = {"app": e.app, "kind": e.kind.value, "revision": e.revision, "detected_at": e.at}
+            row |= {"reason": e.reason, "evidence": e.evidence, "resolution": ""}
+            key = conn.execute(incidents.insert(), row).inserted_primary_key
+            opened = int(key[0]) if key else None
         if change.resolution is not None:
             conn.execute(
                 incidents.update()
@@ -100,6 +103,7 @@ class DetectionRecords:
                     "result": deployment.result.value,
                 },
             )
+        return opened
 
     # -- incidents ------------------------------------------------------------------------------------------
     def incident(self, incident_id: int) -> Incident | None:
@@ -145,6 +149,16 @@ class DetectionRecords:
         """Events of `kinds` recorded at or after `at`, oldest first: what a new leader replays to Slack."""
         cols = (events.c.app, events.c.kind, events.c.revision, events.c.at, events.c.reason, events.c.evidence)
         q = sa.select(*cols).where(events.c.at >= at, events.c.kind.in_([k.value for k in kinds]))
+        q = q.order_by(events.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [from_row(Event, row) for row in conn.execute(q)]
+
+    def app_events(self, app: str, since: datetime, kinds: Iterable[EventKind] = (), limit: int = 1000) -> list[Event]:
+        """One app's events (of `kinds`, or all) at or after `since`, oldest first: what the pages tell."""
+        cols = (events.c.app, events.c.kind, events.c.revision, events.c.at, events.c.reason, events.c.evidence)
+        q = sa.select(*cols).where(events.c.app == app, events.c.at >= since)
+        if kinds:
+            q = q.where(events.c.kind.in_([k.value for k in kinds]))
         q = q.order_by(events.c.id).limit(limit)
         with self.engine.connect() as conn:
             return [from_row(Event, row) for row in conn.execute(q)]
