@@ -210,3 +210,12 @@ def test_a_change_to_the_application_itself_is_told_apart(files: list[str], chan
     assert spec_changes(files, parent, REPO, ("environments/apps",)) == ()  # the app-of-apps renders that directory
     if changed:
         assert spec_change_judgement(changed).verdict is Verdict.CANNOT_JUDGE
+
+
+def test_the_watchers_copy_of_an_app_keeps_the_opt_in_annotation() -> None:
+    from watcher.core.appmap import compact_fields, expand_fields
+
+    app = {"metadata": {"name": "a", "annotations": {"sync-watcher.io/preflight-revert": "true", "other": "x"}}}
+    kept = expand_fields(compact_fields(app))["metadata"]["annotations"]
+    assert kept == {"sync-watcher.io/preflight-revert": "true"}
+    assert revert_opted_in("", kept, ())

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from watcher.core.appmap import render_roots, watched_git_source
+from watcher.core.appmap import PREFLIGHT_REVERT_ANNOTATION, render_roots, watched_git_source
 from watcher.core.blame import AppSources, Blame, BlameOutcome, touches
 from watcher.core.notices import CommitRef, Notice, Severity
 from watcher.core.policy import PolicyFacts, RevertRules, decide
@@ -24,7 +24,7 @@ from watcher.domain import Action, Commit, Decision, EventKind
 
 # The annotation and its values: "true" lets the pre-flight revert a commit Argo CD cannot render before Argo CD
 # syncs it (opt-in), "false" keeps it to a warning even in an environment opted in as a whole.
-REVERT_ANNOTATION = "sync-watcher.io/preflight-revert"
+REVERT_ANNOTATION = PREFLIGHT_REVERT_ANNOTATION
 RULE = "preflight_render_failed"  # the reverter's rule for a revert decided by the pre-flight
 ERROR_KEPT = 2000  # characters of Argo CD's error text kept in the verdict (the store, Slack, the forge)
 

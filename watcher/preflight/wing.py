@@ -150,13 +150,12 @@ class Preflight(Listener):
         url = self.settings.git.url
         branches = self.settings.git.watched_branches
         remote = RemoteBranches(dict(self._heads))
-        ours = {
-            k: AppSources(p, helm_dirs(specs.get(k, {}), p))
-            for k, p in status.paths.items()
-            if following(specs.get(k, {}), url, branches, remote).branch == branch
-            and following(specs.get(k, {}), url, branches, remote).kind is Follow.BRANCH
-        }
-        apps = affected_apps(change.files, ours)
+        sources = {k: AppSources(p, helm_dirs(specs.get(k, {}), p)) for k, p in status.paths.items()}
+        apps = [
+            k
+            for k in affected_apps(change.files, sources)
+            if (f := following(specs.get(k, {}), url, branches, remote)).kind is Follow.BRANCH and f.branch == branch
+        ]  # the apps whose files the commit changed, of those this branch deploys
         # Where Application manifests live, when the app-of-apps is known (else every source path would count)
         listed = list(specs.values())
         manifest_dirs = manifest_directories(listed, url) if parent_app_names(listed) else ()
