@@ -103,6 +103,23 @@ class Condition:
     message: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ResourceResult:
+    """A failed entry of `status.operationState.syncResult.resources[]` (swagger v1alpha1ResourceResult): the
+    object and the API server's (or the hook's) own words about it."""
+
+    kind: str
+    name: str
+    namespace: str = ""
+    group: str = ""
+    message: str = ""
+    hook_type: str = ""  # PreSync, Sync, PostSync, SyncFail: a hook; "" for a resource of the app
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
 AUTOMATED = "automated"  # AppSnapshot.initiated_by of a sync the application controller started itself
 
 
@@ -129,6 +146,8 @@ class AppSnapshot:
     auto_sync: bool | None = None  # spec.syncPolicy automated and enabled; None when the spec was not read
     degraded_resources: tuple[str, ...] = ()  # status.resources whose health is Degraded, "Kind/namespace/name"
     changed_resources: tuple[str, ...] | None = None  # what the last sync changed; None: not reported
+    failed_resources: tuple[ResourceResult, ...] = ()  # what the last sync says failed, with its words
+    sync_options: tuple[str, ...] = ()  # the last operation's syncOptions (Replace=true, ServerSideApply=true)
     complete: bool = True  # False when built from a trimmed list response (no conditions/message)
 
     @property
@@ -234,6 +253,7 @@ class Decision:
     reason: str
     culprits: tuple[str, ...] = ()
     open_circuit: bool = False
+    evidence: str = ""  # the failing object and the culprit's change to it; for an alert, what was seen or missing
 
 
 # Trailers on every revert commit this watcher makes: which commits it reverts, for which incident.
@@ -292,6 +312,7 @@ class StepDetail:
     message: str = ""  # the revert's commit message (dry run)
     url: str | None = None  # the pull request
     revert: str | None = None  # the revert commit
+    evidence: str = ""  # what the decision rests on: the failing object and the culprit's change to it, or the cause
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,8 @@ from watcher.core.notices import (
     destination,
     from_event,
     from_report,
+    notice_from_json,
+    notice_to_json,
     route,
     routing_from,
 )
@@ -93,8 +95,14 @@ def all_text(blocks: list[dict[str, Any]]) -> str:
 
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_hostile_commit_and_argocd_text_cannot_ping_or_disguise_a_link(hostile: str) -> None:
+    evidence = f"Service/plate-prod/plate-api refused; Replace=true was added by {BAD[:7]} (fix: {hostile})"
     notice = from_report(
-        report(RevertStep.REVERT_PUSHED, (commit(BAD, f"Mallory {hostile}", f"fix: {hostile}"),), revert="d" * 40)
+        report(
+            RevertStep.REVERT_PUSHED,
+            (commit(BAD, f"Mallory {hostile}", f"fix: {hostile}"),),
+            revert="d" * 40,
+            evidence=evidence,
+        )
     )
     assert notice is not None
     blocks = blocks_for(notice, LINKS) + blocks_for(from_event(failed_event(hostile)), LINKS)  # type: ignore[arg-type]
@@ -398,3 +406,17 @@ def test_a_notifier_that_is_not_the_leader_withholds_and_counts(tmp_path: Path) 
     assert slack.messages == [] and count(n, "not_leader") == 1
     notice = from_event(failed_event())
     assert notice is not None and not n.store.slack.notification_sent(notice.dedup_key)  # the leader sends it
+
+
+def test_a_revert_and_a_cluster_alert_show_what_they_rest_on() -> None:
+    """The evidence line: the failing object and the culprit's change to it; for a cluster fault, the cause and no
+    commit to look at (the reverter passes none)."""
+    line = f"Service/plate-prod/plate-api refused by kubectl replace with Replace=true; added by {BAD[:7]}"
+    reverted = from_report(report(RevertStep.REVERT_PUSHED, (commit(BAD, "", "x"),), revert="d" * 40, evidence=line))
+    assert reverted is not None and f"*Evidence:* {line}" in all_text(blocks_for(reverted, LINKS))
+    cause = "the admission webhook validate.kyverno.svc-fail is unreachable: no commit is at fault"
+    alert = from_report(report(RevertStep.ALERT_ONLY, (), rule="cluster_fault", reason=cause, evidence=cause))
+    assert alert is not None and alert.culprits == ()
+    text = all_text(blocks_for(alert, LINKS))
+    assert f"*Evidence:* {cause}" in text and "Culprit" not in text
+    assert notice_from_json(notice_to_json(alert)) == alert

@@ -70,6 +70,14 @@ class FakeClock:
         return 1000.0 + (self.now - self.start).total_seconds()
 
 
+# A content failure in Argo CD's words that names no object (kubectl's client-side validation in the dry run,
+# gitops-engine/pkg/sync/sync_context.go:553 and research row C7): the revert flow, not the evidence rule.
+FAILED_MESSAGE = (
+    "one or more objects failed to apply, reason: error validating data: ValidationError(Deployment.spec.replicas): "
+    'invalid type for io.k8s.api.apps.v1.DeploymentSpec.replicas: got "string", expected "integer"'
+)
+
+
 def application(
     name: str,
     *,
@@ -96,7 +104,7 @@ def application(
             "health": {"status": health},
             "operationState": {
                 "phase": phase,
-                "message": "one or more objects failed to apply: replicas must be >= 0",
+                "message": FAILED_MESSAGE,
                 "retryCount": retry_count,
                 "startedAt": (NOW - timedelta(minutes=2)).isoformat(),
                 "operation": {

@@ -57,6 +57,7 @@ class Notice:
     url: str | None = None  # pull or merge request
     rule: str = ""
     environment: str = ""
+    evidence: str = ""  # what a revert (or an alert) rests on: the failing object and the culprit's change to it
     resolves: bool = False  # the app is healthy again (or gone): close the incident's thread
     only_to_close: bool = False  # news only where an incident is open (an app removed while failing)
 
@@ -195,6 +196,7 @@ def from_report(r: RevertReport, environment: str | None = None) -> Notice | Non
         url=r.detail.url,
         rule=r.detail.rule,
         environment=environment_of(r.app) if environment is None else environment,
+        evidence=r.detail.evidence,
     )
 
 
@@ -290,6 +292,7 @@ def notice_to_json(n: Notice) -> dict[str, Any]:
         "url": n.url,
         "rule": n.rule,
         "environment": n.environment,
+        "evidence": n.evidence,
     }
 
 
@@ -309,6 +312,7 @@ def notice_from_json(d: Mapping[str, Any]) -> Notice:
         revert_sha=d.get("revert_sha"),
         url=d.get("url"),
         rule=str(d.get("rule") or ""),
+        evidence=str(d.get("evidence") or ""),
     )
 
 

@@ -139,6 +139,8 @@ def blocks_for(n: Notice, links: Links, resolved: str | None = None) -> list[dic
         facts.append(f"*Revision:* {_link(links.commit(n.revision), f'`{n.revision[:10]}`')}")
     if n.rule:
         facts.append(f"*Rule:* `{clip(n.rule, 64)}`")
+    if n.evidence:  # commit subjects and Argo CD's words are in it: not ours (clip escapes them)
+        facts.append(f"*Evidence:* {clip(n.evidence, 600)}")
     blocks.append(SectionBlock(text=MarkdownTextObject(text=clip_joined(facts))))
     if n.culprits:
         shown = [f"• {_commit_line(c, links)}" for c in n.culprits[:CULPRITS_SHOWN]]

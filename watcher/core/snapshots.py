@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from watcher.core.appmap import watched_git_source
-from watcher.domain import AUTOMATED, AppSnapshot, Condition, Health, Phase, SyncStatus, shared
+from watcher.domain import AUTOMATED, AppSnapshot, Condition, Health, Phase, ResourceResult, SyncStatus, shared
 
 _BY_VALUE: dict[type, dict[str, Any]] = {cls: {m.value: m for m in cls} for cls in (SyncStatus, Health, Phase)}
 
@@ -78,6 +78,8 @@ def snapshot_from_app(app: Mapping[str, Any], complete: bool, watched_repo: str 
             if isinstance(r, dict) and (r.get("health") or {}).get("status") == Health.DEGRADED.value
         ),
         changed_resources=_changed_resources(result.get("resources")),
+        failed_resources=failed_results(result.get("resources")),
+        sync_options=tuple(str(o) for o in op_sync.get("syncOptions") or () if isinstance(o, str)),
         complete=complete,
     )
 
@@ -104,6 +106,26 @@ def degraded_in_tree(tree: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _resource_key(r: Mapping[str, Any]) -> str:
     return f"{r.get('kind', '')}/{r.get('namespace', '')}/{r.get('name', '')}"
+
+
+def failed_results(results: Any) -> tuple[ResourceResult, ...]:
+    """The results that failed (gitops-engine pkg/sync/sync_context.go:1786-1826): `SyncFailed`, or a hook that
+    ended Failed or Error. Each keeps its own message: the operation's joins them with bare commas."""
+    if not isinstance(results, list):
+        return ()
+    return tuple(
+        ResourceResult(
+            str(r.get("kind") or ""),
+            str(r.get("name") or ""),
+            shared(str(r.get("namespace") or "")),
+            shared(str(r.get("group") or "")),
+            str(r.get("message") or "")[:1000],
+            str(r.get("hookType") or ""),
+        )
+        for r in results
+        if isinstance(r, dict)
+        and (r.get("status") == "SyncFailed" or (r.get("hookType") and r.get("hookPhase") in ("Failed", "Error")))
+    )
 
 
 def _changed_resources(results: Any) -> tuple[str, ...] | None:

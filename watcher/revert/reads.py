@@ -10,7 +10,16 @@ from typing import Any
 
 from watcher.core.blame import AppSources, last_good_revision, touches
 from watcher.core.branches import Follow
-from watcher.core.facts import ArgoCDView, Facts, GitView, Watched, facts_of, sources_of
+from watcher.core.facts import (
+    ArgoCDView,
+    Facts,
+    GitView,
+    Watched,
+    facts_of,
+    failure_of,
+    manifest_files,
+    sources_of,
+)
 from watcher.core.narrow import Candidate, Rendered
 from watcher.core.policy import still_failing
 from watcher.core.preflight import source_position
@@ -65,7 +74,9 @@ class IncidentReader:
         argocd = self.read_argocd(context.name, context.namespace, incident.kind is EventKind.DEGRADED)
         snap = argocd.snapshot
         failing = snap is not None and still_failing(snap, incident.kind, incident.revision)
-        git = self.read_git(incident, context, argocd) if failing and incident.revision else None
+        failure = failure_of(incident.kind, snap)
+        names = failure is not None and bool(failure.objects)  # then even one commit's diff and render are read
+        git = self.read_git(incident, context, argocd, names) if failing and incident.revision else None
         history = self.audit.revert_history(incident.app, now)
         return facts_of(
             incident, context, argocd, git, history, self.max_candidates, self.watched, self.split, self.narrow
@@ -85,11 +96,12 @@ class IncidentReader:
         except RetryLater as exc:
             return ArgoCDView(None, str(exc))
 
-    def read_git(self, incident: Incident, context: AppContext, argocd: ArgoCDView) -> GitView:
+    def read_git(self, incident: Incident, context: AppContext, argocd: ArgoCDView, names: bool = False) -> GitView:
         assert incident.revision is not None
         history = argocd.snapshot.history_revisions if argocd.snapshot else ()
         last_good, source = last_good_revision(context.good_revisions, history, incident.revision)
         own, _ = sources_of(context)
+        unexercised: list[ChangedCommit] = []
         changes: list[ChangedCommit] = []
         truncated = False
         newer: list[ChangedCommit] = []
@@ -107,17 +119,45 @@ class IncidentReader:
             ancestor = bool(last_good) and self.repo.is_ancestor(str(last_good), incident.revision)
             if last_good and ancestor and own.paths:
                 changes, truncated = self.repo.changes(last_good, incident.revision, own.paths, limit)
+                unexercised = self.unexercised(context, own, last_good, history, incident.revision, branch)
+                changes = [*changes, *unexercised]
             if own.paths and head != incident.revision and self.repo.is_ancestor(incident.revision, head):
                 newer, _ = self.repo.changes(incident.revision, head, own.paths, limit)
             undone = self.repo.find_reverts([c.commit.sha for c in changes], branch) if changes else {}
-            candidates = self.candidates(context, own, changes) if not truncated else ()
+            candidates = self.candidates(context, own, changes, names) if not truncated else ()
             healthy = self.healthy_others(context, incident.revision, changes) if self.split else frozenset()
         except (RetryLater, NeedsHuman) as exc:
             return GitView(last_good, source, error=str(exc), remote=remote)
         # A newer commit that only reverts a culprit is "undone", not "a fix of unknown effect".
         fixes = tuple(c.commit.sha for c in newer if c.commit.sha not in set(undone.values()))
         view = GitView(last_good, source, ancestor, tuple(changes), truncated, undone, head, fixes, remote=remote)
-        return replace(view, candidates=candidates, healthy=healthy)
+        spec_only = tuple(c.commit.sha for c in unexercised)
+        return replace(view, candidates=candidates, healthy=healthy, unexercised=spec_only)
+
+    def unexercised(
+        self,
+        context: AppContext,
+        own: AppSources,
+        last_good: str,
+        history: Sequence[str],
+        failing: str,
+        branch: str | None = None,
+    ) -> list[ChangedCommit]:
+        """Commits between the last revision Argo CD deployed (status.history) and the watcher's last good one
+        that changed the Application itself: Argo CD runs no sync for a spec change that leaves the rendered
+        manifests alone (controller/appcontroller.go autoSync compares the rendered state), so "Synced at that
+        commit" proved nothing of a sync option it added; the next sync is the first to use it."""
+        deployed = next((r for r in reversed(history) if r and r != failing), None)
+        manifests = manifest_files(context, own)
+        if not deployed or deployed == last_good or not manifests or not self.repo.is_ancestor(deployed, last_good):
+            return []
+        found, _ = self.repo.changes(deployed, last_good, manifests, self.max_candidates)
+        if not found:
+            return []
+        # A change reverted within the range (a failed bump and its revert, which needed no sync) left nothing.
+        undone = self.repo.find_reverts([c.commit.sha for c in found], branch)
+        gone = set(undone) | set(undone.values())
+        return [c for c in found if c.commit.sha not in gone and not c.commit.reverts]
 
     def healthy_others(self, context: AppContext, revision: str, changes: Sequence[ChangedCommit]) -> frozenset[str]:
         """The other apps the range changed that are Synced and Healthy at `revision`: their changes are proven
@@ -129,14 +169,15 @@ class IncidentReader:
         return frozenset(o for o in touched if _healthy_at(self.fleet.app_context(o).last, revision))
 
     def candidates(
-        self, context: AppContext, own: AppSources, changes: Sequence[ChangedCommit]
+        self, context: AppContext, own: AppSources, changes: Sequence[ChangedCommit], names: bool = False
     ) -> tuple[Candidate, ...]:
         """The commits blame will name, with what narrowing compares: read only when there is something to tell
-        apart (several commits, or a merge whose branch holds several) and no more than blame would revert."""
+        apart (several commits, or a merge whose branch holds several), or when the failure names objects (a
+        culprit must have touched one of them), and no more than blame would revert."""
         mine = [c for c in changes if any(touches(f, own) for f in c.files)]
         plain = tuple(Candidate(c.commit, c.files) for c in mine)
-        wanted = len(mine) > 1 or any(c.commit.is_merge for c in mine)
-        if not self.narrow or not wanted or len(mine) > self.max_candidates:
+        wanted = names or len(mine) > 1 or any(c.commit.is_merge for c in mine)
+        if not (self.narrow or names) or not wanted or len(mine) > self.max_candidates:
             return plain
         try:
             return self._read_all(context, own, mine)

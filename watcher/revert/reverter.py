@@ -19,7 +19,7 @@ from typing import Any
 from watcher.core.facts import Facts, Watched
 from watcher.core.lease import ALONE_FENCE
 from watcher.core.outcome import Handled, Outcome, outcome_of
-from watcher.core.policy import RevertRules, decide
+from watcher.core.policy import NOT_A_COMMIT, RevertRules, decide
 from watcher.core.revert_message import revert_message, revert_title
 from watcher.domain import (
     INCIDENT_KINDS,
@@ -208,10 +208,12 @@ class Reverter(Listener):
             self._report(RevertStep.CIRCUIT_OPEN, incident, (), StepDetail(reason=decision.reason))
         if decision.action is Action.REVERT and facts.blame is not None:
             b = facts.blame
-            outcome = self.execute(incident, b.culprits, b.also_touched, facts.branch, b.only, b.kept)
+            why = decision.evidence
+            outcome = self.execute(incident, b.culprits, b.also_touched, facts.branch, b.only, b.kept, why)
             return replace(handled, outcome=outcome.state, retry_in=outcome.retry_after)
-        blamed = facts.blame.culprits if facts.blame else ()
-        self._report(RevertStep.ALERT_ONLY, incident, blamed, StepDetail(rule=decision.rule, reason=decision.reason))
+        blamed = facts.blame.culprits if facts.blame and decision.rule not in NOT_A_COMMIT else ()
+        shown = StepDetail(rule=decision.rule, reason=decision.reason, evidence=decision.evidence)
+        self._report(RevertStep.ALERT_ONLY, incident, blamed, shown)
         return handled
 
     def _nudge(self, incident: Incident, decision: Decision, facts: Facts) -> None:
@@ -225,7 +227,7 @@ class Reverter(Listener):
         deploy_now(self.argocd, contexts, revision, revert.terminate_retrying, self.log, self.settings.git.url)
 
     def _record(self, incident: Incident, decision: Decision, facts: Facts) -> None:
-        evidence = dict(facts.evidence) | {"culprits": list(decision.culprits)}
+        evidence = dict(facts.evidence) | {"culprits": list(decision.culprits), "evidence_line": decision.evidence}
         self.audit.record_decision(
             incident.id, incident.app, self.clock(), decision.action, decision.rule, decision.reason,
             self.rules.mode, evidence,
@@ -247,6 +249,7 @@ class Reverter(Listener):
         onto: str | None = None,
         only: Mapping[str, tuple[str, ...]] | None = None,
         kept: Mapping[str, tuple[str, ...]] | None = None,
+        evidence: str = "",
     ) -> Outcome:
         """Revert `culprits` on `onto`, the branch the app follows (None: the first watched), as the mode says
         (`only`: culprit sha -> the only files undone); the outcome (whatever happened) is written by `_write`."""
@@ -273,7 +276,8 @@ class Reverter(Listener):
             error = exc
         deadline = self._verify_deadline()
         outcome = outcome_of(mode, result, error, message=message, branch=branch, url=url, verify_deadline=deadline)
-        self._write(revert_id, incident, culprits, outcome)
+        told = replace(outcome.told, evidence=evidence)  # what the revert rests on, beside the culprits
+        self._write(revert_id, incident, culprits, replace(outcome, told=told))
         if outcome.state is RevertState.PUSHED and result is not None and result.sha:
             also = sorted({a for apps in (also_touched or {}).values() for a in apps})
             self._deploy_now([incident.app, *also], result.sha)
