@@ -1,12 +1,13 @@
 """Time to detect, on Argo CD's real clock: sync-watcher against Argo CD's own notification triggers.
 
-    python bench/detect_time.py [--scale 60] [--cases bad_image,crash_loop,...] [--quiet-minutes 15]
+    python bench/detect_time.py [--scale 60] [--cases bad_image,crash_loop,...] [--quiet-minutes 15] [--no-webhook]
 
 For every failure of the simulator's rollout corpus (watcher/sim/rollouts.py), in a world of its own on
 SimTimings.real() and a ScaledClock (an hour of Argo CD time in a minute at --scale 60), one commit is pushed and
-Argo CD is told to refresh (as a git webhook does: the 120-180 s poll would only shift both sides alike). Printed, in
-Argo CD seconds after the sync of the bad commit (its start for a failing sync, Argo CD's fetch of the commit for a
-render error):
+Argo CD is told to refresh, as a git webhook does (--no-webhook: Argo CD finds it at its own resync, 0-7 min later,
+docs/argocd-conformance.md rows 10-12; that shifts both sides alike, except a render error, which a webhook's
+refresh shows at once and a resync hides for the 180 s repo error grace). Printed, in Argo CD seconds after the
+sync of the bad commit (its start for a failing sync, Argo CD's first compare of the commit for a render error):
 - when sync-watcher opened an incident (its first incident-kind event for the app) and of which kind;
 - when Argo CD's triggers would first fire (reference/argocd/triggers: on-health-degraded, on-sync-failed,
   on-sync-status-unknown), judged over every status the simulator served for the app;
@@ -63,7 +64,8 @@ class Measured:
 class Run(Listener):
     """One world, one watcher on its scaled clock, and what each saw."""
 
-    def __init__(self, root: Path, scale: float, mode: str = "push"):
+    def __init__(self, root: Path, scale: float, mode: str = "push", webhook: bool = True):
+        self.webhook = webhook
         self.clock = ScaledClock(scale)
         self.world = SimWorld.start(root, timings=SimTimings.real(seed=13), clock=self.clock)
         self.statuses = StatusLog(APP, self.clock)
@@ -113,7 +115,8 @@ class Run(Listener):
     def push(self, case: RolloutCase) -> str:
         sha = case.commit(self.world.work)
         self.world.work.push()
-        self.world.controller.refresh()  # a git webhook
+        if self.webhook:
+            self.world.controller.refresh()  # a git webhook
         return sha
 
     def incident(self, since: float) -> tuple[float, Event] | None:
@@ -127,9 +130,9 @@ class Run(Listener):
 
 def sync_origin(run: Run, sha: str, case: RolloutCase) -> tuple[float | None, str]:
     """When Argo CD synced the bad commit: the sync's end for a runtime failure, its start for a failing sync,
-    and for a render error (no sync at all) the repo poll that fetched it."""
+    and for a render error (no sync at all) the first compare that fetched it."""
     if case.kind == "render_error":
-        return run.fetched.get(sha), "Argo CD fetched the commit"
+        return run.fetched.get(sha), "Argo CD first compared it"
     for at, status in run.statuses.snapshot():
         state = status.get("operationState") or {}
         revision = (state.get("operation") or {}).get("sync", {}).get("revision")
@@ -140,11 +143,11 @@ def sync_origin(run: Run, sha: str, case: RolloutCase) -> tuple[float | None, st
     return None, "no sync seen"
 
 
-def measure_failure(case: RolloutCase, scale: float, wall_timeout: float) -> Measured:
+def measure_failure(case: RolloutCase, scale: float, wall_timeout: float, webhook: bool = True) -> Measured:
     """Two worlds: the watcher in dry-run mode beside Argo CD's triggers (a revert would keep the app from ever
     turning Degraded, so the triggers are only comparable while nothing acts), then in push mode for the revert."""
-    seen = _detect(case, scale, wall_timeout)
-    healed, reverted, sha, actions = _revert(case, scale, wall_timeout)
+    seen = _detect(case, scale, wall_timeout, webhook)
+    healed, reverted, sha, actions = _revert(case, scale, wall_timeout, webhook)
     return Measured(case.name, *seen, healed, reverted, set(reverted) == {sha}, actions)
 
 
@@ -159,13 +162,16 @@ def _push_until_incident(run: Run, case: RolloutCase, wall_timeout: float) -> tu
     return pushed, sha, found[0], found[1]
 
 
-def _detect(case: RolloutCase, scale: float, wall_timeout: float) -> tuple[str, float, str, dict[str, float | None]]:
+def _detect(
+    case: RolloutCase, scale: float, wall_timeout: float, webhook: bool = True
+) -> tuple[str, float, str, dict[str, float | None]]:
     root = Path(tempfile.mkdtemp(prefix=f"detect-{case.name}-"))
-    run = Run(root, scale, mode="dry-run")
+    run = Run(root, scale, mode="dry-run", webhook=webhook)
     try:
         pushed, sha, detected_at, incident = _push_until_incident(run, case, wall_timeout)
-        # Past the slowest trigger: the 600 s progress deadline, a sync's retries, the 180 s repo error grace.
-        run.wait(lambda: run.clock.time() > pushed + 900, wall_timeout)
+        # Past the slowest trigger: the 600 s progress deadline, a sync's retries, the 180 s repo error grace (and
+        # without a webhook up to 7 min before Argo CD first compares the commit).
+        run.wait(lambda: run.clock.time() > pushed + (900 if webhook else 1320), wall_timeout)
         origin, origin_text = sync_origin(run, sha, case)
         base = origin if origin is not None else pushed
         triggers = {k: None if v is None else v - base for k, v in run.statuses.first(pushed).items()}
@@ -176,11 +182,11 @@ def _detect(case: RolloutCase, scale: float, wall_timeout: float) -> tuple[str, 
 
 
 def _revert(
-    case: RolloutCase, scale: float, wall_timeout: float
+    case: RolloutCase, scale: float, wall_timeout: float, webhook: bool = True
 ) -> tuple[float | None, tuple[str, ...], str, tuple[str, ...]]:
     """Detection to the revert synced and healthy (None: not within 30 Argo CD minutes), and what was reverted."""
     root = Path(tempfile.mkdtemp(prefix=f"revert-{case.name}-"))
-    run = Run(root, scale, mode="push")
+    run = Run(root, scale, mode="push", webhook=webhook)
     try:
         _, sha, detected_at, _ = _push_until_incident(run, case, wall_timeout)
         try:
@@ -236,17 +242,19 @@ def main() -> None:
     p.add_argument("--cases", default="", help="failure cases to run (default: all), comma-separated")
     p.add_argument("--quiet-minutes", type=float, default=15.0, help="Argo CD minutes watched after a healthy rollout")
     p.add_argument("--no-healthy", action="store_true")
+    p.add_argument("--no-webhook", action="store_true", help="no refresh after the push: Argo CD's own resync finds it")
     args = p.parse_args()
     configure("error", "console")
     wall_timeout = 4 * 3600 / args.scale
     chosen = [c for c in FAILURES if not args.cases or c.name in args.cases.split(",")]
-    print(f"time to detect on Argo CD's real clock (x{args.scale:g}); Argo CD seconds")
+    how = "no webhook: Argo CD's resync" if args.no_webhook else "a webhook refreshes Argo CD"
+    print(f"time to detect on Argo CD's real clock (x{args.scale:g}, {how}); Argo CD seconds")
     print(
         f"{'failure':<20}{'counted from':<28}{'sync-watcher':>13}  {'kind':<18}{'Argo CD trigger':<24}{'fires':>9}"
         f"{'ratio':>8}  revert healthy after"
     )
     for case in chosen:
-        m = measure_failure(case, args.scale, wall_timeout)
+        m = measure_failure(case, args.scale, wall_timeout, webhook=not args.no_webhook)
         name, fired = _relevant(case, m.triggers)
         ratio = f"{fired / m.detected:6.1f}x" if fired is not None and m.detected else "   n/a"
         runtime = not case.sync_fails and case.kind != "render_error"

@@ -143,7 +143,7 @@ def status(url: str, as_json: bool) -> None:
         return
     rows = [
         [
-            a["name"],
+            a.get("app") or a["name"],
             a["sync_status"],
             a["health"],
             a["operation_phase"],
@@ -237,6 +237,11 @@ def explain(app: str, url: str, as_json: bool) -> None:
             f"  revert:   #{rv['id']} {rv['state']} {str(rv.get('revert_sha') or '')[:12]} {rv.get('url') or ''}"
             f" verify={rv.get('verify_result') or 'pending'}"
         )
+        held = (rv.get("detail") or {}).get("held")
+        if isinstance(held, dict) and not rv.get("verify_result"):  # Argo CD may not deploy it yet: why, until when
+            lines.append(f"  held:     {held.get('text')} (verify deadline now {str(rv.get('verify_deadline'))[:19]})")
+    if incident.get("resolution"):
+        lines.append(f"  resolved: {incident['resolution']}")
     if data.get("suspended"):
         lines.append(f"  SUSPENDED: {data['suspended']['reason']} (sync-watcher resume {app})")
     click.echo("\n".join(lines + _preflight_lines(data.get("preflight"))))

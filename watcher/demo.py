@@ -48,16 +48,18 @@ class Timeline(Listener):
             self.reports.append(r)
             self.changed.notify_all()
 
-    def wait_report(self, step: RevertStep, timeout: float) -> RevertReport:
+    def wait_report(self, step: RevertStep | tuple[RevertStep, ...], timeout: float) -> RevertReport:
+        """The first report of `step` (or of any of them)."""
+        steps = (step,) if isinstance(step, RevertStep) else step
         deadline = time.monotonic() + timeout
         with self.changed:
             while True:
                 for r in self.reports:
-                    if r.step is step:
+                    if r.step in steps:
                         return r
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"the demo did not see {step.value} in time")
+                    raise TimeoutError(f"the demo did not see {' or '.join(s.value for s in steps)} in time")
                 self.changed.wait(left)
 
     def wait_for(self, test: Callable[[Event], bool], timeout: float) -> Event:
@@ -155,9 +157,10 @@ def run_demo(
         reverted_at = time.monotonic()
         revert_sha = str(pushed.detail.revert)
         timeline.add("revert_pushed", app=BAD_APP, revert=revert_sha[:10], culprit=bad["sha"][:10])
-        timeline.wait_report(RevertStep.RECOVERED, 60)
+        # The refused sync never changed the cluster, so the revert needs no sync: "restored", not "healed".
+        back = timeline.wait_report((RevertStep.RECOVERED, RevertStep.RESTORED), 60)
         recovered_at = time.monotonic()
-        timeline.add("recovered", app=BAD_APP, revision=revert_sha[:10])
+        timeline.add(back.step.value, app=BAD_APP, revision=revert_sha[:10])
         preflight = _act_two(world, daemon, timeline, slack)
         remote = daemon.repo.commits_touching([], preflight["revert"], limit=7)
         revert_commit = daemon.repo.commit(revert_sha)
@@ -306,6 +309,11 @@ def render_text(result: dict[str, Any]) -> str:
             )
         elif what == "preflight_reverted":
             text = f"REVERTED {e['app']}: pushed {e['revert']} reverting {e['culprit']}, never synced by Argo CD"
+        elif what == "restored":
+            text = (
+                f"restored {e['app']} Synced and Healthy on the revert {e['revision']} with no sync needed: the "
+                "refused change never reached the cluster (this restores the live state; it proves no culprit)"
+            )
         elif what == "blamed":
             text = f"BLAMED   {e['sha']} by {e['author']}: {e['subject']} (the only new commit that changed {e['app']})"
         else:

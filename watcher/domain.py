@@ -254,6 +254,7 @@ class Decision:
     culprits: tuple[str, ...] = ()
     open_circuit: bool = False
     evidence: str = ""  # the failing object and the culprit's change to it; for an alert, what was seen or missing
+    wait_until: datetime | None = None  # a WAIT that cannot end before then (a sync window's end)
 
 
 # Trailers on every revert commit this watcher makes: which commits it reverts, for which incident.
@@ -284,7 +285,8 @@ ACTIVE_REVERT_STATES = frozenset({RevertState.PUSHED, RevertState.PULL_REQUEST_O
 
 class VerifyResult(enum.StrEnum):
     PENDING = ""
-    HEALED = "healed"
+    HEALED = "healed"  # Argo CD synced the revert (or a descendant) and the app is Healthy
+    RESTORED = "restored"  # Synced and Healthy on the revert with no sync run: its manifests were already live
     NOT_HEALED = "not_healed"
 
 
@@ -299,6 +301,8 @@ class RevertStep(enum.StrEnum):
     SUSPENDED = "suspended"
     CIRCUIT_OPEN = "circuit_open"
     RECOVERED = "recovered"
+    RESTORED = "restored"  # the revert restored the live state: no sync was needed, nothing proven
+    HELD = "held"  # Argo CD may not deploy now (a sync window, a progressive sync, a manual-sync app): waiting
 
 
 @dataclass(frozen=True, slots=True)

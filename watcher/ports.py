@@ -48,6 +48,14 @@ class ArgoCDActions(Protocol):
         """GET .../resource-tree: each live resource's health (Argo CD 3.x keeps it only there)."""
         ...
 
+    def sync_windows(self, name: str, namespace: str = "") -> dict[str, Any]:
+        """GET .../applications/{name}/syncwindows: the app's assigned and active windows (no time zones)."""
+        ...
+
+    def project_sync_windows(self, project: str) -> dict[str, Any]:
+        """GET /api/v1/projects/{name}/syncwindows: the project's active windows, with their time zones."""
+        ...
+
 
 class Renderer(Protocol):
     """Argo CD's own renderer, read-only (the pre-flight): never a refresh, never a sync."""

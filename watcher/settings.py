@@ -175,6 +175,12 @@ class RevertSettings(BaseModel):
     without_auto_sync: Literal["alert", "revert"] = Field(
         "alert", description="An app without automated sync will not deploy a revert itself: alert, or revert anyway"
     )
+    hold_max_seconds: float = Field(
+        86400.0,
+        gt=0,
+        description="Argo CD may not deploy (a deny sync window, a progressive sync, no automated sync): wait at "
+        "most this long for it, from the failure or the push, then alert",
+    )
     fix_wait_seconds: float = Field(
         600.0, ge=0, description="A newer commit touches the failing app: wait this long for Argo CD to deploy it"
     )

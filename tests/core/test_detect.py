@@ -344,3 +344,56 @@ def test_a_failed_operation_left_behind_by_a_revert_that_needed_no_sync_is_histo
     assert [kind for _, kind, _ in run([(40, on_revert)])] == []
     assert not still_failing(on_revert, EventKind.SYNC_FAILED, B)
     assert still_failing(FAILED_B, EventKind.SYNC_FAILED, B)
+
+
+# Argo CD's render error names no commit: sync.revision is the targetRevision text (3.2+) or absent (before, and
+# multi-source) (argo-cd controller/state.go:696-708,1101-1106).
+AT_MAIN = replace(COMPARISON_ERROR_B, sync_revision="main")
+AT_NOTHING = replace(COMPARISON_ERROR_B, sync_revision=None)
+
+
+@pytest.mark.parametrize(
+    "name, timeline, expected",
+    [
+        ("at main, once past the grace", [(0, AT_MAIN), (61, AT_MAIN)], [(61, "manifest_error", "main")]),
+        ("at nothing (before 3.2)", [(0, AT_NOTHING), (61, AT_NOTHING)], [(61, "manifest_error", None)]),
+        (
+            "at main again after it cleared: a new failure",
+            [(0, AT_MAIN), (61, AT_MAIN), (100, HEALTHY_A), (200, AT_MAIN), (261, AT_MAIN)],
+            [(61, "manifest_error", "main"), (261, "manifest_error", "main")],
+        ),
+        (
+            "at a commit, seen again after it cleared: the same failure",
+            [(0, COMPARISON_ERROR_B), (61, COMPARISON_ERROR_B), (100, HEALTHY_A), (200, COMPARISON_ERROR_B)]
+            + [(261, COMPARISON_ERROR_B)],
+            [(61, "manifest_error", B)],
+        ),
+    ],
+)
+def test_a_render_error_at_no_commit(
+    name: str, timeline: list[tuple[float, AppSnapshot | None]], expected: list[tuple[float, str, str | None]]
+) -> None:
+    assert [e for e in run(timeline) if e[1] == "manifest_error"] == expected
+
+
+def test_a_render_error_at_no_commit_says_so_and_is_stored_once_per_onset() -> None:
+    from watcher.core.ledger import stored_key
+
+    tracker, _ = observe(AppTracker(), AT_MAIN, at(0), RULES, app="x")
+    _, [event] = observe(tracker, AT_MAIN, at(61), RULES, app="x")
+    assert event.evidence["unresolved_revision"] is True and "resolved no commit" in event.reason
+    assert stored_key(event) == f"{event.dedup_key}|{at(0).isoformat()}"
+    tracker, _ = observe(AppTracker(), COMPARISON_ERROR_B, at(0), RULES, app="x")
+    _, [at_commit] = observe(tracker, COMPARISON_ERROR_B, at(61), RULES, app="x")
+    assert at_commit.evidence["unresolved_revision"] is False and stored_key(at_commit) == at_commit.dedup_key
+
+
+@pytest.mark.parametrize(
+    "shown, incident, expected",
+    [("main", "main", True), (None, None, True), (B, "main", False), ("main", B, False)],
+    ids=["main", "none", "resolved-since", "commit-then-main"],
+)
+def test_still_failing_at_what_argocd_showed(shown: str | None, incident: str | None, expected: bool) -> None:
+    assert (
+        still_failing(replace(COMPARISON_ERROR_B, sync_revision=shown), EventKind.MANIFEST_ERROR, incident) is expected
+    )

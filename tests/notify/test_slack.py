@@ -408,6 +408,44 @@ def test_a_notifier_that_is_not_the_leader_withholds_and_counts(tmp_path: Path) 
     assert notice is not None and not n.store.slack.notification_sent(notice.dedup_key)  # the leader sends it
 
 
+@pytest.mark.parametrize(
+    "step, reason, headline, severity",
+    [
+        (RevertStep.RESTORED, "restored the live state: Argo CD shows Synced at r1 with no sync run, …; it does not "
+         "prove the culprit was the cause", "Restored the live state", Severity.INFO),
+        (RevertStep.HELD, "c1 would be reverted, but Argo CD may not deploy it: held by a deny sync window "
+         "(0 18 * * *, 14h, Europe/Berlin) until 2026-08-21 06:00 UTC; waiting", "Waiting: Argo CD may not deploy",
+         Severity.WARNING),
+    ],
+)  # fmt: skip
+def test_restored_and_held_say_what_happened_and_why(
+    step: RevertStep, reason: str, headline: str, severity: Any
+) -> None:
+    notice = from_report(report(step, (commit(BAD, "Dev", "bump"),), reason=reason))
+    assert notice is not None and (notice.headline, notice.severity) == (headline, severity)
+    text = all_text(blocks_for(notice, LINKS))
+    assert headline in text and reason.split(":")[0] in text and block_kit_problems(blocks_for(notice, LINKS)) == []
+
+
+def test_each_delivery_reads_the_delivery_state_once_then_posts(tmp_path: Path) -> None:
+    """The reverter's shape: one read, a pure plan (core/delivery.py), then the post; no read in between."""
+    with fake_slack() as slack:
+        n = notifier(tmp_path, slack, bot=True)
+        reads: list[str] = []
+        state = n.store.slack.delivery_state
+        n.store.slack.delivery_state = lambda *a: reads.append(a[0]) or state(*a)  # type: ignore[method-assign]
+        for name in ("notification_sent", "open_threads"):  # the old piecemeal reads are not asked
+            setattr(n.store.slack, name, lambda *a, name=name: pytest.fail(f"{name} read during delivery"))
+        n.on_event(failed_event())
+        n.on_report(report(RevertStep.REVERT_PUSHED, (commit(BAD),), revert="d" * 40))
+        n.on_event(Event("plate-api-prod", EventKind.RECOVERED, "d" * 40, T0, "synced and healthy", {}))
+        slack.wait(3)
+        assert n.wait_idle(10)
+        n.stop()
+    assert len(reads) == 3 and count(n, "sent") == 3
+    assert [m.thread_ts is None for m in slack.messages] == [True, False, False]  # one thread, closed by the last
+
+
 def test_a_revert_and_a_cluster_alert_show_what_they_rest_on() -> None:
     """The evidence line: the failing object and the culprit's change to it; for a cluster fault, the cause and no
     commit to look at (the reverter passes none)."""

@@ -16,6 +16,7 @@ from watcher.core.outcome import (
     Outcome,
     outcome_of,
     reconciled_outcome,
+    revisions_not_listed,
     settled_on_a_revision,
     verification,
 )
@@ -295,6 +296,24 @@ def test_settled_on_a_revision(change: dict[str, object], expected: str | None) 
 
 def test_settled_on_nothing_without_a_snapshot() -> None:
     assert settled_on_a_revision(None) is None
+
+
+LISTED_MULTI = replace(SETTLED, sync_revision=None, complete=False, phase=Phase.SUCCEEDED)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({}, True),  # a multi-source app from the list: its revisions cannot be selected, so GET it
+        ({"complete": True}, False),  # a GET or the stream already said: no revision means none
+        ({"sync_revision": REVERT}, False),
+        ({"health": Health.DEGRADED}, False),
+        ({"phase": Phase.RUNNING}, False),
+        ({"sync_status": SyncStatus.OUT_OF_SYNC}, False),
+    ],
+)
+def test_revisions_not_listed(change: dict[str, object], expected: bool) -> None:
+    assert revisions_not_listed(replace(LISTED_MULTI, **change)) is expected  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -86,10 +86,11 @@ def test_bad_content_is_detected_and_blamed_on_its_commit(
 
 def test_invalid_yaml_is_a_manifest_error_and_recovery_closes_it(world: SimWorld, running: Running) -> None:
     values = "helm/applications/plate-web/values-stg.yaml"
-    bad = world.work.commit("web: oops", {values: "replicaCount: 1\nimage:\n  tag: [unclosed\n"}, "Dev Two")
+    world.work.commit("web: oops", {values: "replicaCount: 1\nimage:\n  tag: [unclosed\n"}, "Dev Two")
     world.work.push()
-    event = wait_for(lambda: running.saw(EventKind.MANIFEST_ERROR, "plate-web-stg", bad), what="manifest error")
-    assert "ComparisonError" in event.reason
+    # Argo CD 3.2+ leaves sync.revision at the unresolved targetRevision when manifests do not render.
+    event = wait_for(lambda: running.saw(EventKind.MANIFEST_ERROR, "plate-web-stg", "main"), what="manifest error")
+    assert "ComparisonError" in event.reason and event.evidence["unresolved_revision"] is True
     fixed = world.work.commit("web: fix values", {values: "replicaCount: 1\nimage:\n  tag: 1.26.0\n"}, "Dev One")
     world.work.push()
     wait_for(lambda: running.saw(EventKind.RECOVERED, "plate-web-stg", fixed), what="recovery")

@@ -200,7 +200,7 @@ class Pair:
 
     def healed(self) -> bool:
         return not self.store.detection.incidents(open_only=True) and any(
-            r.verify_result == "healed" for r in self.store.audit.reverts()
+            r.verify_result == "restored" for r in self.store.audit.reverts()  # a refused sync: no sync to redo
         )
 
     def assert_once_each(self, bad: str) -> None:

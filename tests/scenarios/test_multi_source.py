@@ -132,8 +132,8 @@ def test_a_bad_chart_version_bump_is_reverted_and_only_it(world: SimWorld, scena
     bad = set_chart(world, "0.3.0", "plate-cache-stg: chart 0.3.0")
 
     row = wait_for(
-        lambda: [r for r in s.revert_rows() if r.verify_result is VerifyResult.HEALED],
-        what="the revert healed",
+        lambda: [r for r in s.revert_rows() if r.verify_result is VerifyResult.RESTORED],
+        what="the revert restored the live state (the refused chart never reached the cluster)",
         timeout=60,
     )[0]
     assert row.culprits == (bad,)

@@ -26,6 +26,7 @@ from watcher.domain import (
     Event,
     EventKind,
     Health,
+    Phase,
     RevertMode,
     RevertRecord,
     RevertReport,
@@ -127,6 +128,10 @@ class FakeArgoCD:
         self.down = False
         self.answers_left: int | None = None  # not None: goes down after this many more calls
         self.calls: list[tuple[str, str, str | None]] = []  # (call, app, refresh)
+        # name -> GET .../syncwindows answer (default: no windows); project -> the project's active windows
+        self.windows: dict[str, dict[str, Any]] = {}
+        self.project_windows: dict[str, dict[str, Any]] = {}
+        self.window_reads: list[str] = []  # kept apart from `calls`: the tests of other rules assert those exactly
 
     def _answer(self) -> None:
         if self.answers_left is not None:
@@ -146,6 +151,16 @@ class FakeArgoCD:
         if self.down:
             raise ArgoCDUnavailable(f"GET /api/v1/applications/{name}: ConnectTimeout")
         return copy.deepcopy(self.apps[name])
+
+    def sync_windows(self, name: str, namespace: str = "") -> dict[str, Any]:
+        self.window_reads.append(name)
+        if self.down:
+            raise ArgoCDUnavailable(f"GET /api/v1/applications/{name}/syncwindows: ConnectTimeout")
+        return copy.deepcopy(self.windows.get(name, {}))
+
+    def project_sync_windows(self, project: str) -> dict[str, Any]:
+        self.window_reads.append(f"project/{project}")
+        return copy.deepcopy(self.project_windows.get(project, {}))
 
     def terminate_operation(self, name: str, namespace: str = "") -> None:
         self.calls.append(("terminate_operation", name, None))
@@ -276,8 +291,17 @@ class FakeFleet:
     def annotate(self, key: str, annotations: Mapping[str, str]) -> None:
         self.contexts[key] = replace(self.contexts[key], annotations=dict(annotations))
 
-    def settle(self, key: str, revision: str, health: Health = Health.HEALTHY) -> None:
-        snap = AppSnapshot(key, sync_status=SyncStatus.SYNCED, sync_revision=revision, health=health)
+    def settle(self, key: str, revision: str, health: Health = Health.HEALTHY, synced: str | None = "") -> None:
+        """Synced at `revision` after a sync of `synced` (default: `revision` itself; None: no sync ran)."""
+        ran = revision if synced == "" else synced
+        snap = AppSnapshot(
+            key,
+            sync_status=SyncStatus.SYNCED,
+            sync_revision=revision,
+            health=health,
+            phase=Phase.SUCCEEDED if ran else None,
+            operation_revision=ran,
+        )
         self.contexts[key] = replace(self.contexts[key], last=snap)
 
 

@@ -264,6 +264,13 @@ class ArgoCDClient:
         params = {"appNamespace": namespace} if namespace else None
         return self._request("GET", f"/api/v1/applications/{name}/resource-tree", params)
 
+    def sync_windows(self, name: str, namespace: str = "") -> dict[str, Any]:
+        params = {"appNamespace": namespace} if namespace else None
+        return self._request("GET", f"/api/v1/applications/{name}/syncwindows", params)
+
+    def project_sync_windows(self, project: str) -> dict[str, Any]:
+        return self._request("GET", f"/api/v1/projects/{project}/syncwindows")
+
     def terminate_operation(self, name: str, namespace: str = "") -> None:
         params = {"appNamespace": namespace} if namespace else None
         self._request("DELETE", f"/api/v1/applications/{name}/operation", params)

@@ -23,6 +23,9 @@ from watcher.domain import (
 RETRY_MESSAGE = re.compile(r"Retrying attempt #(\d+)")
 # What the controller writes when someone (a human, or sync-watcher after pushing a revert) ends an operation.
 TERMINATED_MESSAGE = "Operation terminated"
+# A git commit id (SHA-1, or SHA-256 repos). Anything else Argo CD shows as a revision was never resolved: a render
+# error leaves sync.revision at the targetRevision text ("main", Argo CD 3.2+) or empty (before; multi-source).
+COMMIT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 EMITTED_KEYS_KEPT = 500
 GOOD_REVISIONS_KEPT = 5
 # Later verdicts on the same failure: once the rollout watch named R's failing pods (or hook), Argo CD's own
@@ -85,7 +88,7 @@ class _Run:
         self.events: list[Event] = []
 
     def emit(self, kind: EventKind, revision: str | None, reason: str, **evidence: object) -> None:
-        event = Event(self.snap.name, kind, revision, self.now, reason, _evidence(self.snap) | evidence)
+        event = Event(self.snap.key, kind, revision, self.now, reason, _evidence(self.snap) | evidence)
         if event.dedup_key in self.tracker.emitted:
             return
         if (
@@ -133,20 +136,29 @@ class _Run:
             self.emit(EventKind.SYNC_FAILED, rev, f"sync {s.phase.value.lower()}", onset=_iso(s.operation_finished_at))
 
     def manifest_errors(self) -> None:
+        """A render error, at the commit Argo CD shows, or at none: when it could not resolve one (sync.revision
+        "main" or empty) the event keeps what Argo CD showed and says so; the reverter blames the commits since
+        the last good revision up to the branch head (revert/reads.py)."""
         s, t = self.snap, self.tracker
         errors = [c for c in s.conditions if c.type in MANIFEST_ERROR_CONDITIONS]
-        if not errors or not s.sync_revision:
-            self.tracker = replace(t, manifest_error_revision=None, manifest_error_since=None)
+        if not errors:
+            # An unresolved revision ("main") names no commit: the next render error at it is a new failure.
+            emitted = tuple(k for k in t.emitted if not _unresolved_manifest_error(k))
+            self.tracker = replace(t, manifest_error_revision=None, manifest_error_since=None, emitted=emitted)
             return
-        since = t.manifest_error_since if t.manifest_error_revision == s.sync_revision else None
+        shown = s.sync_revision or ""
+        since = t.manifest_error_since if t.manifest_error_revision == shown else None
         since = since or self.now
-        self.tracker = replace(t, manifest_error_revision=s.sync_revision, manifest_error_since=since)
+        self.tracker = replace(t, manifest_error_revision=shown, manifest_error_since=since)
         if self.now - since >= self.rules.comparison_error_grace:
+            unresolved = not is_commit(shown)
             self.emit(
                 EventKind.MANIFEST_ERROR,
-                s.sync_revision,
-                f"manifests cannot be generated ({errors[0].type})",
+                shown or None,
+                f"manifests cannot be generated ({errors[0].type})"
+                + (f", Argo CD resolved no commit (revision {shown!r})" if unresolved else ""),
                 onset=_iso(since),
+                unresolved_revision=unresolved,
             )
 
     def health(self) -> None:
@@ -230,7 +242,7 @@ class _Run:
         recovered = [f"{kind}@{rev[:12]}" for kind, rev in t.open_failures]
         self.tracker = replace(t, open_failures=())
         event = Event(
-            s.name, EventKind.RECOVERED, s.sync_revision, self.now, "synced and healthy", {"recovered": recovered}
+            s.key, EventKind.RECOVERED, s.sync_revision, self.now, "synced and healthy", {"recovered": recovered}
         )
         self.events.append(event)
 
@@ -298,6 +310,17 @@ def untouched_by_the_sync(s: AppSnapshot, deployed: str) -> list[str]:
     if set(s.degraded_resources) & set(s.changed_resources):
         return []
     return list(s.degraded_resources)
+
+
+def is_commit(revision: str | None) -> bool:
+    """Whether Argo CD's revision is a commit id, not a branch name or nothing (see COMMIT)."""
+    return bool(revision) and COMMIT.fullmatch(str(revision)) is not None
+
+
+def _unresolved_manifest_error(key: str) -> bool:
+    """A dedup key (Event.dedup_key: app|revision|kind) of a render error at no commit."""
+    _, revision, kind = key.rsplit("|", 2)
+    return kind == EventKind.MANIFEST_ERROR.value and not is_commit(revision)
 
 
 def _iso(t: datetime | None) -> str | None:

@@ -31,6 +31,8 @@ class ArgoCDView:
 
     snapshot: AppSnapshot | None
     error: str | None = None
+    progressive: bool = False  # its last sync was started by the ApplicationSet controller (RollingSync)
+    old_pods: tuple[str, ...] = ()  # pods in trouble the blamed deploy did not create, none of its own failing
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,9 @@ class GitView:
     candidates: tuple[Candidate, ...] = ()  # the app's commits with their diffs and renders, for narrowing
     healthy: frozenset[str] = frozenset()  # other apps the range changed, Synced and Healthy at the failing revision
     unexercised: tuple[str, ...] = ()  # commits before the last good one that changed the Application's spec only
+    # The range's failing end: the incident's revision, or the branch head for a render error Argo CD resolved to
+    # no commit (its sync.revision "main" or empty). None: git said nothing (the early returns).
+    failing: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +109,12 @@ def facts_of(
     follows = watched.following(context, git.remote if git else None) if watched else None
     ours = follows is None or follows.kind is Follow.BRANCH  # else git was not read for blame: nothing to blame
     found: Blame | None = None
-    if git is not None and git.error is None and incident.revision and ours:
+    revision = git.failing if git is not None and git.failing else incident.revision
+    if git is not None and git.error is None and revision and ours:
         own, others = sources_of(context)
         found = blame(
             incident.app,
-            incident.revision,
+            revision,
             git.last_good,
             git.last_good_is_ancestor,
             git.changes,
@@ -140,15 +146,17 @@ def facts_of(
         already_reverted=already,
         undone_on_branch=undone,
         newer_changes=git.newer if git else (),
-        revision=incident.revision,
+        revision=revision,
         head=git.head if git else None,
         following=follows,
         untouched_degraded=tuple(untouched_by_the_sync(snap, incident.revision))
         if snap is not None and incident.kind is EventKind.DEGRADED and incident.revision
         else (),
         from_watched_repo=deploys_from_repo(context.specs.get(context.key, {}), watched.repo_url) if watched else None,
+        not_from_deploy=argocd.old_pods,
         initiated_by=snap.initiated_by if snap else "",
-        auto_sync=snap.auto_sync if snap else None,
+        # RollingSync turns automated off and syncs the app itself, as automated (core/sync_permit.py).
+        auto_sync=True if argocd.progressive else (snap.auto_sync if snap else None),
         last_revert_at=history.last_revert_at,
         reverts_last_hour=history.reverts_last_hour,
         failure_class=failure.cls.value if failure else None,
@@ -160,6 +168,8 @@ def facts_of(
     seen = _evidence(policy, found, argocd, git) | {"failure": failure.evidence() if failure else None}
     if git is not None and git.unexercised:
         seen["unexercised_spec_changes"] = list(git.unexercised)
+    if revision != incident.revision:  # say where the failing end came from: Argo CD showed no commit
+        seen["failing_revision_from"] = {"argocd_showed": incident.revision or "", "branch_head": revision}
     return Facts(policy, found, seen, git.head if git else None, branch, failure)
 
 
@@ -245,6 +255,7 @@ def _evidence(p: PolicyFacts, found: Blame | None, argocd: ArgoCDView, git: GitV
         "pinned": p.following.pinned if p.following else None,
         "from_watched_repo": p.from_watched_repo,
         "untouched_degraded": list(p.untouched_degraded),
+        "pods_not_from_this_deploy": list(p.not_from_deploy),
         "initiated_by": p.initiated_by,
         "auto_sync": p.auto_sync,
     }

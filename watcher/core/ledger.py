@@ -69,8 +69,13 @@ def deployment_of(e: Event) -> Deployment | None:
 
 
 def stored_key(e: Event) -> str:
-    """The key that makes an event stored once; a recovery may repeat after a new failure, so it has its time."""
-    return f"{e.dedup_key}|{e.at.isoformat()}" if e.kind is EventKind.RECOVERED else e.dedup_key
+    """The key that makes an event stored once; a recovery may repeat after a new failure, so it has its time,
+    and so does a render error at no commit (Argo CD's sync.revision "main" or empty): its onset tells them apart."""
+    if e.kind is EventKind.RECOVERED:
+        return f"{e.dedup_key}|{e.at.isoformat()}"
+    if e.evidence.get("unresolved_revision"):
+        return f"{e.dedup_key}|{e.onset.isoformat()}"
+    return e.dedup_key
 
 
 def _time(v: object) -> datetime | None:

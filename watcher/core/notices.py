@@ -164,6 +164,16 @@ REPORT_NOTICES: dict[RevertStep, tuple[Severity, ReportText, ReportText]] = {
         lambda r, names: "Auto-revert suspended",
         lambda r, names: f"{r.detail.reason}. Run `sync-watcher resume {r.app}` once it is fixed.",
     ),
+    RevertStep.RESTORED: (
+        Severity.INFO,
+        lambda r, names: "Restored the live state",
+        lambda r, names: f"The revert of {names} needed no sync: {r.detail.reason}.",
+    ),
+    RevertStep.HELD: (
+        Severity.WARNING,
+        lambda r, names: "Waiting: Argo CD may not deploy",
+        lambda r, names: f"{r.detail.reason}.",
+    ),
     RevertStep.CIRCUIT_OPEN: (
         Severity.CRITICAL,
         lambda r, names: "Auto-revert stopped (circuit open)",

@@ -157,6 +157,20 @@ def settled_on_a_revision(snap: AppSnapshot | None) -> str | None:
     return snap.sync_revision or None
 
 
+def revisions_not_listed(snap: AppSnapshot | None) -> bool:
+    """Whether the app looks settled in a list read but its revision is not there: a multi-source app's
+    `status.sync.revisions` cannot be selected in Argo CD's list (pkg/apiclient/application/
+    forwarder_overwrite.go:29-87), so only a GET (or the stream) says which commit it is Synced and Healthy at."""
+    return (
+        snap is not None
+        and not snap.complete
+        and snap.sync_revision is None
+        and snap.sync_status is SyncStatus.SYNCED
+        and snap.health is Health.HEALTHY
+        and snap.phase not in (Phase.RUNNING, Phase.TERMINATING)
+    )
+
+
 def verification(includes_revert: bool, deadline: datetime | None, now: datetime) -> VerifyResult:
     """HEALED once the app settled on the revert or a descendant; NOT_HEALED past the deadline; else PENDING."""
     if includes_revert:

@@ -72,6 +72,7 @@ class PolicyFacts:
     following: Following | None = None  # which watched branch the app follows (None: not known, no check)
     from_watched_repo: bool | None = None  # False: no source of the app is the watched repo
     untouched_degraded: tuple[str, ...] = ()  # degraded resources the blamed sync did not change
+    not_from_deploy: tuple[str, ...] = ()  # failing pods the blamed sync did not create (and none it did)
     initiated_by: str = ""  # who started the failing operation: AUTOMATED, a username, "" unknown
     auto_sync: bool | None = None  # the app has automated sync (None: unknown)
     last_revert_at: datetime | None = None  # this app's last revert pushed or proposed
@@ -96,9 +97,9 @@ def still_failing(snap: AppSnapshot, kind: EventKind, revision: str | None) -> b
     if kind is EventKind.MANIFEST_ERROR:
         return snap.sync_revision == revision and any(c.type in MANIFEST_ERROR_CONDITIONS for c in snap.conditions)
     if kind is EventKind.DEGRADED:
-        return snap.sync_revision == revision and snap.health is Health.DEGRADED
+        return still_deployed(snap, revision) and snap.health is Health.DEGRADED
     if kind is EventKind.STUCK_PROGRESSING:
-        return snap.sync_revision == revision and snap.health is Health.PROGRESSING
+        return still_deployed(snap, revision) and snap.health is Health.PROGRESSING
     if kind is EventKind.ROLLOUT_FAILING:
         # The rollout has not come good: still on R and not Healthy (Progressing until the deadline, then
         # Degraded), or R's sync still waits on its failing hook or gave up on it. Healthy on R: the pods
@@ -106,8 +107,18 @@ def still_failing(snap: AppSnapshot, kind: EventKind, revision: str | None) -> b
         if snap.operation_revision == revision and not superseded(snap):
             if snap.phase is Phase.RUNNING or snap.phase in FINAL_FAILURE_PHASES:
                 return True
-        return snap.sync_revision == revision and snap.health in (Health.PROGRESSING, Health.DEGRADED)
+        return still_deployed(snap, revision) and snap.health in (Health.PROGRESSING, Health.DEGRADED)
     return False
+
+
+def still_deployed(snap: AppSnapshot, revision: str | None) -> bool:
+    """The live content is still what the sync of `revision` deployed. Argo CD moves `status.sync.revision` to
+    every new branch head whose manifests compare equal for the app, running no sync (controller/state.go:1093-1106,
+    appcontroller.go:2538-2543), so the revision string alone would end the incident at the next commit to another
+    app; the last operation - a successful sync of `revision`, nothing run since - keeps its identity."""
+    if not revision:
+        return False
+    return snap.sync_revision == revision or (snap.phase is Phase.SUCCEEDED and snap.operation_revision == revision)
 
 
 def decide(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision:
@@ -199,6 +210,15 @@ def _knowledge(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision | 
             "untouched_by_sync",
             f"{', '.join(f.untouched_degraded[:3])} degraded, but the sync of {(f.revision or '')[:12]} did not "
             "change it (a node, a quota, a certificate, the registry): not the commit's doing",
+        )
+    if f.not_from_deploy:
+        pods = ", ".join(p.rsplit("/", 1)[-1] for p in f.not_from_deploy[:3])
+        return _alert(
+            "pods_not_from_this_deploy",
+            f"the pods in trouble ({pods}{' and more' if len(f.not_from_deploy) > 3 else ''}) were not created by "
+            f"the sync of {(f.revision or '')[:12]} (an older ReplicaSet's, or older than the sync), and none of its "
+            "own pods fails: a node, capacity or the registry, not the commit",
+            evidence=f"{', '.join(f.not_from_deploy[:3])} predate the deploy of {(f.revision or '')[:12]}",
         )
     if f.failure_class == "cluster":
         return _alert("cluster_fault", f"{f.failure_cause}; not reverting", evidence=f.failure_cause)
@@ -324,6 +344,10 @@ RULE_ADVICE: dict[str, str] = {
     "back to the last good one.",
     "untouched_by_sync": "What degraded was not changed by the deploy: look at the cluster (nodes, quotas, "
     "certificates, the registry).",
+    "pods_not_from_this_deploy": "The failing pods predate the deploy: look at their nodes, capacity and images.",
+    "sync_window": "A sync window keeps Argo CD from deploying: the watcher decides again when it ends; revert and "
+    "sync by hand (where the window allows manual syncs) if it cannot wait.",
+    "held_too_long": "Argo CD has not been allowed to sync for long: revert and sync by hand, or open the window.",
     "argocd_unknown": "Waiting for Argo CD to answer; check the watcher's Argo CD token and network if it lasts.",
     "no_longer_failing": "Nothing to do: the app recovered or moved on by itself (for rollout_failing: the new "
     "pods came good after all).",

@@ -104,7 +104,7 @@ def failing_now(
 ) -> list[FailingPod]:
     """The pods of the new rollout (and its hook Jobs) that fail in this tree, whatever how long."""
     nodes = [n for n in _list(tree.get("nodes")) if isinstance(n, dict)]
-    by_uid = {n.get("uid"): n for n in nodes if n.get("uid")}
+    by_uid = {k: n for n in nodes for k in _keys(n)}
     newest = _newest_replicasets(nodes)
     old_images = {
         i for n in nodes if n.get("kind") == "Pod" and not _is_new(n, by_uid, newest, sync_started) for i in _images(n)
@@ -153,26 +153,73 @@ def _is_new(
     sync_started: datetime,
 ) -> bool:
     """A pod of the rollout R started: owned by its Deployment's newest ReplicaSet, else created since the sync
-    began (a Job's, a StatefulSet's, a bare pod). An older ReplicaSet's pod never is, even one recreated later."""
+    began (a Job's, a StatefulSet's, a bare pod). An older ReplicaSet's pod never is, even one recreated later.
+    A ReplicaSet is known by its uid, or by its name where a tree names it without one."""
     for ref in _list(pod.get("parentRefs")):
         if isinstance(ref, dict) and ref.get("kind") == "ReplicaSet":
-            return ref.get("uid") in newest or (
-                ref.get("uid") not in by_uid and _after(pod, sync_started)  # its ReplicaSet is not in the tree
+            keys = _keys(ref)
+            return bool(keys & newest) or (
+                not any(k in by_uid for k in keys) and _after(pod, sync_started)  # its ReplicaSet is not in the tree
             )
     return _after(pod, sync_started)
 
 
+def _keys(n: Mapping[str, Any]) -> set[Any]:
+    return {k for k in (n.get("uid"), f"name:{n.get('name')}" if n.get("name") else None) if k}
+
+
 def _newest_replicasets(nodes: Sequence[Mapping[str, Any]]) -> set[Any]:
-    """Per Deployment, the uid of the ReplicaSet with the highest "Rev:N" (ties, or no revision: the newest)."""
-    best: dict[Any, tuple[int, str, Any]] = {}
+    """Per Deployment, the uid (and name) of the ReplicaSet with the highest "Rev:N" (ties, or no revision: the
+    newest)."""
+    best: dict[Any, tuple[int, str, str, str]] = {}
     for n in nodes:
         if n.get("kind") != "ReplicaSet":
             continue
         parent = next((p.get("uid") or p.get("name") for p in _list(n.get("parentRefs")) if isinstance(p, dict)), None)
-        rank = (_int(_info(n).get("Revision", "").removeprefix("Rev:")), str(n.get("createdAt", "")), n.get("uid"))
+        revision = _int(_info(n).get("Revision", "").removeprefix("Rev:"))
+        rank = (revision, str(n.get("createdAt", "")), str(n.get("uid") or ""), str(n.get("name", "")))
         if parent not in best or rank > best[parent]:
             best[parent] = rank
-    return {uid for _, _, uid in best.values()}
+    return {k for _, _, uid, name in best.values() for k in (uid, f"name:{name}" if name else None) if k}
+
+
+# A pod in trouble whatever its owner (the scenarios' and info.go's reasons): for pods the deploy did not create.
+TROUBLE_REASONS = CONFIG_REASONS | PULL_REASONS | {"CrashLoopBackOff", "Error", "Unknown", "NodeLost", "OOMKilled"}
+
+
+def not_from_this_deploy(tree: Mapping[str, Any], sync_started: datetime, restarts: int) -> tuple[str, ...]:
+    """Pods in trouble that the sync starting at `sync_started` provably did not create (an older ReplicaSet's in
+    the tree, or created before it: on a lost node, pulling an image the deploy did not change), when no pod of the
+    new rollout fails and no pod in trouble is of unknown origin: the app fails, but not by the deploy's doing.
+    Empty otherwise (unknown never clears a commit)."""
+    nodes = [n for n in _list(tree.get("nodes")) if isinstance(n, dict)]
+    if failing_now(tree, sync_started, restarts):
+        return ()
+    by_uid = {k: n for n in nodes if n.get("kind") == "ReplicaSet" for k in _keys(n)}
+    newest = _newest_replicasets(nodes)
+    troubled = [n for n in nodes if n.get("kind") == "Pod" and _in_trouble(n, restarts)]
+    old = [n for n in troubled if _provably_old(n, by_uid, newest, sync_started)]
+    if not old or len(old) < len(troubled):
+        return ()
+    return tuple(f"Pod/{n.get('namespace', '')}/{n.get('name', '')}" for n in old)
+
+
+def _provably_old(pod: Mapping[str, Any], by_uid: Mapping[Any, Any], newest: set[Any], sync_started: datetime) -> bool:
+    created = _created(pod)
+    if created is not None and created < sync_started.replace(microsecond=0):
+        return True
+    owners = [_keys(r) for r in _list(pod.get("parentRefs")) if isinstance(r, dict) and r.get("kind") == "ReplicaSet"]
+    return any(keys & set(by_uid) and not keys & newest for keys in owners)
+
+
+def _in_trouble(n: Mapping[str, Any], restarts: int) -> bool:
+    info = _info(n)
+    reason = info.get("Status Reason", "").removeprefix("Init:")
+    if reason == "Terminating":
+        return False
+    health = (n.get("health") or {}).get("status")
+    not_ready = (_int(info.get("Restart Count", "0")) >= restarts) and not _ready(info)
+    return health in ("Degraded", "Unknown") or reason in TROUBLE_REASONS or not_ready
 
 
 def _after(n: Mapping[str, Any], t: datetime) -> bool:

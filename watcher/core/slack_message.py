@@ -44,6 +44,8 @@ ICONS = {
     RevertStep.ALERT_ONLY: ":raised_hand:",
     RevertStep.SUSPENDED: ":no_entry:",
     RevertStep.CIRCUIT_OPEN: ":no_entry:",
+    RevertStep.RESTORED: ":large_green_circle:",
+    RevertStep.HELD: ":hourglass_flowing_sand:",
     EventKind.PREFLIGHT_FAILED: ":construction:",
 }
 

@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector
 
 from watcher import __version__
 from watcher.core.ledger import LedgerCounts
+from watcher.core.sync_permit import Held
 from watcher.domain import INCIDENT_KINDS, RevertState, VerifyResult
 from watcher.metrics.fleet import DoraCollector, DoraLedger, FailureCounts, StateCollector, StateView
 from watcher.metrics.preflight import PreflightMetrics
@@ -123,6 +124,18 @@ class Metrics:
         self.suspended_apps = Gauge(
             "sync_watcher_suspended_apps", "Apps suspended from auto-revert until someone resumes them.", registry=r
         )
+        self.revert_waits = Counter(
+            "sync_watcher_revert_waits",
+            "Reverts (or revert decisions) held because Argo CD may not deploy now, by reason: sync_window, "
+            "progressive_sync, manual_sync_app.",
+            ["reason"],
+            registry=r,
+        )
+        self.apps_held = Gauge(
+            "sync_watcher_reverts_held",
+            "Pushed reverts waiting past their deadline for Argo CD to be allowed to deploy.",
+            registry=r,
+        )  # fmt: skip
         self.circuit_open = Gauge(
             "sync_watcher_revert_circuit_open", "1 while the revert rate limit has stopped auto-revert.", registry=r
         )
@@ -144,6 +157,8 @@ class Metrics:
         self.dora = DoraLedger()
         for kind in sorted(k.value for k in INCIDENT_KINDS):
             self.time_to_detect.labels(kind)
+        for reason in Held:
+            self.revert_waits.labels(reason.value)
         for result in VerifyResult:
             if result is not VerifyResult.PENDING:
                 self.verifications.labels(result.value)

@@ -13,12 +13,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from watcher.core.delivery import Closing, Plan, plan_delivery
 from watcher.core.dora import environment_of
 from watcher.core.lease import ALONE_FENCE
 from watcher.core.notices import (
     EVENT_NOTICES,
     Notice,
-    destination,
     from_event,
     from_report,
     notice_from_json,
@@ -31,7 +31,7 @@ from watcher.logs import REDACTOR, get_logger
 from watcher.metrics.registry import Metrics
 from watcher.ports import Fence, Listener, SlackTransport
 from watcher.settings import Settings
-from watcher.store import SlackThread, Store
+from watcher.store import Store
 
 REPLAY_WINDOW = timedelta(minutes=15)  # older news is stale: a new leader does not send it late
 
@@ -143,62 +143,50 @@ class SlackNotifier(Listener):
                     self._idle.notify_all()
 
     def deliver(self, n: Notice) -> None:
-        if self.store.slack.notification_sent(n.dedup_key):
-            self.metrics.slack_notices.labels("deduplicated").inc()
-            return
-        # A recovery goes wherever its alerts went, whatever its own severity: an alert is closed where it was raised.
-        threads = self.store.slack.open_threads(n.app) if n.resolves else []
-        channel = destination(n, [t.channel for t in threads], self.routing)
-        if channel is None:
-            self.metrics.slack_notices.labels("filtered").inc()
+        """Read the delivery state once, plan (core.delivery, pure), then post: the reverter's shape."""
+        state = self.store.slack.delivery_state(n.dedup_key, n.app, n.incident_id, n.revision, n.resolves)
+        plan = plan_delivery(n, state, self.routing, self.transport.threads)
+        if plan.verdict != "send":
+            self.metrics.slack_notices.labels(plan.verdict).inc()
             return
         text, blocks = _scrub(fallback_text(n)), _scrub(blocks_for(n, self.links))
         if not self.fence.confirm():  # a deposed leader: the new one replays what was not recorded as sent
             self.metrics.slack_notices.labels("not_leader").inc()
             self.log.warning("slack_notice_withheld_not_leader", app=n.app, kind=n.kind.value)
             return
-        if threads:
-            ts = self._resolve_threads(n, threads, text, blocks)
-        else:
-            ts = self._post(n, channel, text, blocks)
-        self.store.slack.record_notification(n.dedup_key, channel, ts, self.clock())
+        ts = self._close(n, plan.closes, text, blocks) if plan.closes else self._post(n, plan, text, blocks)
+        self.store.slack.record_notification(n.dedup_key, plan.channel, ts, self.clock())
         self.metrics.slack_notices.labels("sent").inc()
-        self.log.info("slack_notice_sent", app=n.app, kind=n.kind.value, channel=channel, severity=n.severity.name)
+        self.log.info("slack_notice_sent", app=n.app, kind=n.kind.value, channel=plan.channel, severity=n.severity.name)
 
-    def _post(self, n: Notice, channel: str, text: str, blocks: list[dict[str, Any]]) -> str | None:
+    def _post(self, n: Notice, plan: Plan, text: str, blocks: list[dict[str, Any]]) -> str | None:
         """Into the incident's open thread if it has one; else a new message that opens it."""
-        thread = None if n.resolves else self.store.slack.thread(n.app, n.incident_id, n.revision)
+        thread = plan.reply_to
         if thread is not None:
             reply_to = thread.ts if self.transport.threads else None
             _, ts = self.transport.post(thread.channel, text, blocks, thread_ts=reply_to)
-            if n.incident_id is not None and thread.incident_id is None:
+            if plan.attach and n.incident_id is not None:
                 self.store.slack.attach_thread(thread.id, n.incident_id)
             return ts
-        channel_id, ts = self.transport.post(channel, text, blocks)
-        if not n.resolves:  # webhooks have no ts: the row still tells where to say it is resolved
+        channel_id, ts = self.transport.post(plan.channel, text, blocks)
+        if plan.opens_thread:  # webhooks have no ts: the row still tells where to say it is resolved
             parent = notice_to_json(n)
             self.store.slack.save_thread(channel_id, ts or "", n.app, n.revision, n.incident_id, parent, self.clock())
         return ts
 
-    def _resolve_threads(
-        self, n: Notice, threads: list[SlackThread], text: str, blocks: list[dict[str, Any]]
-    ) -> str | None:
+    def _close(self, n: Notice, closes: tuple[Closing, ...], text: str, blocks: list[dict[str, Any]]) -> str | None:
         ts: str | None = None
-        told: set[str] = set()
-        for t in threads:
-            if self.transport.threads and t.ts:
+        for c in closes:
+            t = c.thread
+            if c.reply:
                 _, ts = self.transport.post(t.channel, text, blocks, thread_ts=t.ts)
                 parent = notice_from_json(t.parent)
                 resolved = f"{n.detail} (revision `{(n.revision or '')[:10]}`)"
                 self.transport.update(
-                    t.channel,
-                    t.ts,
-                    _scrub(fallback_text(parent)),
-                    _scrub(blocks_for(parent, self.links, resolved)),
+                    t.channel, t.ts, _scrub(fallback_text(parent)), _scrub(blocks_for(parent, self.links, resolved))
                 )
-            elif t.channel not in told:  # a webhook: one message per channel the alerts went to
+            elif c.post:
                 _, ts = self.transport.post(t.channel, text, blocks)
-            told.add(t.channel)
             self.store.slack.resolve_thread(t.id, self.clock())
         return ts
 

@@ -162,7 +162,9 @@ class Recorder:
         """The events with their commits and paths: every git read of the step, done before the write."""
         fleet_map = self.state.fleet_map
         events = [e for o in detected for e in o.events if _wants_commit(e)]
-        commits = {sha: self._commit(sha) for sha in sorted({e.revision or "" for e in events})}
+        # A render error at Argo CD's unresolved revision ("main") names a branch, not a commit git would find.
+        named = {e.revision or "" for e in events if not e.evidence.get("unresolved_revision")}
+        commits = {sha: self._commit(sha) for sha in sorted(named)}
         if any(not fleet_map.has_paths(e.app) for e in events):
             fleet_map.remap(self.state.head)  # an app seen on the stream before the first full mapping
         ledger = self.state.ledger
@@ -171,7 +173,7 @@ class Recorder:
             if not _wants_commit(e):
                 return e
             closes = ledger.since.get(e.app) if e.kind is EventKind.RECOVERED else None
-            return enriched(e, commits[e.revision or ""], fleet_map.paths_of(e.app), closes)
+            return enriched(e, commits.get(e.revision or ""), fleet_map.paths_of(e.app), closes)
 
         return [Observation(o.app, o.tracker, [enrich(e) for e in o.events], o.changed) for o in detected]
 

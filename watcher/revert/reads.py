@@ -10,6 +10,7 @@ from typing import Any
 
 from watcher.core.blame import AppSources, last_good_revision, touches
 from watcher.core.branches import Follow
+from watcher.core.detect import is_commit
 from watcher.core.facts import (
     ArgoCDView,
     Facts,
@@ -22,8 +23,10 @@ from watcher.core.facts import (
 )
 from watcher.core.narrow import Candidate, Rendered
 from watcher.core.policy import still_failing
+from watcher.core.rollout import RolloutRules, not_from_this_deploy
 from watcher.core.preflight import source_position
 from watcher.core.snapshots import degraded_in_tree, health_is_in_the_tree, snapshot_from_app
+from watcher.core.sync_permit import synced_by_appset
 from watcher.domain import (
     AppContext,
     AppSnapshot,
@@ -39,6 +42,8 @@ from watcher.logs import get_logger
 from watcher.ports import ArgoCDActions, Fleet, HelmRenderer, Renderer, RevertRepo
 from watcher.store.audit import RevertAudit
 
+# Runtime failures whose pods are worth a look: are the failing ones the deploy's? (a tree read per decision)
+TREE_KINDS = frozenset({EventKind.DEGRADED, EventKind.STUCK_PROGRESSING})
 MAX_KEPT_APPS = 20  # a culprit that changed more apps than this is reverted whole: their states are not looked up
 
 
@@ -71,35 +76,52 @@ class IncidentReader:
     def facts(self, incident: Incident, now: datetime) -> Facts:
         """Three reads, then one pure function builds the facts. Git is read only while the app still fails."""
         context = self.fleet.app_context(incident.app)
-        argocd = self.read_argocd(context.name, context.namespace, incident.kind is EventKind.DEGRADED)
+        argocd = self.read_argocd(context.name, context.namespace, incident.kind, incident.revision)
         snap = argocd.snapshot
         failing = snap is not None and still_failing(snap, incident.kind, incident.revision)
         failure = failure_of(incident.kind, snap)
         names = failure is not None and bool(failure.objects)  # then even one commit's diff and render are read
-        git = self.read_git(incident, context, argocd, names) if failing and incident.revision else None
+        readable = incident.revision or incident.kind is EventKind.MANIFEST_ERROR  # a render error at no commit
+        git = self.read_git(incident, context, argocd, names) if failing and readable else None
         history = self.audit.revert_history(incident.app, now)
         return facts_of(
             incident, context, argocd, git, history, self.max_candidates, self.watched, self.split, self.narrow
         )
 
-    def read_argocd(self, name: str, namespace: str, degraded: bool = False) -> ArgoCDView:
-        """A fresh GET; for a degraded app whose resources' health is only in the resource tree (Argo CD 3.x),
-        the tree too: which resource degraded decides whether the sync is to blame."""
+    def read_argocd(
+        self, name: str, namespace: str, kind: EventKind | None = None, revision: str | None = None
+    ) -> ArgoCDView:
+        """A fresh GET; for an app still unhealthy after the deploy of `revision`, the resource tree too: which
+        resource degraded (Argo CD 3.x keeps its health only there) and whose pods fail decide whether the sync is
+        to blame."""
         try:
             repo = self.watched.repo_url if self.watched else ""
             app = self.argocd.get_app(name, namespace)
             snap = snapshot_from_app(app, True, repo)
-            if degraded and snap.health is Health.DEGRADED and health_is_in_the_tree(app):
+            old_pods: tuple[str, ...] = ()
+            started = snap.operation_started_at
+            if kind in TREE_KINDS and kind is not None and still_failing(snap, kind, revision) and started:
                 tree = self.argocd.resource_tree(name, namespace)
-                snap = replace(snap, degraded_resources=degraded_in_tree(tree))
-            return ArgoCDView(snap)
+                if kind is EventKind.DEGRADED and health_is_in_the_tree(app):
+                    snap = replace(snap, degraded_resources=degraded_in_tree(tree))
+                old_pods = not_from_this_deploy(tree, started, RolloutRules().restarts)
+            return ArgoCDView(snap, progressive=synced_by_appset(app), old_pods=old_pods)
         except RetryLater as exc:
             return ArgoCDView(None, str(exc))
 
+    def snapshot_of(self, key: str) -> AppSnapshot | None:
+        """A fresh GET of the app by its key (None: Argo CD did not answer): the verifier's look at what a
+        list cannot show."""
+        context = self.fleet.app_context(key)
+        return self.read_argocd(context.name, context.namespace).snapshot
+
     def read_git(self, incident: Incident, context: AppContext, argocd: ArgoCDView, names: bool = False) -> GitView:
-        assert incident.revision is not None
+        """The range (last good, failing] of the branch the app follows. The failing end is the incident's
+        commit; for a render error Argo CD resolved to no commit (sync.revision "main" or empty, controller/
+        state.go:696-708) it is the branch head now: every commit since the last good one that touched the app
+        is a candidate, as any of them may be what does not render."""
         history = argocd.snapshot.history_revisions if argocd.snapshot else ()
-        last_good, source = last_good_revision(context.good_revisions, history, incident.revision)
+        last_good, source = last_good_revision(context.good_revisions, history, incident.revision or "")
         own, _ = sources_of(context)
         unexercised: list[ChangedCommit] = []
         changes: list[ChangedCommit] = []
@@ -115,24 +137,28 @@ class IncidentReader:
             return GitView(last_good, source, remote=remote)  # no branch of ours to blame: the policy alerts
         branch = follows.branch if follows is not None and follows.branch else next(iter(remote.heads))
         head = remote.heads[branch]
+        failing = incident.revision or ""
+        if incident.kind is EventKind.MANIFEST_ERROR and not is_commit(failing):
+            failing = head
+        last_good, source = last_good_revision(context.good_revisions, history, failing)
         try:
-            ancestor = bool(last_good) and self.repo.is_ancestor(str(last_good), incident.revision)
+            ancestor = bool(last_good) and self.repo.is_ancestor(str(last_good), failing)
             if last_good and ancestor and own.paths:
-                changes, truncated = self.repo.changes(last_good, incident.revision, own.paths, limit)
-                unexercised = self.unexercised(context, own, last_good, history, incident.revision, branch)
+                changes, truncated = self.repo.changes(last_good, failing, own.paths, limit)
+                unexercised = self.unexercised(context, own, last_good, history, failing, branch)
                 changes = [*changes, *unexercised]
-            if own.paths and head != incident.revision and self.repo.is_ancestor(incident.revision, head):
-                newer, _ = self.repo.changes(incident.revision, head, own.paths, limit)
+            if own.paths and head != failing and self.repo.is_ancestor(failing, head):
+                newer, _ = self.repo.changes(failing, head, own.paths, limit)
             undone = self.repo.find_reverts([c.commit.sha for c in changes], branch) if changes else {}
             candidates = self.candidates(context, own, changes, names) if not truncated else ()
-            healthy = self.healthy_others(context, incident.revision, changes) if self.split else frozenset()
+            healthy = self.healthy_others(context, failing, changes) if self.split else frozenset()
         except (RetryLater, NeedsHuman) as exc:
-            return GitView(last_good, source, error=str(exc), remote=remote)
+            return GitView(last_good, source, error=str(exc), remote=remote, failing=failing)
         # A newer commit that only reverts a culprit is "undone", not "a fix of unknown effect".
         fixes = tuple(c.commit.sha for c in newer if c.commit.sha not in set(undone.values()))
         view = GitView(last_good, source, ancestor, tuple(changes), truncated, undone, head, fixes, remote=remote)
         spec_only = tuple(c.commit.sha for c in unexercised)
-        return replace(view, candidates=candidates, healthy=healthy, unexercised=spec_only)
+        return replace(view, candidates=candidates, healthy=healthy, unexercised=spec_only, failing=failing)
 
     def unexercised(
         self,

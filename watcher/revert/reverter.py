@@ -10,7 +10,6 @@ Side effects of one incident, in order, and why that order:
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -41,12 +40,14 @@ from watcher.domain import (
 from watcher.logs import get_logger
 from watcher.metrics.registry import Metrics
 from watcher.ports import ArgoCDActions, Fence, Fleet, HelmRenderer, Listener, PullRequests, RevertRepo
+from watcher.revert.holds import HoldReader
 from watcher.revert.nudge import deploy_now
 from watcher.revert.reads import IncidentReader
 from watcher.revert.reconcile import settle_unfinished
 from watcher.revert.retry_queue import RetryQueue
 from watcher.revert.suspensions import Suspensions
 from watcher.revert.verify import RevertVerifier
+from watcher.revert.worker import Worker
 from watcher.settings import Settings
 from watcher.store import Store
 
@@ -105,48 +106,33 @@ class Reverter(Listener):
         self.pending = RetryQueue()  # incident id -> when it is due, and its backoff
         self.reconciled = False
         self.suspensions = Suspensions(store.audit, metrics, self.log)
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.worker = Worker(self.run_once, self.log)  # the thread; run_once also runs on its own (`run --once`)
         self.listeners = tuple(listeners)  # wired by the daemon: Slack, what a caller passes in
-        self.verifier = RevertVerifier(
-            fleet, repo, store.audit, store.detection, metrics, self.log, self._report, self.suspensions.refresh_gauges
-        )
+        self.holds = HoldReader(argocd, self.log, timedelta(seconds=r.hold_max_seconds))  # may Argo CD deploy?
+        self.verifier = RevertVerifier(fleet, repo, store.audit, store.detection, metrics, self.log, self._report,
+                                       self.suspensions.refresh_gauges, self.holds)  # fmt: skip
+        self.verifier.confirm = self.reader.snapshot_of  # a GET where the list cannot carry the revision
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="reverter", daemon=True)
-        self._thread.start()
+        self.worker.start()
 
     def stop(self, timeout: float = 3.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                for handled in self.run_once():
-                    self.log.info("incident_handled", summary=handled.sentence())
-            except Exception as exc:  # noqa: BLE001 - the worker must outlive one bad incident; it is logged
-                self.log.exception("reverter_step_failed", error=str(exc))
-            self._wake.wait(1.0)
-            self._wake.clear()
+        self.worker.stop(timeout)
 
     def on_event(self, e: Event) -> None:
         if e.kind not in INCIDENT_KINDS:
             return
         if e.incident_id is not None:  # the store minted it when it recorded the event
             self.pending.put(e.incident_id)
-            self._wake.set()
+            self.worker.woken.set()
 
     def take_over(self) -> None:
         """This replica became the leader: start from the store, as after a restart (reconcile what the
         previous leader left started, decide the open incidents it did not)."""
         self.pending.clear()
         self.reconciled = False
-        self._wake.set()
+        self.worker.woken.set()
 
     def stand_by(self) -> None:
         self.pending.clear()
@@ -160,7 +146,7 @@ class Reverter(Listener):
             self.reconcile()
         handled = []
         for incident_id in self.pending.due():
-            if self._stop.is_set():
+            if self.worker.stopping.is_set():
                 break
             handled.append(self.handle(incident_id))
         self.verify()
@@ -187,7 +173,7 @@ class Reverter(Listener):
             return Handled(incident_id, incident.app if incident else "", "closed")
         facts = self.reader.facts(incident, self.clock())
         now = self.clock()
-        decision = decide(facts.policy, self.rules, now)
+        decision = self.holds.gate(decide(facts.policy, self.rules, now), incident, self.fleet, now)
         handled = Handled(
             incident.id, incident.app, decision.action.value, decision.rule, decision.reason, decision.culprits
         )
@@ -195,10 +181,11 @@ class Reverter(Listener):
             self.log.warning("decision_withheld_not_leader", app=incident.app, incident=incident.id)
             return replace(handled, action="withheld", rule="not_leader")
         if decision.action is Action.WAIT:
-            waits, delay = self.pending.wait(incident.id)
+            waits, delay = self.holds.requeue(self.pending, incident.id, decision, now)
             if waits == 1:  # one audit row per wait, not one per retry
                 self._record(incident, decision, facts)
                 self._nudge(incident, decision, facts)
+                self.holds.announce(decision, incident, facts.blame, self.metrics, self._report)
             return replace(handled, retry_in=delay)
         self.pending.done(incident.id)
         self._record(incident, decision, facts)

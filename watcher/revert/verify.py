@@ -1,5 +1,12 @@
-"""After a push: does the app come back, Synced and Healthy on the revert (or a descendant), before the deadline?
-Healed resolves the incident; not healed suspends auto-revert for the app until a person resumes it."""
+"""After a push: did Argo CD deploy the revert (or a descendant) and the app come back, before the deadline?
+
+The verdict is pure (core/verdict.py). Healed or restored resolves the incident (each in its own words: a revert
+that needed no sync restored the live state and proves nothing about the culprit); not healed suspends
+auto-revert for the app until a person resumes it. Past the deadline, Argo CD is asked first whether it may
+deploy at all (a sync window, a progressive sync, a manual-sync app: revert/holds.py): then the deadline moves,
+bounded by WATCHER_REVERT__HOLD_MAX_SECONDS, and Slack, `explain` and the metrics say why. Side effect besides
+the store: a GET of an app whose list row cannot carry its revision (multi-source), to confirm it.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +14,26 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from watcher.core.outcome import settled_on_a_revision, verification
-from watcher.domain import Commit, Incident, RevertState, RevertStep, StepDetail, VerifyResult
+from watcher.core.outcome import revisions_not_listed
+from watcher.core.verdict import Verdict, verdict_of
+from watcher.domain import (
+    AppSnapshot,
+    Commit,
+    Incident,
+    RevertRecord,
+    RevertState,
+    RevertStep,
+    StepDetail,
+    VerifyResult,
+)
 from watcher.metrics.registry import Metrics
 from watcher.ports import Fleet, RevertRepo
+from watcher.revert.holds import HoldReader
 from watcher.store.audit import RevertAudit
 from watcher.store.detection import DetectionRecords
 
 Notify = Callable[[RevertStep, Incident, tuple[Commit, ...], StepDetail], None]  # one report per step
+Confirm = Callable[[str], AppSnapshot | None]  # app key -> a fresh GET's snapshot (None: Argo CD did not answer)
 
 
 class RevertVerifier:
@@ -28,6 +47,8 @@ class RevertVerifier:
         log: Any,
         notify: Notify,
         suspended: Callable[[], None],
+        holds: HoldReader | None = None,
+        confirm: Confirm = lambda key: None,
     ):
         self.fleet = fleet
         self.repo = repo
@@ -37,35 +58,79 @@ class RevertVerifier:
         self.log = log
         self.notify = notify
         self.suspended = suspended  # refreshes the gauges after a suspension
+        self.holds = holds  # what Argo CD may do, asked past a deadline; its hold_max bounds the wait
+        self.confirm = confirm
 
     def run(self, now: datetime) -> None:
+        held = 0
         for r in self.audit.reverts(states=(RevertState.PUSHED,), limit=50):
             if r.verify_result is not VerifyResult.PENDING or not r.revert_sha:
                 continue
-            settled = settled_on_a_revision(self.fleet.app_context(r.app).last)
-            includes = settled is not None and (settled == r.revert_sha or self.repo.is_ancestor(r.revert_sha, settled))
-            result = verification(includes, r.verify_deadline, now)
-            if result is VerifyResult.PENDING:
+            verdict = self._verdict(r, now)
+            if verdict.hold is not None:
+                held += 1
+                self._held(r, verdict, now)
                 continue
-            self.audit.verify_revert(r.id, result, now)
-            self.metrics.verifications.labels(result.value).inc()
+            if verdict.result is VerifyResult.PENDING:
+                held += 1 if r.detail.get("held") else 0
+                continue
+            self.audit.verify_revert(r.id, verdict.result, now)
+            self.metrics.verifications.labels(verdict.result.value).inc()
             incident = self.incidents.incident(r.incident_id)
-            if result is VerifyResult.HEALED:
-                self._healed(r.incident_id, r.app, r.revert_sha, incident, now)
+            if verdict.result is VerifyResult.NOT_HEALED:
+                self._not_healed(r, verdict.reason, incident, now)
             else:
-                self._not_healed(r.incident_id, r.app, r.revert_sha, incident, now)
+                self._resolved(r, verdict, incident, now)
+        self.metrics.apps_held.set(held)
 
-    def _healed(self, incident_id: int, app: str, sha: str, incident: Incident | None, now: datetime) -> None:
-        self.incidents.resolve_incident(incident_id, now, f"healed by revert {sha[:12]}")
-        self.log.info("revert_verified", app=app, revert=sha, incident=incident_id)
+    def _verdict(self, r: RevertRecord, now: datetime) -> Verdict:
+        assert r.revert_sha is not None
+        sha = r.revert_sha
+        snap = self.fleet.app_context(r.app).last
+        if revisions_not_listed(snap):
+            snap = self.confirm(r.app) or snap
+
+        def includes(rev: str) -> bool:
+            return rev == sha or self.repo.is_ancestor(sha, rev)
+
+        verdict = verdict_of(snap, sha, includes, (), r.verify_deadline, now)
+        if verdict.result is not VerifyResult.NOT_HEALED or self.holds is None:
+            return verdict
+        context = self.fleet.app_context(r.app)
+        hold = self.holds.read(context.name, context.namespace, now)
+        return verdict_of(snap, sha, includes, (), r.verify_deadline, now, hold, r.started_at + self.holds.hold_max)
+
+    def _held(self, r: RevertRecord, verdict: Verdict, now: datetime) -> None:
+        """Argo CD may not deploy the revert yet: move the deadline, and say why once per reason."""
+        assert verdict.hold is not None and verdict.deadline is not None
+        hold = verdict.hold
+        before = r.detail.get("held")
+        first = not isinstance(before, dict) or before.get("reason") != hold.reason.value
+        self.audit.hold_revert(r.id, verdict.deadline, {"held": hold.evidence()})
+        if not first:
+            return
+        self.metrics.revert_waits.labels(hold.reason.value).inc()
+        self.log.warning("revert_held", app=r.app, revert=r.revert_sha, reason=hold.reason.value, why=hold.text,
+                         until=verdict.deadline.isoformat())  # fmt: skip
+        incident = self.incidents.incident(r.incident_id)
+        if incident is not None:
+            self.notify(RevertStep.HELD, incident, (), StepDetail(reason=verdict.reason, revert=r.revert_sha))
+
+    def _resolved(self, r: RevertRecord, verdict: Verdict, incident: Incident | None, now: datetime) -> None:
+        sha = r.revert_sha or ""
+        healed = verdict.result is VerifyResult.HEALED
+        resolution = f"healed by revert {sha[:12]}" if healed else f"revert {sha[:12]} {verdict.reason}"
+        self.incidents.resolve_incident(r.incident_id, now, resolution)
+        self.log.info("revert_verified", app=r.app, revert=sha, incident=r.incident_id, result=verdict.result.value,
+                      why=verdict.reason)  # fmt: skip
         if incident is not None:
             self.metrics.time_to_recover.observe(max((now - incident.onset).total_seconds(), 0.0))
-            self.notify(RevertStep.RECOVERED, incident, (), StepDetail(revert=sha))
+            step = RevertStep.RECOVERED if healed else RevertStep.RESTORED
+            self.notify(step, incident, (), StepDetail(reason=verdict.reason, revert=sha))
 
-    def _not_healed(self, incident_id: int, app: str, sha: str, incident: Incident | None, now: datetime) -> None:
-        reason = f"revert {sha[:12]} did not bring the app back within the deadline"
-        self.audit.suspend(app, reason, incident_id, now)
-        self.log.error("revert_did_not_heal", app=app, revert=sha, suspended=True)
+    def _not_healed(self, r: RevertRecord, reason: str, incident: Incident | None, now: datetime) -> None:
+        self.audit.suspend(r.app, reason, r.incident_id, now)
+        self.log.error("revert_did_not_heal", app=r.app, revert=r.revert_sha, suspended=True, why=reason)
         self.suspended()
         if incident is not None:
             self.notify(RevertStep.SUSPENDED, incident, (), StepDetail(reason=reason))

@@ -238,16 +238,14 @@ def story(
         if r.revert_sha:
             deployed = next((e for e in events if e.kind is EventKind.RECOVERED and e.revision == r.revert_sha), None)
             if deployed is not None:
-                add(
-                    deployed.at,
-                    "Deployed",
-                    "Argo CD synced the revert: Synced and Healthy",
-                    "good",
-                    sha_of(r.revert_sha),
-                )
+                restored = r.verify_result.value == "restored"  # Synced on it with no sync run: nothing deployed
+                said = "Synced and Healthy on the revert, no sync needed" if restored else "Argo CD synced the revert"
+                add(deployed.at, "Deployed", f"{said}: Synced and Healthy" if not restored else said, "good",
+                    sha_of(r.revert_sha))  # fmt: skip
         if r.verified_at is not None:
-            healed = r.verify_result.value == "healed"
-            add(r.verified_at, "Verified", "healed" if healed else "not healed", "good" if healed else "bad")
+            verdict = {"healed": ("healed", "good"), "restored": ("restored the live state", "good")}
+            text, tone = verdict.get(r.verify_result.value, ("not healed", "bad"))
+            add(r.verified_at, "Verified", text, tone)
     if incident.resolved_at is not None:
         add(incident.resolved_at, "Resolved", clean(incident.resolution, MESSAGE_MAX), "good")
     return tuple(s for _, _, s in sorted(steps, key=lambda x: (x[0], x[1])))

@@ -22,6 +22,7 @@ def apps_view(status: FleetStatus) -> list[dict[str, Any]]:
             continue
         rows.append(
             {
+                "app": key,  # the app's identity: namespace/name outside Argo CD's namespace (what explain takes)
                 "name": s.name,
                 "namespace": s.namespace,
                 "project": s.project,

@@ -30,21 +30,23 @@ class CaseRun:
         self.sha = ""
         self.advance(30.0)
 
-    def advance(self, seconds: float) -> None:
+    def advance(self, seconds: float, step: float = STEP) -> None:
         end = self.clock.time() + seconds
         while self.clock.time() < end:
-            self.clock.advance(STEP)
+            self.clock.advance(step)
             self.world.controller.tick()
             app = self.world.controller.get(self.app)
             assert app is not None, f"{self.app} is gone"
             self.statuses.append((self.clock.time(), app["status"]))
             self.trees.append((self.clock.time(), self.world.controller.resource_tree(self.app) or {}))
 
-    def push(self, case: RolloutCase) -> float:
-        """Commit and push the case, and refresh as a webhook would: Argo CD syncs at the next step."""
+    def push(self, case: RolloutCase, webhook: bool = True) -> float:
+        """Commit and push the case, and refresh as a webhook would (Argo CD syncs at the next step); without
+        the webhook Argo CD sees it at its own resync (sim/refresh.py)."""
         self.sha = case.commit(self.world.work)
         self.world.work.push()
-        self.world.controller.refresh()
+        if webhook:
+            self.world.controller.refresh()
         return self.clock.time()
 
     def synced_at(self) -> float | None:

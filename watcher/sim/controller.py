@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
@@ -33,20 +32,31 @@ from watcher.sim.cluster import (
     resource_tree,
 )
 from watcher.sim.hooks import HookRun
+from watcher.sim.manifest_cache import ManifestErrorCache
+from watcher.sim.refresh import RefreshSchedule, RefsCache, expired
 from watcher.sim.repo_server import Rendered, RenderError, RepoServer
+from watcher.sim.retry import (
+    attempt_failed,
+    auto_sync_retry,
+    final_message,
+    manual_sync_retry,
+    retry_started,
+    retry_wait,
+)
 from watcher.sim.rollout import Rollout
+from watcher.sim.sync_windows import SyncWindows, shape_operation
 
 __all__ = ["Cluster", "Controller", "SimTimings"]
 
 Listener = Callable[[str, "SimApp"], None]  # called with the controller's lock held
 WHOLE = "whole"  # SimApp.encoded's shape of the whole app (a GET); others are field selections
-GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
-UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
 @dataclass
 class SimTimings:
-    git_poll_seconds: float = 180.0  # Argo CD's reconciliation timeout
+    """The simulated Argo CD's clocks and the version-dependent shapes it serves (docs/argocd-conformance.md)."""
+
+    git_poll_seconds: float = 180.0  # Argo CD's reconciliation timeout: each app's resync period
     sync_seconds: float = 2.0  # one sync attempt
     health_seconds: float = 5.0  # Progressing -> Healthy/Degraded after a sync
     backoff_scale: float = 1.0  # multiplies the Application's retry backoff (tests: 0.01)
@@ -55,20 +65,29 @@ class SimTimings:
     # while new pods fail) instead of turning after `health_seconds`; git polls get a random jitter; a manifest
     # generation error is ignored for a grace period before it shows as ComparisonError.
     rollout_health: bool = False
-    poll_jitter_seconds: float = 0.0
-    repo_error_grace_seconds: float = 0.0
+    poll_jitter_seconds: float = 0.0  # each app's resync is delayed by a fresh random 0..this (sim/refresh.py)
+    repo_error_grace_seconds: float = 0.0  # 0: a render error shows at the first compare (no grace at all)
     seed: int | None = None  # of the poll jitter, for a run that repeats
+    ref_cache_seconds: float = 0.0  # the repo server's ls-remote cache per repo (0: every compare fetches)
+    cached_error_after: int = 0  # failures of one render before the cached error is served (0: never)
+    cached_error_minutes: float = 60.0  # how long the cached error is served, from the first failure
+    # Version-dependent shapes: a render error's sync.revision is the unresolved targetRevision (Argo CD 3.2+)
+    # or absent (before); a retry that starts clears the failed attempt's syncResult (after commit 9b40474c).
+    revision_on_render_error: bool = True
+    retry_clears_sync_result: bool = True
 
     @classmethod
     def real(cls, seed: int | None = None) -> SimTimings:
         """Argo CD's own timings, in Argo CD seconds (run them on a `ScaledClock` to see an hour in a minute).
 
-        argo-cd cmd/argocd-application-controller/commands/argocd_application_controller.go: app resync period
-        120 s (`timeout.reconciliation`, `--app-resync`) plus up to 60 s of jitter (`--app-resync-jitter`), and a
-        repo error grace period of resync + jitter = 180 s (`--repo-error-grace-period`) during which
-        controller/state.go CompareAppState ignores a manifest generation error (the app's status stays as it
-        was) before it reports ComparisonError. Retry back-off: the Application's own (5 s doubling to 3 min in
-        the demo's apps, as Argo CD's defaults). Health: gitops-engine pkg/health/health_deployment.go."""
+        argo-cd 37ee0097 cmd/argocd-application-controller/commands/argocd_application_controller.go:45-51: app
+        resync period 120 s (`timeout.reconciliation`) with a fresh 0-60 s jitter per app and resync
+        (`timeout.reconciliation.jitter`), and a repo error grace period of 120 + 60 = 180 s during which
+        controller/state.go:746-766 leaves the app's status unwritten before it reports ComparisonError; the
+        repo server's ls-remote cache of 3 min (reposerver/cache/cache.go:75) and its cached generation error
+        after 3 failures for 60 min (cmd/argocd-repo-server/commands/argocd_repo_server.go:48-49). Retry
+        back-off: the Application's own, else 5 s doubling to 3 min (sim/retry.py). Health: gitops-engine
+        pkg/health/health_deployment.go."""
         return cls(
             git_poll_seconds=120.0,
             sync_seconds=3.0,
@@ -79,16 +98,10 @@ class SimTimings:
             poll_jitter_seconds=60.0,
             repo_error_grace_seconds=180.0,
             seed=seed,
+            ref_cache_seconds=180.0,
+            cached_error_after=3,
+            cached_error_minutes=60.0,
         )
-
-
-def go_duration(text: str | int | None, default: float) -> float:
-    if text is None or text == "":
-        return default
-    if isinstance(text, int | float) or str(text).isdigit():
-        return float(text)
-    parts = GO_DURATION.findall(str(text))
-    return sum(float(n) * UNIT_SECONDS[u] for n, u in parts) if parts else default
 
 
 def now_iso(t: float) -> str:
@@ -111,6 +124,8 @@ class SimApp:
     hook: HookRun | None = None  # the last sync hook run (its Job stays in the tree until the next run)
     hook_consumed: bool = False  # that run's outcome was used by an attempt: the next attempt runs it again
     repo_error_since: float | None = None  # when manifest generation started failing (the repo error grace)
+    reconciled_at: float | None = None  # the last full compare (status.reconciledAt), for the expiry gate
+    retry_due: float | None = None  # when the failed operation's retry starts (its backoff ends)
     from_git: bool = True  # False: created through the API (`simulate --apps`), so not deleted with the app-of-apps
     # The app as the API last served it, per shape (a GET, a list's field selection): at 10k apps, copying and
     # encoding every app for every list is most of the simulator's time, and nearly all of them did not change.
@@ -159,15 +174,16 @@ class Controller:
         self.workdir = Path(workdir)
         self.root_manifest = root_manifest
         self.branch = branch
-        self.timings = timings or SimTimings()
+        self.timings = copy.copy(timings or SimTimings())  # a test may change one world's; never the shared FAST
         self.cluster = cluster or Cluster()
         self.clock = clock
         self.apps: dict[str, SimApp] = {}
         self.lock = threading.RLock()
         self.listeners: list[Listener] = []
         self.head: str | None = None
-        self._next_poll = 0.0
         self.repo_server = RepoServer(repo_url, self.workdir, branch)
+        self.refs = RefsCache()
+        self.manifest_errors = ManifestErrorCache()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.history_id = 0
@@ -175,7 +191,9 @@ class Controller:
         # every app (20 ticks a second over 10k apps would keep a core busy doing nothing).
         self._due: set[str] = set()
         self._rolling: set[str] = set()  # apps whose rollout is not finished: stepped at each tick
-        self._jitter = random.Random(self.timings.seed)
+        self.schedule = RefreshSchedule(random.Random(self.timings.seed))
+        self._period = self.timings.git_poll_seconds
+        self.windows = SyncWindows()  # the AppProjects' sync windows
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self, tick_seconds: float = 0.05) -> None:
@@ -197,9 +215,11 @@ class Controller:
         if self._thread:
             self._thread.join(5)
 
-    def refresh(self, name: str | None = None) -> None:
-        """`?refresh=normal`: re-read git now, as a webhook or the refresh button does."""
-        self._next_poll = 0.0
+    def refresh(self, name: str | None = None, hard: bool = False) -> None:
+        """The refresh annotation: `?refresh=` on one app, or a git webhook (every app): compared at the next
+        tick past the ls-remote cache and the repo error grace (sim/refresh.py)."""
+        with self.lock:
+            self.schedule.request([name] if name is not None else list(self.apps), hard)
 
     def terminate_operation(self, name: str) -> bool:
         with self.lock:
@@ -244,8 +264,9 @@ class Controller:
                 self._notify("ADDED", app)
 
     # -- git ------------------------------------------------------------------------------------------
-    def sync(self, name: str, revision: str, username: str) -> str | None:
-        """`POST /applications/{name}/sync` by a person: sync `revision` (default: the target) now, no retries.
+    def sync(self, name: str, revision: str, username: str, retry_strategy: dict[str, Any] | None = None) -> str | None:
+        """`POST /applications/{name}/sync` by a person: sync `revision` (default: the target) now, retried as
+        the request or else the app's `syncPolicy.retry` says (sim/retry.py manual_sync_retry).
         Returns an error message, or None when the operation started."""
         with self.lock:
             app = self.apps.get(name)
@@ -256,7 +277,8 @@ class Controller:
             rev = self.repo_server.resolve(revision or str(self._own_source(app).get("targetRevision", "")))
             if rev is None:
                 return f"unable to resolve '{revision}' to a commit SHA"
-            self._start_sync(app, rev, self.clock(), {"username": username}, retry={})
+            retry = manual_sync_retry(app.spec, retry_strategy)
+            self._start_sync(app, rev, self.clock(), {"username": username}, retry=retry)
             self._changed(app)
             return None
 
@@ -266,23 +288,38 @@ class Controller:
             # Read under the lock: a time read before waiting for it could be older than a tick that ran meanwhile
             # (a test's manual clock, or a scaled one), and would step rollouts back.
             now = self.clock()
-            if now >= self._next_poll:
-                self._next_poll = now + self.timings.git_poll_seconds
-                self._next_poll += self._jitter.uniform(0, self.timings.poll_jitter_seconds)
-                self.head = self.repo_server.poll()
-                self._load_apps()
-                for app in list(self.apps.values()):
-                    self._reconcile(app, now)
+            self._refresh_due(now)
             for name in list(self._due):
                 due = self.apps.get(name)
                 if due is not None:
                     self._advance(due, now)
-                if due is None or (due.attempt_due is None and due.health_due is None and not due.terminate):
+                if due is None or not (due.attempt_due or due.retry_due or due.health_due or due.terminate):
                     self._due.discard(name)
             for name in list(self._rolling):
                 rolling = self.apps.get(name)
                 if rolling is None or not self._roll(rolling, now):
                     self._rolling.discard(name)
+
+    def _refresh_due(self, now: float) -> None:
+        """Compare the apps whose refresh is due: resyncs past the expiry gate, and those asked for. The branch
+        head comes from the ls-remote cache unless it is stale or a refresh was asked for (sim/refresh.py)."""
+        t = self.timings
+        if t.git_poll_seconds != self._period:
+            self._period = t.git_poll_seconds
+            self.schedule.rearm()
+        names = list(self.apps) if self.head is not None else []
+        due = self.schedule.due(now, names, t.git_poll_seconds, t.poll_jitter_seconds)
+        if self.head is not None and not due:
+            return
+        forced = any(kind is not None for _, kind in due)
+        if self.head is None or forced or self.refs.stale(now, t.ref_cache_seconds):
+            self.head = self.repo_server.poll()
+            self.refs.fetched(now)
+            self._load_apps()
+        for name, kind in due or [(n, None) for n in self.apps]:
+            app = self.apps.get(name)
+            if app is not None and (kind is not None or expired(app.reconciled_at, now, t.git_poll_seconds)):
+                self._reconcile(app, now, kind)
 
     def _load_apps(self) -> None:
         """The app-of-apps and its children as git has them now; apps gone from git are deleted."""
@@ -310,29 +347,36 @@ class Controller:
             app.manifest = manifest
             self._changed(app)
 
-    def _reconcile(self, app: SimApp, now: float) -> None:
-        """Compare the app's desired state at head with what is live; auto-sync when they differ."""
+    def _reconcile(self, app: SimApp, now: float, refresh: str | None = None) -> None:
+        """Compare the app's desired state at head with what is live; auto-sync when they differ. `refresh`:
+        the refresh annotation ("normal", "hard") of a webhook or `?refresh`, None for a resync."""
         if "sim/static" in app.manifest["metadata"].get("annotations", {}) or self.head is None:
             return
-        resolved = self.repo_server.resolve(str(self._own_source(app).get("targetRevision", "")))
+        target = str(self._own_source(app).get("targetRevision", ""))
+        resolved = self.repo_server.resolve(target)
         rev = resolved or self.head
         before = _state(app)
-        app.status["reconciledAt"] = now_iso(now)
-        app.served.pop(WHOLE, None)  # a field selection cannot ask for reconciledAt: those bodies still hold
         try:
+            t = self.timings
+            cached = self.manifest_errors.cached(
+                app.name, rev, now, refresh == "hard", t.cached_error_after, t.cached_error_minutes
+            )
+            if cached is not None:
+                raise RenderError(cached)
             desired = self.repo_server.render(app.manifest, rev)
         except RenderError as exc:
-            # argo-cd controller/state.go: a repo error first seen less than the grace period ago leaves the
-            # app's status as it was (the comparison is skipped); only past it does ComparisonError show.
-            if app.repo_error_since is None:
-                app.repo_error_since = now
-            if now - app.repo_error_since < self.timings.repo_error_grace_seconds:
-                return
-            _comparison_error(app, self._revisions(app, rev), str(exc), now)
+            if cached is None:
+                self.manifest_errors.failed(app.name, rev, str(exc), now)
+            if self._in_grace(app, now, refresh):
+                return  # controller/state.go:751-762, appcontroller.go:1982-1985: nothing written
+            self._reconciled(app, now)
+            _comparison_error(app, self._error_revisions(app, target), str(exc), now)
             if _state(app) != before:
                 self._changed(app)
             return
+        self.manifest_errors.succeeded(app.name, rev)
         app.repo_error_since = None
+        self._reconciled(app, now)
         app.status.pop("conditions", None)
         in_sync = app.live is not None and app.live.fingerprint == desired.fingerprint
         app.status["sync"] = {
@@ -340,11 +384,41 @@ class Controller:
             **self._revisions(app, rev),
             "comparedTo": _compared_to(app),
         }
-        automated = (app.manifest["spec"].get("syncPolicy") or {}).get("automated")
-        if not in_sync and automated is not None and app.operation is None and rev not in app.failed_revisions:
-            self._start_sync(app, rev, now)
+        # Auto-sync, the ApplicationSet controller's progressive sync, or nobody (a sync window): sim/sync_windows.py
+        by = self.windows.auto_syncer(app.manifest, datetime.fromtimestamp(now, UTC))
+        if not in_sync and by is not None and app.operation is None and rev not in app.failed_revisions:
+            self._start_sync(app, rev, now, dict(by))
+            assert app.operation is not None
+            shape_operation(app.operation, by)
+            app.status["operationState"]["operation"] = copy.deepcopy(app.operation)
         if _state(app) != before:
             self._changed(app)
+
+    def _in_grace(self, app: SimApp, now: float, refresh: str | None) -> bool:
+        """Whether a render error stays hidden: first seen, or seen within the grace of its first sighting, and
+        no refresh asked for (controller/state.go:751-762). A grace of 0 hides nothing (the fast clock)."""
+        if refresh is not None or self.timings.repo_error_grace_seconds <= 0:
+            return False
+        if app.repo_error_since is None:
+            app.repo_error_since = now
+            return True
+        return now - app.repo_error_since <= self.timings.repo_error_grace_seconds
+
+    def _reconciled(self, app: SimApp, now: float) -> None:
+        app.reconciled_at = now
+        app.status["reconciledAt"] = now_iso(now)
+        app.served.pop(WHOLE, None)  # a field selection cannot ask for reconciledAt: those bodies still hold
+
+    def _error_revisions(self, app: SimApp, target: str) -> dict[str, Any]:
+        """sync.revision(s) of a render error: set from the unresolved input before generation (controller/
+        state.go:696-708) and not overwritten, as no manifest came back (1101-1106): the targetRevision text for
+        one source (3.2+, commit 9dfa9db097; absent before), none for several (an empty list, omitted)."""
+        if app.spec.get("sources") and not app.spec.get("source"):
+            return {}
+        source = app.spec.get("source") or {}
+        if is_chart_source(source):
+            return {"revision": str(source.get("targetRevision", ""))}
+        return {"revision": target} if self.timings.revision_on_render_error and target else {}
 
     def _start_sync(
         self,
@@ -355,7 +429,7 @@ class Controller:
         retry: dict[str, Any] | None = None,
     ) -> None:
         if retry is None:
-            retry = (app.manifest["spec"].get("syncPolicy") or {}).get("retry") or {}
+            retry = auto_sync_retry(app.spec)
         app.op_revision = rev
         app.operation = {
             # An automated sync takes the Application's syncOptions (controller/appcontroller.go:2578).
@@ -379,6 +453,10 @@ class Controller:
             app.terminate = False
             _finish(app, now, "Failed", "Operation terminated")
             app.failed_revisions.add(str(app.op_revision))
+            self._changed(app)
+        elif app.operation is not None and app.retry_due is not None and now >= app.retry_due:
+            app.retry_due = None
+            retry_started(app.status["operationState"], self.timings.retry_clears_sync_result)
             self._changed(app)
         elif app.operation is not None and app.attempt_due is not None and now >= app.attempt_due:
             self._attempt(app, now)
@@ -427,19 +505,21 @@ class Controller:
             self._due.add(app.name)
         else:
             count = int(state.get("retryCount", 0))
-            wait = retry_wait(state["operation"].get("retry") or {}, count, self.timings.backoff_scale)
+            retry = state["operation"].get("retry") or {}
+            wait = retry_wait(retry, count, self.timings.backoff_scale)
+            failed = (
+                hook_results
+                or refused_results
+                or [resource_result(app.name, _namespace(app), "SyncFailed", error or "")]
+            )
+            # The failed attempt's result stays while the operation backs off (appcontroller.go:1684-1689).
+            state["syncResult"] = {**self._revisions(app, rev), **_source_fields(app), "resources": failed}
             if wait is not None:
-                state["retryCount"] = count + 1
-                at = datetime.fromtimestamp(now + wait, UTC).strftime("%-I:%M%p")
-                state["message"] = f"{error}. Retrying attempt #{count + 1} at {at}."
-                app.attempt_due = now + wait + self.timings.sync_seconds
+                attempt_failed(state, str(error), retry, now, self.timings.backoff_scale)
+                app.retry_due = now + wait
+                app.attempt_due = app.retry_due + self.timings.sync_seconds
             else:
-                suffix = f" (retried {count} times)." if count else ""
-                failed = hook_results or refused_results or [
-                    resource_result(app.name, _namespace(app), "SyncFailed", error or "")
-                ]
-                state["syncResult"] = {**self._revisions(app, rev), **_source_fields(app), "resources": failed}
-                _finish(app, now, "Failed", f"{error}{suffix}")
+                _finish(app, now, "Failed", final_message(str(error), count))
                 app.failed_revisions.add(rev)
         self._changed(app)
 
@@ -598,6 +678,7 @@ def _finish(app: SimApp, now: float, phase: str, message: str) -> None:
     state.update(phase=phase, message=message, finishedAt=now_iso(now))
     app.operation = None
     app.attempt_due = None
+    app.retry_due = None
 
 
 # -- notifications ----------------------------------------------------------------------------------
@@ -613,18 +694,6 @@ def _source_fields(app: SimApp) -> dict[str, Any]:
 
 def _compared_to(app: SimApp) -> dict[str, Any]:
     return {**_source_fields(app), "destination": app.spec.get("destination", {})}
-
-
-def retry_wait(retry: dict[str, Any], count: int, scale: float) -> float | None:
-    """Seconds before retry `count + 1` under the Application's retry policy; None when retries are spent."""
-    limit = int(retry.get("limit", 0) or 0)
-    if not (limit < 0 or count < limit):
-        return None
-    backoff = retry.get("backoff") or {}
-    base = go_duration(backoff.get("duration"), 5.0)
-    factor = float(backoff.get("factor") or 2)
-    cap = go_duration(backoff.get("maxDuration"), 180.0)
-    return float(min(base * factor**count, cap) * scale)
 
 
 def _add_history(app: SimApp, history_id: int, revisions: dict[str, Any], now: float) -> None:

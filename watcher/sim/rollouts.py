@@ -124,7 +124,8 @@ FAILURES: tuple[RolloutCase, ...] = (
         f"{APP}: tune the replicas",
         files={VALUES: "replicaCount: [1\nimage:\n  pullPolicy: Always\n"},
         kind="render_error",
-        shows="manifests do not render: the app's status is left as it was for 180 s, then ComparisonError",
+        shows="manifests do not render: ComparisonError at once after a webhook; without one, Argo CD's first "
+        "compare of the commit leaves the status as it was for the 180 s repo error grace",
     ),
     RolloutCase(
         "failed_hook",

@@ -8,6 +8,7 @@ import secrets
 import threading
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -227,7 +228,8 @@ def build_sim_app(
             return refused
         name = request.path_params["name"]
         if request.query_params.get("refresh"):
-            controller.refresh(name)
+            # Any value but "hard" is a normal refresh (server/application/application.go:805-808).
+            controller.refresh(name, hard=request.query_params["refresh"] == "hard")
             await asyncio.to_thread(controller.tick)
         body = controller.get_encoded(name, WHOLE, encoded, lambda m: _matches(m, request))
         if body is None:
@@ -270,6 +272,22 @@ def build_sim_app(
             return refused
         return JSONResponse(manifests_api.clusters(controller, request.query_params.get("server", "")))
 
+    async def sync_windows(request: Request) -> Response:
+        if (refused := await guard(request)) is not None:
+            return refused
+        name, now = request.path_params["name"], datetime.fromtimestamp(controller.clock(), UTC)
+        app = controller.get(name)
+        if app is None:
+            message = f'applications.argoproj.io "{name}" not found'
+            return JSONResponse({"error": message, "code": 5, "message": message}, status_code=404)
+        return JSONResponse(controller.windows.app_answer(app, now))
+
+    async def project_windows(request: Request) -> Response:
+        if (refused := await guard(request)) is not None:
+            return refused
+        now = datetime.fromtimestamp(controller.clock(), UTC)
+        return JSONResponse(controller.windows.project_answer(request.path_params["name"], now))
+
     async def terminate(request: Request) -> Response:
         if (refused := await guard(request)) is not None:
             return refused
@@ -289,7 +307,14 @@ def build_sim_app(
             return refused
         body = await request.json() if await request.body() else {}
         revision = str(body.get("revision") or "") if isinstance(body, dict) else ""
-        error = controller.sync(request.path_params["name"], revision, username="admin")
+        shown = controller.get(request.path_params["name"])
+        now = datetime.fromtimestamp(controller.clock(), UTC)
+        if shown is not None and not controller.windows.can_sync(shown, now, manual=True):  # application.go:2091-2097
+            message = "cannot sync: blocked by sync window"
+            return JSONResponse({"error": message, "code": 7, "message": message}, status_code=403)
+        strategy = body.get("retryStrategy") if isinstance(body, dict) else None
+        retry = strategy if isinstance(strategy, dict) else None
+        error = controller.sync(request.path_params["name"], revision, username="admin", retry_strategy=retry)
         if error is not None:
             code = 5 if "not found" in error else 9
             return JSONResponse({"error": error, "code": code, "message": error}, status_code=404 if code == 5 else 400)
@@ -316,12 +341,23 @@ def build_sim_app(
             text = json.dumps(message, separators=(",", ":"))
             return f"data: {text}\n\n" if sse else text + "\n"
 
+        # argo-cd pkg/apiclient/application/forwarder_overwrite.go:314-320: the stream forwarder drops an event
+        # whose payload, after `fields`, is the one it last sent for that app name.
+        last_sent: dict[str, str] = {}
+
+        def changed(app: dict[str, Any], text: str) -> bool:
+            name = str(app.get("metadata", {}).get("name", ""))
+            if last_sent.get(name) == text:
+                return False
+            last_sent[name] = text
+            return True
+
         async def body() -> AsyncIterator[str]:
             try:
                 for name in replay:
                     app = controller.get(name)
-                    if app is not None and _matches(app, request):
-                        yield frame("ADDED", app)
+                    if app is not None and _matches(app, request) and changed(app, text := frame("ADDED", app)):
+                        yield text
                 while True:
                     try:
                         item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
@@ -332,8 +368,8 @@ def build_sim_app(
                     if item is None:
                         return
                     kind, app = item
-                    if _matches(app, request):
-                        yield frame(kind, app)
+                    if _matches(app, request) and changed(app, text := frame(kind, app)):
+                        yield text
             finally:
                 with broadcaster.lock:
                     broadcaster.subscribers.discard(sub)
@@ -352,6 +388,8 @@ def build_sim_app(
             Route("/api/v1/applications/{name}/manifests", manifests),
             Route("/api/v1/clusters", clusters),
             Route("/api/v1/applications/{name}/sync", sync, methods=["POST"]),
+            Route("/api/v1/applications/{name}/syncwindows", sync_windows),
+            Route("/api/v1/projects/{name}/syncwindows", project_windows),
             Route("/api/v1/stream/applications", stream),
         ]
     )

@@ -14,8 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from watcher.core.delivery import SlackThread
 from watcher.store.audit import RevertAudit
-from watcher.store.delivery import SlackDelivery, SlackThread
+from watcher.store.delivery import SlackDelivery
 from watcher.store.detection import DetectionRecords, Observation
 from watcher.store.preflight import PreflightRecords
 from watcher.store.schema import MIGRATIONS, Statements, schema_version

@@ -113,6 +113,15 @@ class RevertAudit:
                 reverts.update().where(reverts.c.id == revert_id).values(verify_result=result.value, verified_at=at)
             )
 
+    def hold_revert(self, revert_id: int, deadline: datetime, detail: Mapping[str, Any]) -> None:
+        """Argo CD may not deploy the revert yet: a later verify deadline, and why (merged into the row's detail)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(reverts.c.detail).where(reverts.c.id == revert_id)).first()
+            merged = dict(row[0] or {} if row else {}) | dict(detail)
+            conn.execute(
+                reverts.update().where(reverts.c.id == revert_id).values(verify_deadline=deadline, detail=merged)
+            )
+
     def reverts(
         self,
         app: str | None = None,

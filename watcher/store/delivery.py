@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from watcher.core.codec import from_row
+from watcher.core.delivery import DeliveryState, SlackThread
 from watcher.store.schema import notifications, slack_threads
-
-
-@dataclass(frozen=True, slots=True)
-class SlackThread:
-    """An incident's thread: where its parent message is, and what to redraw it from when resolved."""
-
-    id: int
-    app: str
-    revision: str | None
-    incident_id: int | None
-    channel: str
-    ts: str
-    parent: dict[str, Any]
-    started_at: datetime
-    resolved_at: datetime | None = None
 
 
 class SlackDelivery:
@@ -33,16 +18,32 @@ class SlackDelivery:
         self.engine = engine
 
     def notification_sent(self, key: str) -> bool:
-        q = sa.select(notifications.c.dedup_key).where(notifications.c.dedup_key == key)
         with self.engine.connect() as conn:
-            return conn.execute(q).first() is not None
+            return self._sent(conn, key)
+
+    def delivery_state(
+        self, key: str, app: str, incident_id: int | None, revision: str | None, resolves: bool
+    ) -> DeliveryState:
+        """Everything a delivery decides on, in one read: sent already, and the app's open threads (a recovery)
+        or the incident's thread (anything else)."""
+        with self.engine.connect() as conn:
+            sent = self._sent(conn, key)
+            if resolves:
+                return DeliveryState(sent, tuple(self._open_threads(conn, app)))
+            return DeliveryState(sent, thread=self._thread(conn, app, incident_id, revision))
+
+    @staticmethod
+    def _sent(conn: Connection, key: str) -> bool:
+        q = sa.select(notifications.c.dedup_key).where(notifications.c.dedup_key == key)
+        return conn.execute(q).first() is not None
 
     def record_notification(self, key: str, channel: str, ts: str | None, at: datetime) -> None:
         with self.engine.begin() as conn:
             conn.execute(notifications.delete().where(notifications.c.dedup_key == key))
             conn.execute(notifications.insert(), {"dedup_key": key, "channel": channel, "ts": ts, "sent_at": at})
 
-    def thread(self, app: str, incident_id: int | None, revision: str | None) -> SlackThread | None:
+    @staticmethod
+    def _thread(conn: Connection, app: str, incident_id: int | None, revision: str | None) -> SlackThread | None:
         """The open thread of this incident, else one opened for the same app and revision (a failing sync)."""
         base = sa.select(slack_threads).where(slack_threads.c.app == app, slack_threads.c.resolved_at.is_(None))
         queries = []
@@ -50,11 +51,10 @@ class SlackDelivery:
             queries.append(base.where(slack_threads.c.incident_id == incident_id))
         if revision is not None:
             queries.append(base.where(slack_threads.c.revision == revision))
-        with self.engine.connect() as conn:
-            for q in queries:
-                row = conn.execute(q.order_by(slack_threads.c.id.desc()).limit(1)).first()
-                if row is not None:
-                    return from_row(SlackThread, row)
+        for q in queries:
+            row = conn.execute(q.order_by(slack_threads.c.id.desc()).limit(1)).first()
+            if row is not None:
+                return from_row(SlackThread, row)
         return None
 
     def incident_thread(self, incident_id: int) -> SlackThread | None:
@@ -87,9 +87,13 @@ class SlackDelivery:
             )
 
     def open_threads(self, app: str) -> list[SlackThread]:
-        q = sa.select(slack_threads).where(slack_threads.c.app == app, slack_threads.c.resolved_at.is_(None))
         with self.engine.connect() as conn:
-            return [from_row(SlackThread, r) for r in conn.execute(q.order_by(slack_threads.c.id))]
+            return self._open_threads(conn, app)
+
+    @staticmethod
+    def _open_threads(conn: Connection, app: str) -> list[SlackThread]:
+        q = sa.select(slack_threads).where(slack_threads.c.app == app, slack_threads.c.resolved_at.is_(None))
+        return [from_row(SlackThread, r) for r in conn.execute(q.order_by(slack_threads.c.id))]
 
     def resolve_thread(self, thread_id: int, at: datetime) -> None:
         with self.engine.begin() as conn:
