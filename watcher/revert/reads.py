@@ -23,8 +23,8 @@ from watcher.core.facts import (
 )
 from watcher.core.narrow import Candidate, Rendered
 from watcher.core.policy import still_failing
-from watcher.core.rollout import RolloutRules, not_from_this_deploy
 from watcher.core.preflight import source_position
+from watcher.core.rollout import RolloutRules, not_from_this_deploy
 from watcher.core.snapshots import degraded_in_tree, health_is_in_the_tree, snapshot_from_app
 from watcher.core.sync_permit import synced_by_appset
 from watcher.domain import (
