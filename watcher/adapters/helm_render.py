@@ -39,6 +39,7 @@ def _engine() -> Any:
         helm_python = engine
     return helm_python
 
+
 MAX_DEPENDENCY_DEPTH = 4
 
 
