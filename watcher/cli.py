@@ -198,10 +198,13 @@ def explain(app: str, url: str, as_json: bool) -> None:
     """Why the last auto-revert decision for APP was taken: what was seen, the rule, the outcome."""
     r = _request("GET", url.rstrip("/") + "/api/explain", params={"app": app})
     if r.status_code == 404:
-        raise click.ClickException(f"no decision recorded for {app}: it has had no incident")
+        raise click.ClickException(f"no decision or pre-flight verdict recorded for {app}: it has had no incident")
     data = r.json()
     if as_json:
         click.echo(json.dumps(data, indent=2))
+        return
+    if data.get("decision") is None:
+        click.echo("\n".join([f"{app}: no auto-revert decision", *_preflight_lines(data.get("preflight"))]))
         return
     d, incident = data["decision"], data.get("incident") or {}
     ev = d["evidence"]
@@ -241,7 +244,24 @@ def explain(app: str, url: str, as_json: bool) -> None:
         lines.append(f"  resolved: {incident['resolution']}")
     if data.get("suspended"):
         lines.append(f"  SUSPENDED: {data['suspended']['reason']} (sync-watcher resume {app})")
-    click.echo("\n".join(lines))
+    click.echo("\n".join(lines + _preflight_lines(data.get("preflight"))))
+
+
+def _preflight_lines(p: dict[str, Any] | None) -> list[str]:
+    """The pre-flight's latest verdicts on the app's commits, Argo CD's words under a failing one."""
+    if not p or not p.get("verdicts"):
+        return []
+    lines = ["  pre-flight (Argo CD's render of each new commit, before it deployed it):"]
+    for v in p["verdicts"]:
+        agreed = "" if v.get("agreed") is None else f"; Argo CD {'agreed' if v['agreed'] else 'DISAGREED'}"
+        action = f"; {v['action']}" if v.get("action") else ""
+        lines.append(f"    {v['commit'][:12]} {v['verdict']} in {v['seconds']:g}s{action}{agreed}")
+        said = v.get("argocd_error") or "; ".join(v.get("invalid") or [])
+        if said:
+            lines.append(f"      argo cd: {said[:300]}")
+    if p.get("local_checks_paused"):
+        lines.append(f"    local schema checks PAUSED: {p['local_checks_paused']} (sync-watcher resume APP resets)")
+    return lines
 
 
 @main.command()

@@ -108,9 +108,14 @@ def run_demo(
             update={
                 "revert": settings.revert.model_copy(update={"mode": "push"}),
                 "http": settings.http.model_copy(update={"port": http_port}),
+                # act two: a commit Argo CD cannot render is reverted in stg before Argo CD syncs it
+                "preflight": settings.preflight.model_copy(
+                    update={"revert_environments": ["stg"], "poll_interval_seconds": 0.5}
+                ),
             }
         )
         daemon = Daemon(settings, argocd_retry_max_wait=0.5, listeners=[timeline, slack])
+        daemon.preflight.listeners.append(slack._add)
         initial = world.work.git("rev-parse", "HEAD")
         timeline.add("commit", sha=initial[:10], author="Platform Team", subject="Initial GitOps layout")
         daemon.start()
@@ -156,7 +161,8 @@ def run_demo(
         back = timeline.wait_report((RevertStep.RECOVERED, RevertStep.RESTORED), 60)
         recovered_at = time.monotonic()
         timeline.add(back.step.value, app=BAD_APP, revision=revert_sha[:10])
-        remote = daemon.repo.commits_touching([], revert_sha, limit=5)
+        preflight = _act_two(world, daemon, timeline, slack)
+        remote = daemon.repo.commits_touching([], preflight["revert"], limit=7)
         revert_commit = daemon.repo.commit(revert_sha)
         if before_stop is not None:
             before_stop(daemon)
@@ -180,6 +186,7 @@ def run_demo(
                 "seconds_from_detection": round(reverted_at - detected_at, 2),
             },
             "recovered": {"seconds_from_push": round(recovered_at - pushed_at, 2)},
+            "preflight": preflight,
             "branch_now": [f"{c.sha[:10]} {c.author}: {c.subject}" for c in remote],
             "open_incidents": [
                 {"id": i.id, "app": i.app, "kind": i.kind.value}
@@ -200,6 +207,62 @@ def run_demo(
         world.stop()
         if workdir is None:
             shutil.rmtree(root, ignore_errors=True)
+
+
+PREFLIGHT_APP = "plate-web-stg"
+BROKEN_SUBJECT = f"{PREFLIGHT_APP}: raise the memory limit"
+ARGOCD_POLL_ACT_TWO = 8.0  # Argo CD without a webhook looks at git minutes after a push; in the demo, seconds
+
+
+def _act_two(world: SimWorld, daemon: Daemon, timeline: Timeline, slack: SlackPreview) -> dict[str, Any]:
+    """A values file that is no longer YAML: Argo CD's own renderer, asked by the pre-flight, cannot render it,
+    and the commit is reverted before Argo CD has even looked at it (so it is never synced)."""
+    world.controller.timings.git_poll_seconds = ARGOCD_POLL_ACT_TWO
+    time.sleep(0.6)  # the fast poll already scheduled (0.5 s) passes: the next one is ARGOCD_POLL_ACT_TWO away
+    world.work.git("pull", "-q", "--rebase", "origin", "main")  # the revert of act one
+    values = "helm/applications/plate-web/values-stg.yaml"
+    broken = world.work.commit(
+        BROKEN_SUBJECT, {values: world.work.read(values) + "resources: {limits: [\n"}, "Dev Four"
+    )
+    pushed_at = time.monotonic()
+    world.work.push()
+    timeline.add("commit", sha=broken[:10], author="Dev Four", subject=BROKEN_SUBJECT)
+    records = daemon.store.preflight
+    found = _until(lambda: records.verdicts(app=PREFLIGHT_APP, commit_sha=broken, limit=1), 30, "pre-flight verdict")[0]
+    error = str(found.evidence.get("argocd_error", ""))
+    timeline.add("preflight", app=PREFLIGHT_APP, sha=broken[:10], verdict=found.verdict, message=error)
+    row = _until(
+        lambda: [r for r in daemon.store.audit.reverts() if r.culprits == (broken,) and r.revert_sha], 30, "revert"
+    )[0]
+    assert row.revert_sha is not None
+    reverted_after = time.monotonic() - pushed_at
+    timeline.add("preflight_reverted", app=PREFLIGHT_APP, revert=row.revert_sha[:10], culprit=broken[:10])
+    incident = daemon.store.detection.incident(row.incident_id)
+    _until(lambda: (i := daemon.store.detection.incident(row.incident_id)) and i.resolved_at, 30, "revert verified")
+    seen = [e for e in daemon.store.detection.events(app=PREFLIGHT_APP) if e.get("revision") == broken]
+    decision = next(d for d in daemon.store.audit.decisions(app=PREFLIGHT_APP) if d.incident_id == row.incident_id)
+    return {
+        "app": PREFLIGHT_APP,
+        "commit": broken,
+        "verdict": found.verdict,
+        "argocd_error": error,
+        "seconds_to_verdict": round((found.judged_at - found.seen_at).total_seconds(), 2),
+        "seconds_from_push_to_revert": round(reverted_after, 2),
+        "rule": decision.rule,
+        "revert": row.revert_sha,
+        "incident": incident.id if incident else None,
+        "argocd_saw_it": bool(seen),
+    }
+
+
+def _until(test: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = test()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise TimeoutError(f"the demo did not see the {what} in time")
 
 
 CHANGES = [
@@ -239,6 +302,13 @@ def render_text(result: dict[str, Any]) -> str:
             text = f"REVERTED {e['app']}: pushed {e['revert']} reverting {e['culprit']} (and nothing else)"
         elif what == "recovered":
             text = f"healthy  {e['app']} synced and healthy on the revert {e['revision']}"
+        elif what == "preflight":
+            text = (
+                f"JUDGED   {e['sha']} for {e['app']} before Argo CD looked at it: {e['verdict']}\n"
+                f"{argocd_message(e['message'])}"
+            )
+        elif what == "preflight_reverted":
+            text = f"REVERTED {e['app']}: pushed {e['revert']} reverting {e['culprit']}, never synced by Argo CD"
         elif what == "restored":
             text = (
                 f"restored {e['app']} Synced and Healthy on the revert {e['revision']} with no sync needed: the "
@@ -249,13 +319,16 @@ def render_text(result: dict[str, Any]) -> str:
         else:
             text = f"DETECTED {e['kind']} on {e['app']} at revision {e['revision']}\n{argocd_message(e['message'])}"
         lines.append(f"  +{e['t']:>6.2f}s  {text}")
-    d, r = result["detected"], result["revert"]
+    d, r, p = result["detected"], result["revert"], result["preflight"]
     lines += [
         "",
         f"decision: {result['decision']['action']} ({result['decision']['rule']}): {result['decision']['reason']}",
         f"time to detect: {d['seconds_from_push']}s from the push; revert pushed {r['seconds_from_detection']}s "
         f"after detection; healthy again {result['recovered']['seconds_from_push']}s after the push",
         f"the revert undoes only the bad commit: {'yes' if r['only_the_bad_commit'] else 'NO'}",
+        f"pre-flight: {p['verdict']} {p['seconds_to_verdict']}s after the watcher saw {p['commit'][:10]}, reverted "
+        f"({p['rule']}) {p['seconds_from_push_to_revert']}s after the push; Argo CD "
+        f"{'saw it first' if p['argocd_saw_it'] else 'never saw it'}",
         "branch now:",
         *[f"  {line}" for line in result["branch_now"]],
         f"open incidents: {len(result['open_incidents'])}; demo took {result['total_seconds']}s; nothing left running",

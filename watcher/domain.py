@@ -65,6 +65,9 @@ class EventKind(enum.StrEnum):
     DEGRADED_UNATTRIBUTED = "degraded_unattributed"
     RECOVERED = "recovered"
     APP_REMOVED = "app_removed"
+    # Not the detector's: the pre-flight's warning that Argo CD's own render of a new commit fails, or that it
+    # makes objects the cluster would refuse, before Argo CD deploys it (watcher/preflight). Opens no incident.
+    PREFLIGHT_FAILED = "preflight_failed"
 
 
 # Kinds that open an incident: a failure attributed to a revision, or one that someone must look at.

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from watcher.core.branches import RemoteBranches
 from watcher.core.detect import AppTracker
 from watcher.core.narrow import Rendered
+from watcher.core.preflight import Render
 from watcher.domain import AppContext, ChangedCommit, Commit, Event, RevertReport, RevertResult
 
 
@@ -53,6 +54,27 @@ class ArgoCDActions(Protocol):
 
     def project_sync_windows(self, project: str) -> dict[str, Any]:
         """GET /api/v1/projects/{name}/syncwindows: the project's active windows, with their time zones."""
+        ...
+
+
+class Renderer(Protocol):
+    """Argo CD's own renderer, read-only (the pre-flight): never a refresh, never a sync."""
+
+    def manifests(self, name: str, namespace: str, revision: str, position: int) -> Render:
+        """The app rendered at `revision` (the watched repo's source, at 1-based `position`): its
+        manifests, Argo CD's render error, or why Argo CD could not be asked. Asked once: never retried."""
+        ...
+
+    def cluster_version(self, server: str) -> str | None:
+        """The Kubernetes version of the cluster at `server`, as Argo CD reports it; None when unknown."""
+        ...
+
+
+class CommitStatuses(Protocol):
+    """Posts a commit status on the forge (any sha: pushed to a branch or in a pull request)."""
+
+    def post(self, sha: str, state: str, context: str, description: str, target_url: str = "") -> None:
+        """`state`: success | failure | error | pending. Raises NeedsHuman when the forge refuses."""
         ...
 
 
@@ -123,6 +145,23 @@ class RevertRepo(Protocol):
         """Revert `culprits` on the remote head of `onto` (None: the first watched branch) and push to
         `push_branch` (None: dry run, push nothing). `only`: culprit sha -> the only paths whose change it undoes.
         Raises RetryLater when nothing was pushed and git could not be reached, NeedsHuman otherwise."""
+        ...
+
+
+class PreflightRepo(Protocol):
+    """What the pre-flight reads of the watcher's clone: the heads as fetched, and what each new commit changed."""
+
+    def local_heads(self) -> dict[str, str]: ...
+    def changes(self, since: str, until: str, paths: Any, limit: int) -> tuple[list[ChangedCommit], bool]: ...
+
+
+class PreflightReverts(Protocol):
+    """The reverter, asked to revert a commit Argo CD cannot render before Argo CD syncs it."""
+
+    def revert_before_sync(
+        self, app: str, commit: Commit, branch: str, synced: str | None, evidence: Mapping[str, Any], also: Any
+    ) -> str:
+        """Decide through the reverter's own checks and act; returns the outcome state or the rule that stopped it."""
         ...
 
 

@@ -124,6 +124,30 @@ class DetectionSettings(BaseModel):
     rollout_max_apps: int = Field(50, ge=1, description="At most this many apps' trees read per round (newest first)")
 
 
+class PreflightSettings(BaseModel):
+    enabled: bool = Field(
+        True, description="Ask Argo CD to render each new commit of the watched branches before it deploys it"
+    )
+    poll_interval_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="While enabled, git is fetched this often when WATCHER_GIT__POLL_INTERVAL_SECONDS is longer",
+    )
+    concurrency: int = Field(4, ge=1, le=32, description="Renders asked of Argo CD at a time")
+    max_apps_per_commit: int = Field(
+        50, ge=1, description="At most this many affected apps judged per commit (the rest are logged, not judged)"
+    )
+    revert_environments: list[str] = Field(
+        default_factory=list,
+        description='Environments where a commit Argo CD cannot render is reverted before it syncs (JSON list, "*" '
+        "for all); per app: annotation sync-watcher.io/preflight-revert",
+    )
+    commit_status: bool = Field(True, description="Post each verdict as a commit status (needs WATCHER_FORGE__*)")
+    validate_objects: bool = Field(
+        True, description="Check the objects a commit changed against the cluster's API schemas (the validate extra)"
+    )
+
+
 class RevertSettings(BaseModel):
     mode: Literal["off", "dry-run", "push", "pull-request"] = Field(
         "dry-run", description="off, dry-run (record what it would push), push (to the branch) or pull-request"
@@ -295,6 +319,7 @@ class Settings(BaseSettings):
     detection: DetectionSettings = Field(default_factory=DetectionSettings)  # type: ignore[arg-type]
     revert: RevertSettings = Field(default_factory=RevertSettings)  # type: ignore[arg-type]
     forge: ForgeSettings = Field(default_factory=ForgeSettings)  # type: ignore[arg-type]
+    preflight: PreflightSettings = Field(default_factory=PreflightSettings)  # type: ignore[arg-type]
     slack: SlackSettings = Field(default_factory=SlackSettings)  # type: ignore[arg-type]
     store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
     leadership: LeadershipSettings = Field(default_factory=LeadershipSettings)  # type: ignore[arg-type]

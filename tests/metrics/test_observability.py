@@ -192,7 +192,9 @@ def test_the_failure_the_revert_and_dora_show_up_as_numbers(scraped_demo: dict[s
         assert result, expr
         return float(result[0]["value"][1])
 
-    assert last('sum(sync_watcher_reverts_total{outcome="pushed"})') == 1
+    # Two reverts: act one's after the failed sync, act two's before Argo CD ever saw the commit (the pre-flight).
+    assert last('sum(sync_watcher_reverts_total{outcome="pushed"})') == 2
+    assert last('sync_watcher_preflight_verdicts_total{verdict="will_fail_to_render"}') == 1
     assert last('sync_watcher_change_failures_total{name="plate-api-stg", stage="sync"}') == 1
     assert last('sync_watcher_time_to_restore_seconds_count{name="plate-api-stg", environment="stg"}') == 1
     assert last('sync_watcher_deployments_total{name="plate-web-stg"}') >= 2  # the first sync and the bump

@@ -32,15 +32,22 @@ def test_demo_json_shows_the_whole_loop_and_leaves_nothing_running() -> None:
     assert detected["culprit_matches_bad_commit"]
     assert result["decision"]["action"] == "revert" and result["decision"]["rule"] == "culprit_found"
     assert result["revert"]["reverts"] == [bad["sha"]] and result["revert"]["only_the_bad_commit"]
-    # The branch keeps the good commits; the revert sits on top.
-    assert result["branch_now"][0].startswith(result["revert"]["sha"][:10])
-    assert len(result["branch_now"]) == 5 and "Revert" in result["branch_now"][0]
+    # The branch keeps the good commits; each revert sits on top of what it undid.
+    assert result["branch_now"][2].startswith(result["revert"]["sha"][:10])
+    assert len(result["branch_now"]) == 7 and "Revert" in result["branch_now"][2]
     assert result["open_incidents"] == []  # recovered and verified
     assert result["incident_url"].endswith("/ui/incidents/1")  # the page, served while the demo ran
     assert result["total_seconds"] < 60
     whats = [e["what"] for e in result["timeline"]]
     # A refused sync never changed the cluster: the revert needs no sync, which restores, and proves nothing more.
-    assert whats[-4:] == ["failure_detected", "blamed", "revert_pushed", "restored"]
+    assert whats[-7:] == [
+        "failure_detected", "blamed", "revert_pushed", "restored", "commit", "preflight", "preflight_reverted"
+    ]  # fmt: skip
+    # Act two: a broken values file judged by Argo CD's own renderer, reverted before Argo CD ever looked at it.
+    p = result["preflight"]
+    assert (p["app"], p["verdict"], p["rule"]) == ("plate-web-stg", "will_fail_to_render", "preflight_render_failed")
+    assert "failed to parse values-stg.yaml" in p["argocd_error"] and not p["argocd_saw_it"]
+    assert result["branch_now"][0].startswith(p["revert"][:10]) and result["branch_now"][1].startswith(p["commit"][:10])
     # The demo's own daemon, by its port: other git daemons on the machine (other tests, other runs) are not its.
     port = result["repo"].split(":")[2].split("/")[0]
     left = subprocess.run(["pgrep", "-f", f"git.daemon.*--port={port} "], capture_output=True, text=True).stdout
@@ -53,6 +60,8 @@ def test_demo_text_output() -> None:
     assert "DETECTED sync_failed on plate-api-stg" in out.stdout
     assert "REVERTED plate-api-stg" in out.stdout
     assert "the revert undoes only the bad commit: yes" in out.stdout
+    assert "JUDGED" in out.stdout and "will_fail_to_render" in out.stdout and "never synced by Argo CD" in out.stdout
+    assert "Argo CD never saw it" in out.stdout
     assert "the whole story in a browser: http://127.0.0.1:" in out.stdout  # and no TTY: it did not wait
     detected = out.stdout[out.stdout.index("DETECTED") :].split("BLAMED")[0]
     assert "Argo CD: one or more objects failed to apply" in detected
@@ -61,8 +70,9 @@ def test_demo_text_output() -> None:
     # (Dev Two's) once blame has run: no line calls the innocent head "the commit".
     [failure] = [line for line in out.stderr.splitlines() if "failure_detected" in line]
     assert "deployed_revision=" in failure and "commit=" not in failure
-    [decided] = [line for line in out.stderr.splitlines() if "revert_decided" in line]
+    decided, preflight = [line for line in out.stderr.splitlines() if "revert_decided" in line]
     assert "culprits=" in decided and "by Dev Two" in decided
+    assert "rule=preflight_render_failed" in preflight and "by Dev Four" in preflight
 
 
 def test_a_long_argocd_message_is_cut_at_a_word_with_an_ellipsis() -> None:

@@ -152,6 +152,14 @@ class GitRepo:
             return None, None
         return parse_ls_remote(str(out))
 
+    def local_heads(self) -> dict[str, str]:
+        """Each watched branch's head as last fetched (no fetch: the git poll fetches); {} before the first."""
+        with self._lock:
+            if self._repo is None and not (self.path / "HEAD").exists():
+                return {}
+            repo = self._open()
+            return {b: self.rev(repo, self.ref_of(b)) for b in self.branches}
+
     def head(self) -> str:
         with self._lock:
             return self.rev(self._open(), self.ref_of())

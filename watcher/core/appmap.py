@@ -135,7 +135,8 @@ def watched_source_paths(apps: Iterable[Mapping[str, Any]], watched_repo: str) -
 
 TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
 OPT_ANNOTATION = "sync-watcher.io/auto-revert"  # "false" opts an app out of auto-revert, "true" in
-KEPT_ANNOTATIONS = frozenset({TRACKING_ANNOTATION, OPT_ANNOTATION})
+PREFLIGHT_REVERT_ANNOTATION = "sync-watcher.io/preflight-revert"  # core/preflight.py: revert before Argo CD syncs
+KEPT_ANNOTATIONS = frozenset({TRACKING_ANNOTATION, OPT_ANNOTATION, PREFLIGHT_REVERT_ANNOTATION})
 TRACKING_LABEL = "app.kubernetes.io/instance"
 KEPT_LABELS = frozenset({TRACKING_LABEL, "environment", "env"})  # env labels: metrics and Slack name the env
 

@@ -77,6 +77,7 @@ EVENT_NOTICES: dict[EventKind, tuple[Severity, str]] = {
     EventKind.DEGRADED_UNATTRIBUTED: (Severity.WARNING, "Degraded, not caused by a commit"),
     EventKind.RECOVERED: (Severity.INFO, "Recovered"),
     EventKind.APP_REMOVED: (Severity.INFO, "Application removed"),
+    EventKind.PREFLIGHT_FAILED: (Severity.WARNING, "Argo CD will not be able to deploy this commit"),
 }
 # Rules under which not reverting is the expected, configured outcome rather than a call for a human.
 QUIET_RULES = frozenset({"mode_off", "not_allowed", "denied", "opted_out", "no_longer_failing", "undone_on_branch"})

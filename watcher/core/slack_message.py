@@ -46,6 +46,7 @@ ICONS = {
     RevertStep.CIRCUIT_OPEN: ":no_entry:",
     RevertStep.RESTORED: ":large_green_circle:",
     RevertStep.HELD: ":hourglass_flowing_sand:",
+    EventKind.PREFLIGHT_FAILED: ":construction:",
 }
 
 

@@ -15,6 +15,7 @@ from watcher.core.ledger import LedgerCounts
 from watcher.core.sync_permit import Held
 from watcher.domain import INCIDENT_KINDS, RevertState, VerifyResult
 from watcher.metrics.fleet import DoraCollector, DoraLedger, FailureCounts, StateCollector, StateView
+from watcher.metrics.preflight import PreflightMetrics
 
 LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 POLL_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -32,6 +33,7 @@ class Metrics:
         r = self._events
         # Per app and kind: plain numbers written at scrape time, like DORA's below.
         self.failures = FailureCounts()
+        self.preflight = PreflightMetrics(r)  # the pre-flight wing's (watcher/preflight)
         self.events = Counter("sync_watcher_events", "Events the detector emitted, by kind.", ["kind"], registry=r)
         self.commit_to_sync = Histogram(
             "sync_watcher_commit_to_sync_seconds",

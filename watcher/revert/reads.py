@@ -23,6 +23,7 @@ from watcher.core.facts import (
 )
 from watcher.core.narrow import Candidate, Rendered
 from watcher.core.policy import still_failing
+from watcher.core.preflight import source_position
 from watcher.core.rollout import RolloutRules, not_from_this_deploy
 from watcher.core.snapshots import degraded_in_tree, health_is_in_the_tree, snapshot_from_app
 from watcher.core.sync_permit import synced_by_appset
@@ -38,7 +39,7 @@ from watcher.domain import (
     SyncStatus,
 )
 from watcher.logs import get_logger
-from watcher.ports import ArgoCDActions, Fleet, HelmRenderer, RevertRepo
+from watcher.ports import ArgoCDActions, Fleet, HelmRenderer, Renderer, RevertRepo
 from watcher.store.audit import RevertAudit
 
 # Runtime failures whose pods are worth a look: are the failing ones the deploy's? (a tree read per decision)
@@ -68,6 +69,9 @@ class IncidentReader:
         self.narrow = narrow  # read each candidate's diff and render when several commits changed the app
         self.split = split  # revert only the culprit's changes to the failing app
         self.renderer = renderer  # None: no Helm engine, narrowing compares diffs only
+        # Argo CD's own renderer, asked first when narrowing (it renders every app shape: Kustomize, OCI and Helm
+        # repository charts, multi-source, plugins); the Helm engine above is the fallback. Set by the daemon.
+        self.argocd_renderer: Renderer | None = None
 
     def facts(self, incident: Incident, now: datetime) -> Facts:
         """Three reads, then one pure function builds the facts. Git is read only while the app still fails."""
@@ -208,7 +212,8 @@ class IncidentReader:
             return plain
 
     def _read_all(self, context: AppContext, own: AppSources, mine: list[ChangedCommit]) -> tuple[Candidate, ...]:
-        render = _renderer(self.repo, context, own, self.renderer)
+        repo_url = self.watched.repo_url if self.watched else ""
+        render = _renderer(self.repo, context, own, self.renderer, self.argocd_renderer, repo_url)
         out = []
         for c in mine:
             side: tuple[Candidate, ...] = ()
@@ -233,22 +238,41 @@ def _healthy_at(snap: AppSnapshot | None, revision: str) -> bool:
 
 
 def _renderer(
-    repo: RevertRepo, context: AppContext, own: AppSources, engine: HelmRenderer | None
+    repo: RevertRepo,
+    context: AppContext,
+    own: AppSources,
+    engine: HelmRenderer | None,
+    argocd: Renderer | None = None,
+    repo_url: str = "",
 ) -> Callable[[str], Rendered | None]:
-    """Render the app at a revision with the Helm engine (None: not a Helm app of the watched repo, or no engine).
-    Argo CD's release name is the app's name; the destination namespace is not kept, so "default" stands in."""
-    chart = _helm_source(context.specs.get(context.key, {}), own)
+    """Render the app at a revision: Argo CD's renderer first (each revision asked once per incident read), else
+    the Helm engine (None: not a Helm app of the watched repo, or no engine). For the engine Argo CD's release name
+    is the app's name; the destination namespace is not kept, so "default" stands in."""
+    spec = context.specs.get(context.key, {})
+    chart = _helm_source(spec, own)
+    position = source_position(spec.get("spec") or {}, repo_url) if argocd is not None and repo_url else 0
     cache: dict[str, Rendered | None] = {}
 
     def render(rev: str) -> Rendered | None:
-        if chart is None or engine is None:
-            return None
         if rev not in cache:
-            files = repo.files_under(rev, own.paths)
-            cache[rev] = engine(files, chart[0], chart[1], context.name, "default")
+            cache[rev] = _by_argocd(argocd, context, rev, position) if position else None
+            if cache[rev] is None and chart is not None and engine is not None:
+                files = repo.files_under(rev, own.paths)
+                cache[rev] = engine(files, chart[0], chart[1], context.name, "default")
         return cache[rev]
 
     return render
+
+
+def _by_argocd(argocd: Renderer | None, context: AppContext, rev: str, position: int) -> Rendered | None:
+    """Argo CD's render as narrowing reads it; None when Argo CD could not be asked (the engine is tried)."""
+    if argocd is None:
+        return None
+    found = argocd.manifests(context.name, context.namespace, rev, position)
+    if found.unreachable:
+        get_logger().info("narrowing_render_by_engine", app=context.key, why=found.unreachable[:200])
+        return None
+    return Rendered(error=found.error) if found.failed else Rendered(tuple(found.manifests))
 
 
 def _helm_source(spec: Mapping[str, Any], own: AppSources) -> tuple[str, tuple[str, ...]] | None:

@@ -33,6 +33,7 @@ from watcher.revert.reverter import Reverter
 from watcher.run.admin_token import ensure_token, token_path
 from watcher.run.leadership import AloneLock, Leadership
 from watcher.run.pages import page_links
+from watcher.run.preflight_parts import preflight_for
 from watcher.run.slack_transport import transport_for
 from watcher.run.views import readiness_limits
 from watcher.run.web import BackgroundServer, build_app
@@ -74,6 +75,12 @@ def leadership_for(settings: Settings, on_change: Callable[[Role], None]) -> Lea
         lock = AdvisoryLock(settings.store.url, lead.check_interval_seconds, lead.lease_seconds)
         timing = LeaseTiming(lease=lead.lease_seconds, takeover=lead.lease_seconds)
     return Leadership(lock, timing, lead.check_interval_seconds, on_change)
+
+
+def git_interval(settings: Settings) -> float:
+    """How often git is fetched: the pre-flight's interval when it is on and shorter (a verdict waits for a fetch)."""
+    git, pre = settings.git.poll_interval_seconds, settings.preflight
+    return min(git, pre.poll_interval_seconds) if pre.enabled else git
 
 
 HOUSEKEEPING_SECONDS = 3600.0
@@ -149,9 +156,16 @@ class Daemon:
             render_app,
             [*ahead, *slack, *listeners],
         )
+        # The pre-flight hears Argo CD's own verdicts as the watcher records them (its score), after Slack.
+        self.preflight = preflight_for(
+            settings, self.fleet, self.repo, self.argocd, self.store, self.reverter, self.metrics, clock
+        )
+        self.preflight.leading = fence.leading
+        if self.slack is not None:
+            self.preflight.listeners.append(self.slack.submit)
         self.watcher = Watcher(
-            settings, self.argocd, self.repo, self.store, clock,
-            state=self.fleet, metrics=self.metrics, fence=fence, listeners=[*ahead, self.reverter, *slack, *listeners],
+            settings, self.argocd, self.repo, self.store, clock, state=self.fleet, metrics=self.metrics, fence=fence,
+            listeners=[*ahead, self.reverter, *slack, self.preflight, *listeners],
         )  # fmt: skip
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
         token, self._token_generated = ensure_token(settings)
@@ -172,6 +186,16 @@ class Daemon:
         self._stop_stream = threading.Event()
         self._stream_thread: threading.Thread | None = None
 
+    def _poll_git(self) -> PollSummary:
+        """Fetch, then judge what the fetch brought before Argo CD deploys it (the pre-flight)."""
+        summary = self.watcher.poll_git()
+        if not summary.failed:
+            try:
+                self.preflight.check()
+            except Exception as exc:  # noqa: BLE001 - the pre-flight must not take the git poll down; it is logged
+                self.log.exception("preflight_failed", error=str(exc))
+        return summary
+
     def _role_changed(self, role: Role) -> None:
         """Taking over: Slack's unsent news first, then the reverter and the watcher start from the store (in that
         order, so news the new leader records itself is queued after its predecessor's). Else: stand by."""
@@ -190,7 +214,7 @@ class Daemon:
         self.leadership.start()
         now = datetime.now(UTC)
         jobs = [
-            (self.watcher.poll_git, self.settings.git.poll_interval_seconds, "git_poll"),
+            (self._poll_git, git_interval(self.settings), "git_poll"),
             (self.watcher.poll_apps, self.settings.argocd.list_interval_seconds, "apps_poll"),
             (self.watcher.tick, TICK_SECONDS, "detection_tick"),
             (self.watcher.watch_rollouts, self.settings.detection.rollout_interval_seconds, "rollout_watch"),

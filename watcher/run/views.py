@@ -10,6 +10,7 @@ from watcher.core.policy import advice_for
 from watcher.domain import DecisionRecord, Incident, RevertRecord, Suspension
 from watcher.ports import FleetStatus
 from watcher.settings import Settings
+from watcher.store.preflight import PreflightRecords
 
 
 def apps_view(status: FleetStatus) -> list[dict[str, Any]]:
@@ -101,4 +102,32 @@ def explanation(
         "what_to_do": advice_for(decision.rule),
         "incident": incident,
         "suspended": to_json(suspension) if suspension else None,
+    }
+
+
+PREFLIGHT_SHOWN = 5
+
+
+def preflight_view(records: PreflightRecords, app: str) -> dict[str, Any]:
+    """/api/explain's pre-flight part: the app's latest verdicts (Argo CD's words kept), and whether its local
+    schema checks are paused after Argo CD disagreed (`sync-watcher resume APP` resets them)."""
+    return {
+        "verdicts": [
+            {
+                "commit": v.commit_sha,
+                "verdict": v.verdict,
+                "reason": v.reason,
+                "judged_at": v.judged_at.isoformat(),
+                "seconds": round((v.judged_at - v.seen_at).total_seconds(), 3),
+                "action": v.action,
+                "argocd_error": v.evidence.get("argocd_error", ""),
+                "invalid": v.evidence.get("invalid", []),
+                "warnings": v.evidence.get("warnings", []),
+                "synced_revision": v.synced_revision,
+                "argocd_said": v.argocd_said,
+                "agreed": v.agreed,
+            }  # fmt: skip
+            for v in records.verdicts(app=app, limit=PREFLIGHT_SHOWN)
+        ],
+        "local_checks_paused": records.paused().get(app),
     }

@@ -21,7 +21,7 @@ from watcher.domain import Incident
 from watcher.logs import get_logger
 from watcher.ports import Fleet
 from watcher.run.pages import Patches, page_routes
-from watcher.run.views import apps_view, explanation, incident_detail, liveness, readiness
+from watcher.run.views import apps_view, explanation, incident_detail, liveness, preflight_view, readiness
 from watcher.store import Store
 
 if TYPE_CHECKING:
@@ -120,12 +120,16 @@ def build_app(
     def explain(request: Request) -> Response:
         app = request.query_params.get("app", "")
         found = store.audit.decisions(app=app, limit=1) if app else []
+        preflight = preflight_view(store.preflight, app) if app else None
+        if not found and not (preflight and preflight["verdicts"]):
+            return JSONResponse({"error": f"no decision or pre-flight verdict recorded for app {app!r}"}, 404)
         if not found:
-            return JSONResponse({"error": f"no decision recorded for app {app!r}"}, status_code=404)
+            return JSONResponse({"decision": None, "preflight": preflight})
         decision = found[0]
         incident = store.detection.incident(decision.incident_id) if decision.incident_id else None
         suspension = store.audit.suspended().get(app)
-        return JSONResponse(explanation(decision, detail(incident) if incident else None, suspension))
+        explained = explanation(decision, detail(incident) if incident else None, suspension)
+        return JSONResponse(explained | {"preflight": preflight})
 
     async def resume(request: Request) -> Response:
         if not auth_waived:
@@ -145,7 +149,10 @@ def build_app(
             return _rejected(400, f"{where}: {first['msg']}; {RESUME_BODY}", request)
         if not asked.app and not asked.circuit:
             return _rejected(400, RESUME_BODY, request)
-        return JSONResponse(reverter.resume(asked.app, asked.circuit))
+        resumed = reverter.resume(asked.app, asked.circuit)
+        if asked.app:  # the pre-flight's local checks, paused after Argo CD disagreed, start again too
+            resumed["preflight_checks_reset"] = store.preflight.reset(asked.app)
+        return JSONResponse(resumed)
 
     return Starlette(
         routes=[

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from watcher.sim import manifests_api
 from watcher.sim.controller import WHOLE, Controller, SimApp
 
 # Argo CD's list endpoint only honours these (reference/argocd/SOURCE.md); anything else selects nothing. None
@@ -252,6 +253,25 @@ def build_sim_app(
             return JSONResponse({"error": message, "code": 5, "message": message}, status_code=404)
         return JSONResponse(found)
 
+    async def manifests(request: Request) -> Response:
+        if (refused := await guard(request)) is not None:
+            return refused
+        q = request.query_params
+        status, body = await asyncio.to_thread(
+            manifests_api.manifests,
+            controller,
+            request.path_params["name"],
+            q.get("revision", ""),
+            q.getlist("revisions"),
+            q.getlist("sourcePositions"),
+        )
+        return JSONResponse(body, status_code=status)
+
+    async def clusters(request: Request) -> Response:
+        if (refused := await guard(request)) is not None:
+            return refused
+        return JSONResponse(manifests_api.clusters(controller, request.query_params.get("server", "")))
+
     async def sync_windows(request: Request) -> Response:
         if (refused := await guard(request)) is not None:
             return refused
@@ -365,6 +385,8 @@ def build_sim_app(
             Route("/api/v1/applications/{name}", get_app),
             Route("/api/v1/applications/{name}/operation", terminate, methods=["DELETE"]),
             Route("/api/v1/applications/{name}/resource-tree", tree),
+            Route("/api/v1/applications/{name}/manifests", manifests),
+            Route("/api/v1/clusters", clusters),
             Route("/api/v1/applications/{name}/sync", sync, methods=["POST"]),
             Route("/api/v1/applications/{name}/syncwindows", sync_windows),
             Route("/api/v1/projects/{name}/syncwindows", project_windows),

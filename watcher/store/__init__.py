@@ -1,7 +1,8 @@
 """Persistence over one engine: SQLite (WAL) by default, PostgreSQL by URL (SQLAlchemy Core).
 
 Split by concern, each part a small class over the same engine: `detection` (trackers, timeline, events,
-deployments, incidents), `audit` (decisions, reverts, suspensions, the circuit) and `slack` (delivery state).
+deployments, incidents), `audit` (decisions, reverts, suspensions, the circuit), `slack` (delivery state) and
+`preflight` (verdicts on commits before Argo CD deploys them).
 It keeps data, not rules: what an event opens or closes comes from the pure `watcher.core.ledger`.
 """
 
@@ -17,6 +18,7 @@ from watcher.core.delivery import SlackThread
 from watcher.store.audit import RevertAudit
 from watcher.store.delivery import SlackDelivery
 from watcher.store.detection import DetectionRecords, Observation
+from watcher.store.preflight import PreflightRecords
 from watcher.store.schema import MIGRATIONS, Statements, schema_version
 
 __all__ = ["MIGRATIONS", "Observation", "SlackThread", "Store"]
@@ -39,6 +41,7 @@ class Store:
         self.detection = DetectionRecords(self.engine, Statements(self.engine.dialect.name))
         self.audit = RevertAudit(self.engine)
         self.slack = SlackDelivery(self.engine)
+        self.preflight = PreflightRecords(self.engine)
 
     def migrate(self) -> int:
         with self.engine.begin() as conn:

@@ -140,12 +140,38 @@ slack_threads = sa.Table(  # an incident's thread: its parent message and what t
     sa.Column("started_at", TZ, nullable=False),
     sa.Column("resolved_at", TZ),
 )
+# -- pre-flight (schema version 4) --------------------------------------------------------------------------
+preflight_verdicts = sa.Table(  # one verdict per (app, commit): Argo CD is asked once, and the verdict kept
+    "preflight_verdicts",
+    meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("app", sa.String(253), nullable=False, index=True),
+    sa.Column("commit_sha", sa.String(64), nullable=False),
+    sa.Column("synced_revision", sa.String(64)),
+    sa.Column("verdict", sa.String(32), nullable=False),  # core.preflight.Verdict
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("seen_at", TZ, nullable=False),  # when the watcher saw the commit
+    sa.Column("judged_at", TZ, nullable=False),
+    sa.Column("action", sa.String(32), nullable=False, default=""),  # "reverted", "warned", "" (recorded only)
+    sa.Column("argocd_said", sa.String(32)),  # core.preflight.ArgoSaid, once Argo CD's own verdict arrived
+    sa.Column("agreed", sa.Boolean),
+    sa.UniqueConstraint("app", "commit_sha", name="uq_preflight_app_commit"),
+)
+preflight_paused = sa.Table(  # apps whose local schema checks stopped after Argo CD disagreed, until reset
+    "preflight_paused",
+    meta,
+    sa.Column("app", sa.String(253), primary_key=True),
+    sa.Column("since", TZ, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+)
 Migration = Callable[[Connection], None]
 # Append only: each entry moves the schema one version up; a started daemon runs the ones it has not.
 MIGRATIONS: list[Migration] = [
     lambda conn: meta.create_all(conn, tables=[trackers, timeline, events, deployments, incidents]),
     lambda conn: meta.create_all(conn, tables=[decisions, reverts, suspensions, controls]),
     lambda conn: meta.create_all(conn, tables=[notifications, slack_threads]),
+    lambda conn: meta.create_all(conn, tables=[preflight_verdicts, preflight_paused]),
 ]
 
 

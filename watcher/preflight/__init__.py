@@ -1,0 +1,1 @@
+"""The pre-flight wing: Argo CD's own renderer judges each new commit before Argo CD deploys it."""

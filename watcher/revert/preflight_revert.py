@@ -1,0 +1,94 @@
+"""A commit Argo CD cannot render, reverted before Argo CD syncs it: the reverter's own checks and revert path.
+
+Side effects, in order (as for any revert, see reverter.py): an incident is opened for the commit (the audit
+trail and the verifier hang on it), the decision is stored with the pre-flight's evidence under the rule
+`preflight_render_failed`, and only then is git touched, through Reverter.execute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from watcher.core.appmap import deploys_from_repo
+from watcher.core.facts import Watched
+from watcher.core.policy import PolicyFacts, opt_in_from
+from watcher.core.preflight import blame_of, decide_before_sync
+from watcher.domain import Action, Commit, EventKind, Incident, RevertStep, StepDetail
+from watcher.store.preflight import PreflightRecords
+
+if TYPE_CHECKING:
+    from watcher.revert.reverter import Reverter
+
+
+class PreflightReverter:
+    """ports.PreflightReverts over the reverter (its rules, fence, audit, and execute), beside it, not in it."""
+
+    def __init__(self, reverter: Reverter, records: PreflightRecords):
+        self.reverter = reverter
+        self.records = records
+
+    def revert_before_sync(
+        self, app: str, commit: Commit, branch: str, synced: str | None, evidence: Mapping[str, Any], also: Any
+    ) -> str:
+        return revert_before_sync(self.reverter, self.records, app, commit, branch, synced, evidence, also)
+
+
+def revert_before_sync(
+    r: Reverter,
+    records: PreflightRecords,
+    app: str,
+    commit: Commit,
+    branch: str,
+    synced: str | None,
+    evidence: Mapping[str, Any],
+    also: Any,
+) -> str:
+    """Decide (core.preflight.decide_before_sync) and act; the revert's outcome state, or the rule that stopped it."""
+    if not r.fence.confirm():
+        return "not_leader"
+    now = r.clock()
+    context = r.fleet.app_context(app)
+    history = r.audit.revert_history(app, now)
+    blame = blame_of(commit, synced, tuple(also))
+    spec = context.specs.get(app, {})
+    follows = Watched(r.settings.git.url, r.settings.git.watched_branches).following(context, None)
+    facts = PolicyFacts(
+        app=app,
+        kind=EventKind.MANIFEST_ERROR,  # what Argo CD would report once it compared the commit
+        detected_at=now,
+        opt_in=False if opt_in_from(context.annotations) is False else True,  # the pre-flight's opt-in stands
+        suspended=history.suspension,
+        circuit=history.circuit,
+        still_failing=True,
+        blame=blame,
+        already_reverted={k: v for k, v in history.reverted.items() if k == commit.sha},
+        revision=commit.sha,
+        head=commit.sha,
+        following=follows,
+        from_watched_repo=deploys_from_repo(spec, r.settings.git.url),
+        auto_sync=context.last.auto_sync if context.last else None,
+        last_revert_at=history.last_revert_at,
+        reverts_last_hour=history.reverts_last_hour,
+    )
+    decision = decide_before_sync(facts, r.rules, now)
+    reason = f"pre-flight: Argo CD cannot render {commit.sha[:12]} (before it synced it)"
+    incident_id = records.open_incident(
+        app, EventKind.MANIFEST_ERROR.value, commit.sha, reason, {"preflight": dict(evidence)}, now
+    )
+    incident = Incident(incident_id, app, EventKind.MANIFEST_ERROR, commit.sha, now, None, reason, {})
+    record = {"preflight": dict(evidence), "blame": blame.evidence()} | follows.evidence()
+    r.audit.record_decision(
+        incident_id, app, now, decision.action, decision.rule, decision.reason, r.rules.mode, record
+    )
+    r.metrics.decisions.labels(decision.action.value, decision.rule).inc()
+    r.log.warning(
+        "revert_decided", app=app, incident=incident_id, action=decision.action.value, rule=decision.rule,
+        reason=decision.reason, culprits=[f"{commit.sha[:12]} by {commit.author}: {commit.subject}"],
+    )  # fmt: skip
+    if decision.action is not Action.REVERT:
+        r.incidents.resolve_incident(incident_id, now, f"not reverted: {decision.rule}")
+        r._report(RevertStep.ALERT_ONLY, incident, (commit,), StepDetail(rule=decision.rule, reason=decision.reason))
+        return decision.rule
+    outcome = r.execute(incident, (commit,), blame.also_touched, branch)
+    return outcome.state.value
