@@ -53,8 +53,10 @@ def test_a_render_error_at_no_commit_is_blamed_on_the_apps_commits_since_its_las
     assert decision.evidence["failing_revision_from"] == {"argocd_showed": shown, "branch_head": web}
     assert yaml.safe_load(s.remote_file(API_VALUES))["replicaCount"] == 1
     assert yaml.safe_load(s.remote_file("helm/applications/plate-web/values-stg.yaml"))["image"]["tag"] == "1.26.0"
+    # The bad commit never rendered, so nothing of it was applied: the revert's manifests are the live ones and Argo
+    # CD shows it Synced with no sync run. That restores the live state; it proves nothing about the culprit.
     verified = wait_for(
-        lambda: [r for r in s.revert_rows() if r.verify_result is VerifyResult.HEALED], what="healed", timeout=40
+        lambda: [r for r in s.revert_rows() if r.verify_result is VerifyResult.RESTORED], what="restored", timeout=40
     )
     assert [r.id for r in verified] == [row.id]
 
