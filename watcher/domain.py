@@ -195,6 +195,9 @@ class Incident:
     reason: str
     evidence: dict[str, object]
     resolution: str = ""
+    # Random, minted once when the incident opens: ids restart at 1 with a fresh store and two watchers on one
+    # repository each count their own, so only this names the incident in git (the revert's trailer).
+    uid: str | None = None
 
     @property
     def onset(self) -> datetime:
@@ -233,6 +236,7 @@ class Decision:
 # Trailers on every revert commit this watcher makes: which commits it reverts, for which incident.
 REVERTS_TRAILER = "Sync-Watcher-Reverts"
 INCIDENT_TRAILER = "Sync-Watcher-Incident"
+APP_TRAILER = "Sync-Watcher-App"
 
 
 # -- the revert lifecycle: what the reverter stores, counts and reports -------------------------------------

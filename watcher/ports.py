@@ -85,8 +85,13 @@ class RevertRepo(Protocol):
         """Mainline commits in (since, until] that touched `paths`, newest first; True when cut at `limit`."""
         ...
 
-    def find_reverts(self, shas: Any, branch: str | None = None) -> dict[str, str]:
-        """culprit sha -> the commit on `branch` (None: the first watched) that already reverts it."""
+    def find_reverts(self, shas: Any, branch: str | None = None, paths: Any = ()) -> dict[str, str]:
+        """culprit sha -> the commit on `branch` (None: the first watched) after which its change in `paths` is
+        gone (by content, not by message)."""
+        ...
+
+    def confirmed_reverts(self, commit: Commit) -> tuple[str, ...]:
+        """The commits `commit`'s trailer says it reverts, when its content does undo them; else ()."""
         ...
 
     def patch(self, sha: str, paths: Any) -> str:
@@ -97,8 +102,8 @@ class RevertRepo(Protocol):
         """path -> text of every file under `directories` at `rev`."""
         ...
 
-    def find_by_incident(self, incident_id: int, since: datetime) -> str | None:
-        """The revert commit this watcher made for `incident_id` (crash recovery), if any."""
+    def find_by_incident(self, uid: str, culprits: Any, since: datetime) -> str | None:
+        """The revert of incident `uid` (crash recovery): its trailer, and content that undoes `culprits`."""
         ...
 
     def revert(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import git
 
-from watcher.adapters import git_blobs
+from watcher.adapters import git_blobs, git_content
 from watcher.adapters.git_errors import (  # re-exported: callers name the errors from here
     GitError,
     GitUnavailable,
@@ -49,7 +49,6 @@ __all__ = [
 
 FIELD = "\x1f"
 RECORD = "\x1e"
-MAX_REVERT_CHAIN = 6  # revert, revert of the revert, ...: deeper chains are not worth the git calls
 MISSING_REF = re.compile(r"couldn't find remote ref refs/heads/(\S+)")
 LOG_FORMAT = FIELD.join(["%H", "%an", "%cI", "%P", f"%(trailers:key={REVERTS_TRAILER},valueonly,separator=%x20)", "%s"])
 
@@ -60,8 +59,6 @@ class GitRepo:
     def __init__(self, cfg: GitSettings, revert: RevertSettings | None = None, fence: Fence = ALONE_FENCE):
         self.cfg = cfg
         revert = revert or RevertSettings()  # type: ignore[call-arg]
-        # Only commits by this identity count as ours when a trailer is read back (crash recovery).
-        self.identity = (revert.author_name, revert.author_email)
         self.branches = cfg.watched_branches
         self.revert_prefix = revert.branch_prefix
         self.path = Path(cfg.clone_dir)
@@ -224,51 +221,42 @@ class GitRepo:
             found.append(ChangedCommit(_parse(header), tuple(n for n in names.splitlines() if n)))
         return found[:limit], len(found) > limit
 
-    def find_reverts(self, shas: Sequence[str], branch: str | None = None) -> dict[str, str]:
-        """culprit sha -> the commit on `branch` (None: the first watched) that undoes it now.
-
-        A revert is our trailer or git's own "This reverts commit <sha>." line (a person's `git revert`). A
-        revert that was itself reverted re-applies the change, so the chain counts only while it is odd.
-        """
+    def find_reverts(self, shas: Sequence[str], branch: str | None = None, paths: Sequence[str] = ()) -> dict[str, str]:
+        """culprit sha -> the commit on `branch` (None: the first watched) after which its change in `paths` is
+        no longer there. Decided by content (git_content.undone_at), never by a "This reverts commit" line or a
+        trailer: a message can claim anything, and a revert that was reverted again leaves the change live."""
         found: dict[str, str] = {}
         with self._lock:
             repo = self._open()
+            head = self.rev(repo, self.ref_of(branch))
             for sha in shas:
-                chain = [sha]
-                while len(chain) <= MAX_REVERT_CHAIN and (later := self._reverted_by(repo, chain[-1], branch)):
-                    chain.append(later)
-                if len(chain) % 2 == 0:  # culprit, revert: undone; culprit, revert, revert of it: live again
-                    found[sha] = chain[-1]
+                if git_content.undone_at(repo, sha, head, paths):
+                    found[sha] = git_content.last_change(repo, sha, head, paths)
         return found
 
-    def _reverted_by(self, repo: git.Repo, sha: str, branch: str | None) -> str | None:
-        """The oldest commit after `sha` on the branch whose message says it reverts `sha`."""
-        greps = [f"--grep=^{REVERTS_TRAILER}: {sha}$", f"--grep=^This reverts commit {sha}"]
-        try:
-            out = repo.git.log("--format=%H", "--reverse", *greps, f"{sha}..{self.ref_of(branch)}", "--")
-        except git.GitCommandError:
-            return None  # not on this branch's history
-        return out.split()[0] if out.strip() else None
-
-    def find_by_incident(self, incident_id: int, since: datetime) -> str | None:
-        """Our commit on the branch (or a revert branch) that carries `Sync-Watcher-Incident: <id>`.
-
-        Anyone can write the trailer; only a commit authored and committed as the watcher's identity is taken
-        as the revert it made, so a forged trailer cannot make it believe a revert already landed.
-        """
+    def confirmed_reverts(self, commit: Commit) -> tuple[str, ...]:
+        """The commits `commit` says it reverts (its trailer: a hint), if its content undoes them; else ()."""
+        if not commit.reverts:
+            return ()
         with self._lock:
-            out = self._open().git.log(
-                f"--format=%H{FIELD}%an{FIELD}%ae{FIELD}%cn{FIELD}%ce",
-                f"--grep=^{INCIDENT_TRAILER}: {incident_id}$",
+            return commit.reverts if git_content.reverts(self._open(), commit.sha, commit.reverts) else ()
+
+    def find_by_incident(self, uid: str, culprits: Sequence[str], since: datetime) -> str | None:
+        """The revert of incident `uid` on the branch (or a revert branch): a commit that carries the incident's
+        trailer and whose content undoes `culprits` (git_content.reverts). Name and email are not looked at:
+        anyone can type them; a forged trailer on a commit that does not undo the culprits is not taken."""
+        if not uid:
+            return None
+        with self._lock:
+            repo = self._open()
+            out = repo.git.log(
+                "--format=%H",
+                f"--grep=^{INCIDENT_TRAILER}: {uid}$",
                 f"--since={since.isoformat()}",
                 "--remotes=origin",
                 "--",
             )
-        for line in out.splitlines():
-            sha, author, author_email, committer, committer_email = line.split(FIELD)
-            if (author, author_email) == (committer, committer_email) == self.identity:
-                return sha
-        return None
+            return next((sha for sha in out.split() if git_content.reverts(repo, sha, culprits)), None)
 
     def revert(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from watcher.domain import INCIDENT_TRAILER, REVERTS_TRAILER, Commit, Incident
+from watcher.domain import APP_TRAILER, INCIDENT_TRAILER, REVERTS_TRAILER, Commit, Incident
 
 MESSAGE_CHARS = 300
 
@@ -57,5 +57,7 @@ def revert_message(
             lines.append(f"That commit also changed {', '.join(others)}; they get the revert too.")
     lines.append("")
     lines += [f"{REVERTS_TRAILER}: {c.sha}" for c in culprits]
-    lines.append(f"{INCIDENT_TRAILER}: {incident.id}")
+    lines.append(f"{APP_TRAILER}: {app}")
+    if incident.uid:  # the store's number restarts at 1 and is shared by every watcher: it names nothing in git
+        lines.append(f"{INCIDENT_TRAILER}: {incident.uid}")
     return "\n".join(lines) + "\n"

@@ -105,7 +105,8 @@ class IncidentReader:
                 changes, truncated = self.repo.changes(last_good, incident.revision, own.paths, limit)
             if own.paths and head != incident.revision and self.repo.is_ancestor(incident.revision, head):
                 newer, _ = self.repo.changes(incident.revision, head, own.paths, limit)
-            undone = self.repo.find_reverts([c.commit.sha for c in changes], branch) if changes else {}
+            changes = [self._confirmed(c) for c in changes]
+            undone = self.repo.find_reverts([c.commit.sha for c in changes], branch, own.paths) if changes else {}
             candidates = self.candidates(context, own, changes) if not truncated else ()
             healthy = self.healthy_others(context, incident.revision, changes) if self.split else frozenset()
         except (RetryLater, NeedsHuman) as exc:
@@ -114,6 +115,13 @@ class IncidentReader:
         fixes = tuple(c.commit.sha for c in newer if c.commit.sha not in set(undone.values()))
         view = GitView(last_good, source, ancestor, tuple(changes), truncated, undone, head, fixes, remote=remote)
         return replace(view, candidates=candidates, healthy=healthy)
+
+    def _confirmed(self, c: ChangedCommit) -> ChangedCommit:
+        """A `Sync-Watcher-Reverts` trailer is a hint anyone can write: a commit counts as a revert (the policy's
+        culprit_is_revert) only when its content undoes what it names."""
+        if not c.commit.reverts:
+            return c
+        return replace(c, commit=replace(c.commit, reverts=self.repo.confirmed_reverts(c.commit)))
 
     def healthy_others(self, context: AppContext, revision: str, changes: Sequence[ChangedCommit]) -> frozenset[str]:
         """The other apps the range changed that are Synced and Healthy at `revision`: their changes are proven

@@ -191,9 +191,9 @@ class Reverter:
                 return  # "started" counts as reverted meanwhile: nothing can be reverted twice
         deadline = self.clock() + timedelta(seconds=self.settings.revert.verify_deadline_seconds)
         for r in unfinished:
-            found = self.repo.find_by_incident(r.incident_id, r.started_at - RECONCILE_MARGIN)
             incident = self.incidents.incident(r.incident_id)
             if incident is not None:
+                found = self.repo.find_by_incident(incident.uid or "", r.culprits, r.started_at - RECONCILE_MARGIN)
                 self._write(r.id, incident, (), reconciled_outcome(r.mode, found, deadline))
         for incident_id in self.audit.open_incidents_undecided():
             with self._lock:

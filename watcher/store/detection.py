@@ -15,7 +15,7 @@ from watcher.core.codec import from_row, tracker_from_json, tracker_to_json
 from watcher.core.detect import AppTracker
 from watcher.core.ledger import deployment_of, incident_change, stored_key
 from watcher.domain import AppSnapshot, Event, EventKind, Incident, StoreUnavailable
-from watcher.store.schema import Statements, deployments, events, incidents, timeline, trackers
+from watcher.store.schema import Statements, deployments, events, incidents, new_incident_uid, timeline, trackers
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ class DetectionRecords:
         change = incident_change(e)
         if change.opens:
             row = {"app": e.app, "kind": e.kind.value, "revision": e.revision, "detected_at": e.at}
+            row["uid"] = new_incident_uid()
             conn.execute(incidents.insert(), row | {"reason": e.reason, "evidence": e.evidence, "resolution": ""})
         if change.resolution is not None:
             conn.execute(
