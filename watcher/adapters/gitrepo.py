@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from pathlib import Path
 import git
 
 from watcher.adapters import git_blobs, git_content
+from watcher.adapters.file_lock import CloneLock
 from watcher.adapters.git_errors import (  # re-exported: callers name the errors from here
     GitError,
     GitUnavailable,
@@ -66,7 +66,8 @@ class GitRepo:
         self.known_hosts = self.transport.known_hosts
         self.trusted = self.transport.trusted  # (host, fingerprint) this process trusted on first use
         self.reverts = RevertWorktree(self, revert.signing_key_file, fence)  # the fence guards its pushes
-        self._lock = threading.Lock()
+        # Threads of this process and other processes on the same directory (`run --once` beside the daemon).
+        self._lock = CloneLock(self.path, 4 * cfg.timeout_seconds)
         self._repo: git.Repo | None = None
 
     def ref_of(self, branch: str | None = None) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from watcher.adapters.argocd import ArgoCDClient
+from watcher.adapters.file_lock import FileLeaderLock, store_lock_path
 from watcher.adapters.forge import pull_requests_for
 from watcher.adapters.gitrepo import GitRepo
 from watcher.core.lease import ALONE, LeaseTiming, Role
@@ -57,9 +58,12 @@ def end_child_processes() -> int:
 
 
 def leadership_for(settings: Settings, on_change: Callable[[Role], None]) -> Leadership:
-    """PostgreSQL: an advisory lock, held or awaited; SQLite: alone, so the leader at once and for good."""
+    """PostgreSQL: an advisory lock, held or awaited; SQLite: a lock file beside the store, so `run --once` or a
+    second daemon on the same file only looks while this one acts (the kernel frees it when its holder dies, so
+    whoever takes it may act at once); SQLite in memory: alone."""
     lead = settings.leadership
-    lock: LeaderLock = AloneLock()
+    path = store_lock_path(settings.store.url)
+    lock: LeaderLock = AloneLock() if path is None else FileLeaderLock(path)
     timing = ALONE
     if settings.store.url.startswith("postgresql"):
         from watcher.adapters.pg_lock import AdvisoryLock  # psycopg: only with the postgres extra
