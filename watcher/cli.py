@@ -74,9 +74,9 @@ def run(once: bool) -> None:
         signal.signal(sig, lambda *_: stop.set())
     try:
         daemon = Daemon(settings)
+        daemon.start()  # the HTTP port binds first: a port in use is one line, before anything else starts
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
-    daemon.start()
     stop.wait()
     daemon.stop()
 
@@ -175,10 +175,14 @@ def status(url: str, as_json: bool) -> None:
 @main.command()
 @click.option("--url", default=DEFAULT_API, show_default=True, help="The running watcher's HTTP address.")
 @click.option("--open", "open_only", is_flag=True, help="Only incidents not yet recovered.")
+@click.option("--before", type=click.IntRange(min=1), help="Only incidents older than this id (the next page).")
+@click.option("--limit", type=click.IntRange(1, 500), default=100, show_default=True, help="Incidents per page.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
-def incidents(url: str, open_only: bool, as_json: bool) -> None:
-    """Incidents with their culprit revision and evidence."""
-    rows = _get(url.rstrip("/") + "/api/incidents" + ("?open=1" if open_only else ""))["incidents"]
+def incidents(url: str, open_only: bool, before: int | None, limit: int, as_json: bool) -> None:
+    """Incidents with their culprit revision and evidence, newest first, a page at a time."""
+    query = f"?limit={limit}" + ("&open=1" if open_only else "") + (f"&before={before}" if before else "")
+    answer = _get(url.rstrip("/") + "/api/incidents" + query)
+    rows, more = answer["incidents"], answer.get("next_before")
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -195,6 +199,8 @@ def incidents(url: str, open_only: bool, as_json: bool) -> None:
         for i in rows
     ]
     click.echo(tabulate(table, headers=["ID", "APP", "KIND", "REVISION", "DETECTED", "RESOLVED", "DECISION"]))
+    if more:  # a long history is never cut silently
+        click.echo(f"more: sync-watcher incidents --before {more}" + (f" --limit {limit}" if limit != 100 else ""))
 
 
 def _decided(incident: dict[str, Any]) -> str:

@@ -184,6 +184,16 @@ class ChangedCommit:
     files: tuple[str, ...]
 
 
+class UnreadableItem(dict):  # type: ignore[type-arg]
+    """A list item that could not be decoded (nested past the decoder's depth): its name, if it could be seen in
+    the text, under metadata, and why. The list yields it in the item's place, so the poll goes on: one
+    unreadable app, kept as it was, never a poll that fails whole on every try."""
+
+    def __init__(self, name: str | None, reason: str):
+        super().__init__(metadata={"name": name} if name else {})
+        self.reason = reason
+
+
 @dataclass(frozen=True, slots=True)
 class Incident:
     id: int

@@ -430,10 +430,25 @@ def check_environment(environ: dict[str, str]) -> None:
         if var.upper().endswith("_FILE") or not _takes_json(section, name):
             continue
         try:
-            json.loads(environ[var])
+            value = json.loads(environ[var])
         except ValueError as exc:
             example = _describe((section, name)) if name else "a JSON object of this section's settings"
             raise SettingsError(f"{var}: not valid JSON ({exc}); expected: {example}") from None
+        if not name:
+            _check_section_keys(var, section, value)
+
+
+def _check_section_keys(var: str, section: str, value: object) -> None:
+    """A section given whole as JSON (`WATCHER_REVERT='{"mode": "push"}'`): a misspelt key would be dropped
+    silently and its default kept, so it fails the start like a misspelt variable does."""
+    if not isinstance(value, dict):
+        raise SettingsError(f'{var}: expected a JSON object of the {section} settings, e.g. {{"key": value}}')
+    fields = list(Settings.model_fields[section].annotation.model_fields)  # type: ignore[union-attr]
+    for key in value:
+        if str(key).lower() not in fields:
+            close = difflib.get_close_matches(str(key).lower(), fields, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"the {section} settings are: {', '.join(fields)}"
+            raise SettingsError(f"{var}: {key!r} is not a setting of the {section} section; {hint}")
 
 
 def _takes_json(section: str, name: str) -> bool:

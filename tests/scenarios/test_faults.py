@@ -210,6 +210,21 @@ def test_one_malformed_item_is_one_unreadable_app(
     assert EventKind.APP_REMOVED not in f.kinds()
 
 
+def test_an_item_nested_past_the_decoders_depth_is_one_unreadable_app(
+    world: SimWorld, proxy: FaultProxy, faulted: Callable[..., Faulted]
+) -> None:
+    """1,200 nested arrays in one app's spec (RecursionError in the C decoder): that app is unreadable, the
+    others are observed and decided (main: the whole poll failed, every poll, with argocd_up still 1)."""
+    f = faulted()
+    proxy.plan = FaultPlan(deep_item="plate-web-stg")
+    wait_for(lambda: f.sample("sync_watcher_unreadable_apps_total") >= 1, what="the deep item counted")
+    path = "helm/applications/plate-api/values-stg.yaml"
+    world.work.commit("api: scale to -1", {path: world.work.set_value(path, "replicaCount", -1)}, "Dev Two")
+    world.work.push()
+    wait_for(lambda: EventKind.SYNC_FAILED in f.kinds(), what="the other app's failure detected")
+    assert f.ready()[0] == 200 and EventKind.APP_REMOVED not in f.kinds()
+
+
 @pytest.mark.parametrize("plan", [FaultPlan(status=503), FaultPlan(html=True), FaultPlan(trickle_seconds=0.05)])
 def test_argocd_answering_garbage_is_loudly_not_ready_then_observing_again(
     proxy: FaultProxy, faulted: Callable[..., Faulted], plan: FaultPlan

@@ -21,6 +21,10 @@ LIST_PATH = "/api/v1/applications"
 STREAM_PATH = "/api/v1/stream/applications"
 
 
+DEEP_LEVELS = 1200  # deeper than Python's recursion limit (1000), well inside what the API server stores
+DEEP_MARK = "__deep_item__"
+
+
 @dataclass
 class FaultPlan:
     """What the proxy does to the next answers; all off means a transparent proxy."""
@@ -32,6 +36,7 @@ class FaultPlan:
     hang: bool = False  # accept the request, never answer
     empty_list: bool = False  # the list answers 200 with no items (RBAC or a project filter hiding apps)
     malformed_item: str = ""  # the list item of this app is replaced by a shape the spec does not allow
+    deep_item: str = ""  # the list item of this app nests DEEP_LEVELS arrays in its spec (Kubernetes allows it)
     malformed_frames: int = 0  # this many stream frames are sent as garbage before the real ones
     paths: tuple[str, ...] = ("/api/",)  # apply the faults to these path prefixes only
 
@@ -73,7 +78,8 @@ class FaultProxy:
                 return StreamingResponse(self._stream(request, plan), media_type="text/event-stream")
             upstream = await self._forward(request)
             body = upstream.content
-            if path == LIST_PATH and request.method == "GET" and (plan.empty_list or plan.malformed_item):
+            rewritten = plan.empty_list or plan.malformed_item or plan.deep_item
+            if path == LIST_PATH and request.method == "GET" and rewritten:
                 body = self._rewrite_list(body, plan)
             if plan.truncated:
                 body = body[: len(body) // 2]
@@ -103,7 +109,10 @@ class FaultProxy:
             if (item.get("metadata") or {}).get("name") == plan.malformed_item:
                 # Wrong types where the spec has objects and strings: what a buggy plugin or a proxy can produce.
                 doc["items"][i] = {"metadata": {"name": plan.malformed_item}, "status": {"sync": "Synced", "health": 7}}
-        return json.dumps(doc).encode()
+            if (item.get("metadata") or {}).get("name") == plan.deep_item:
+                item.setdefault("spec", {})["info"] = DEEP_MARK
+        # Nesting is written as text: json.dumps itself refuses it past the interpreter's recursion limit.
+        return json.dumps(doc).replace(f'"{DEEP_MARK}"', "[" * DEEP_LEVELS + "]" * DEEP_LEVELS).encode()
 
     async def _stream(self, request: Request, plan: FaultPlan) -> AsyncIterator[bytes]:
         for _ in range(plan.malformed_frames):

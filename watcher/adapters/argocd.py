@@ -311,7 +311,7 @@ class ArgoCDClient:
                     continue  # ":" keepalives, blank separators
                 try:
                     frame = json.loads(line[5:].strip())
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):
                     raise ArgoCDBadResponse(f"stream: frame is not JSON: {line[5:85]!r}") from None
                 if not isinstance(frame, dict):
                     raise ArgoCDBadResponse(f"stream: frame is not a JSON object: {line[5:85]!r}")
@@ -377,7 +377,7 @@ def _apps_in(text: str) -> Iterator[dict[str, Any]]:
 def _decode(r: Answer) -> dict[str, Any]:
     try:
         body = json.loads(r.content)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # nested past the decoder's depth too
         raise ArgoCDBadResponse(f"{r.method} {r.path}: body is not JSON: {r.text[:80]!r}") from None
     if not isinstance(body, dict):
         raise ArgoCDBadResponse(f"{r.method} {r.path}: body is not a JSON object")

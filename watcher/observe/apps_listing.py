@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from watcher.adapters.argocd import ArgoCDError, ArgoCDNotFound, snapshot_from_app
 from watcher.core import appmap
-from watcher.domain import AppSnapshot
+from watcher.domain import AppSnapshot, UnreadableItem
 from watcher.ports import AppSource
 
 # A list that misses more than this share of the known fleet (and at least SUSPECT_MIN apps) is suspect:
@@ -60,6 +60,9 @@ def list_snapshots(
     healthy: dict[str, AppSnapshot] = {}
     wrong: list[AppSnapshot] = []
     for position, item in enumerate(argocd.iter_apps()):  # one item's objects at a time
+        if isinstance(item, UnreadableItem):
+            listing.unreadable[str(item["metadata"].get("name") or f"#{position}")] = item.reason
+            continue
         try:
             snap = snapshot_from_app(item, complete=False, watched_repo=watched_repo)
             specs = appmap.compact_fields(item)
