@@ -71,12 +71,15 @@ class GitSettings(BaseModel):
     token_username: str = Field("x-access-token", description="Username sent with the HTTPS token")
     ssh_key_file: Path | None = Field(None, description="Private SSH key file for the remote")
     ssh_known_hosts_file: Path | None = Field(
-        None, description="known_hosts file (e.g. from the chart); unset: known_hosts beside the clone"
+        None,
+        description="known_hosts file (e.g. from the chart) with your git host's key; the published keys of "
+        "github.com, gitlab.com, bitbucket.org and ssh.dev.azure.com are shipped and always known",
     )
-    ssh_host_key_checking: Literal["accept-new", "yes", "off"] = Field(
-        "accept-new",
-        description="accept-new: trust a host on first use and keep its key; yes: only keys already known; "
-        "off: no checking (anyone on the path can pose as the remote; warned at every start)",
+    ssh_host_key_checking: Literal["yes", "accept-new", "off"] = Field(
+        "yes",
+        description="yes: only known keys (the shipped forge keys, WATCHER_GIT__SSH_KNOWN_HOSTS_FILE, keys kept "
+        "beside the clone); accept-new: also trust a new host on first use and keep its key (warned at every "
+        "start); off: no checking (anyone on the path can pose as the remote; warned at every start)",
     )
     partial_clone: bool = Field(True, description="Clone with --filter=blob:none where the remote allows it")
     timeout_seconds: float = Field(

@@ -92,7 +92,12 @@ def test_unknown_host_is_trusted_on_first_use_and_a_changed_key_stops_fetch_and_
 ) -> None:
     server, bare, work = ssh_remote
     state = tmp_path / "state"
-    cfg = GitSettings(url=server.url(bare), clone_dir=state / "repo", ssh_key_file=server.client_key)  # type: ignore[call-arg]
+    cfg = GitSettings(  # type: ignore[call-arg]
+        url=server.url(bare),
+        clone_dir=state / "repo",
+        ssh_key_file=server.client_key,
+        ssh_host_key_checking="accept-new",
+    )
     repo = GitRepo(cfg)
     with capture_logs() as logs:
         assert repo.sync() == head_of(bare)
@@ -108,7 +113,9 @@ def test_unknown_host_is_trusted_on_first_use_and_a_changed_key_stops_fetch_and_
         repo.sync()
     assert "host key" in str(err.value) and str(state / "known_hosts") in str(err.value)
     before = head_of(bare)
-    commit = GitRepo(GitSettings(url=str(bare), clone_dir=tmp_path / "local" / "repo")).commit(culprit)  # type: ignore[call-arg]
+    local = GitRepo(GitSettings(url=str(bare), clone_dir=tmp_path / "local" / "repo"))  # type: ignore[call-arg]
+    local.sync()  # a commit is read from what a fetch brought, never fetched by the read
+    commit = local.commit(culprit)
     assert commit is not None
     with pytest.raises(GitUnavailable):
         repo.revert([commit], "Revert", ("sync-watcher", "sync-watcher@noreply.invalid"), push_branch="main")
@@ -124,6 +131,7 @@ def test_check_shows_the_fingerprint_it_trusted_on_first_use(
         "WATCHER_GIT__URL": server.url(bare),
         "WATCHER_GIT__SSH_KEY_FILE": str(server.client_key),
         "WATCHER_GIT__CLONE_DIR": str(tmp_path / "state" / "repo"),
+        "WATCHER_GIT__SSH_HOST_KEY_CHECKING": "accept-new",  # strict is the default: tests/run/test_host_keys.py
     }
     first = CliRunner().invoke(main, ["check"], env=env)
     expected = f"ok   host key  [127.0.0.1]:{server.port} {server.host_fingerprint} would be trusted on first use"

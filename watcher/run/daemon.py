@@ -194,7 +194,15 @@ class Daemon:
             self.log.warning(
                 "ssh_host_key_checking_off",
                 risk="anyone on the network path can pose as the git remote to a bot that pushes",
-                fix="unset WATCHER_GIT__SSH_HOST_KEY_CHECKING (trust on first use) or give a known_hosts file",
+                fix="unset WATCHER_GIT__SSH_HOST_KEY_CHECKING (strict) and give your host's key in "
+                "WATCHER_GIT__SSH_KNOWN_HOSTS_FILE",
+            )
+        if self.settings.git.ssh_host_key_checking == "accept-new" and not self.settings.git.ssh_known_hosts_file:
+            self.log.warning(
+                "ssh_host_keys_trusted_on_first_use",
+                risk="the first host key the watcher sees for a new host is kept, whoever answered",
+                fix="unset WATCHER_GIT__SSH_HOST_KEY_CHECKING (strict) and give your host's key in "
+                "WATCHER_GIT__SSH_KNOWN_HOSTS_FILE (github.com, gitlab.com, bitbucket.org, ssh.dev.azure.com ship)",
             )
         if self.settings.argocd.insecure:
             self.log.warning(
