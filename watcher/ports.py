@@ -8,7 +8,7 @@ returning half an answer.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -28,8 +28,9 @@ class AppSource(Protocol):
         (the list whole is ~40 MB of them). A bad body may raise RetryLater part way through."""
         ...
 
-    def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]:
-        """One whole Application; `refresh="normal"` asks Argo CD to re-read git first."""
+    def get_app(self, name: str, namespace: str = "", refresh: str | None = None, project: str = "") -> dict[str, Any]:
+        """One whole Application; `refresh="normal"` asks Argo CD to re-read git first; with `project`, a missing
+        app answers 404 (without it, 403 as for an app the account may not see)."""
         ...
 
     def resource_tree(self, name: str, namespace: str = "") -> dict[str, Any]:
@@ -40,7 +41,9 @@ class AppSource(Protocol):
 class ArgoCDActions(Protocol):
     """What the reverter asks of Argo CD: a fresh look, and ending a sync still retrying the bad revision."""
 
-    def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]: ...
+    def get_app(
+        self, name: str, namespace: str = "", refresh: str | None = None, project: str = ""
+    ) -> dict[str, Any]: ...
     def terminate_operation(self, name: str, namespace: str = "") -> None: ...
     def resource_tree(self, name: str, namespace: str = "") -> dict[str, Any]:
         """GET .../resource-tree: each live resource's health (Argo CD 3.x keeps it only there)."""
@@ -57,7 +60,12 @@ class WatchedRepo(Protocol):
         ...
 
     def commit(self, sha: str) -> Commit | None:
-        """The commit, or None when the clone does not have it (yet)."""
+        """The commit, or None when the clone does not have it (yet); a local read, never a fetch."""
+        ...
+
+    def fetch_commits(self, shas: Sequence[str]) -> None:
+        """Fetch these commits in one call within the git deadline; what the remote will not give stays
+        unknown (logged), never an error."""
         ...
 
     def yaml_files(self, rev: str, directories: Iterable[str]) -> dict[str, str]:

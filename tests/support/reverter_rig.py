@@ -129,7 +129,7 @@ class FakeArgoCD:
             raise ArgoCDUnavailable(f"GET /api/v1/applications/{name}/resource-tree: ConnectTimeout")
         return copy.deepcopy(self.trees.get(name, {"nodes": []}))
 
-    def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]:
+    def get_app(self, name: str, namespace: str = "", refresh: str | None = None, project: str = "") -> dict[str, Any]:
         self.calls.append(("get_app", name, refresh))
         self._answer()
         if self.down:

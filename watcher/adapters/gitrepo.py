@@ -49,6 +49,10 @@ __all__ = [
 
 FIELD = "\x1f"
 RECORD = "\x1e"
+# A read that must not reach the network: a partial clone fetches a missing object from its promisor remote
+# on demand, with no deadline (47 s against a silent remote, all detection waiting). No transport allowed: the
+# read fails at once instead. (GIT_NO_LAZY_FETCH says it directly, from git 2.44; Debian 12 ships 2.39.)
+LOCAL_ONLY = {"GIT_ALLOW_PROTOCOL": "none"}
 MISSING_REF = re.compile(r"couldn't find remote ref refs/heads/(\S+)")
 LOG_FORMAT = FIELD.join(["%H", "%an", "%cI", "%P", f"%(trailers:key={REVERTS_TRAILER},valueonly,separator=%x20)", "%s"])
 
@@ -181,12 +185,24 @@ class GitRepo:
         return [_parse(line) for line in out.splitlines() if line]
 
     def commit(self, sha: str) -> Commit | None:
+        """What the last fetch brought: a commit the partial clone lacks is None, never fetched lazily."""
         with self._lock:
             try:
-                out = self._open().git.log("-1", f"--format={LOG_FORMAT}", sha, "--")
+                out = self._open().git.log("-1", f"--format={LOG_FORMAT}", sha, "--", env=LOCAL_ONLY)
             except git.GitCommandError:
                 return None
         return _parse(out) if out else None
+
+    def fetch_commits(self, shas: Sequence[str]) -> None:
+        with self._lock:
+            try:
+                self._open().git.fetch(
+                    "origin", "--no-tags", "--no-write-fetch-head", *shas, kill_after_timeout=self._deadline
+                )
+            except git.GitCommandError as exc:
+                get_logger().info(
+                    "commits_not_fetched", count=len(shas), error=str(_unavailable("fetch", exc, self.known_hosts))
+                )
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         with self._lock:

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache, partial
 from typing import Any
 
 from watcher.adapters.argocd import ArgoCDError, snapshot_from_app
@@ -39,14 +38,15 @@ from watcher.logs import get_logger
 from watcher.metrics.fleet import StateView
 from watcher.metrics.registry import Metrics
 from watcher.observe.apps_listing import (
-    CONFIRM_PER_POLL,
     Known,
     Listing,
+    confirm_batch,
     confirm_gone,
     is_suspect,
     list_snapshots,
     read_trees,
 )
+from watcher.observe.commit_lookup import CommitLookup
 from watcher.observe.fleet_map import FleetMap
 from watcher.observe.memory import gc_paused, release_free_memory
 from watcher.ports import AppSource, FleetHealth, FleetStatus, WatchedRepo
@@ -168,18 +168,6 @@ class InFlight:
         return {source: now - started for source, started in list(self._started.items())}
 
 
-def commit_of(repo: WatchedRepo, sha: str) -> Commit | None:
-    """The commit, fetching once when Argo CD saw a revision before our last fetch."""
-    commit = repo.commit(sha)
-    if commit is None:
-        try:
-            repo.sync()
-        except GitError:
-            return None
-        commit = repo.commit(sha)
-    return commit
-
-
 class Watcher:
     """Observe -> record -> publish; implements ports.Fleet for the reverter, the notifier and the HTTP views."""
 
@@ -226,7 +214,8 @@ class Watcher:
                 lambda: self._last_deploys() if self.recording.is_set() else [],
             )
         )
-        self._commit = lru_cache(maxsize=4096)(partial(commit_of, repo))
+        self._commit = CommitLookup(repo)  # no git network call inside detection
+        self._confirm_polls = 0  # turns through the apps missing from lists (apps_listing.confirm_batch)
         self.listeners: list[Callable[[Event], None]] = []
 
     # -- observe ----------------------------------------------------------------------------------------
@@ -249,6 +238,7 @@ class Watcher:
             self.log.info("git_head_moved", previous=previous, head=head)
             self.head = head
         self._mark_success("git")
+        self._commit.after_fetch()
         self.fleet_map.remap(head)
         moved = "first look" if previous is None else "unchanged" if head == previous else f"moved from {previous[:12]}"
         return PollSummary("git poll", f"head {head[:12]} ({moved})")
@@ -305,15 +295,18 @@ class Watcher:
         return PollSummary("apps poll", seen, events=recorded)
 
     def _confirmed_gone(self, listing: Listing) -> list[str]:
-        """Apps missing from the list that Argo CD confirms deleted; none at all when the list is suspect."""
+        """Apps missing from the list that Argo CD confirms deleted, one GET each, a bounded batch per poll in
+        turn. A suspect list removes nothing by itself (it is counted and logged), but its missing apps are
+        asked about all the same: a thousand apps really deleted at once must leave, one answer at a time."""
         with self._lock:
             known = set(self.trackers)
         missing = sorted(known - set(listing.snapshots) - set(listing.unreadable))
         if is_suspect(len(missing), len(known)):
             self.metrics.suspect_lists.inc()
             self.log.warning("argocd_list_suspect", missing=len(missing), known=len(known))
-            return []
-        refs = [(key, *self.fleet_map.ref(key)) for key in missing[:CONFIRM_PER_POLL]]
+        self._confirm_polls += 1
+        batch = confirm_batch(missing, self._confirm_polls)
+        refs = [(key, *self.fleet_map.ref(key), self.fleet_map.project(key)) for key in batch]
         return confirm_gone(self.argocd, refs, self.log)
 
     def _store_failed(self, step: str, exc: StoreUnavailable) -> PollSummary:

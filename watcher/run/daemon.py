@@ -37,17 +37,23 @@ TICK_SECONDS = 1.0
 
 
 def end_child_processes() -> int:
-    """SIGTERM then SIGKILL every direct child (git fetches, pushes) still running: a job abandoned at shutdown
-    must not outlive the process and keep writing. Linux /proc; elsewhere nothing is done."""
-    me = os.getpid()
-    children = []
+    """SIGTERM then SIGKILL every descendant (git fetches and pushes, and what git runs in turn: ssh,
+    git-remote-https, a lazy fetch of a partial clone) still running: a job abandoned at shutdown must not
+    outlive the process and keep writing, nor leave an orphan. Linux /proc; elsewhere nothing is done."""
+    parent_of: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            parent_of[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue  # gone meanwhile
-        if int(fields[1]) == me:
-            children.append(int(stat.parent.name))
+    children: list[int] = []
+    mine = {os.getpid()}
+    while True:  # the tree, a generation at a time (parents first, so none is re-parented before it is seen)
+        generation = [pid for pid, parent in parent_of.items() if parent in mine and pid not in mine]
+        if not generation:
+            break
+        children += generation
+        mine |= set(generation)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
