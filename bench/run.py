@@ -58,7 +58,7 @@ def bench_cycle(apps: int, runs: int, work: Path) -> None:
         replay_watcher = Watcher(settings, Replay(body, client), NoRepo(), Store(f"sqlite:///{work}/replay.db"))
         replay_watcher.poll_apps()
         replay = timed(replay_watcher.poll_apps, runs)
-        changed = timed(lambda: (replay_watcher.trackers.clear(), replay_watcher.poll_apps()), 1)
+        changed = timed(lambda: (replay_watcher.state.trackers.clear(), replay_watcher.poll_apps()), 1)
         tick = timed(replay_watcher.tick, runs)
         from prometheus_client import generate_latest
 

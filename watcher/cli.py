@@ -312,8 +312,18 @@ def demo(as_json: bool, keep: Path | None, real_timings: bool, scale: float) -> 
         result = run_real_timings_demo(keep, scale)
         click.echo(json.dumps(result, indent=2, default=str) if as_json else render_real_text(result))
         return
-    result = run_demo(keep)
-    click.echo(json.dumps(result, indent=2, default=str) if as_json else render_text(result))
+    if as_json:
+        click.echo(json.dumps(run_demo(keep), indent=2, default=str))
+        return
+
+    def show(result: dict[str, Any]) -> None:
+        """The story, then (on a terminal) the pages keep serving until Enter; tests and CI do not wait."""
+        click.echo(render_text(result))
+        if sys.stdin.isatty():
+            click.echo(f"Serving {result['fleet_url']} and the incident page until you press Enter...")
+            sys.stdin.readline()
+
+    run_demo(keep, hold=show)
 
 
 @main.command()

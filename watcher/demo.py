@@ -88,8 +88,12 @@ def run_demo(
     *,
     http_port: int = 0,
     before_stop: Callable[[Daemon], None] | None = None,
+    hold: Callable[[dict[str, Any]], None] | None = None,
+    changes: list[tuple[str, str, Any, str, str]] | None = None,
 ) -> dict[str, Any]:
-    """The whole loop once. A test can fix the metrics port and look at the running watcher before it stops."""
+    """The whole loop once. A test can fix the metrics port and look at the running watcher before it stops;
+    `hold` gets the result while the watcher still serves its pages (the CLI waits there for Enter); `changes`
+    replaces the pushed commits (app, values key, value, subject, author; a value of -1 breaks the app)."""
     root = Path(workdir or tempfile.mkdtemp(prefix="sync-watcher-demo-"))
     timeline = Timeline()
     slack = SlackPreview()
@@ -118,7 +122,7 @@ def run_demo(
 
         # One push, three commits: two good changes to other apps around one bad change.
         commits: list[dict[str, Any]] = []
-        for app, key, value, subject, author in CHANGES:
+        for app, key, value, subject, author in changes or CHANGES:
             values = f"helm/applications/{app.rsplit('-', 1)[0]}/values-{app.rsplit('-', 1)[1]}.yaml"
             sha = world.work.commit(subject, {values: world.work.set_value(values, key, value)}, author)
             commits.append({"app": app, "sha": sha, "subject": subject, "author": author, "good": value != -1})
@@ -156,7 +160,8 @@ def run_demo(
         revert_commit = daemon.repo.commit(revert_sha)
         if before_stop is not None:
             before_stop(daemon)
-        return {
+        base = f"http://127.0.0.1:{daemon.http.port}"
+        result = {
             "repo": world.repo_url,
             "argocd": world.argocd_url,
             "timeline": timeline.entries,
@@ -182,8 +187,13 @@ def run_demo(
             ],
             "total_seconds": round(time.monotonic() - timeline.started, 2),
             "slack": slack.lines,
-            "metrics_url": f"http://127.0.0.1:{daemon.http.port}/metrics",
+            "metrics_url": f"{base}/metrics",
+            "fleet_url": f"{base}/ui/",
+            "incident_url": f"{base}/ui/incidents/{decision.incident_id}",
         }
+        if hold is not None:
+            hold(result)
+        return result
     finally:
         if daemon is not None:
             daemon.stop()
@@ -253,6 +263,7 @@ def render_text(result: dict[str, Any]) -> str:
         "  the Helm chart ships it as a ConfigMap for Grafana's dashboard sidecar.",
         f"Prometheus alert rules: {repo_file(ALERT_RULES)} (promtool tests beside it)",
         f"Metrics were served at {result['metrics_url']} while the demo ran (`sync-watcher run` serves them too).",
+        f"The incident's page, the whole story in a browser: {result['incident_url']}",
     ]
     return "\n".join(lines)
 

@@ -265,6 +265,18 @@ class HTTPSettings(BaseModel):
         description="token: /api/resume needs the admin token; none: anyone who reaches the port may "
         "resume (warned at every start)",
     )
+    external_url: str = Field(
+        "",
+        description="Where people open the pages (/ui/), e.g. https://sync-watcher.example.com: Slack links "
+        "each incident to its page ('': no link)",
+    )
+
+    @field_validator("external_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if v and not re.fullmatch(r"https?://[^\s/?#<>\"'|]+(/[^\s?#<>\"'|]*)?", v):
+            raise ValueError("must be an http(s):// URL without query, e.g. https://sync-watcher.example.com")
+        return v.rstrip("/")
 
 
 class LogSettings(BaseModel):

@@ -137,7 +137,7 @@ def scraped_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         wait_for(lambda: prom.api("rules")["groups"][0]["rules"][0].get("lastEvaluation", "").startswith("2"), 10)
         box["scrape"] = httpx.get(f"http://127.0.0.1:{daemon.http.port}/metrics").text
         box["deploys"] = Counter(
-            daemon.watcher.environment(d["app"])
+            daemon.fleet.environment(d["app"])
             for d in daemon.store.detection.deployments()
             if d["result"] == "Succeeded"
         )

@@ -337,3 +337,37 @@ def test_lock_file_pins_every_runtime_dependency_with_hashes() -> None:
     assert names <= pinned, f"not in config/requirements.lock: {names - pinned}"
     assert lock.count("==") == lock.count("--hash=sha256:", 0, len(lock)) or "--hash=sha256:" in lock
     assert all("--hash=sha256:" in block for block in lock.split("\n\n") if "==" in block)
+
+
+def test_the_pages_ingress_is_off_by_default_and_routes_only_the_pages() -> None:
+    defaults = render(CASES["defaults"])
+    [container] = by_kind(defaults, "Deployment")[0]["spec"]["template"]["spec"]["containers"]
+    assert by_kind(defaults, "Ingress") == []
+    assert "WATCHER_HTTP__EXTERNAL_URL" not in {e["name"] for e in container["env"]}
+    docs = render(CASES["ingress"])
+    [ingress] = by_kind(docs, "Ingress")
+    [rule] = ingress["spec"]["rules"]
+    assert rule["host"] == "sync-watcher.example.com"
+    assert [p["path"] for p in rule["http"]["paths"]] == ["/ui"]  # not /api, /metrics or the probes
+    assert ingress["spec"]["tls"] == [{"hosts": ["sync-watcher.example.com"], "secretName": "tls"}]
+    [container] = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["WATCHER_HTTP__EXTERNAL_URL"] == "https://sync-watcher.example.com"  # Slack links there
+    text = notes(CASES["ingress"])
+    assert "authenticating proxy" in text and "networkPolicy.ingressFrom" in text
+    # The daemon accepts what the chart renders.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WATCHER_HTTP__EXTERNAL_URL", env["WATCHER_HTTP__EXTERNAL_URL"])
+        assert load_settings().http.external_url == "https://sync-watcher.example.com"
+
+
+@pytest.mark.parametrize(
+    ("values", "error"),
+    [
+        ({"ingress": {"enabled": True}}, "host"),
+        ({"pages": {"externalUrl": "javascript:alert(1)"}}, "externalUrl"),
+    ],
+)
+def test_the_pages_values_are_checked(values: dict[str, Any], error: str) -> None:
+    with pytest.raises(helm_python.HelmValuesError, match=error):
+        chart().validate_schema(merge(REQUIRED, values))

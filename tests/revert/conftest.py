@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-import watcher.revert.reverter
+import watcher.revert.retry_queue
 from tests.support.reverter_rig import FakeClock, Rig, settings_for
 from watcher.store import Store
 
@@ -17,7 +17,7 @@ from watcher.store import Store
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """One clock for the test; the reverter's retry queue reads it too (it calls time.monotonic otherwise)."""
     fake = FakeClock()
-    monkeypatch.setattr(watcher.revert.reverter, "time", fake)
+    monkeypatch.setattr(watcher.revert.retry_queue, "time", fake)
     return fake
 
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 from tests.support.reverter_rig import APP, BAD, CULPRIT, OTHER, REVERT, Rig
 from watcher.core.appmap import OPT_ANNOTATION
 from watcher.domain import Action, ChangedCommit, RevertState, RevertStep
-from watcher.revert.reverter import MAX_WAIT_SECONDS
+from watcher.revert.retry_queue import MAX_WAIT_SECONDS
 
 MakeRig = Callable[..., Rig]
 NEXT = "5ec0" + "5" * 36  # a later commit that breaks the app again

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from tests.support.reverter_rig import APP, BAD, REVERT, Rig
 from watcher.domain import RevertMode, RevertState, RevertStep
-from watcher.revert.reverter import RECONCILE_MARGIN
+from watcher.revert.reconcile import RECONCILE_MARGIN
 
 MakeRig = Callable[..., Rig]
 

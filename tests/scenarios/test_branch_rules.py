@@ -145,7 +145,7 @@ def test_an_app_without_automated_sync_gets_a_proposed_revert_not_a_push(
 ) -> None:
     s = scenario().start()
     edit_application(world, "plate-api-stg", lambda m: m["spec"]["syncPolicy"].pop("automated"), "manual sync only")
-    wait_for(lambda: s.d.watcher.app_context("plate-api-stg").specs, what="the manifest change seen")
+    wait_for(lambda: s.d.fleet.app_context("plate-api-stg").specs, what="the manifest change seen")
     bad = s.push("plate-api-stg: scale to -1", {"plate-api-stg": BAD})
     wait_for(lambda: s.app_state("plate-api-stg")[0] == "OutOfSync", what="Argo CD sees the change, does not sync")
     # A person presses Sync: it fails on the bad commit, and Argo CD will not deploy anything by itself.
@@ -224,11 +224,11 @@ def test_a_failed_manual_sync_of_an_older_revision_is_not_the_branchs_failure(
     assert answer.status_code == 200, answer.text
 
     def failed_manual_sync_seen() -> bool:
-        last = s.d.watcher.trackers["plate-api-stg"].last
+        last = s.d.fleet.trackers["plate-api-stg"].last
         return last is not None and last.phase is Phase.FAILED and last.operation_revision == old_bad
 
     wait_for(failed_manual_sync_seen, what="the failed manual sync seen")
-    assert s.d.watcher.trackers["plate-api-stg"].last.initiated_by == "admin"  # type: ignore[union-attr]
+    assert s.d.fleet.trackers["plate-api-stg"].last.initiated_by == "admin"  # type: ignore[union-attr]
     s.d.watcher.poll_apps()  # one more full list after it: still nothing
     assert s.d.store.detection.incidents(app="plate-api-stg") == []
     assert s.healthy_on("plate-api-stg", head)

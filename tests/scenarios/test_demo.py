@@ -36,6 +36,7 @@ def test_demo_json_shows_the_whole_loop_and_leaves_nothing_running() -> None:
     assert result["branch_now"][0].startswith(result["revert"]["sha"][:10])
     assert len(result["branch_now"]) == 5 and "Revert" in result["branch_now"][0]
     assert result["open_incidents"] == []  # recovered and verified
+    assert result["incident_url"].endswith("/ui/incidents/1")  # the page, served while the demo ran
     assert result["total_seconds"] < 60
     whats = [e["what"] for e in result["timeline"]]
     assert whats[-4:] == ["failure_detected", "blamed", "revert_pushed", "recovered"]
@@ -51,6 +52,7 @@ def test_demo_text_output() -> None:
     assert "DETECTED sync_failed on plate-api-stg" in out.stdout
     assert "REVERTED plate-api-stg" in out.stdout
     assert "the revert undoes only the bad commit: yes" in out.stdout
+    assert "the whole story in a browser: http://127.0.0.1:" in out.stdout  # and no TTY: it did not wait
     detected = out.stdout[out.stdout.index("DETECTED") :].split("BLAMED")[0]
     assert "Argo CD: one or more objects failed to apply" in detected
     assert "must be greater than or equal to 0" in " ".join(detected.split())  # all of it, wrapped, not cut

@@ -191,7 +191,7 @@ def test_an_empty_list_is_not_a_mass_deletion(proxy: FaultProxy, faulted: Callab
     proxy.plan = FaultPlan(empty_list=True)  # RBAC or a project filter hides every app
     wait_for(lambda: f.sample("sync_watcher_suspect_lists_total") >= 2, what="suspect lists counted")
     assert EventKind.APP_REMOVED not in f.kinds() and EventKind.RECOVERED not in f.kinds()
-    assert len(f.daemon.watcher.status().trackers) == 9  # nothing forgotten
+    assert len(f.daemon.fleet.status().trackers) == 9  # nothing forgotten
     proxy.plan = FaultPlan()
     wait_for(lambda: f.ready()[0] == 200, what="ready again")
     assert EventKind.APP_REMOVED not in f.kinds()
@@ -285,7 +285,7 @@ def test_a_hung_git_remote_leaves_http_answering_and_liveness_honest(
     daemon.start()
     url = f"http://127.0.0.1:{daemon.http.port}"
     try:
-        wait_for(lambda: daemon.watcher.health().in_flight.get("git", 0) > 1.0, what="the fetch hanging")
+        wait_for(lambda: daemon.fleet.health().in_flight.get("git", 0) > 1.0, what="the fetch hanging")
         # The views read state the fetch does not hold: they answer at once while it hangs.
         for path in ("/metrics", "/api/apps", "/readyz"):
             started = time.monotonic()

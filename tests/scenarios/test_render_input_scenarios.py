@@ -51,7 +51,7 @@ def test_a_commit_to_the_shared_library_chart_alone_is_reverted(
     world: SimWorld, scenario: Callable[..., Scenario]
 ) -> None:
     s = scenario().start()
-    assert "helm/library/common" in s.d.watcher.app_context("plate-web-stg").paths["plate-web-stg"]
+    assert "helm/library/common" in s.d.fleet.app_context("plate-web-stg").paths["plate-web-stg"]
     bad = world.work.commit(
         "common: rename common.labels to common.metadataLabels",
         rename_template(world, COMMON, "common.labels", "common.metadataLabels"),
@@ -122,8 +122,8 @@ def test_a_commit_to_a_kustomize_base_outside_the_overlay_is_reverted(
     )
     world.work.push()
     s = scenario().start()
-    wait_for(lambda: "plate-docs-stg" in s.d.watcher.trackers and s.healthy_on("plate-docs-stg", added), what="docs")
-    assert f"{DOCS}/base" in s.d.watcher.app_context("plate-docs-stg").paths["plate-docs-stg"]
+    wait_for(lambda: "plate-docs-stg" in s.d.fleet.trackers and s.healthy_on("plate-docs-stg", added), what="docs")
+    assert f"{DOCS}/base" in s.d.fleet.app_context("plate-docs-stg").paths["plate-docs-stg"]
     broken = world.work.read(f"{DOCS}/base/configmap.yaml").replace("data: {a: '1'}", "data: {a: '1'")
     bad = world.work.commit("docs base: one more key", {f"{DOCS}/base/configmap.yaml": broken}, "Dev Two")
     world.work.push()

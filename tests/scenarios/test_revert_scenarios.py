@@ -154,7 +154,7 @@ def test_app_opted_out_by_annotation_is_alerted_not_reverted(
     world.work.commit("plate-api-stg: no auto-revert", {manifest_path: yaml.safe_dump(manifest)}, "Platform Team")
     world.work.push()
     wait_for(
-        lambda: "sync-watcher.io/auto-revert" in s.d.watcher.app_context("plate-api-stg").annotations,
+        lambda: "sync-watcher.io/auto-revert" in s.d.fleet.app_context("plate-api-stg").annotations,
         what="annotation seen",
     )
     bad = s.push("plate-api-stg: scale to -1", {"plate-api-stg": ("replicaCount", -1)})

@@ -37,6 +37,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "ownServiceAccount": {"serviceAccount": {"create": False, "name": "existing"}},
     "postgres": {"settings": {"store": {"url": "postgresql://watcher@pg:5432/watcher"}}},
     "releaseBranches": {"settings": {"git": {"branches": ["main", "release-1.x"]}}},
+    "ingress": {
+        "ingress": {"enabled": True, "host": "sync-watcher.example.com", "className": "nginx", "tlsSecretName": "tls"}
+    },
     "twoReplicas": {
         "replicas": 2,
         "settings": {"store": {"url": "postgresql://watcher@pg:5432/watcher"}},
@@ -74,5 +77,3 @@ CASES = {name: merge(REQUIRED, extra) for name, extra in OPTIONS.items()} | {
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
-
-

@@ -19,5 +19,3 @@ class NoRepo:
 
     def yaml_files(self, rev: str, directories: Any) -> dict[str, str]:
         return {}
-
-

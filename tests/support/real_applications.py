@@ -16,5 +16,3 @@ NAMES = sorted(p.stem for p in FIXTURES.glob("*.json"))
 @functools.cache
 def fixture(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / f"{name}.json").read_text())
-
-

@@ -92,7 +92,7 @@ class Scenario:
         return None
 
     def app_state(self, app: str) -> tuple[str | None, str | None, str | None]:
-        snap = self.d.watcher.trackers[app].last
+        snap = self.d.fleet.trackers[app].last
         assert snap is not None
         return (
             snap.sync_status.value if snap.sync_status else None,

@@ -88,5 +88,3 @@ def field_paths(body: Any, name: str) -> dict[str, bool]:
 
 def unknown_fields(body: Any, name: str = "v1alpha1Application") -> list[str]:
     return sorted(path for path, known in field_paths(body, name).items() if not known)
-
-

@@ -26,5 +26,3 @@ def reference(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not found: ../shared must sit beside the checkout")
     return path
-
-

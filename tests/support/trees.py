@@ -145,5 +145,3 @@ HEALTHY = {
         extra=(JOB | {"createdAt": at(-3600), "health": {"status": "Degraded"}},),
     ),
 }
-
-

@@ -169,21 +169,12 @@ class ArgoCDClient:
                 raise ArgoCDUnavailable(f"{method} {path}: {type(exc).__name__}") from None
             return Answer(method, path, status, content, token)
         started = time.monotonic()
-        deadline = started + self.cfg.timeout_seconds
         try:
-            with http_deadline.until(deadline):  # headers too: every read ends by the deadline
+            with http_deadline.until(started + self.cfg.timeout_seconds):  # headers too: reads end by then
                 request = self._http.build_request(method, path, params=params, headers=headers)
                 r = self._http.send(request, stream=True)
                 try:
-                    chunks, received = [], 0
-                    for chunk in r.iter_raw():
-                        chunks.append(chunk)
-                        received += len(chunk)
-                        if progress:  # a long list coming at a fair rate earns time, up to a bound
-                            deadline = started + http_deadline.progress_allows(received, self.cfg.timeout_seconds)
-                            http_deadline.extend(deadline)
-                        if time.monotonic() > deadline:
-                            raise ArgoCDUnavailable(late)
+                    chunks = http_deadline.read_body(r.iter_raw(), started, self.cfg.timeout_seconds, progress)
                 finally:
                     r.close()
         except httpx.TimeoutException:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import git
 
 from watcher.core.undo import Delta, delta_of_diff, undoes
+from watcher.domain import INCIDENT_TRAILER
 
 DELTA_ARGS = (
     "--no-color",
@@ -82,3 +84,19 @@ def last_change(repo: git.Repo, sha: str, head: str, paths: Sequence[str]) -> st
     except git.GitCommandError:
         return head
     return out.strip() or head
+
+
+def undone_on(repo: git.Repo, shas: Sequence[str], head: str, paths: Sequence[str]) -> dict[str, str]:
+    """culprit sha -> the commit after which its change in `paths` is no longer at `head` (undone_at)."""
+    return {sha: last_change(repo, sha, head, paths) for sha in shas if undone_at(repo, sha, head, paths)}
+
+
+def find_by_incident(repo: git.Repo, uid: str, culprits: Sequence[str], since: datetime) -> str | None:
+    """The commit on any remote branch that carries `Sync-Watcher-Incident: <uid>` and undoes `culprits` by
+    content. Name and email are not looked at: anyone types them, and a trailer alone proves nothing."""
+    if not uid:
+        return None
+    out = repo.git.log(
+        "--format=%H", f"--grep=^{INCIDENT_TRAILER}: {uid}$", f"--since={since.isoformat()}", "--remotes=origin", "--"
+    )
+    return next((sha for sha in str(out).split() if reverts(repo, sha, culprits)), None)

@@ -1,6 +1,7 @@
-"""The watcher's own clone of the GitOps repo (GitPython): fetch, commit-graph, the history blame reads.
+"""The watcher's own clone of the GitOps repo (GitPython): clone, fetch, commit-graph, and its lock.
 
-How git talks to the remote is git_transport, the revert (the one write) git_revert, the errors git_errors.
+How git talks to the remote is git_transport, the history reads git_history, the files at a revision git_blobs,
+the revert (the one write) git_revert, the errors git_errors.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import git
 
-from watcher.adapters import git_blobs, git_content
+from watcher.adapters import git_blobs, git_content, git_history
 from watcher.adapters.file_lock import CloneLock
 from watcher.adapters.git_errors import (  # re-exported: callers name the errors from here
     GitError,
@@ -31,7 +32,7 @@ from watcher.adapters.git_revert import RevertWorktree
 from watcher.adapters.git_transport import GitTransport
 from watcher.core.branches import RemoteBranches
 from watcher.core.lease import ALONE_FENCE
-from watcher.domain import INCIDENT_TRAILER, REVERTS_TRAILER, ChangedCommit, Commit, RevertResult
+from watcher.domain import ChangedCommit, Commit, RevertResult
 from watcher.logs import get_logger
 from watcher.ports import Fence
 from watcher.settings import GitSettings, RevertSettings, without_credentials
@@ -47,14 +48,7 @@ __all__ = [
     "SigningFailed",
 ]
 
-FIELD = "\x1f"
-RECORD = "\x1e"
-# A read that must not reach the network: a partial clone fetches a missing object from its promisor remote
-# on demand, with no deadline (47 s against a silent remote, all detection waiting). No transport allowed: the
-# read fails at once instead. (GIT_NO_LAZY_FETCH says it directly, from git 2.44; Debian 12 ships 2.39.)
-LOCAL_ONLY = {"GIT_ALLOW_PROTOCOL": "none"}
 MISSING_REF = re.compile(r"couldn't find remote ref refs/heads/(\S+)")
-LOG_FORMAT = FIELD.join(["%H", "%an", "%cI", "%P", f"%(trailers:key={REVERTS_TRAILER},valueonly,separator=%x20)", "%s"])
 
 
 class GitRepo:
@@ -174,24 +168,14 @@ class GitRepo:
     def commits_touching(
         self, paths: Iterable[str], until: str, since: str | None = None, limit: int | None = None
     ) -> list[Commit]:
-        """Commits in (since, until] that changed any of `paths`, newest first (Bloom filters make it fast)."""
-        args = [f"--format={LOG_FORMAT}"]
-        if limit:
-            args.append(f"--max-count={limit}")
-        args.append(f"{since}..{until}" if since else until)
-        args += ["--", *paths]
+        """Commits in (since, until] that changed any of `paths`, newest first (git_history has each read)."""
         with self._lock:
-            out = self._open().git.log(*args)
-        return [_parse(line) for line in out.splitlines() if line]
+            return git_history.commits_touching(self._open(), paths, until, since, limit)
 
     def commit(self, sha: str) -> Commit | None:
         """What the last fetch brought: a commit the partial clone lacks is None, never fetched lazily."""
         with self._lock:
-            try:
-                out = self._open().git.log("-1", f"--format={LOG_FORMAT}", sha, "--", env=LOCAL_ONLY)
-            except git.GitCommandError:
-                return None
-        return _parse(out) if out else None
+            return git_history.commit(self._open(), sha)
 
     def fetch_commits(self, shas: Sequence[str]) -> None:
         with self._lock:
@@ -206,50 +190,18 @@ class GitRepo:
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         with self._lock:
-            try:
-                self._open().git.merge_base("--is-ancestor", ancestor, descendant)
-                return True
-            except git.GitCommandError:
-                return False
+            return git_history.is_ancestor(self._open(), ancestor, descendant)
 
     def changes(self, since: str, until: str, paths: Iterable[str], limit: int) -> tuple[list[ChangedCommit], bool]:
-        """Mainline commits in (since, until] that changed `paths`, newest first, with every file each changed.
-
-        A merge counts as one commit whose change is its diff against the first parent (what `revert -m 1`
-        undoes). Returns the commits and whether `limit` cut the list short.
-        """
-        args = [
-            "--first-parent",
-            "--diff-merges=first-parent",
-            "--full-diff",
-            "--name-only",
-            "--no-renames",
-            f"--max-count={limit + 1}",
-            f"--format={RECORD}{LOG_FORMAT}",
-            f"{since}..{until}",
-            "--",
-            *paths,
-        ]
         with self._lock:
-            out = self._open().git.log(*args)
-        found = []
-        for record in out.split(RECORD)[1:]:
-            header, _, names = record.partition("\n")
-            found.append(ChangedCommit(_parse(header), tuple(n for n in names.splitlines() if n)))
-        return found[:limit], len(found) > limit
+            return git_history.changes(self._open(), since, until, paths, limit)
 
     def find_reverts(self, shas: Sequence[str], branch: str | None = None, paths: Sequence[str] = ()) -> dict[str, str]:
         """culprit sha -> the commit on `branch` (None: the first watched) after which its change in `paths` is
-        no longer there. Decided by content (git_content.undone_at), never by a "This reverts commit" line or a
-        trailer: a message can claim anything, and a revert that was reverted again leaves the change live."""
-        found: dict[str, str] = {}
+        no longer there: decided by content (git_content.undone_on), never by a message or a trailer."""
         with self._lock:
             repo = self._open()
-            head = self.rev(repo, self.ref_of(branch))
-            for sha in shas:
-                if git_content.undone_at(repo, sha, head, paths):
-                    found[sha] = git_content.last_change(repo, sha, head, paths)
-        return found
+            return git_content.undone_on(repo, shas, self.rev(repo, self.ref_of(branch)), paths)
 
     def confirmed_reverts(self, commit: Commit) -> tuple[str, ...]:
         """The commits `commit` says it reverts (its trailer: a hint), if its content undoes them; else ()."""
@@ -259,21 +211,13 @@ class GitRepo:
             return commit.reverts if git_content.reverts(self._open(), commit.sha, commit.reverts) else ()
 
     def find_by_incident(self, uid: str, culprits: Sequence[str], since: datetime) -> str | None:
-        """The revert of incident `uid` on the branch (or a revert branch): a commit that carries the incident's
-        trailer and whose content undoes `culprits` (git_content.reverts). Name and email are not looked at:
-        anyone can type them; a forged trailer on a commit that does not undo the culprits is not taken."""
-        if not uid:
-            return None
+        """The revert of incident `uid` (crash recovery): its trailer, and content that undoes `culprits`."""
         with self._lock:
-            repo = self._open()
-            out = repo.git.log(
-                "--format=%H",
-                f"--grep=^{INCIDENT_TRAILER}: {uid}$",
-                f"--since={since.isoformat()}",
-                "--remotes=origin",
-                "--",
-            )
-            return next((sha for sha in out.split() if git_content.reverts(repo, sha, culprits)), None)
+            return git_content.find_by_incident(self._open(), uid, culprits, since)
+
+    def patch(self, sha: str, paths: Iterable[str], max_chars: int = 200_000) -> str:
+        with self._lock:
+            return git_history.patch(self._open(), sha, paths, max_chars)
 
     def revert(
         self,
@@ -336,15 +280,6 @@ class GitRepo:
             blobs = git_blobs.blobs_under(repo, rev, directories, lambda path: True)
             return git_blobs.read(repo, blobs, self._deadline, self.cfg.partial_clone)
 
-    def patch(self, sha: str, paths: Iterable[str], max_chars: int = 200_000) -> str:
-        """What `sha` changed in `paths` against its first parent (a merge: its whole branch), as a patch."""
-        with self._lock:
-            try:
-                out = self._open().git.diff(f"{sha}^1", sha, "--no-color", "--no-ext-diff", "--", *paths)
-            except git.GitCommandError:
-                return ""  # a root commit, or one the clone does not have: no text to narrow by
-        return str(out)[:max_chars]
-
     def files_named(self, rev: str, directories: Iterable[str], names: Collection[str]) -> dict[str, str]:
         """Text of each file called one of `names` directly inside one of `directories` at `rev`."""
         with self._lock:
@@ -365,8 +300,3 @@ def parse_ls_remote(out: str) -> tuple[str | None, frozenset[str]]:
         elif ref.startswith("refs/heads/"):
             names.add(ref.removeprefix("refs/heads/"))
     return (default if default in names else None), frozenset(names)
-
-
-def _parse(line: str) -> Commit:
-    sha, author, when, parents, reverts, subject = line.split(FIELD, 5)
-    return Commit(sha, author, datetime.fromisoformat(when), subject, tuple(parents.split()), tuple(reverts.split()))

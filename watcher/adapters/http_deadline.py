@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpcore
+import httpx
 from httpcore._backends.sync import SyncBackend
 
 _local = threading.local()
@@ -47,6 +48,20 @@ def until(deadline: float) -> Iterator[None]:
 def extend(deadline: float) -> None:
     """Move this thread's deadline (inside `until`): what a progress-aware read earns."""
     _local.deadline = deadline
+
+
+def read_body(chunks: Iterable[bytes], started: float, timeout: float, progress: bool) -> list[bytes]:
+    """The body's chunks, read within the deadline (inside `until`); with `progress`, a long body coming at a
+    fair rate earns time (progress_allows). Past the deadline: httpx's ReadTimeout, as a stalled read."""
+    body, received = [], 0
+    for chunk in chunks:
+        body.append(chunk)
+        received += len(chunk)
+        deadline = started + (progress_allows(received, timeout) if progress else timeout)
+        extend(deadline)
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout("no whole answer within the deadline")
+    return body
 
 
 def _left(timeout: float | None) -> float | None:

@@ -72,6 +72,7 @@ class Links:
 
     argocd_ui: str
     commit_base: str | None  # commit URL = commit_base + sha
+    pages: str = ""  # where people open the watcher's pages (WATCHER_HTTP__EXTERNAL_URL), "" when not exposed
 
     def app(self, key: str) -> str | None:
         if not self.argocd_ui:
@@ -82,6 +83,9 @@ class Links:
     def commit(self, sha: str) -> str | None:
         return f"{self.commit_base}{sha}" if self.commit_base and sha else None
 
+    def incident(self, incident_id: int | None) -> str | None:
+        return f"{self.pages}/ui/incidents/{incident_id}" if self.pages and incident_id else None
+
 
 KNOWN_HOSTS: dict[str, Callable[[str], str]] = {
     "github.com": lambda path: f"https://github.com/{path}/commit/",
@@ -90,7 +94,7 @@ KNOWN_HOSTS: dict[str, Callable[[str], str]] = {
 }
 
 
-def links_for(argocd_ui: str, git_url: str, web_url: str = "", forge_kind: str = "") -> Links:
+def links_for(argocd_ui: str, git_url: str, web_url: str = "", forge_kind: str = "", pages: str = "") -> Links:
     host, _, path = normalize_repo_url(git_url).partition("/")
     if web_url:
         base = web_url.rstrip("/") + ("/-/commit/" if forge_kind == "gitlab" or "gitlab" in host else "/commit/")
@@ -98,7 +102,7 @@ def links_for(argocd_ui: str, git_url: str, web_url: str = "", forge_kind: str =
         base = KNOWN_HOSTS[host](path)
     else:
         base = None
-    return Links(argocd_ui.rstrip("/"), base)
+    return Links(argocd_ui.rstrip("/"), base, pages.rstrip("/"))
 
 
 def _link(url: str | None, label: str) -> str:
@@ -149,7 +153,8 @@ def blocks_for(n: Notice, links: Links, resolved: str | None = None) -> list[dic
         title = "*Error:*" if n.kind is NoticeKind.REVERT_FAILED else "*Argo CD says:*"
         body = clip(n.argocd_message.strip().replace("```", "'''"), ARGOCD_MESSAGE_MAX)
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"{title}\n```{body}```")))
-    refs = [_link(links.app(n.app), "Open in Argo CD")] if links.app(n.app) else []
+    refs = [_link(links.incident(n.incident_id), "The whole story")] if links.incident(n.incident_id) else []
+    refs += [_link(links.app(n.app), "Open in Argo CD")] if links.app(n.app) else []
     if n.revert_sha:
         refs.append(f"Revert {_link(links.commit(n.revert_sha), f'`{n.revert_sha[:10]}`')}")
     if n.url:

@@ -71,7 +71,11 @@ class SlackNotifier:
         self.environment = environment  # the watcher's, so Slack names the environment as the metrics do
         self.routing = routing_from([r.model_dump() for r in s.routes], s.channel, s.min_severity)
         self.links: Links = links_for(
-            s.argocd_ui_url or settings.argocd.url, settings.git.url, settings.forge.web_url, settings.forge.kind
+            s.argocd_ui_url or settings.argocd.url,
+            settings.git.url,
+            settings.forge.web_url,
+            settings.forge.kind,
+            settings.http.external_url,
         )
         self.log = get_logger().bind(component="slack")
         self.queue: queue.Queue[Notice] = queue.Queue(maxsize=s.queue_size)

@@ -11,7 +11,6 @@ Side effects of one incident, in order, and why that order:
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -19,12 +18,7 @@ from typing import Any
 
 from watcher.core.facts import Facts, Watched
 from watcher.core.lease import ALONE_FENCE
-from watcher.core.outcome import (
-    Handled,
-    Outcome,
-    outcome_of,
-    reconciled_outcome,
-)
+from watcher.core.outcome import Handled, Outcome, outcome_of
 from watcher.core.policy import RevertRules, decide
 from watcher.core.revert_message import revert_message, revert_title
 from watcher.domain import (
@@ -47,12 +41,13 @@ from watcher.metrics.registry import Metrics
 from watcher.ports import ArgoCDActions, Fence, Fleet, PullRequests, RevertRepo
 from watcher.revert.nudge import deploy_now
 from watcher.revert.reads import IncidentReader
+from watcher.revert.reconcile import settle_unfinished
+from watcher.revert.retry_queue import RetryQueue
+from watcher.revert.suspensions import Suspensions
 from watcher.revert.verify import RevertVerifier
 from watcher.settings import Settings
 from watcher.store import Store
 
-MAX_WAIT_SECONDS = 30.0
-RECONCILE_MARGIN = timedelta(minutes=10)  # clock skew between this pod and the commit's committer date
 NUDGE_RULES = frozenset({"undone_on_branch", "fix_on_branch"})  # the fix is on the branch: deploy it now
 
 
@@ -100,16 +95,15 @@ class Reverter:
         self.clock = clock
         self.metrics = metrics
         self.log = get_logger().bind(component="reverter")
-        self.pending: dict[int, float] = {}  # incident id -> monotonic time before which it waits
-        self.waits: dict[int, int] = {}
+        self.pending = RetryQueue()  # incident id -> when it is due, and its backoff
         self.reconciled = False
-        self._lock = threading.Lock()
+        self.suspensions = Suspensions(store.audit, metrics, self.log)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.verifier = RevertVerifier(
-            fleet, repo, store.audit, store.detection, metrics, self.log, self._notify, self._refresh_gauges
+            fleet, repo, store.audit, store.detection, metrics, self.log, self._notify, self.suspensions.refresh_gauges
         )
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -138,29 +132,19 @@ class Reverter:
             return
         incident = self.incidents.find_incident(e.app, e.kind, e.revision)
         if incident is not None:
-            self._queue(incident.id, 0.0)
+            self.pending.put(incident.id)
             self._wake.set()
-
-    def _queue(self, incident_id: int, after: float) -> None:
-        with self._lock:
-            self.pending[incident_id] = time.monotonic() + after
 
     def take_over(self) -> None:
         """This replica became the leader: start from the store, as after a restart (reconcile what the
         previous leader left started, decide the open incidents it did not)."""
-        with self._lock:
-            self.pending.clear()
-            self.waits.clear()
-            self.reconciled = False
+        self.pending.clear()
+        self.reconciled = False
         self._wake.set()
 
     def stand_by(self) -> None:
-        with self._lock:
-            self.pending.clear()
-            self.waits.clear()
-        # The leader reports suspensions and the circuit: a stale copy here would hold an alert after a resume.
-        self.metrics.suspended_apps.set(0)
-        self.metrics.circuit_open.set(0)
+        self.pending.clear()
+        self.suspensions.clear_gauges()
 
     def run_once(self) -> list[Handled]:
         """One pass: finish what a crash left, decide every incident that is due, verify pushed reverts."""
@@ -168,11 +152,8 @@ class Reverter:
             return []
         if not self.reconciled:
             self.reconcile()
-        now_mono = time.monotonic()
-        with self._lock:
-            due = sorted(i for i, t in self.pending.items() if t <= now_mono)
         handled = []
-        for incident_id in due:
+        for incident_id in self.pending.due():
             if self._stop.is_set():
                 break
             handled.append(self.handle(incident_id))
@@ -182,31 +163,21 @@ class Reverter:
     # -- crash safety -----------------------------------------------------------------------------------
     def reconcile(self) -> None:
         """Finish what a killed process left: a revert whose intent is recorded but whose outcome is not."""
-        unfinished = self.audit.reverts(states=(RevertState.STARTED,))
-        if unfinished:
-            try:
-                self.repo.sync()
-            except RetryLater as exc:
-                self.log.warning("revert_reconcile_waiting_for_git", error=str(exc), unfinished=len(unfinished))
-                return  # "started" counts as reverted meanwhile: nothing can be reverted twice
-        deadline = self.clock() + timedelta(seconds=self.settings.revert.verify_deadline_seconds)
-        for r in unfinished:
-            incident = self.incidents.incident(r.incident_id)
-            if incident is not None:
-                found = self.repo.find_by_incident(incident.uid or "", r.culprits, r.started_at - RECONCILE_MARGIN)
-                self._write(r.id, incident, (), reconciled_outcome(r.mode, found, deadline))
+        if not settle_unfinished(self.audit, self.incidents, self.repo, self._verify_deadline, self._write, self.log):
+            return
         for incident_id in self.audit.open_incidents_undecided():
-            with self._lock:
-                self.pending.setdefault(incident_id, 0.0)
-        self._refresh_gauges()
+            self.pending.put_unless_queued(incident_id)
+        self.suspensions.refresh_gauges()
         self.reconciled = True
+
+    def _verify_deadline(self) -> datetime:
+        return self.clock() + timedelta(seconds=self.settings.revert.verify_deadline_seconds)
 
     # -- decide -----------------------------------------------------------------------------------------
     def handle(self, incident_id: int) -> Handled:
         incident = self.incidents.incident(incident_id)
         if incident is None or incident.resolved_at is not None:
-            with self._lock:
-                self.pending.pop(incident_id, None)
+            self.pending.done(incident_id)
             return Handled(incident_id, incident.app if incident else "", "closed")
         facts = self.reader.facts(incident, self.clock())
         now = self.clock()
@@ -218,23 +189,16 @@ class Reverter:
             self.log.warning("decision_withheld_not_leader", app=incident.app, incident=incident.id)
             return replace(handled, action="withheld", rule="not_leader")
         if decision.action is Action.WAIT:
-            waits = self.waits.get(incident.id, 0) + 1
-            self.waits[incident.id] = waits
-            delay = min(2.0**waits, MAX_WAIT_SECONDS)
-            self._queue(incident.id, delay)
+            waits, delay = self.pending.wait(incident.id)
             if waits == 1:  # one audit row per wait, not one per retry
                 self._record(incident, decision, facts)
                 self._nudge(incident, decision, facts)
             return replace(handled, retry_in=delay)
-        with self._lock:
-            self.pending.pop(incident.id, None)
-        self.waits.pop(incident.id, None)
+        self.pending.done(incident.id)
         self._record(incident, decision, facts)
         self._nudge(incident, decision, facts)
         if decision.open_circuit:
-            self.audit.set_circuit(decision.reason, now)
-            self.log.error("revert_circuit_opened", app=incident.app, reason=decision.reason)
-            self._refresh_gauges()
+            self.suspensions.open_circuit(decision.reason, incident.app, now)
             self._notify(RevertStep.CIRCUIT_OPEN, incident, decision=decision.reason)
         if decision.action is Action.REVERT and facts.blame is not None:
             b = facts.blame
@@ -301,7 +265,7 @@ class Reverter:
                 url = self.pulls.open(branch, onto, revert_title(incident.app, culprits), message)
         except (RetryLater, NeedsHuman) as exc:
             error = exc
-        deadline = self.clock() + timedelta(seconds=self.settings.revert.verify_deadline_seconds)
+        deadline = self._verify_deadline()
         outcome = outcome_of(mode, result, error, message=message, branch=branch, url=url, verify_deadline=deadline)
         self._write(revert_id, incident, culprits, outcome)
         if outcome.state is RevertState.PUSHED and result is not None and result.sha:
@@ -323,7 +287,7 @@ class Reverter:
             **{k: v for k, v in outcome.columns.items() if k != "verify_deadline"}, **shown,
         )  # fmt: skip
         if outcome.retry_after is not None:
-            self._queue(incident.id, outcome.retry_after)
+            self.pending.put(incident.id, outcome.retry_after)
         if outcome.step is not None:
             self._notify(outcome.step, incident, culprits, **outcome.told)
 
@@ -333,18 +297,7 @@ class Reverter:
 
     # -- operators --------------------------------------------------------------------------------------
     def resume(self, app: str | None, circuit: bool) -> dict[str, Any]:
-        resumed = self.audit.resume(app) if app else False
-        closed = False
-        if circuit and self.audit.circuit() is not None:
-            self.audit.set_circuit(None, self.clock())
-            closed = True
-        self.log.warning("auto_revert_resumed", app=app, app_was_suspended=resumed, circuit_closed=closed)
-        self._refresh_gauges()
-        return {"app": app, "resumed": resumed, "circuit_closed": closed}
-
-    def _refresh_gauges(self) -> None:
-        self.metrics.suspended_apps.set(len(self.audit.suspended()))
-        self.metrics.circuit_open.set(1 if self.audit.circuit() is not None else 0)
+        return self.suspensions.resume(app, circuit, self.clock())
 
     def _notify(self, step: RevertStep, incident: Incident, culprits: Any = (), **details: Any) -> None:
         """Tell listeners (Slack, the demo) a step's outcome, with the blamed commits: not Argo CD's head."""

@@ -21,13 +21,17 @@ from watcher.adapters.gitrepo import GitRepo
 from watcher.core.lease import ALONE, LeaseTiming, Role
 from watcher.core.outcome import Handled
 from watcher.logs import get_logger
+from watcher.metrics.registry import Metrics
 from watcher.notify.notifier import SlackNotifier, transport_for
 from watcher.observe.cycle import PollSummary, Watcher
+from watcher.observe.fleet_map import FleetMap
+from watcher.observe.fleet_state import FleetState
 from watcher.observe.memory import keep_large_buffers_apart
 from watcher.ports import LeaderLock
 from watcher.revert.reverter import Reverter
 from watcher.run.admin_token import ensure_token, token_path
 from watcher.run.leadership import AloneLock, Leadership
+from watcher.run.pages import page_links
 from watcher.run.views import readiness_limits
 from watcher.run.web import BackgroundServer, build_app
 from watcher.settings import Settings, without_credentials
@@ -115,19 +119,22 @@ class Daemon:
         fence = self.leadership
         self.argocd = ArgoCDClient(settings.argocd, retry_max_wait=argocd_retry_max_wait)
         self.repo = GitRepo(settings.git, settings.revert, fence)
-        self.watcher = Watcher(settings, self.argocd, self.repo, self.store)
-        self.watcher.leading = fence.leading
-        self.watcher.metrics.leader.set_function(lambda: float(fence.leading()))
+        self.fleet = FleetState(self.store.detection, FleetMap(self.repo, settings.git.url))
+        self.metrics = Metrics(self.fleet.view())
+        self.metrics.leader.set_function(lambda: float(fence.leading()))
+        self.watcher = Watcher(
+            settings, self.argocd, self.repo, self.store, state=self.fleet, metrics=self.metrics, fence=fence
+        )
         pulls = pull_requests_for(settings.forge, settings.git.url) if settings.revert.mode == "pull-request" else None
         self.reverter = Reverter(
-            settings, self.watcher, self.argocd, self.repo, self.store, self.watcher.metrics, pulls, fence=fence
+            settings, self.fleet, self.argocd, self.repo, self.store, self.metrics, pulls, fence=fence
         )
         self.watcher.listeners.append(self.reverter.on_event)
         transport = transport_for(settings)
         self.slack: SlackNotifier | None = None
         if transport is not None:
             self.slack = SlackNotifier(
-                settings, self.store, self.watcher.metrics, transport, environment=self.watcher.environment, fence=fence
+                settings, self.store, self.metrics, transport, environment=self.fleet.environment, fence=fence
             )
             self.watcher.listeners.append(self.slack.on_event)
             self.reverter.listeners.append(self.slack.on_action)
@@ -135,14 +142,16 @@ class Daemon:
         token, self._token_generated = ensure_token(settings)
         api = build_app(
             self.store,
-            self.watcher,
-            self.watcher.metrics.exposition,
+            self.fleet,
+            self.metrics.exposition,
             readiness_limits(settings),
             self.reverter,
             token,
             settings.http.stuck_poll_seconds,
             auth_waived=settings.http.admin_auth == "none",
             role=lambda: self.leadership.role().value,
+            links=page_links(settings),
+            patches=self.repo.patch,
         )
         self.http = BackgroundServer(api, settings.http.host, settings.http.port)
         self._stop_stream = threading.Event()

@@ -18,9 +18,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from watcher.core.slack_message import Links
 from watcher.domain import Incident
 from watcher.logs import get_logger
 from watcher.ports import Fleet
+from watcher.run.pages import Patches, page_routes
 from watcher.run.views import apps_view, explanation, incident_detail, liveness, readiness
 from watcher.settings import SettingsError
 from watcher.store import Store
@@ -76,6 +78,8 @@ def build_app(
     stuck_poll_seconds: float = 600.0,
     auth_waived: bool = False,
     role: Callable[[], str] = lambda: "leader",
+    links: Links | None = None,
+    patches: Patches | None = None,
 ) -> Starlette:
     """The routes over what they read: the store (incidents, audit), the fleet (apps, polls), the metrics.
     `admin_token` None closes POST /api/resume to everyone, unless `auth_waived` opens it to everyone."""
@@ -155,6 +159,8 @@ def build_app(
             Route("/api/incidents", incidents),
             Route("/api/explain", explain),
             Route("/api/resume", resume, methods=["POST"]),
+            # The pages read what /api reads, as HTML (`links`: where commits and apps open; `patches`: diffs)
+            *page_routes(store, fleet, links or Links("", None), patches),
         ]
     )
 

@@ -57,6 +57,13 @@ class SlackDelivery:
                     return from_row(SlackThread, row)
         return None
 
+    def incident_thread(self, incident_id: int) -> SlackThread | None:
+        """The incident's thread, open or resolved (the incident page links to it)."""
+        q = sa.select(slack_threads).where(slack_threads.c.incident_id == incident_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(q.order_by(slack_threads.c.id.desc()).limit(1)).first()
+        return from_row(SlackThread, row) if row is not None else None
+
     def save_thread(
         self,
         channel: str,

@@ -150,6 +150,16 @@ class DetectionRecords:
         with self.engine.connect() as conn:
             return [from_row(Event, row) for row in conn.execute(q)]
 
+    def app_events(self, app: str, since: datetime, kinds: Iterable[EventKind] = (), limit: int = 1000) -> list[Event]:
+        """One app's events (of `kinds`, or all) at or after `since`, oldest first: what the pages tell."""
+        cols = (events.c.app, events.c.kind, events.c.revision, events.c.at, events.c.reason, events.c.evidence)
+        q = sa.select(*cols).where(events.c.app == app, events.c.at >= since)
+        if kinds:
+            q = q.where(events.c.kind.in_([k.value for k in kinds]))
+        q = q.order_by(events.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [from_row(Event, row) for row in conn.execute(q)]
+
     def deployments(self, app: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         q = sa.select(deployments).order_by(deployments.c.id).limit(limit)
         return self._rows(q.where(deployments.c.app == app) if app else q)

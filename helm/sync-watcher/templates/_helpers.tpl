@@ -70,3 +70,12 @@ revertSigningKey: WATCHER_REVERT__SIGNING_KEY_FILE
 {{- end -}}
 {{- toJson $out -}}
 {{- end -}}
+
+{{/* Where people open the pages: pages.externalUrl, else the Ingress's host; "" when neither is set. */}}
+{{- define "sync-watcher.pagesUrl" -}}
+{{- if .Values.pages.externalUrl -}}
+{{- .Values.pages.externalUrl | trimSuffix "/" -}}
+{{- else if and .Values.ingress.enabled .Values.ingress.host -}}
+{{- printf "https://%s" .Values.ingress.host -}}
+{{- end -}}
+{{- end -}}
