@@ -416,4 +416,4 @@ def test_apps_deleted_at_once_leave_as_argocd_confirms_each(
     wait_for(lambda: f.kinds().count(EventKind.APP_REMOVED) >= 6, timeout=40, what="the six apps removed")
     assert sorted(e.app for e in f.events if e.kind is EventKind.APP_REMOVED) == sorted(doomed)
     assert f.sample("sync_watcher_suspect_lists_total") >= 1
-    assert sorted(f.daemon.watcher.status().trackers) == ["app-of-apps", "plate-cache-prod", "plate-cache-stg"]
+    assert sorted(f.daemon.fleet.status().trackers) == ["app-of-apps", "plate-cache-prod", "plate-cache-stg"]
