@@ -33,8 +33,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from watcher.demo_real import StatusLog, real_timings_settings  # noqa: E402
-from watcher.domain import INCIDENT_KINDS, Event, EventKind  # noqa: E402
+from watcher.domain import INCIDENT_KINDS, Event, EventKind, RevertReport, RevertStep  # noqa: E402
 from watcher.logs import configure  # noqa: E402
+from watcher.ports import Listener  # noqa: E402
 from watcher.run.daemon import Daemon  # noqa: E402
 from watcher.sim.clock import ScaledClock  # noqa: E402
 from watcher.sim.controller import SimTimings  # noqa: E402
@@ -59,7 +60,7 @@ class Measured:
     actions: tuple[str, ...] = ()  # what the reverter reported, in order
 
 
-class Run:
+class Run(Listener):
     """One world, one watcher on its scaled clock, and what each saw."""
 
     def __init__(self, root: Path, scale: float, mode: str = "push"):
@@ -68,15 +69,11 @@ class Run:
         self.statuses = StatusLog(APP, self.clock)
         self.world.controller.listeners.append(self.statuses.on_change)
         self.events: list[tuple[float, Event]] = []
-        self.actions: list[tuple[float, str, dict[str, Any]]] = []
+        self.reports: list[tuple[float, RevertReport]] = []
         self._lock = threading.Condition()
         settings = real_timings_settings(self.world, root)
         settings = settings.model_copy(update={"revert": settings.revert.model_copy(update={"mode": mode})})
-        self.daemon = Daemon(settings, argocd_retry_max_wait=0.5)
-        self.daemon.watcher.clock = self.clock.now
-        self.daemon.reverter.clock = self.clock.now
-        self.daemon.watcher.listeners.append(self._on_event)
-        self.daemon.reverter.listeners.append(self._on_action)
+        self.daemon = Daemon(settings, argocd_retry_max_wait=0.5, listeners=[self], clock=self.clock.now)
         self.fetched: dict[str, float] = {}
         self._head_watch = threading.Thread(target=self._watch_head, daemon=True)
         self._stop = threading.Event()
@@ -87,14 +84,14 @@ class Run:
         apps = {a["metadata"]["name"] for a in self.world.controller.snapshot()}
         self.wait(lambda: apps <= {e.app for _, e in self.events if e.kind is EventKind.DEPLOYED}, wall_timeout)
 
-    def _on_event(self, e: Event) -> None:
+    def on_event(self, e: Event) -> None:
         with self._lock:
             self.events.append((self.clock.time(), e))
             self._lock.notify_all()
 
-    def _on_action(self, what: str, details: dict[str, Any]) -> None:
+    def on_report(self, r: RevertReport) -> None:
         with self._lock:
-            self.actions.append((self.clock.time(), what, dict(details)))
+            self.reports.append((self.clock.time(), r))
             self._lock.notify_all()
 
     def _watch_head(self) -> None:
@@ -193,10 +190,9 @@ def _revert(
         except TimeoutError:
             pass
         healed = _healed(run, detected_at)
-        reverted = tuple(
-            str(c["sha"]) for _, what, d in run.actions if what == "revert_pushed" for c in d.get("culprits") or ()
-        )
-        actions = tuple(dict.fromkeys(f"{what}({d['rule']})" if d.get("rule") else what for _, what, d in run.actions))
+        reverted = tuple(c.sha for _, r in run.reports if r.step is RevertStep.REVERT_PUSHED for c in r.culprits)
+        steps = tuple(f"{r.step}({r.detail.rule})" if r.detail.rule else str(r.step) for _, r in run.reports)
+        actions = tuple(dict.fromkeys(steps))
         return None if healed is None else healed - detected_at, reverted, sha, actions
     finally:
         run.stop()

@@ -24,6 +24,7 @@ from watcher.adapters.argocd import LIST_FIELDS, ArgoCDClient
 from watcher.domain import INCIDENT_KINDS, Event
 from watcher.observe.apps_listing import list_snapshots
 from watcher.observe.cycle import Watcher
+from watcher.ports import Listener
 from watcher.settings import ArgoCDSettings, load_settings
 from watcher.store import Store
 
@@ -172,6 +173,16 @@ class InFlight:
                 self.now -= 1
 
 
+class Heard(Listener):
+    """Each recorded event, with when it was published."""
+
+    def __init__(self, heard: list[tuple[float, Event]]):
+        self.heard = heard
+
+    def on_event(self, e: Event) -> None:
+        self.heard.append((time.perf_counter(), e))
+
+
 @dataclass
 class BadDayRun:
     cycles: list[float]  # seconds, of polls after the first
@@ -188,9 +199,8 @@ def bad_day_polls(url: str, body: bytes, client: ArgoCDClient, bound: int, runs:
         store={"url": f"sqlite:///{work}/bad-day-{bound}.db"},
     )
     source = InFlight(Replay(body, client, record=False))
-    watcher = Watcher(settings, source, NoRepo(), Store(settings.store.url))
     heard: list[tuple[float, Event]] = []
-    watcher.listeners.append(lambda e: heard.append((time.perf_counter(), e)))
+    watcher = Watcher(settings, source, NoRepo(), Store(settings.store.url), listeners=[Heard(heard)])
     started = time.perf_counter()
     watcher.poll_apps()  # a first poll: every app new, every row written
     first = time.perf_counter() - started

@@ -239,6 +239,12 @@ def explain(app: str, url: str, as_json: bool) -> None:
         f"  blame:    {blame.get('outcome', '-')}: last good {str(blame.get('last_good_revision'))[:12]}"
         f" ({ev.get('last_good_source') or '-'})",
     ]
+    if ev.get("evidence_line"):  # what the decision rests on: the failing object and the culprit's change to it
+        lines.append(f"  evidence: {ev['evidence_line']}")
+    failure = ev.get("failure") or {}
+    if failure:  # whose fault Argo CD's words say it is, and the table row that said so
+        rows = ", ".join(sorted({v["row"] for v in failure.get("verdicts") or [] if v.get("row")})) or "none"
+        lines.append(f"  failure:  {failure.get('class')} ({failure.get('cause')}; rows {rows})")
     if ev.get("follows"):  # which branch blame read and a revert goes to, and how HEAD was resolved
         targets = ", ".join(ev.get("target_revisions") or []) or "none in the repo"
         head = f"; {ev['head']}" if ev.get("head") else ""

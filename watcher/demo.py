@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from watcher.core.notices import Notice, from_action, from_event
+from watcher.core.notices import Notice, from_event, from_report
 from watcher.core.slack_message import header_text
-from watcher.domain import Commit, Event, EventKind
+from watcher.domain import Commit, Event, EventKind, RevertReport, RevertStep
+from watcher.ports import Listener
 from watcher.run.daemon import Daemon
 from watcher.sim.world import SimWorld
 
@@ -22,11 +23,11 @@ BAD_APP = "plate-api-stg"
 
 
 @dataclass
-class Timeline:
+class Timeline(Listener):
     started: float = field(default_factory=time.monotonic)
     entries: list[dict[str, Any]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
-    actions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    reports: list[RevertReport] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     changed: threading.Condition = field(init=False)
 
@@ -42,21 +43,21 @@ class Timeline:
             self.events.append(e)
             self.changed.notify_all()
 
-    def on_action(self, what: str, details: dict[str, Any]) -> None:
+    def on_report(self, r: RevertReport) -> None:
         with self.changed:
-            self.actions.append((what, details))
+            self.reports.append(r)
             self.changed.notify_all()
 
-    def wait_action(self, what: str, timeout: float) -> dict[str, Any]:
+    def wait_report(self, step: RevertStep, timeout: float) -> RevertReport:
         deadline = time.monotonic() + timeout
         with self.changed:
             while True:
-                for name, details in self.actions:
-                    if name == what:
-                        return details
+                for r in self.reports:
+                    if r.step is step:
+                        return r
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"the demo did not see {what} in time")
+                    raise TimeoutError(f"the demo did not see {step.value} in time")
                 self.changed.wait(left)
 
     def wait_for(self, test: Callable[[Event], bool], timeout: float) -> Event:
@@ -107,11 +108,7 @@ def run_demo(
                 "http": settings.http.model_copy(update={"port": http_port}),
             }
         )
-        daemon = Daemon(settings, argocd_retry_max_wait=0.5)
-        daemon.watcher.listeners.append(timeline.on_event)
-        daemon.reverter.listeners.append(timeline.on_action)
-        daemon.watcher.listeners.append(slack.on_event)
-        daemon.reverter.listeners.append(slack.on_action)
+        daemon = Daemon(settings, argocd_retry_max_wait=0.5, listeners=[timeline, slack])
         initial = world.work.git("rev-parse", "HEAD")
         timeline.add("commit", sha=initial[:10], author="Platform Team", subject="Initial GitOps layout")
         daemon.start()
@@ -144,16 +141,16 @@ def run_demo(
             revision=(failed.revision or "")[:10],
             message=str(failed.evidence.get("message", "")),
         )
-        pushed = timeline.wait_action("revert_pushed", 30)
+        pushed = timeline.wait_report(RevertStep.REVERT_PUSHED, 30)
         decision = daemon.store.audit.decisions(app=BAD_APP, limit=1)[0]
         blamed: Any = decision.evidence.get("blame") or {}
         culprits = blamed.get("culprits") or []
         for c in culprits:
             timeline.add("blamed", app=BAD_APP, sha=c["sha"][:10], author=c["author"], subject=c["subject"])
         reverted_at = time.monotonic()
-        revert_sha = str(pushed["revert"])
+        revert_sha = str(pushed.detail.revert)
         timeline.add("revert_pushed", app=BAD_APP, revert=revert_sha[:10], culprit=bad["sha"][:10])
-        timeline.wait_action("recovered", 60)
+        timeline.wait_report(RevertStep.RECOVERED, 60)
         recovered_at = time.monotonic()
         timeline.add("recovered", app=BAD_APP, revision=revert_sha[:10])
         remote = daemon.repo.commits_touching([], revert_sha, limit=5)
@@ -274,7 +271,7 @@ def argocd_message(message: str) -> str:
     return textwrap.fill(short, 118, initial_indent=f"{'':19}Argo CD: ", subsequent_indent=f"{'':28}")
 
 
-class SlackPreview:
+class SlackPreview(Listener):
     """What the Slack notifier would post, as one line per notice, without a workspace."""
 
     def __init__(self) -> None:
@@ -284,8 +281,8 @@ class SlackPreview:
     def on_event(self, e: Event) -> None:
         self._add(from_event(e))
 
-    def on_action(self, what: str, details: dict[str, Any]) -> None:
-        self._add(from_action(what, details))
+    def on_report(self, r: RevertReport) -> None:
+        self._add(from_report(r))
 
     def _add(self, notice: Notice | None) -> None:
         if notice is None:

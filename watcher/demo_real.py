@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.demo import SlackPreview, Timeline, revert_summary
-from watcher.domain import INCIDENT_KINDS, Event, EventKind
+from watcher.domain import INCIDENT_KINDS, Event, EventKind, RevertStep
 from watcher.run.daemon import Daemon
 from watcher.sim.clock import ScaledClock
 from watcher.sim.controller import SimApp, SimTimings
@@ -80,13 +80,9 @@ def run_real_timings_demo(workdir: Path | None = None, scale: float = DEFAULT_SC
     daemon: Daemon | None = None
     argo_wait = 3600.0 / scale * 1.5  # wall seconds for up to 1.5 h of Argo CD time per step
     try:
-        daemon = Daemon(real_timings_settings(world, root), argocd_retry_max_wait=0.5)
-        daemon.watcher.clock = clock.now  # grace periods and deadlines in Argo CD time
-        daemon.reverter.clock = clock.now
-        for listener in (timeline.on_event, slack.on_event):
-            daemon.watcher.listeners.append(listener)
-        for action in (timeline.on_action, slack.on_action):
-            daemon.reverter.listeners.append(action)
+        # Grace periods and deadlines in Argo CD time.
+        settings = real_timings_settings(world, root)
+        daemon = Daemon(settings, argocd_retry_max_wait=0.5, listeners=[timeline, slack], clock=clock.now)
         daemon.start()
         for app in sorted(a["metadata"]["name"] for a in world.controller.snapshot()):
             timeline.wait_for(_on(app, {EventKind.DEPLOYED}), argo_wait)
@@ -97,14 +93,14 @@ def run_real_timings_demo(workdir: Path | None = None, scale: float = DEFAULT_SC
         timeline.wait_for(_on(APP, {EventKind.DEPLOYED}, commits[-1]["sha"]), argo_wait)
         incident = timeline.wait_for(_on(APP, set(INCIDENT_KINDS)), argo_wait)
         detected = clock.time()
-        reverted_details = timeline.wait_action("revert_pushed", argo_wait)
+        reverted_report = timeline.wait_report(RevertStep.REVERT_PUSHED, argo_wait)
         reverted = clock.time()
-        timeline.wait_action("recovered", argo_wait)
+        timeline.wait_report(RevertStep.RECOVERED, argo_wait)
         recovered = clock.time()
         synced_at = statuses.synced(commits[-1]["sha"])
         synced = None if synced_at is None else round(synced_at - pushed, 1)
         triggers = statuses.first(pushed)
-        revert_sha = str(reverted_details["revert"])
+        revert_sha = str(reverted_report.detail.revert)
         revert_commit = daemon.repo.commit(revert_sha)
         return {
             "scale": scale,

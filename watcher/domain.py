@@ -100,6 +100,23 @@ class Condition:
     message: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ResourceResult:
+    """A failed entry of `status.operationState.syncResult.resources[]` (swagger v1alpha1ResourceResult): the
+    object and the API server's (or the hook's) own words about it."""
+
+    kind: str
+    name: str
+    namespace: str = ""
+    group: str = ""
+    message: str = ""
+    hook_type: str = ""  # PreSync, Sync, PostSync, SyncFail: a hook; "" for a resource of the app
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
 AUTOMATED = "automated"  # AppSnapshot.initiated_by of a sync the application controller started itself
 
 
@@ -126,6 +143,8 @@ class AppSnapshot:
     auto_sync: bool | None = None  # spec.syncPolicy automated and enabled; None when the spec was not read
     degraded_resources: tuple[str, ...] = ()  # status.resources whose health is Degraded, "Kind/namespace/name"
     changed_resources: tuple[str, ...] | None = None  # what the last sync changed; None: not reported
+    failed_resources: tuple[ResourceResult, ...] = ()  # what the last sync says failed, with its words
+    sync_options: tuple[str, ...] = ()  # the last operation's syncOptions (Replace=true, ServerSideApply=true)
     complete: bool = True  # False when built from a trimmed list response (no conditions/message)
 
     @property
@@ -151,6 +170,9 @@ class Event:
     at: datetime
     reason: str
     evidence: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+    # The incident this event opened, as the store minted it when it recorded the event (None before it is
+    # recorded, and for events that open none): readers need not look it up again.
+    incident_id: int | None = field(default=None, compare=False, hash=False)
 
     @property
     def dedup_key(self) -> str:
@@ -241,6 +263,7 @@ class Decision:
     reason: str
     culprits: tuple[str, ...] = ()
     open_circuit: bool = False
+    evidence: str = ""  # the failing object and the culprit's change to it; for an alert, what was seen or missing
 
 
 # Trailers on every revert commit this watcher makes: which commits it reverts, for which incident.
@@ -287,6 +310,34 @@ class RevertStep(enum.StrEnum):
     SUSPENDED = "suspended"
     CIRCUIT_OPEN = "circuit_open"
     RECOVERED = "recovered"
+
+
+@dataclass(frozen=True, slots=True)
+class StepDetail:
+    """What one revert step says beside who and what; each step sets the fields it has."""
+
+    rule: str = ""  # the decision's rule (not reverted)
+    reason: str = ""  # why: not reverted, suspended, the circuit opened
+    outcome: str = ""  # the revert state a failed revert left
+    error: str = ""  # what git or the forge answered
+    message: str = ""  # the revert's commit message (dry run)
+    url: str | None = None  # the pull request
+    revert: str | None = None  # the revert commit
+    evidence: str = ""  # what the decision rests on: the failing object and the culprit's change to it, or the cause
+
+
+@dataclass(frozen=True, slots=True)
+class RevertReport:
+    """What the reverter tells its listeners after a step: the incident, the commits blame named (not Argo CD's
+    head), and the step's detail. One per step."""
+
+    step: RevertStep
+    incident_id: int
+    app: str
+    kind: EventKind
+    revision: str | None
+    culprits: tuple[Commit, ...] = ()
+    detail: StepDetail = field(default_factory=StepDetail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +408,10 @@ class StoreUnavailable(RetryLater):
 
 class NotLeader(RetryLater):
     """This replica is not (or no longer) the leader: nothing was done; the leader does it."""
+
+
+class NotFound(RetryLater):
+    """What was asked for does not exist (an Application deleted: Argo CD answers 404). Nothing was changed."""
 
 
 class NeedsHuman(Exception):

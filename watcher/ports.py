@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 from watcher.core.branches import RemoteBranches
 from watcher.core.detect import AppTracker
-from watcher.domain import AppContext, ChangedCommit, Commit, RevertResult
+from watcher.core.narrow import Rendered
+from watcher.domain import AppContext, ChangedCommit, Commit, Event, RevertReport, RevertResult
 
 
 # -- Argo CD --------------------------------------------------------------------------------------------
@@ -136,6 +137,15 @@ class PullRequests(Protocol):
         ...
 
 
+class HelmRenderer(Protocol):
+    """What `helm template` makes of the chart at `chart_dir` (repo paths -> text in `files`), or the engine's
+    error; None when no engine is installed or the chart is not in `files`. Local work, no network."""
+
+    def __call__(
+        self, files: Mapping[str, str], chart_dir: str, value_files: Sequence[str], release: str, namespace: str
+    ) -> Rendered | None: ...
+
+
 # -- Slack ----------------------------------------------------------------------------------------------
 class SlackTransport(Protocol):
     """Delivers one message. `threads`: whether replies and edits are possible (a bot token, not a webhook)."""
@@ -178,6 +188,20 @@ class Fence(Protocol):
         """The same after a fresh round trip on the lock's session: asked right before a push, a recorded
         decision or a Slack message, so a leader cut off from the database stops before it acts."""
         ...
+
+
+# -- news between the wings -----------------------------------------------------------------------------
+class Listener(Protocol):
+    """Hears what the wings did: every recorded event (observe) and every revert step (revert). The daemon wires
+    the listeners (the reverter, Slack, and whatever the demo, the bench or a test passes in); a class that
+    hears only one kind subclasses this and keeps the other's default, which ignores it. Called on the wing's
+    own thread: enqueue, never block."""
+
+    def on_event(self, e: Event) -> None:
+        return None
+
+    def on_report(self, r: RevertReport) -> None:
+        return None
 
 
 # -- the watcher, as the reverter and the HTTP views see it ----------------------------------------------

@@ -94,6 +94,29 @@ FACTS = PolicyFacts(app="plate-api-stg", kind=EventKind.SYNC_FAILED, detected_at
         ({"last_revert_at": NOW - timedelta(minutes=1)}, RULES, Action.ALERT, "cooldown"),
         ({"last_revert_at": NOW - timedelta(hours=1)}, RULES, Action.REVERT, "culprit_found"),
         ({"reverts_last_hour": 3}, RULES, Action.ALERT, "rate_limit"),
+        # Argo CD's words first (core/failure_class.py): only the commit's content is revertable.
+        (
+            {"failure_class": "content", "failure_cause": "the API server refused it"},
+            RULES,
+            Action.REVERT,
+            "culprit_found",
+        ),
+        (
+            {"failure_class": "cluster", "failure_cause": "the admission webhook w is unreachable"},
+            RULES,
+            Action.ALERT,
+            "cluster_fault",
+        ),
+        ({"failure_class": "cluster", "blame": None}, RULES, Action.ALERT, "cluster_fault"),  # no need to wait for git
+        ({"failure_class": "unknown"}, RULES, Action.ALERT, "unknown_failure"),
+        ({"failure_class": "cluster", "still_failing": False}, RULES, Action.ALERT, "no_longer_failing"),
+        # A culprit must touch what failed (core/culprit.py).
+        (
+            {"evidence_missing": True, "evidence_line": "Service/x failed, but none changed it"},
+            RULES,
+            Action.ALERT,
+            "culprit_not_touching",
+        ),
     ],
 )
 def test_decisions(change: dict[str, object], rules: RevertRules, action: Action, rule: str) -> None:
@@ -164,3 +187,19 @@ R = "bad0000000001"
 )
 def test_still_failing(snap: AppSnapshot, kind: EventKind, expected: bool) -> None:
     assert still_failing(snap, kind, R) is expected
+
+
+def test_every_decision_names_its_evidence() -> None:
+    """A revert carries the failing object and the culprit's change to it; an alert on a cluster fault its cause."""
+    line = "Service/plate-stg/plate-api-stg refused by kubectl replace with Replace=true; added by bad0000"
+    revert = decide(replace(FACTS, evidence_line=line, failure_class="content"), RULES, NOW)
+    assert (revert.action, revert.evidence) == (Action.REVERT, line)
+    plain = decide(replace(FACTS, failure_cause="the API server refused the object"), RULES, NOW)
+    assert plain.evidence == "the API server refused the object; bad0000: the only change to plate-api-stg since good"
+    cause = "the admission webhook w is unreachable: no commit is at fault"
+    cluster = decide(replace(FACTS, failure_class="cluster", failure_cause=cause), RULES, NOW)
+    assert cluster.evidence == cause and cluster.culprits == () and cause in cluster.reason
+    missing = decide(
+        replace(FACTS, evidence_missing=True, evidence_line="no diff could be read for bad0000"), RULES, NOW
+    )
+    assert missing.evidence == "no diff could be read for bad0000"

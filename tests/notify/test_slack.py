@@ -15,26 +15,41 @@ from structlog.testing import capture_logs
 from tests.support.fake_slack import TOKEN, FakeSlack, block_kit_problems, fake_slack
 from watcher.core.notices import (
     Notice,
-    NoticeKind,
     Routing,
     Severity,
     destination,
-    from_action,
     from_event,
+    from_report,
+    notice_from_json,
+    notice_to_json,
     route,
     routing_from,
 )
 from watcher.core.slack_message import blocks_for, fallback_text, links_for
-from watcher.domain import Event, EventKind
+from watcher.domain import Commit, Event, EventKind, RevertReport, RevertStep, StepDetail
 from watcher.logs import REDACTOR
 from watcher.metrics.registry import Metrics
-from watcher.notify.notifier import SlackNotifier, transport_for
+from watcher.notify.notifier import SlackNotifier
+from watcher.run.slack_transport import transport_for
 from watcher.settings import Settings, SettingsError, load_settings
 from watcher.store import Store
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 HEAD = "c" * 40
 BAD = "b" * 40
+
+
+def report(
+    step: RevertStep, culprits: tuple[Commit, ...] = (), app: str = "plate-api-prod", incident: int = 7, **detail: Any
+) -> RevertReport:
+    """A revert report as the reverter makes one, on incident `incident` of a failed sync of HEAD."""
+    return RevertReport(step, incident, app, EventKind.SYNC_FAILED, HEAD, culprits, StepDetail(**detail))
+
+
+def commit(sha: str, author: str = "", subject: str = "") -> Commit:
+    return Commit(sha, author, T0, subject)
+
+
 LINKS = links_for("https://argocd.example.com", "git@github.com:acme/gitops.git")
 OUR_LINKS = re.compile(r"<(https://argocd\.example\.com/|https://github\.com/acme/gitops/commit/)[^<>|]*\|[^<>]*>")
 
@@ -80,15 +95,14 @@ def all_text(blocks: list[dict[str, Any]]) -> str:
 
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_hostile_commit_and_argocd_text_cannot_ping_or_disguise_a_link(hostile: str) -> None:
-    notice = from_action(
-        "revert_pushed",
-        {
-            "app": "plate-api-prod",
-            "incident": 7,
-            "revision": HEAD,
-            "revert": "d" * 40,
-            "culprits": [{"sha": BAD, "author": f"Mallory {hostile}", "subject": f"fix: {hostile}"}],
-        },
+    evidence = f"Service/plate-prod/plate-api refused; Replace=true was added by {BAD[:7]} (fix: {hostile})"
+    notice = from_report(
+        report(
+            RevertStep.REVERT_PUSHED,
+            (commit(BAD, f"Mallory {hostile}", f"fix: {hostile}"),),
+            revert="d" * 40,
+            evidence=evidence,
+        )
     )
     assert notice is not None
     blocks = blocks_for(notice, LINKS) + blocks_for(from_event(failed_event(hostile)), LINKS)  # type: ignore[arg-type]
@@ -101,8 +115,8 @@ def test_hostile_commit_and_argocd_text_cannot_ping_or_disguise_a_link(hostile: 
 
 
 def test_messages_fit_block_kit_limits_whatever_the_input_size() -> None:
-    culprits = [{"sha": f"{i:040x}", "author": "A" * 500, "subject": "S&<>" * 2000} for i in range(40)]
-    notice = from_action("revert_failed", {"app": "x" * 300 + "-prod", "culprits": culprits, "error": "E<>&" * 50_000})
+    culprits = tuple(commit(f"{i:040x}", "A" * 500, "S&<>" * 2000) for i in range(40))
+    notice = from_report(report(RevertStep.REVERT_FAILED, culprits, "x" * 300 + "-prod", error="E<>&" * 50_000))
     assert notice is not None
     blocks = blocks_for(notice, LINKS, resolved="r" * 10_000)
     assert block_kit_problems(blocks) == []
@@ -131,19 +145,8 @@ def test_the_culprit_is_the_blamed_commit_with_a_link_not_argocds_head() -> None
     assert incident is not None and incident.revision_commit is not None
     shown = all_text(blocks_for(incident, LINKS))
     assert "Commit deployed" in shown and "head of the push" in shown  # not called the culprit
-    decided = from_action(
-        "alert_only",
-        {"app": "plate-api-prod", "revision": HEAD, "rule": "too_many_candidates", "reason": "4 commits changed it"},
-    )
-    reverted = from_action(
-        "revert_pushed",
-        {
-            "app": "plate-api-prod",
-            "revision": HEAD,
-            "revert": "d" * 40,
-            "culprits": [{"sha": BAD, "author": "Dev Two", "subject": "scale"}],
-        },
-    )
+    decided = from_report(report(RevertStep.ALERT_ONLY, rule="too_many_candidates", reason="4 commits changed it"))
+    reverted = from_report(report(RevertStep.REVERT_PUSHED, (commit(BAD, "Dev Two", "scale"),), revert="d" * 40))
     assert decided is not None and decided.severity is Severity.WARNING
     assert reverted is not None
     text = all_text(blocks_for(reverted, LINKS))
@@ -174,7 +177,7 @@ def test_routing_by_app_and_severity() -> None:
     )
 
     def n(app: str, severity: Severity) -> Notice:
-        return Notice(NoticeKind.SYNC_FAILED, app, severity, "h", "d")
+        return Notice(EventKind.SYNC_FAILED, app, severity, "h", "d")
 
     assert route(n("plate-api-prod", Severity.CRITICAL), routing) == "#oncall"
     assert route(n("plate-api-prod", Severity.INFO), routing) == "#deploys-prod"
@@ -188,8 +191,8 @@ def test_routing_by_app_and_severity() -> None:
 
 def test_a_recovery_goes_where_the_alerts_went_and_a_removal_only_there() -> None:
     routing = routing_from([], "#deploys", "warning")
-    recovered = Notice(NoticeKind.RECOVERED, "a-prod", Severity.INFO, "Recovered", "d", resolves=True)
-    removed = Notice(NoticeKind.APP_REMOVED, "a-prod", Severity.INFO, "x", "d", resolves=True, only_to_close=True)
+    recovered = Notice(EventKind.RECOVERED, "a-prod", Severity.INFO, "Recovered", "d", resolves=True)
+    removed = Notice(EventKind.APP_REMOVED, "a-prod", Severity.INFO, "x", "d", resolves=True, only_to_close=True)
     assert destination(recovered, ["C0PROD", "C0OTHER"], routing) == "C0PROD"  # below the bar, still told
     assert destination(recovered, [], routing) is None  # nothing was open: the bar applies
     assert destination(removed, ["C0PROD"], routing) == "C0PROD"
@@ -283,10 +286,7 @@ def test_bot_keeps_an_incident_in_one_thread_and_marks_the_parent_resolved(tmp_p
         n = notifier(tmp_path, slack, bot=True, store=store)
         n.on_event(Event("plate-api-prod", EventKind.SYNC_FAILING, HEAD, T0, "retrying (attempt 2)", {}))
         n.on_event(failed_event("secret argocd-secret-token leaked in a message"))
-        n.on_action(
-            "revert_pushed",
-            {"app": "plate-api-prod", "incident": 1, "revision": HEAD, "revert": "d" * 40, "culprits": [{"sha": BAD}]},
-        )
+        n.on_report(report(RevertStep.REVERT_PUSHED, (commit(BAD),), incident=1, revert="d" * 40))
         n.on_event(
             Event(
                 "plate-api-prod",
@@ -406,3 +406,17 @@ def test_a_notifier_that_is_not_the_leader_withholds_and_counts(tmp_path: Path) 
     assert slack.messages == [] and count(n, "not_leader") == 1
     notice = from_event(failed_event())
     assert notice is not None and not n.store.slack.notification_sent(notice.dedup_key)  # the leader sends it
+
+
+def test_a_revert_and_a_cluster_alert_show_what_they_rest_on() -> None:
+    """The evidence line: the failing object and the culprit's change to it; for a cluster fault, the cause and no
+    commit to look at (the reverter passes none)."""
+    line = f"Service/plate-prod/plate-api refused by kubectl replace with Replace=true; added by {BAD[:7]}"
+    reverted = from_report(report(RevertStep.REVERT_PUSHED, (commit(BAD, "", "x"),), revert="d" * 40, evidence=line))
+    assert reverted is not None and f"*Evidence:* {line}" in all_text(blocks_for(reverted, LINKS))
+    cause = "the admission webhook validate.kyverno.svc-fail is unreachable: no commit is at fault"
+    alert = from_report(report(RevertStep.ALERT_ONLY, (), rule="cluster_fault", reason=cause, evidence=cause))
+    assert alert is not None and alert.culprits == ()
+    text = all_text(blocks_for(alert, LINKS))
+    assert f"*Evidence:* {cause}" in text and "Culprit" not in text
+    assert notice_from_json(notice_to_json(alert)) == alert

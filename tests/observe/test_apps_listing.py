@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.support.listening import OnEvent
 from tests.support.no_repo import SHA, NoRepo
 from tests.support.waiting import wait_for
 from watcher.adapters.argocd import ArgoCDUnavailable
@@ -99,9 +100,8 @@ def test_failures_are_recorded_before_the_healthy_apps_of_a_first_poll(tmp_path:
         detection={"degraded_grace_seconds": 0},
         store={"url": f"sqlite:///{tmp_path}/state.db"},
     )
-    watcher = Watcher(settings, argocd, NoRepo(), Store(settings.store.url))
     heard: list[Event] = []
-    watcher.listeners.append(heard.append)
+    watcher = Watcher(settings, argocd, NoRepo(), Store(settings.store.url), listeners=[OnEvent(heard.append)])
     watcher.poll_apps()
     first_healthy = next(i for i, e in enumerate(heard) if e.app.startswith("ok-"))
     failures = [i for i, e in enumerate(heard) if e.kind in INCIDENT_KINDS]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.listening import OnEvent
 from tests.support.no_repo import NoRepo
 from tests.support.trees import FAILING, HEALTHY
 from watcher.adapters.argocd import ArgoCDUnavailable
@@ -90,9 +91,9 @@ def watcher_for(tmp_path: Path, argocd: FakeArgo, clock: Clock, **detection: Any
         detection=detection,
         store={"url": f"sqlite:///{tmp_path}/state.db"},
     )
-    watcher = Watcher(settings, argocd, NoRepo(), Store(settings.store.url), clock=clock)  # type: ignore[arg-type]
     heard: list[Event] = []
-    watcher.listeners.append(heard.append)
+    store = Store(settings.store.url)
+    watcher = Watcher(settings, argocd, NoRepo(), store, clock=clock, listeners=[OnEvent(heard.append)])  # type: ignore[arg-type]
     return watcher, heard
 
 
@@ -203,7 +204,7 @@ def test_a_rollout_failure_is_revertable_like_degraded_and_explained() -> None:
 
 
 def test_the_slack_notice_says_which_pods_fail_and_why() -> None:
-    from watcher.core.notices import NoticeKind, Severity, from_event
+    from watcher.core.notices import Severity, from_event
 
     pods = [
         {"name": f"plate-api-7c9b-x{i}", "reason": "CrashLoopBackOff", "restarts": 3, "images": [FAILING_IMAGE]}
@@ -211,7 +212,7 @@ def test_the_slack_notice_says_which_pods_fail_and_why() -> None:
     ]
     e = Event("plate-api-stg", EventKind.ROLLOUT_FAILING, REV, SYNC, "new rollout failing", {"failing_pods": pods})
     notice = from_event(e)
-    assert notice is not None and notice.kind is NoticeKind.ROLLOUT_FAILING and notice.severity is Severity.CRITICAL
+    assert notice is not None and notice.kind is EventKind.ROLLOUT_FAILING and notice.severity is Severity.CRITICAL
     assert notice.detail.splitlines() == [
         "The new rollout's pods keep failing:",
         *[f"plate-api-7c9b-x{i}: CrashLoopBackOff, 3 restarts ({FAILING_IMAGE})" for i in range(3)],

@@ -47,6 +47,8 @@ def test_the_code_keeps_the_layering_contract() -> None:
         ("domain.py", "import watcher.observe.cycle", "watcher.observe"),  # an upward import
         ("revert/reverter.py", "import watcher.notify.notifier", "watcher.notify"),  # the wings stay independent
         ("core/a_new_rule.py", "import httpx", "httpx"),  # a new file in core/ is checked without editing the contract
+        ("revert/reads.py", "import watcher.adapters.helm_render", "watcher.adapters"),  # a wing reaching an adapter
+        ("observe/a_new_source.py", "import watcher.adapters.argocd", "watcher.adapters"),  # a new wing file too
     ],
 )
 def test_a_breach_of_the_contract_fails_the_check(tmp_path: Path, module: str, line: str, named: str) -> None:

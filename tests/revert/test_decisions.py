@@ -89,8 +89,8 @@ def test_alert_only_when_the_app_opts_out(rig: MakeRig) -> None:
     assert (decision.action, decision.rule, decision.evidence["opt_in"]) == (Action.ALERT, "opted_out", False)
     assert r.repo.reverts == [] and r.store.audit.reverts() == [] and r.counted_outcomes() == {}
     assert r.steps() == [RevertStep.ALERT_ONLY]
-    told = r.told[0][1]
-    assert told["rule"] == "opted_out" and told["culprits"][0]["sha"] == BAD  # blamed, not reverted
+    told = r.told[0]
+    assert told.detail.rule == "opted_out" and told.culprits[0].sha == BAD  # blamed, not reverted
     assert incident not in r.reverter.pending
 
 
@@ -106,7 +106,7 @@ def test_a_culprit_already_reverted_on_the_branch_is_deployed_not_reverted_again
     [decision] = r.decisions(incident)
     assert decision.evidence["undone_on_branch"] == {BAD: REVERT}
     assert r.repo.reverts == [] and r.store.audit.reverts() == [] and r.counted_outcomes() == {}
-    assert r.steps() == [RevertStep.ALERT_ONLY] and r.told[0][1]["rule"] == "undone_on_branch"
+    assert r.steps() == [RevertStep.ALERT_ONLY] and r.told[0].detail.rule == "undone_on_branch"
     assert r.argocd.refreshed == [APP]  # Argo CD is asked to deploy the branch head now
 
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from tests.support.reverter_rig import APP, BAD, CULPRIT, GOOD, NOW, OTHER, PATHS, REVERT, application
-from watcher.adapters.argocd import snapshot_from_app
 from watcher.core.appmap import OPT_ANNOTATION
 from watcher.core.blame import BlameOutcome
 from watcher.core.facts import ArgoCDView, Facts, GitView, facts_of
+from watcher.core.snapshots import snapshot_from_app
 from watcher.domain import AppContext, ChangedCommit, EventKind, Incident, RevertHistory
 
 INCIDENT = Incident(7, APP, EventKind.SYNC_FAILED, BAD, NOW, None, "sync failed", {})

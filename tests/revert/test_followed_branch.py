@@ -49,4 +49,4 @@ def test_a_branch_nobody_watches_is_alerted_without_reading_its_history(rig: Mak
 
     assert (handled.action, handled.rule, handled.outcome) == ("alert", "unwatched_branch", None)
     assert r.repo.calls == ["sync"] and r.repo.reverts == []  # the fetch, and no blame of main's history
-    assert ("alert_only", "unwatched_branch") in [(step, told.get("rule")) for step, told in r.told]
+    assert ("alert_only", "unwatched_branch") in [(told.step, told.detail.rule) for told in r.told]

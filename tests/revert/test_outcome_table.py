@@ -29,6 +29,7 @@ from watcher.domain import (
     RevertResult,
     RevertState,
     RevertStep,
+    StepDetail,
     SyncStatus,
     VerifyResult,
 )
@@ -50,7 +51,7 @@ def refused(state: RevertState, error: str, **detail: object) -> Outcome:
         needs_human=True,
         step=RevertStep.REVERT_FAILED,
         detail={"error": error, "needs_human": True, **detail},
-        told={"outcome": state.value, "error": error},
+        told=StepDetail(outcome=state.value, error=error),
     )
 
 
@@ -76,7 +77,7 @@ ATTEMPTS = [
             landed=True,
             columns={"revert_sha": REVERT, "base_sha": HEAD, "verify_deadline": DEADLINE},
             detail=DONE,
-            told={"revert": REVERT},
+            told=StepDetail(revert=REVERT),
         ),
         id="pushed",
     ),
@@ -93,7 +94,7 @@ ATTEMPTS = [
             landed=True,
             columns={"revert_sha": REVERT, "base_sha": HEAD, "url": URL},
             detail=DONE | {"branch": BRANCH},
-            told={"url": URL},
+            told=StepDetail(url=URL),
         ),
         id="pull_request_opened",
     ),
@@ -109,7 +110,7 @@ ATTEMPTS = [
             step=RevertStep.REVERT_DRY_RUN,
             columns={"base_sha": HEAD},
             detail=DONE | {"attempts": 1},
-            told={"message": MESSAGE},
+            told=StepDetail(message=MESSAGE),
         ),
         id="dry_run",
     ),

@@ -35,8 +35,8 @@ def test_pushed_ends_the_retrying_sync_and_refreshes(rig: MakeRig) -> None:
     assert r.counted_outcomes() == {"pushed": 1.0}
     assert r.metrics.registry.get_sample_value("sync_watcher_time_to_revert_seconds_sum") == ONSET_AGO.total_seconds()
     assert r.steps() == [RevertStep.REVERT_PUSHED]
-    told = r.told[0][1]
-    assert told["revert"] == REVERT and told["culprits"][0]["sha"] == BAD and told["incident"] == incident
+    told = r.told[0]
+    assert told.detail.revert == REVERT and told.culprits[0].sha == BAD and told.incident_id == incident
     [call] = r.repo.reverts
     assert (call.culprits, call.push_branch) == ((BAD,), "main")
     assert f"Sync-Watcher-Incident: {r.uid(incident)}\n" in call.message  # random: numbers restart with a store
@@ -116,7 +116,7 @@ def test_verify_healed_resolves_the_incident(rig: MakeRig) -> None:
     assert resolved is not None and resolved.resolved_at == r.clock()
     assert resolved.resolution == f"healed by revert {REVERT[:12]}"
     assert r.steps() == [RevertStep.REVERT_PUSHED, RevertStep.RECOVERED]
-    assert r.told[-1][1]["revert"] == REVERT
+    assert r.told[-1].detail.revert == REVERT
     assert r.metrics.registry.get_sample_value("sync_watcher_revert_verifications_total", {"result": "healed"}) == 1
     assert r.metrics.registry.get_sample_value("sync_watcher_time_to_recover_seconds_count") == 1.0
     assert r.store.audit.suspended() == {}
@@ -174,7 +174,7 @@ def test_pull_request_opened_stores_its_url(rig: MakeRig) -> None:
     assert r.repo.reverts[0].push_branch == branch
     assert r.pulls.opened == [(branch, "main", f'Revert "{CULPRIT.subject}"')]
     assert r.counted_outcomes() == {"pull_request_opened": 1.0}
-    assert r.steps() == [RevertStep.REVERT_PROPOSED] and r.told[0][1]["url"] == row.url
+    assert r.steps() == [RevertStep.REVERT_PROPOSED] and r.told[0].detail.url == row.url
     assert r.argocd.refreshed == [] and r.argocd.terminated == []  # nothing changed on the branch Argo CD deploys
 
 
@@ -191,7 +191,7 @@ def test_dry_run_pushes_nothing(rig: MakeRig) -> None:
     assert "This reverts commit " + BAD in str(row.detail["message"])
     assert r.counted_outcomes() == {"dry_run": 1.0}
     assert r.metrics.registry.get_sample_value("sync_watcher_time_to_revert_seconds_count") == 0.0
-    assert r.steps() == [RevertStep.REVERT_DRY_RUN] and r.told[0][1]["message"] == row.detail["message"]
+    assert r.steps() == [RevertStep.REVERT_DRY_RUN] and r.told[0].detail.message == row.detail["message"]
     assert r.argocd.refreshed == [] and r.argocd.terminated == []
 
 
@@ -244,7 +244,7 @@ def test_git_refuses_the_revert_and_a_human_is_needed(
     assert (row.revert_sha, row.url, row.verify_deadline) == (None, None, None)
     assert r.counted_outcomes() == {state.value: 1.0}
     assert r.steps() == [RevertStep.REVERT_FAILED]
-    assert r.told[0][1]["outcome"] == state.value and says in r.told[0][1]["error"]
+    assert r.told[0].detail.outcome == state.value and says in r.told[0].detail.error
     assert r.pulls.opened == [] and r.argocd.refreshed == [] and r.argocd.terminated == []
     assert incident not in r.reverter.pending  # not decided again: a person takes it from here
 
@@ -276,8 +276,8 @@ def test_pull_request_refused_after_the_branch_was_pushed(rig: MakeRig) -> None:
     assert row.detail["error"] == f"branch {branch} pushed, pull request not opened: {r.pulls.refuse}"
     assert r.repo.reverts[0].push_branch == branch  # the branch is on the remote: someone opens the PR by hand
     assert r.counted_outcomes() == {"failed": 1.0}
-    assert r.steps() == [RevertStep.REVERT_FAILED] and r.told[0][1]["outcome"] == "failed"
-    assert "pushed, pull request not opened" in r.told[0][1]["error"]
+    assert r.steps() == [RevertStep.REVERT_FAILED] and r.told[0].detail.outcome == "failed"
+    assert "pushed, pull request not opened" in r.told[0].detail.error
 
 
 def test_not_pushed_when_git_is_away_then_decided_again_and_pushed(rig: MakeRig) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.listening import OnEvent
 from tests.support.tools import prometheus_tool
 from tests.support.waiting import wait_for
 from watcher.domain import Event, EventKind
@@ -25,9 +26,8 @@ def settings_for(world: SimWorld, root: Path) -> Settings:
 
 class Running:
     def __init__(self, settings: Settings):
-        self.daemon = Daemon(settings, argocd_retry_max_wait=0.05)
         self.events: list[Event] = []
-        self.daemon.watcher.listeners.append(self.events.append)
+        self.daemon = Daemon(settings, argocd_retry_max_wait=0.05, listeners=[OnEvent(self.events.append)])
         self.daemon.start()
 
     @property

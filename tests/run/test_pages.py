@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from watcher.core.detect import AppTracker
-from watcher.core.notices import CommitRef, Notice, NoticeKind, Severity
+from watcher.core.notices import CommitRef, Notice, Severity
 from watcher.core.slack_message import Links, blocks_for, links_for
 from watcher.domain import (
     Action,
@@ -322,7 +322,7 @@ def test_an_unknown_page_is_a_404_that_echoes_nothing_harmful(client: httpx.Clie
 
 # -- Slack and the setting ---------------------------------------------------------------------------------
 def test_slack_links_each_incident_to_its_page_when_the_pages_have_an_address() -> None:
-    n = Notice(NoticeKind.SYNC_FAILED, "plate-api-stg", Severity.CRITICAL, "Sync failed", "d", incident_id=7,
+    n = Notice(EventKind.SYNC_FAILED, "plate-api-stg", Severity.CRITICAL, "Sync failed", "d", incident_id=7,
                culprits=(CommitRef(BAD, "Dev", "s"),))  # fmt: skip
     with_pages = str(blocks_for(n, links_for("", "git@github.com:acme/gitops.git", pages="https://sw.example.com")))
     assert "<https://sw.example.com/ui/incidents/7|The whole story>" in with_pages

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.fault_proxy import FaultPlan, FaultProxy
+from tests.support.listening import OnEvent
 from tests.support.waiting import wait_for
 from watcher.adapters.argocd import ArgoCDBadResponse, ArgoCDClient, ArgoCDError, ArgoCDUnavailable
 from watcher.adapters.gitrepo import GitRepo, GitUnavailable
@@ -155,9 +156,8 @@ class Faulted:
                 "http": base.http.model_copy(update={"readiness_max_age_seconds": 2.0} | http),
             }
         )
-        self.daemon = Daemon(self.settings, argocd_retry_max_wait=0.05)
         self.events: list[Event] = []
-        self.daemon.watcher.listeners.append(self.events.append)
+        self.daemon = Daemon(self.settings, argocd_retry_max_wait=0.05, listeners=[OnEvent(self.events.append)])
         self.daemon.start()
         self.url = f"http://127.0.0.1:{self.daemon.http.port}"
         wait_for(lambda: self.kinds().count(EventKind.DEPLOYED) >= 9, what="initial deploys")

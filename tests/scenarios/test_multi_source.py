@@ -14,8 +14,8 @@ import yaml
 from tests.support.revert_world import Scenario
 from tests.support.swagger import validate
 from tests.support.waiting import wait_for
-from watcher.adapters.argocd import snapshot_from_app
 from watcher.core.appmap import app_paths, deploys_from_repo, mapping_fields
+from watcher.core.snapshots import snapshot_from_app
 from watcher.domain import Phase, SyncStatus, VerifyResult
 from watcher.sim.chart_repo import HELM_REPO_URL
 from watcher.sim.world import SimWorld

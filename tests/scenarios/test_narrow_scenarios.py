@@ -34,7 +34,8 @@ def test_of_two_commits_to_the_app_only_the_one_that_set_the_refused_value_is_re
     assert values(s, API)["replicaCount"] == 1 and values(s, API)["podAnnotations"] == {"team": "plate"}
     decision = s.decision(API, "culprit_found")
     assert decision is not None
-    assert f"narrowed to {bad[:12]} (plate-api-stg: scale to -1): set spec.replicas of Deployment/{API} to -1" in (
+    # The good commit's render leaves the Deployment as it was: the culprit rule (core/culprit.py) names the other.
+    assert f"narrowed to {bad[:12]} (plate-api-stg: scale to -1): changed Deployment/{API} in the rendered output" in (
         decision.reason
     )
     assert decision.evidence["blame"]["named"].endswith("(seen in the render)")  # the Helm engine rendered both

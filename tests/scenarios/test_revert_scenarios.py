@@ -244,13 +244,11 @@ def test_rate_limit_opens_the_circuit_and_resume_closes_it(scenario: Callable[..
 
 
 def test_revert_that_does_not_heal_suspends_the_app(world: SimWorld, scenario: Callable[..., Scenario]) -> None:
-    s = scenario(verify_deadline_seconds=4.0).start()
-
     def registry_loses_old_tag(e: Event) -> None:
         if e.kind is EventKind.DEGRADED and e.app == "plate-api-stg":
             world.controller.cluster.images[f"{REGISTRY}/plate-api"].pop("2.4.0", None)
 
-    s.d.watcher.listeners.insert(0, registry_loses_old_tag)
+    s = scenario(verify_deadline_seconds=4.0).start(before=registry_loses_old_tag)
     bad = s.push("plate-api-stg: image 9.9.9", {"plate-api-stg": ("image.tag", "9.9.9")})
     row = wait_for(lambda: s.revert_rows("pushed"), what="revert pushed")[0]
     assert row.culprits == (bad,)

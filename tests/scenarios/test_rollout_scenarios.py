@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.listening import OnEvent
 from tests.support.no_repo import NoRepo
 from watcher.adapters.argocd import ArgoCDClient
 from watcher.domain import INCIDENT_KINDS, Event, EventKind
@@ -28,9 +29,11 @@ def run_case(tmp_path: Path, case: str) -> tuple[float, list[tuple[float, Event]
     defaults = type(settings.detection)()  # Argo CD time: the production grace periods and deadlines
     settings = settings.model_copy(update={"detection": defaults})
     argocd = ArgoCDClient(settings.argocd, retry_max_wait=0.1)
-    watcher = Watcher(settings, argocd, NoRepo(), Store(settings.store.url), clock=lambda: _at(run.clock.time()))  # type: ignore[arg-type]
     heard: list[tuple[float, Event]] = []
-    watcher.listeners.append(lambda e: heard.append((run.clock.time(), e)))
+    watcher = Watcher(
+        settings, argocd, NoRepo(), Store(settings.store.url), clock=lambda: _at(run.clock.time()),  # type: ignore[arg-type]
+        listeners=[OnEvent(lambda e: heard.append((run.clock.time(), e)))],
+    )  # fmt: skip
 
     def rounds(seconds: float) -> None:
         for _ in range(int(seconds / ROUND)):

@@ -15,9 +15,9 @@ import yaml
 from tests.support.real_applications import FIXTURES, NAMES, fixture
 from tests.support.swagger import unknown_fields
 from tests.support.tools import reference
-from watcher.adapters.argocd import snapshot_from_app
 from watcher.core.appmap import app_paths, mapping_fields
 from watcher.core.branches import following
+from watcher.core.snapshots import snapshot_from_app
 
 
 def test_every_fixture_is_listed_in_sources() -> None:

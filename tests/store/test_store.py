@@ -29,6 +29,19 @@ def failed(at: datetime, revision: str = "b" * 40) -> Event:
     return Event("plate-api-stg", EventKind.SYNC_FAILED, revision, at, "sync failed", {"onset": at.isoformat()})
 
 
+def test_recording_returns_each_event_with_the_incident_the_store_minted(store_url: str) -> None:
+    """The reverter and Slack read the incident id off the recorded event: it is the row the store inserted."""
+    store = Store(store_url)
+    deployed = Event("plate-api-stg", EventKind.DEPLOYED, "a" * 40, T0, "synced")
+    [first] = store.detection.record("plate-api-stg", AppTracker(), [failed(T0)], False, T0)
+    [second] = store.detection.record("plate-web-stg", AppTracker(), [failed(T0, "c" * 40)], False, T0)
+    [deploy] = store.detection.record("plate-llm-stg", AppTracker(), [deployed], False, T0)
+    found = store.detection.find_incident("plate-api-stg", EventKind.SYNC_FAILED, "b" * 40)
+    assert found is not None and first.incident_id == found.id
+    assert second.incident_id == found.id + 1 and deploy.incident_id is None  # a deploy opens no incident
+    store.close()
+
+
 def test_incident_survives_a_reopen_and_events_are_recorded_once(store_url: str) -> None:
     tracker = AppTracker(last=AppSnapshot("plate-api-stg", sync_status=SyncStatus.SYNCED, health=Health.HEALTHY))
     store = Store(store_url)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.support.listening import OnEvent
 from tests.support.waiting import wait_for
 from watcher.domain import DecisionRecord, Event, EventKind, RevertRecord
 from watcher.run.daemon import Daemon
@@ -34,10 +35,10 @@ class Scenario:
         self.daemon: Daemon | None = None
 
     def start(self, before: Callable[[Event], None] | None = None) -> Scenario:
-        self.daemon = Daemon(self.settings, argocd_retry_max_wait=0.05)
-        if before is not None:
-            self.daemon.watcher.listeners.insert(0, before)
-        self.daemon.watcher.listeners.append(self.events.append)
+        ahead = [OnEvent(before)] if before is not None else []
+        self.daemon = Daemon(
+            self.settings, argocd_retry_max_wait=0.05, listeners=[OnEvent(self.events.append)], ahead=ahead
+        )
         self.daemon.start()
         wait_for(lambda: self.count(EventKind.DEPLOYED) >= 9, what="initial deploys")
         return self

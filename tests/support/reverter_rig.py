@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.support.listening import OnReport
 from watcher.adapters.argocd import ArgoCDUnavailable
 from watcher.adapters.forge import ForgeError
 from watcher.adapters.gitrepo import GitUnavailable
@@ -27,8 +28,10 @@ from watcher.domain import (
     Health,
     RevertMode,
     RevertRecord,
+    RevertReport,
     RevertResult,
     RevertState,
+    RevertStep,
     SyncStatus,
 )
 from watcher.metrics.registry import Metrics
@@ -67,6 +70,14 @@ class FakeClock:
         return 1000.0 + (self.now - self.start).total_seconds()
 
 
+# A content failure in Argo CD's words that names no object (kubectl's client-side validation in the dry run,
+# gitops-engine/pkg/sync/sync_context.go:553 and research row C7): the revert flow, not the evidence rule.
+FAILED_MESSAGE = (
+    "one or more objects failed to apply, reason: error validating data: ValidationError(Deployment.spec.replicas): "
+    'invalid type for io.k8s.api.apps.v1.DeploymentSpec.replicas: got "string", expected "integer"'
+)
+
+
 def application(
     name: str,
     *,
@@ -93,7 +104,7 @@ def application(
             "health": {"status": health},
             "operationState": {
                 "phase": phase,
-                "message": "one or more objects failed to apply: replicas must be >= 0",
+                "message": FAILED_MESSAGE,
                 "retryCount": retry_count,
                 "startedAt": (NOW - timedelta(minutes=2)).isoformat(),
                 "operation": {
@@ -310,7 +321,7 @@ class Rig:
     fleet: FakeFleet = field(default_factory=FakeFleet)
     pulls: FakePulls = field(default_factory=FakePulls)
     metrics: Metrics = field(default_factory=Metrics)
-    told: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    told: list[RevertReport] = field(default_factory=list)
     reverter: Reverter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -321,9 +332,9 @@ class Rig:
         self.metrics = Metrics()
         self.told = []
         self.reverter = Reverter(
-            self.settings, self.fleet, self.argocd, self.repo, self.store, self.metrics, self.pulls, self.clock
-        )
-        self.reverter.listeners.append(lambda step, details: self.told.append((step, details)))
+            self.settings, self.fleet, self.argocd, self.repo, self.store, self.metrics, self.pulls, self.clock,
+            listeners=[OnReport(self.told.append)],
+        )  # fmt: skip
         return self.reverter
 
     def fail(self, app: str = APP, revision: str = BAD) -> int:
@@ -377,5 +388,5 @@ class Rig:
         """The outcomes counted at least once."""
         return {outcome: n for outcome, n in self.reverts_counted().items() if n}
 
-    def steps(self) -> list[str]:
-        return [step for step, _ in self.told]
+    def steps(self) -> list[RevertStep]:
+        return [r.step for r in self.told]

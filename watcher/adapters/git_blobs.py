@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
 import git
 
-from watcher.adapters.git_errors import GitError
+from watcher.adapters.git_errors import RevisionUnreadable
 from watcher.logs import get_logger
 
 CHUNK = 500  # paths or object ids per git command line, far below any argv limit
@@ -63,7 +63,9 @@ def _ls_tree(repo: git.Repo, rev: str, pathspecs: list[str], recursive: bool) ->
         try:
             out = repo.git.ls_tree("-z", *flags, rev, "--", *chunk, env=LITERAL)
         except git.GitCommandError as exc:
-            raise GitError(f"cannot list files at {rev[:12]}: {str(exc.stderr or exc).strip()[:300]}") from None
+            raise RevisionUnreadable(
+                f"cannot list files at {rev[:12]}: {str(exc.stderr or exc).strip()[:300]}"
+            ) from None
         for entry in out.split("\0"):
             meta, _, path = entry.partition("\t")
             fields = meta.split()

@@ -11,11 +11,16 @@ from watcher.settings import without_credentials
 
 
 class GitError(Exception):
-    """Base of this adapter's errors; messages never contain credentials."""
+    """Base of this adapter's errors; messages never contain credentials. Raised only as one of its subclasses,
+    each also RetryLater or NeedsHuman: that is what the wings catch."""
 
 
 class GitUnavailable(GitError, RetryLater):
     """Clone or fetch failed: the remote is unreachable or refused us."""
+
+
+class RevisionUnreadable(GitError, RetryLater):
+    """The clone cannot show a revision's files (not fetched yet, or gone from the remote)."""
 
 
 class HostKeyRejected(GitUnavailable):

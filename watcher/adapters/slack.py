@@ -18,10 +18,12 @@ from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryInterv
 from slack_sdk.webhook import WebhookClient
 
 from watcher.core.plain_text import visible, visible_all
+from watcher.domain import NeedsHuman
 
 
-class SlackError(Exception):
-    """Slack refused or could not be reached after the retries; the message never holds a URL or token."""
+class SlackError(NeedsHuman):
+    """Slack refused or could not be reached after the retries; the message never holds a URL or token. The
+    notice is dropped (counted and logged), so it is a person's to look at: NeedsHuman at the port."""
 
 
 def retry_handlers(retries: int) -> list[RetryHandler]:

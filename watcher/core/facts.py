@@ -7,13 +7,15 @@ this module does I/O, so every combination of answers is a table test.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from watcher.core.appmap import deploys_from_repo
-from watcher.core.blame import AppSources, Blame, blame, helm_dirs
+from watcher.core.blame import AppSources, Blame, BlameOutcome, blame, helm_dirs
 from watcher.core.branches import Follow, Following, RemoteBranches, following
+from watcher.core.culprit import Evidence, evidence
 from watcher.core.detect import untouched_by_the_sync
+from watcher.core.failure_class import Failure, classify
 from watcher.core.narrow import Candidate, clues_of, narrowed
 from watcher.core.policy import PolicyFacts, opt_in_from, still_failing
 from watcher.domain import AppContext, AppSnapshot, ChangedCommit, EventKind, Incident, RevertHistory
@@ -47,6 +49,7 @@ class GitView:
     remote: RemoteBranches | None = None  # the watched branches' heads and the remote's default branch
     candidates: tuple[Candidate, ...] = ()  # the app's commits with their diffs and renders, for narrowing
     healthy: frozenset[str] = frozenset()  # other apps the range changed, Synced and Healthy at the failing revision
+    unexercised: tuple[str, ...] = ()  # commits before the last good one that changed the Application's spec only
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,7 @@ class Facts:
     evidence: Mapping[str, Any]
     head: str | None = None  # the branch head git was read at (what Argo CD is asked to deploy)
     branch: str | None = None  # the watched branch the app follows: where blame read and a revert goes
+    failure: Failure | None = None  # whose fault Argo CD's words say it is (sync and render failures only)
 
 
 def sources_of(context: AppContext) -> tuple[AppSources, dict[str, AppSources]]:
@@ -95,6 +99,8 @@ def facts_of(
     """`git` is None when it was not read (the app no longer fails, or the incident has no revision)."""
     snap = argocd.snapshot
     failing = still_failing(snap, incident.kind, incident.revision) if snap is not None else None
+    failure = failure_of(incident.kind, snap) if failing else None
+    touched: Evidence | None = None
     follows = watched.following(context, git.remote if git else None) if watched else None
     ours = follows is None or follows.kind is Follow.BRANCH  # else git was not read for blame: nothing to blame
     found: Blame | None = None
@@ -113,6 +119,10 @@ def facts_of(
         )
         # Several commits: the one that introduced what fails; one commit: only its change to this app.
         candidates = git.candidates or tuple(Candidate(c.commit, c.files) for c in git.changes)
+        if failure is not None and found.outcome is BlameOutcome.CULPRITS:
+            touched = _touching(failure, found, candidates, context, own, snap)
+            # WATCHER_REVERT__NARROW=false keeps every commit blame found; none touched: the policy alerts anyway.
+            found = _kept(found, touched) if touched is not None and narrow else found
         clues = clues_of(incident.kind.value, incident.evidence)
         found = narrowed(incident.app, found, candidates, clues, own, others, split, git.healthy, narrow)
     shas = {c.sha for c in found.culprits} if found else set()
@@ -141,9 +151,77 @@ def facts_of(
         auto_sync=snap.auto_sync if snap else None,
         last_revert_at=history.last_revert_at,
         reverts_last_hour=history.reverts_last_hour,
+        failure_class=failure.cls.value if failure else None,
+        failure_cause=failure.cause if failure else "",
+        evidence_line=touched.line_for(c.sha for c in found.culprits) if touched is not None and found else "",
+        evidence_missing=touched is not None and not touched.touches,
     )
     branch = follows.branch if follows is not None and follows.kind is Follow.BRANCH else None
-    return Facts(policy, found, _evidence(policy, found, argocd, git), git.head if git else None, branch)
+    seen = _evidence(policy, found, argocd, git) | {"failure": failure.evidence() if failure else None}
+    if git is not None and git.unexercised:
+        seen["unexercised_spec_changes"] = list(git.unexercised)
+    return Facts(policy, found, seen, git.head if git else None, branch, failure)
+
+
+# Failures told in Argo CD's words (an operation's message and results, a render's condition): the other kinds are
+# health and pods, which the rollout watch and the resource tree describe.
+WORDED_KINDS = frozenset({EventKind.SYNC_FAILED, EventKind.MANIFEST_ERROR})
+
+
+def failure_of(kind: EventKind, snap: AppSnapshot | None) -> Failure | None:
+    """Whose fault a sync or render failure is, from the fresh snapshot's words (None for other kinds)."""
+    if snap is None or kind not in WORDED_KINDS:
+        return None
+    if kind is EventKind.MANIFEST_ERROR:  # the last operation's words are about an earlier sync
+        return classify("", snap.conditions)
+    return classify(snap.operation_message, snap.conditions, snap.failed_resources)
+
+
+def manifest_files(context: AppContext, own: AppSources) -> tuple[str, ...]:
+    """The repo files holding the app's Application itself: its paths that no source of its own renders (a value
+    file is inside its chart) and that another app renders (the app-of-apps directory holding it)."""
+    mine = _source_dirs(context.specs.get(context.key, {}))
+    others = [d for k, spec in context.specs.items() if k != context.key for d in _source_dirs(spec)]
+
+    def under(p: str, dirs: list[str]) -> bool:
+        return any(p == d or p.startswith(d + "/") for d in dirs)
+
+    return tuple(
+        p for p in own.paths if not under(p, mine) and under(p, others) and p.endswith((".yaml", ".yml", ".json"))
+    )
+
+
+def _source_dirs(spec: Mapping[str, Any]) -> list[str]:
+    sources = (spec.get("spec") or {}).get("sources") or [] if isinstance(spec, Mapping) else []
+    return [str(s.get("path") or "").strip("/") for s in sources if isinstance(s, dict) and s.get("path")]
+
+
+def _touching(
+    failure: Failure,
+    found: Blame,
+    candidates: tuple[Candidate, ...],
+    context: AppContext,
+    own: AppSources,
+    snap: AppSnapshot | None,
+) -> Evidence | None:
+    blamed = {c.sha for c in found.culprits}
+    mine = [c for c in candidates if c.commit.sha in blamed]
+    options = snap.sync_options if snap is not None else ()
+    return evidence(failure, mine, manifest_files(context, own), options, own.helm_dirs)
+
+
+def _kept(found: Blame, touched: Evidence) -> Blame:
+    """Blame's culprits cut to those that touched what failed (none: the policy alerts with what was missing)."""
+    if not touched.touches:
+        return found
+    keep = {c.sha for c in touched.commits}
+    culprits = tuple(c for c in found.culprits if c.sha in keep)
+    if len(culprits) == len(found.culprits):
+        return found
+    why = "; ".join(dict.fromkeys(t.why for t in touched.touches))
+    shown = ", ".join(f"{c.sha[:12]} ({c.subject[:60]})" for c in culprits)
+    seen = " (seen in the render)" if "rendered output" in why else ""
+    return replace(found, culprits=culprits, reason=f"{found.reason}; narrowed to {shown}: {why}", named=why + seen)
 
 
 def _evidence(p: PolicyFacts, found: Blame | None, argocd: ArgoCDView, git: GitView | None) -> dict[str, Any]:

@@ -293,7 +293,7 @@ def narrowed(
     if b.outcome is not BlameOutcome.CULPRITS:
         return b
     mine = [c for c in candidates if c.commit.sha in {k.sha for k in b.culprits}]
-    culprits, named, reason = b.culprits, "", b.reason
+    culprits, named, reason = b.culprits, b.named, b.reason  # b.named: the evidence rule may have named it
     if narrow_on and (len(mine) > 1 or any(c.side for c in mine)):
         found = narrow(mine, clues)
         if found.commits and (len(found.commits) < len(mine) or found.merges):

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from watcher.core.dora import environment_of
-from watcher.domain import Event, EventKind, RevertStep
+from watcher.domain import Event, EventKind, RevertReport, RevertStep
 
 
 class Severity(enum.IntEnum):
@@ -19,23 +19,17 @@ class Severity(enum.IntEnum):
     CRITICAL = 3
 
 
-class NoticeKind(enum.StrEnum):
-    SYNC_FAILING = "sync_failing"
-    SYNC_FAILED = "sync_failed"
-    MANIFEST_ERROR = "manifest_error"
-    DEGRADED = "degraded"
-    ROLLOUT_FAILING = "rollout_failing"
-    STUCK_PROGRESSING = "stuck_progressing"
-    DEGRADED_UNATTRIBUTED = "degraded_unattributed"
-    RECOVERED = "recovered"
-    APP_REMOVED = "app_removed"
-    REVERT_PUSHED = "revert_pushed"
-    REVERT_PROPOSED = "revert_proposed"
-    REVERT_DRY_RUN = "revert_dry_run"
-    REVERT_FAILED = "revert_failed"
-    NOT_REVERTED = "not_reverted"
-    SUSPENDED = "suspended"
-    CIRCUIT_OPEN = "circuit_open"
+# A notice is news of a detector event or of a revert step: its kind is that event's or that step's, so a new
+# kind of either is a notice kind without a list to keep in step here.
+NoticeKind = EventKind | RevertStep
+LEGACY_KINDS = {"not_reverted": RevertStep.ALERT_ONLY}  # what notices stored before 2026-12 called it
+
+
+def notice_kind(value: str) -> NoticeKind:
+    """The kind a stored notice names (a recovery is the detector's: the reverter's own is never a notice)."""
+    if value in LEGACY_KINDS:
+        return LEGACY_KINDS[value]
+    return EventKind(value) if value in set(EventKind) else RevertStep(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +57,7 @@ class Notice:
     url: str | None = None  # pull or merge request
     rule: str = ""
     environment: str = ""
+    evidence: str = ""  # what a revert (or an alert) rests on: the failing object and the culprit's change to it
     resolves: bool = False  # the app is healthy again (or gone): close the incident's thread
     only_to_close: bool = False  # news only where an incident is open (an app removed while failing)
 
@@ -72,20 +67,16 @@ class Notice:
 
 
 # (severity, headline) per detector event that people hear about; deploys are not news.
-EVENT_NOTICES: dict[EventKind, tuple[NoticeKind, Severity, str]] = {
-    EventKind.SYNC_FAILING: (NoticeKind.SYNC_FAILING, Severity.WARNING, "Sync failing"),
-    EventKind.SYNC_FAILED: (NoticeKind.SYNC_FAILED, Severity.CRITICAL, "Sync failed"),
-    EventKind.MANIFEST_ERROR: (NoticeKind.MANIFEST_ERROR, Severity.CRITICAL, "Manifests cannot be generated"),
-    EventKind.DEGRADED: (NoticeKind.DEGRADED, Severity.CRITICAL, "Degraded after deploy"),
-    EventKind.ROLLOUT_FAILING: (NoticeKind.ROLLOUT_FAILING, Severity.CRITICAL, "New rollout failing"),
-    EventKind.STUCK_PROGRESSING: (NoticeKind.STUCK_PROGRESSING, Severity.WARNING, "Stuck progressing"),
-    EventKind.DEGRADED_UNATTRIBUTED: (
-        NoticeKind.DEGRADED_UNATTRIBUTED,
-        Severity.WARNING,
-        "Degraded, not caused by a commit",
-    ),
-    EventKind.RECOVERED: (NoticeKind.RECOVERED, Severity.INFO, "Recovered"),
-    EventKind.APP_REMOVED: (NoticeKind.APP_REMOVED, Severity.INFO, "Application removed"),
+EVENT_NOTICES: dict[EventKind, tuple[Severity, str]] = {
+    EventKind.SYNC_FAILING: (Severity.WARNING, "Sync failing"),
+    EventKind.SYNC_FAILED: (Severity.CRITICAL, "Sync failed"),
+    EventKind.MANIFEST_ERROR: (Severity.CRITICAL, "Manifests cannot be generated"),
+    EventKind.DEGRADED: (Severity.CRITICAL, "Degraded after deploy"),
+    EventKind.ROLLOUT_FAILING: (Severity.CRITICAL, "New rollout failing"),
+    EventKind.STUCK_PROGRESSING: (Severity.WARNING, "Stuck progressing"),
+    EventKind.DEGRADED_UNATTRIBUTED: (Severity.WARNING, "Degraded, not caused by a commit"),
+    EventKind.RECOVERED: (Severity.INFO, "Recovered"),
+    EventKind.APP_REMOVED: (Severity.INFO, "Application removed"),
 }
 # Rules under which not reverting is the expected, configured outcome rather than a call for a human.
 QUIET_RULES = frozenset({"mode_off", "not_allowed", "denied", "opted_out", "no_longer_failing", "undone_on_branch"})
@@ -96,14 +87,15 @@ def from_event(e: Event, environment: str | None = None) -> Notice | None:
     spec = EVENT_NOTICES.get(e.kind)
     if spec is None:
         return None
-    kind, severity, headline = spec
+    kind = e.kind
+    severity, headline = spec
     ev = e.evidence
     detail = e.reason
-    if kind is NoticeKind.APP_REMOVED:
+    if kind is EventKind.APP_REMOVED:
         detail = "The Application was deleted from Argo CD; its open incidents are closed."
-    if kind is NoticeKind.ROLLOUT_FAILING:
+    if kind is EventKind.ROLLOUT_FAILING:
         detail = failing_pods_text(ev.get("failing_pods"))
-    if kind is NoticeKind.RECOVERED:
+    if kind is EventKind.RECOVERED:
         onset = ev.get("incident_onset")
         took = (e.at - datetime.fromisoformat(onset)).total_seconds() if isinstance(onset, str) else None
         detail = "Synced and Healthy again" + (f" after {human_duration(took)}" if took is not None else "")
@@ -114,11 +106,12 @@ def from_event(e: Event, environment: str | None = None) -> Notice | None:
         headline=headline,
         detail=detail,
         revision=e.revision,
+        incident_id=e.incident_id,
         argocd_message=_argocd_message(e.kind, ev),
         revision_commit=_commit_ref(ev.get("commit")),
         environment=environment_of(e.app) if environment is None else environment,
-        resolves=kind in (NoticeKind.RECOVERED, NoticeKind.APP_REMOVED),
-        only_to_close=kind is NoticeKind.APP_REMOVED,
+        resolves=kind in (EventKind.RECOVERED, EventKind.APP_REMOVED),
+        only_to_close=kind is EventKind.APP_REMOVED,
     )
 
 
@@ -136,81 +129,73 @@ def failing_pods_text(pods: object, shown: int = 3) -> str:
     return "The new rollout's pods keep failing:\n" + "\n".join(lines) + more
 
 
-ActionText = Callable[[Mapping[str, Any], str], str]  # (details, "`sha1`, `sha2`") -> our words
-# What the reverter reports (`Reverter.listeners`) -> (kind, severity, headline, detail). Its own "recovered"
+ReportText = Callable[[RevertReport, str], str]  # (the report, "`sha1`, `sha2`") -> our words
+# What the reverter reports (ports.Listener.on_report) -> (severity, headline, detail). Its own "recovered"
 # is absent on purpose: the detector's recovery event tells it, once, with the time to recover.
-ACTION_NOTICES: dict[RevertStep, tuple[NoticeKind, Severity, ActionText, ActionText]] = {
+REPORT_NOTICES: dict[RevertStep, tuple[Severity, ReportText, ReportText]] = {
     RevertStep.REVERT_PUSHED: (
-        NoticeKind.REVERT_PUSHED,
         Severity.WARNING,
-        lambda d, names: "Reverted",
-        lambda d, names: f"Pushed a revert of {names}; Argo CD deploys it now.",
+        lambda r, names: "Reverted",
+        lambda r, names: f"Pushed a revert of {names}; Argo CD deploys it now.",
     ),
     RevertStep.REVERT_PROPOSED: (
-        NoticeKind.REVERT_PROPOSED,
         Severity.WARNING,
-        lambda d, names: "Revert proposed",
-        lambda d, names: f"Opened a pull request that reverts {names}; merge it to deploy the revert.",
+        lambda r, names: "Revert proposed",
+        lambda r, names: f"Opened a pull request that reverts {names}; merge it to deploy the revert.",
     ),
     RevertStep.REVERT_DRY_RUN: (
-        NoticeKind.REVERT_DRY_RUN,
         Severity.INFO,
-        lambda d, names: "Would revert (dry run)",
-        lambda d, names: f"Dry-run mode: a revert of {names} applies cleanly; nothing was pushed.",
+        lambda r, names: "Would revert (dry run)",
+        lambda r, names: f"Dry-run mode: a revert of {names} applies cleanly; nothing was pushed.",
     ),
     RevertStep.REVERT_FAILED: (
-        NoticeKind.REVERT_FAILED,
         Severity.CRITICAL,
-        lambda d, names: f"Revert failed ({str(d.get('outcome', 'failed')).replace('_', ' ')})",
-        lambda d, names: "Nothing was pushed to the branch; a human must fix or revert it.",
+        lambda r, names: f"Revert failed ({(r.detail.outcome or 'failed').replace('_', ' ')})",
+        lambda r, names: "Nothing was pushed to the branch; a human must fix or revert it.",
     ),
     RevertStep.ALERT_ONLY: (
-        NoticeKind.NOT_REVERTED,
         Severity.WARNING,
-        lambda d, names: "Not reverted",
-        lambda d, names: str(d.get("reason", "")),
+        lambda r, names: "Not reverted",
+        lambda r, names: r.detail.reason,
     ),
     RevertStep.SUSPENDED: (
-        NoticeKind.SUSPENDED,
         Severity.CRITICAL,
-        lambda d, names: "Auto-revert suspended",
-        lambda d, names: f"{d.get('reason', '')}. Run `sync-watcher resume {d.get('app', '')}` once it is fixed.",
+        lambda r, names: "Auto-revert suspended",
+        lambda r, names: f"{r.detail.reason}. Run `sync-watcher resume {r.app}` once it is fixed.",
     ),
     RevertStep.CIRCUIT_OPEN: (
-        NoticeKind.CIRCUIT_OPEN,
         Severity.CRITICAL,
-        lambda d, names: "Auto-revert stopped (circuit open)",
-        lambda d, names: f"{d.get('decision', '')}. No app is reverted until `sync-watcher resume --circuit`.",
+        lambda r, names: "Auto-revert stopped (circuit open)",
+        lambda r, names: f"{r.detail.reason}. No app is reverted until `sync-watcher resume --circuit`.",
     ),
 }
 
 
-def from_action(what: str, d: Mapping[str, Any], environment: str | None = None) -> Notice | None:
+def from_report(r: RevertReport, environment: str | None = None) -> Notice | None:
     """A revert step the reverter reported as a notice; None for steps not worth one."""
-    spec = ACTION_NOTICES.get(RevertStep(what)) if what in set(RevertStep) else None
+    spec = REPORT_NOTICES.get(r.step)
     if spec is None:
         return None
-    kind, severity, headline, detail = spec
-    culprits = tuple(c for c in (_commit_ref(x) for x in d.get("culprits") or ()) if c is not None)
+    severity, headline, detail = spec
+    culprits = tuple(CommitRef(c.sha, c.author, c.subject) for c in r.culprits)
     names = ", ".join(f"`{c.sha[:10]}`" for c in culprits) or "the culprit"
-    rule = str(d.get("rule", ""))
-    if rule in QUIET_RULES:
+    if r.detail.rule in QUIET_RULES:
         severity = Severity.INFO
-    app = str(d.get("app", ""))
     return Notice(
-        kind,
-        app=app,
+        r.step,
+        app=r.app,
         severity=severity,
-        headline=headline(d, names),
-        detail=detail(d, names),
-        revision=d.get("revision"),
-        incident_id=d.get("incident"),
-        argocd_message=str(d.get("error", "")),
+        headline=headline(r, names),
+        detail=detail(r, names),
+        revision=r.revision,
+        incident_id=r.incident_id,
+        argocd_message=r.detail.error,
         culprits=culprits,
-        revert_sha=d.get("revert"),
-        url=d.get("url"),
-        rule=rule,
-        environment=environment_of(app) if environment is None else environment,
+        revert_sha=r.detail.revert,
+        url=r.detail.url,
+        rule=r.detail.rule,
+        environment=environment_of(r.app) if environment is None else environment,
+        evidence=r.detail.evidence,
     )
 
 
@@ -306,12 +291,13 @@ def notice_to_json(n: Notice) -> dict[str, Any]:
         "url": n.url,
         "rule": n.rule,
         "environment": n.environment,
+        "evidence": n.evidence,
     }
 
 
 def notice_from_json(d: Mapping[str, Any]) -> Notice:
     return Notice(
-        kind=NoticeKind(d["kind"]),
+        kind=notice_kind(str(d["kind"])),
         app=str(d["app"]),
         severity=Severity[str(d["severity"]).upper()],
         headline=str(d["headline"]),
@@ -325,6 +311,7 @@ def notice_from_json(d: Mapping[str, Any]) -> Notice:
         revert_sha=d.get("revert_sha"),
         url=d.get("url"),
         rule=str(d.get("rule") or ""),
+        evidence=str(d.get("evidence") or ""),
     )
 
 

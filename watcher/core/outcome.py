@@ -22,6 +22,7 @@ from watcher.domain import (
     RevertResult,
     RevertState,
     RevertStep,
+    StepDetail,
     SyncStatus,
     VerifyResult,
 )
@@ -40,7 +41,7 @@ class Outcome:
     landed: bool = False  # a revert commit is on the remote: count the time to revert
     columns: Mapping[str, object] = field(default_factory=dict)  # revert_sha, base_sha, url, verify_deadline
     detail: Mapping[str, object] = field(default_factory=dict)  # stored with the revert row, and logged
-    told: Mapping[str, object] = field(default_factory=dict)  # what the listeners get beside the culprits
+    told: StepDetail = field(default_factory=StepDetail)  # what the listeners get beside the culprits
 
 
 def outcome_of(
@@ -78,7 +79,7 @@ def outcome_of(
             needs_human=True,
             step=RevertStep.REVERT_FAILED,
             detail={"error": text, "needs_human": True} | ({"files": files} if files is not None else {}),
-            told={"outcome": state.value, "error": text},
+            told=StepDetail(outcome=state.value, error=text),
         )
     assert result is not None, "an attempt without an error has a result"
     detail = {"message": message, "diffstat": result.diffstat, "attempts": result.attempts}
@@ -91,7 +92,7 @@ def outcome_of(
             step=RevertStep.REVERT_DRY_RUN,
             columns={"base_sha": result.base},
             detail=detail,
-            told={"message": message},
+            told=StepDetail(message=message),
         )
     landed = {"revert_sha": result.sha, "base_sha": result.base}
     if mode is RevertMode.PULL_REQUEST:
@@ -102,7 +103,7 @@ def outcome_of(
             landed=True,
             columns=landed | {"url": url},
             detail=detail | {"branch": branch},
-            told={"url": url},
+            told=StepDetail(url=url),
         )
     return Outcome(
         RevertState.PUSHED,
@@ -111,7 +112,7 @@ def outcome_of(
         landed=True,
         columns=landed | {"verify_deadline": verify_deadline},
         detail=detail,
-        told={"revert": result.sha},
+        told=StepDetail(revert=result.sha),
     )
 
 

@@ -33,6 +33,8 @@ REVERTIBLE_KINDS = frozenset(
         EventKind.STUCK_PROGRESSING,
     }
 )
+# Rules that say no commit is at fault: an alert under them names no commit as the one to look at.
+NOT_A_COMMIT = frozenset({"cluster_fault"})
 # Trouble that shows only after a deploy: only these are bounded by the attribution window. A sync that fails
 # is caused by the revision it applies however long that commit waited (a sync window, a paused app).
 RUNTIME_KINDS = frozenset({EventKind.DEGRADED, EventKind.ROLLOUT_FAILING, EventKind.STUCK_PROGRESSING})
@@ -74,6 +76,10 @@ class PolicyFacts:
     auto_sync: bool | None = None  # the app has automated sync (None: unknown)
     last_revert_at: datetime | None = None  # this app's last revert pushed or proposed
     reverts_last_hour: int = 0
+    failure_class: str | None = None  # content / cluster / unknown from Argo CD's words (None: not a worded kind)
+    failure_cause: str = ""  # what the words say, for a person
+    evidence_line: str = ""  # the failing object and each culprit's change to it (or which evidence is missing)
+    evidence_missing: bool = False  # the failure names objects, and no candidate touched them
 
 
 def opt_in_from(annotations: Mapping[str, str]) -> bool | None:
@@ -118,11 +124,26 @@ def decide(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision:
     reason = b.reason + (f"; the culprit also changed {', '.join(also)}" if also else "")
     if f.following is not None and f.following.branch:
         reason += f"; revert on {f.following.branch}"
-    return Decision(Action.REVERT, "culprit_found", reason, culprits=culprits)
+    return Decision(Action.REVERT, "culprit_found", reason, culprits=culprits, evidence=_evidence_line(f, b))
 
 
-def _alert(rule: str, reason: str, culprits: tuple[str, ...] = (), open_circuit: bool = False) -> Decision:
-    return Decision(Action.ALERT, rule, reason, culprits, open_circuit)
+def _evidence_line(f: PolicyFacts, b: Blame) -> str:
+    """What the revert rests on: the failing object and the culprit's change to it, or (a failure that names no
+    object: a render error, a failing image) what blame and narrowing saw."""
+    if f.evidence_line:
+        return f.evidence_line
+    shas = ", ".join(c.sha[:7] for c in b.culprits)
+    said = f"{f.failure_cause}; " if f.failure_cause else ""
+    since = (b.last_good or "")[:7]
+    only = f"the only change to {f.app} since {since}" if len(b.culprits) == 1 else f"changed {f.app} since {since}"
+    how = b.named or only
+    return f"{said}{shas}: {how}"
+
+
+def _alert(
+    rule: str, reason: str, culprits: tuple[str, ...] = (), open_circuit: bool = False, evidence: str = ""
+) -> Decision:
+    return Decision(Action.ALERT, rule, reason, culprits, open_circuit, evidence)
 
 
 def _scope(f: PolicyFacts, rules: RevertRules) -> Decision | None:
@@ -179,6 +200,15 @@ def _knowledge(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision | 
             f"{', '.join(f.untouched_degraded[:3])} degraded, but the sync of {(f.revision or '')[:12]} did not "
             "change it (a node, a quota, a certificate, the registry): not the commit's doing",
         )
+    if f.failure_class == "cluster":
+        return _alert("cluster_fault", f"{f.failure_cause}; not reverting", evidence=f.failure_cause)
+    if f.failure_class == "unknown":
+        return _alert(
+            "unknown_failure",
+            f"Argo CD's words do not say whether a commit or the cluster is at fault ({f.failure_cause}); "
+            "not reverting",
+            evidence=f.failure_cause,
+        )
     if f.blame is None:
         return Decision(Action.WAIT, "git_unknown", "the git history could not be read")
     if f.initiated_by not in ("", AUTOMATED) and f.head and f.revision and f.revision != f.head:
@@ -209,6 +239,10 @@ def _culprit_checks(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decisi
     assert b is not None
     if b.outcome is not BlameOutcome.CULPRITS:
         return _alert(b.outcome.value, b.reason)
+    if f.evidence_missing:
+        return _alert(
+            "culprit_not_touching", f"no commit touched what failed: {f.evidence_line}", evidence=f.evidence_line
+        )
     culprits = tuple(c.sha for c in b.culprits)
     bot_reverts = [c for c in b.culprits if c.reverts]  # confirmed by content (revert/reads.py), not by the trailer
     if bot_reverts:
@@ -311,6 +345,13 @@ RULE_ADVICE: dict[str, str] = {
     "rate_limit": "Too many reverts in an hour opened the circuit: check, then `sync-watcher resume --circuit`.",
     "no_automated_sync": "Argo CD will not deploy a revert by itself: push the proposed revert and sync the app.",
     "culprit_found": "Reverted (or proposed): watch the app come back; the incident closes when it does.",
+    "cluster_fault": "No commit is at fault: fix the cluster side named in the reason (the webhook, the API server, "
+    "Argo CD's credentials or repo server), then sync the app: Argo CD's auto-sync does not retry a revision whose "
+    "sync failed (controller/appcontroller.go:2595-2599) until a new commit comes.",
+    "unknown_failure": "Argo CD's words do not say who is at fault: read the message; revert by hand if a commit "
+    "caused it.",
+    "culprit_not_touching": "The failure names objects no candidate changed: look at the cluster or at the "
+    "Application's project and policies; revert by hand if a commit is at fault after all.",
 }
 
 

@@ -16,7 +16,8 @@ from slack_sdk.models.blocks import (
 )
 
 from watcher.core.appmap import normalize_repo_url
-from watcher.core.notices import CommitRef, Notice, NoticeKind
+from watcher.core.notices import CommitRef, Notice
+from watcher.domain import EventKind, RevertStep
 
 HEADER_MAX = 150  # Block Kit: header text
 SECTION_MAX = 3000  # Block Kit: section text
@@ -27,22 +28,22 @@ CULPRITS_SHOWN = 5
 FALLBACK_MAX = 400
 
 ICONS = {
-    NoticeKind.SYNC_FAILING: ":large_orange_circle:",
-    NoticeKind.SYNC_FAILED: ":red_circle:",
-    NoticeKind.MANIFEST_ERROR: ":red_circle:",
-    NoticeKind.DEGRADED: ":red_circle:",
-    NoticeKind.ROLLOUT_FAILING: ":red_circle:",
-    NoticeKind.STUCK_PROGRESSING: ":large_orange_circle:",
-    NoticeKind.DEGRADED_UNATTRIBUTED: ":large_orange_circle:",
-    NoticeKind.RECOVERED: ":large_green_circle:",
-    NoticeKind.APP_REMOVED: ":wastebasket:",
-    NoticeKind.REVERT_PUSHED: ":leftwards_arrow_with_hook:",
-    NoticeKind.REVERT_PROPOSED: ":leftwards_arrow_with_hook:",
-    NoticeKind.REVERT_DRY_RUN: ":test_tube:",
-    NoticeKind.REVERT_FAILED: ":x:",
-    NoticeKind.NOT_REVERTED: ":raised_hand:",
-    NoticeKind.SUSPENDED: ":no_entry:",
-    NoticeKind.CIRCUIT_OPEN: ":no_entry:",
+    EventKind.SYNC_FAILING: ":large_orange_circle:",
+    EventKind.SYNC_FAILED: ":red_circle:",
+    EventKind.MANIFEST_ERROR: ":red_circle:",
+    EventKind.DEGRADED: ":red_circle:",
+    EventKind.ROLLOUT_FAILING: ":red_circle:",
+    EventKind.STUCK_PROGRESSING: ":large_orange_circle:",
+    EventKind.DEGRADED_UNATTRIBUTED: ":large_orange_circle:",
+    EventKind.RECOVERED: ":large_green_circle:",
+    EventKind.APP_REMOVED: ":wastebasket:",
+    RevertStep.REVERT_PUSHED: ":leftwards_arrow_with_hook:",
+    RevertStep.REVERT_PROPOSED: ":leftwards_arrow_with_hook:",
+    RevertStep.REVERT_DRY_RUN: ":test_tube:",
+    RevertStep.REVERT_FAILED: ":x:",
+    RevertStep.ALERT_ONLY: ":raised_hand:",
+    RevertStep.SUSPENDED: ":no_entry:",
+    RevertStep.CIRCUIT_OPEN: ":no_entry:",
 }
 
 
@@ -137,6 +138,8 @@ def blocks_for(n: Notice, links: Links, resolved: str | None = None) -> list[dic
         facts.append(f"*Revision:* {_link(links.commit(n.revision), f'`{n.revision[:10]}`')}")
     if n.rule:
         facts.append(f"*Rule:* `{clip(n.rule, 64)}`")
+    if n.evidence:  # commit subjects and Argo CD's words are in it: not ours (clip escapes them)
+        facts.append(f"*Evidence:* {clip(n.evidence, 600)}")
     blocks.append(SectionBlock(text=MarkdownTextObject(text=clip_joined(facts))))
     if n.culprits:
         shown = [f"• {_commit_line(c, links)}" for c in n.culprits[:CULPRITS_SHOWN]]
@@ -150,7 +153,7 @@ def blocks_for(n: Notice, links: Links, resolved: str | None = None) -> list[dic
         note = "_Argo CD's revision is the head of the push; the blamed commit follows in the decision._"
         blocks.append(SectionBlock(text=MarkdownTextObject(text=clip_joined([f"*Commit deployed:* {line}", note]))))
     if n.argocd_message.strip():
-        title = "*Error:*" if n.kind is NoticeKind.REVERT_FAILED else "*Argo CD says:*"
+        title = "*Error:*" if n.kind is RevertStep.REVERT_FAILED else "*Argo CD says:*"
         body = clip(n.argocd_message.strip().replace("```", "'''"), ARGOCD_MESSAGE_MAX)
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"{title}\n```{body}```")))
     refs = [_link(links.incident(n.incident_id), "The whole story")] if links.incident(n.incident_id) else []

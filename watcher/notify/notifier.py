@@ -13,43 +13,30 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from watcher.adapters.slack import BotTransport, SlackError, WebhookTransport
 from watcher.core.dora import environment_of
 from watcher.core.lease import ALONE_FENCE
 from watcher.core.notices import (
     EVENT_NOTICES,
     Notice,
     destination,
-    from_action,
     from_event,
+    from_report,
     notice_from_json,
     notice_to_json,
     routing_from,
 )
 from watcher.core.slack_message import Links, blocks_for, fallback_text, links_for
-from watcher.domain import INCIDENT_KINDS, Event, EventKind, utcnow
+from watcher.domain import INCIDENT_KINDS, Event, NeedsHuman, RevertReport, utcnow
 from watcher.logs import REDACTOR, get_logger
 from watcher.metrics.registry import Metrics
-from watcher.ports import Fence, SlackTransport
+from watcher.ports import Fence, Listener, SlackTransport
 from watcher.settings import Settings
 from watcher.store import SlackThread, Store
 
-INCIDENT_KIND_VALUES = frozenset(k.value for k in INCIDENT_KINDS)
 REPLAY_WINDOW = timedelta(minutes=15)  # older news is stale: a new leader does not send it late
 
 
-def transport_for(settings: Settings) -> SlackTransport | None:
-    s = settings.slack
-    if s.bot_token is not None:
-        return BotTransport(s.bot_token.get_secret_value(), s.api_url, s.timeout_seconds, s.retries)
-    if s.webhook_url is not None or s.webhook_urls:
-        urls = {k: v.get_secret_value() for k, v in s.webhook_urls.items()}
-        default = s.webhook_url.get_secret_value() if s.webhook_url else None
-        return WebhookTransport(default, urls, s.timeout_seconds, s.retries)
-    return None
-
-
-class SlackNotifier:
+class SlackNotifier(Listener):
     """Listens to the watcher and the reverter; never blocks them: a full queue drops (and counts) a notice."""
 
     def __init__(
@@ -90,8 +77,8 @@ class SlackNotifier:
         if notice is not None:
             self.submit(notice)
 
-    def on_action(self, what: str, details: dict[str, Any]) -> None:
-        notice = from_action(what, details, self.environment(str(details.get("app", ""))))
+    def on_report(self, r: RevertReport) -> None:
+        notice = from_report(r, self.environment(r.app))
         if notice is not None:
             self.submit(notice)
 
@@ -109,6 +96,9 @@ class SlackNotifier:
         """Queue the notices of recent events again (this replica just became the leader); how many events."""
         recent = self.store.detection.events_since(now - REPLAY_WINDOW, EVENT_NOTICES)  # not the deploys
         for e in recent:
+            if e.kind in INCIDENT_KINDS:  # read back from the events table: the incident id is the store's to say
+                found = self.store.detection.find_incident(e.app, e.kind, e.revision)
+                e = replace(e, incident_id=found.id if found else None)
             self.on_event(e)
         return len(recent)
 
@@ -138,7 +128,7 @@ class SlackNotifier:
                 continue
             try:
                 self.deliver(notice)
-            except SlackError as exc:
+            except NeedsHuman as exc:  # the transport's errors (ports.SlackTransport)
                 self.metrics.slack_notices.labels("failed").inc()
                 self.log.error(
                     "slack_delivery_failed", app=notice.app, kind=notice.kind.value, error=REDACTOR.scrub(str(exc))
@@ -162,9 +152,6 @@ class SlackNotifier:
         if channel is None:
             self.metrics.slack_notices.labels("filtered").inc()
             return
-        if n.incident_id is None and n.kind.value in INCIDENT_KIND_VALUES:
-            found = self.store.detection.find_incident(n.app, EventKind(n.kind.value), n.revision)
-            n = replace(n, incident_id=found.id if found else None)
         text, blocks = _scrub(fallback_text(n)), _scrub(blocks_for(n, self.links))
         if not self.fence.confirm():  # a deposed leader: the new one replays what was not recorded as sent
             self.metrics.slack_notices.labels("not_leader").inc()

@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from watcher.adapters.argocd import ArgoCDError, ArgoCDNotFound, snapshot_from_app
 from watcher.core import appmap
-from watcher.domain import AppSnapshot, UnreadableItem
+from watcher.core.snapshots import snapshot_from_app
+from watcher.domain import AppSnapshot, NotFound, RetryLater, UnreadableItem
 from watcher.ports import AppSource
 
 # A list that misses more than this share of the known fleet (and at least SUSPECT_MIN apps) is suspect:
@@ -19,7 +19,7 @@ SUSPECT_SHARE = 0.5
 SUSPECT_MIN = 3
 CONFIRM_PER_POLL = 20  # apps missing from a list confirmed gone (a GET answers 404) per poll; the rest wait
 # What makes one app unreadable, not the poll failed: Argo CD's answer for it, or a shape the spec does not allow.
-UNREADABLE = (ArgoCDError, AttributeError, TypeError, ValueError)
+UNREADABLE = (RetryLater, AttributeError, TypeError, ValueError)
 T = TypeVar("T")
 
 
@@ -140,9 +140,9 @@ def confirm_gone(argocd: AppSource, missing: Sequence[tuple[str, str, str, str]]
     for key, name, namespace, project in missing[:CONFIRM_PER_POLL]:
         try:
             argocd.get_app(name, namespace, project=project)
-        except ArgoCDNotFound:
+        except NotFound:
             gone.append(key)
-        except ArgoCDError as exc:
+        except RetryLater as exc:
             log.warning("app_missing_unconfirmed", app=key, error=str(exc))
     return gone
 

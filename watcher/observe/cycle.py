@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from watcher.adapters.argocd import ArgoCDError, snapshot_from_app
 from watcher.core.detect import DetectionRules
 from watcher.core.lease import ALONE_FENCE
 from watcher.core.rollout import RolloutRules, RolloutVerdict
-from watcher.domain import AppSnapshot, Clock, Event, RetryLater, StoreUnavailable, utcnow
+from watcher.core.snapshots import snapshot_from_app
+from watcher.domain import AppSnapshot, Clock, RetryLater, StoreUnavailable, utcnow
 from watcher.logs import get_logger
 from watcher.metrics.registry import Metrics
 from watcher.observe.apps_listing import Known, Listing, confirm_batch, confirm_gone, is_suspect, list_snapshots
@@ -27,7 +27,7 @@ from watcher.observe.fleet_state import FleetState
 from watcher.observe.memory import gc_paused, release_free_memory
 from watcher.observe.recording import Recorder
 from watcher.observe.rollout_reads import RolloutReads
-from watcher.ports import AppSource, Fence, WatchedRepo
+from watcher.ports import AppSource, Fence, Listener, WatchedRepo
 from watcher.settings import DetectionSettings, Settings
 from watcher.store import Store
 
@@ -81,7 +81,7 @@ class Watcher:
         state: FleetState | None = None,
         metrics: Metrics | None = None,
         fence: Fence = ALONE_FENCE,
-        listeners: Sequence[Callable[[Event], None]] = (),
+        listeners: Sequence[Listener] = (),
     ):
         self.settings = settings
         self.argocd = argocd
@@ -94,7 +94,6 @@ class Watcher:
         self.recorder = Recorder(
             self.state, store.detection, repo, rules_from(settings.detection), self.metrics, fence, listeners
         )
-        self.listeners = self.recorder.listeners
         self.stopped = self.recorder.stopped
         self.rollout_reads = RolloutReads(argocd, rollout_rules_from(settings.detection), self.metrics)
         self._observing = threading.RLock()  # observers take turns (see the module's docstring)
@@ -141,7 +140,7 @@ class Watcher:
                 known = Known(self.state.held(), fleet_map.specs())
                 a = self.settings.argocd
                 listing = list_snapshots(self.argocd, known, a.concurrent_gets, self.settings.git.url)
-        except ArgoCDError as exc:
+        except RetryLater as exc:
             self.metrics.poll_errors.labels("argocd", type(exc).__name__).inc()
             self.metrics.argocd_up.set(0)
             self._listed = False

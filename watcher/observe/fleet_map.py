@@ -6,10 +6,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from watcher.adapters.gitrepo import GitError
 from watcher.core import appmap, render_inputs
 from watcher.core.dora import environment_of
-from watcher.domain import AppContext, AppSnapshot, app_key
+from watcher.domain import AppContext, AppSnapshot, NeedsHuman, RetryLater, app_key
 from watcher.logs import get_logger
 from watcher.ports import WatchedRepo
 
@@ -66,7 +65,7 @@ class FleetMap:
                 self.repo.yaml_files(head, appmap.manifest_directories([a for _, a in apps], url))
             )
             inputs = self._renderer.inputs(head, roots)
-        except (GitError, ValueError) as exc:
+        except (RetryLater, NeedsHuman, ValueError) as exc:
             self.log.warning("app_mapping_failed", error=str(exc))
             return
         paths = {

@@ -12,7 +12,7 @@ at +36 MB, and the heap kept most of it).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +25,7 @@ from watcher.logs import get_logger
 from watcher.metrics.registry import Metrics
 from watcher.observe.commit_lookup import CommitLookup
 from watcher.observe.fleet_state import FleetState, Seen
-from watcher.ports import Fence, WatchedRepo
+from watcher.ports import Fence, Listener, WatchedRepo
 from watcher.store import Observation
 from watcher.store.detection import DetectionRecords
 
@@ -101,14 +101,14 @@ class Recorder:
         rules: DetectionRules,
         metrics: Metrics,
         fence: Fence = ALONE_FENCE,
-        listeners: Sequence[Callable[[Event], None]] = (),
+        listeners: Sequence[Listener] = (),
     ):
         self.state = state
         self.records = records
         self.rules = rules
         self.metrics = metrics
         self.fence = fence  # only the leader records
-        self.listeners = list(listeners)
+        self.listeners = tuple(listeners)  # wired by the daemon: the reverter, Slack, what a caller passes in
         self.log = get_logger()
         self.stopped = threading.Event()  # set at shutdown: nothing more is observed or written
         self.moved_since_load = False  # memory differs from the store's trackers: reload on taking over
@@ -188,4 +188,4 @@ class Recorder:
         self.metrics.count(e.app, self.state.environment(e.app), counts)
         log_event(self.log, e)
         for listener in self.listeners:
-            listener(e)
+            listener.on_event(e)

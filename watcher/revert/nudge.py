@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from structlog.typing import FilteringBoundLogger
 
-from watcher.adapters.argocd import snapshot_from_app
+from watcher.core.snapshots import snapshot_from_app
 from watcher.domain import AppContext, Phase, RetryLater
 from watcher.ports import ArgoCDActions
 

@@ -8,14 +8,21 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from watcher.adapters.argocd import degraded_in_tree, health_is_in_the_tree, snapshot_from_app
-from watcher.adapters.git_errors import GitError
-from watcher.adapters.helm_render import render_app
 from watcher.core.blame import AppSources, last_good_revision, touches
 from watcher.core.branches import Follow
-from watcher.core.facts import ArgoCDView, Facts, GitView, Watched, facts_of, sources_of
+from watcher.core.facts import (
+    ArgoCDView,
+    Facts,
+    GitView,
+    Watched,
+    facts_of,
+    failure_of,
+    manifest_files,
+    sources_of,
+)
 from watcher.core.narrow import Candidate, Rendered
 from watcher.core.policy import still_failing
+from watcher.core.snapshots import degraded_in_tree, health_is_in_the_tree, snapshot_from_app
 from watcher.domain import (
     AppContext,
     AppSnapshot,
@@ -28,7 +35,7 @@ from watcher.domain import (
     SyncStatus,
 )
 from watcher.logs import get_logger
-from watcher.ports import ArgoCDActions, Fleet, RevertRepo
+from watcher.ports import ArgoCDActions, Fleet, HelmRenderer, RevertRepo
 from watcher.store.audit import RevertAudit
 
 MAX_KEPT_APPS = 20  # a culprit that changed more apps than this is reverted whole: their states are not looked up
@@ -45,6 +52,7 @@ class IncidentReader:
         watched: Watched | None = None,
         narrow: bool = True,
         split: bool = True,
+        renderer: HelmRenderer | None = None,
     ):
         self.fleet = fleet
         self.argocd = argocd
@@ -54,6 +62,7 @@ class IncidentReader:
         self.watched = watched
         self.narrow = narrow  # read each candidate's diff and render when several commits changed the app
         self.split = split  # revert only the culprit's changes to the failing app
+        self.renderer = renderer  # None: no Helm engine, narrowing compares diffs only
 
     def facts(self, incident: Incident, now: datetime) -> Facts:
         """Three reads, then one pure function builds the facts. Git is read only while the app still fails."""
@@ -61,7 +70,9 @@ class IncidentReader:
         argocd = self.read_argocd(context.name, context.namespace, incident.kind is EventKind.DEGRADED)
         snap = argocd.snapshot
         failing = snap is not None and still_failing(snap, incident.kind, incident.revision)
-        git = self.read_git(incident, context, argocd) if failing and incident.revision else None
+        failure = failure_of(incident.kind, snap)
+        names = failure is not None and bool(failure.objects)  # then even one commit's diff and render are read
+        git = self.read_git(incident, context, argocd, names) if failing and incident.revision else None
         history = self.audit.revert_history(incident.app, now)
         return facts_of(
             incident, context, argocd, git, history, self.max_candidates, self.watched, self.split, self.narrow
@@ -81,11 +92,12 @@ class IncidentReader:
         except RetryLater as exc:
             return ArgoCDView(None, str(exc))
 
-    def read_git(self, incident: Incident, context: AppContext, argocd: ArgoCDView) -> GitView:
+    def read_git(self, incident: Incident, context: AppContext, argocd: ArgoCDView, names: bool = False) -> GitView:
         assert incident.revision is not None
         history = argocd.snapshot.history_revisions if argocd.snapshot else ()
         last_good, source = last_good_revision(context.good_revisions, history, incident.revision)
         own, _ = sources_of(context)
+        unexercised: list[ChangedCommit] = []
         changes: list[ChangedCommit] = []
         truncated = False
         newer: list[ChangedCommit] = []
@@ -103,18 +115,48 @@ class IncidentReader:
             ancestor = bool(last_good) and self.repo.is_ancestor(str(last_good), incident.revision)
             if last_good and ancestor and own.paths:
                 changes, truncated = self.repo.changes(last_good, incident.revision, own.paths, limit)
+                unexercised = self.unexercised(context, own, last_good, history, incident.revision, branch)
+                changes = [*changes, *unexercised]
             if own.paths and head != incident.revision and self.repo.is_ancestor(incident.revision, head):
                 newer, _ = self.repo.changes(incident.revision, head, own.paths, limit)
             changes = [self._confirmed(c) for c in changes]
             undone = self.repo.find_reverts([c.commit.sha for c in changes], branch, own.paths) if changes else {}
-            candidates = self.candidates(context, own, changes) if not truncated else ()
+            candidates = self.candidates(context, own, changes, names) if not truncated else ()
             healthy = self.healthy_others(context, incident.revision, changes) if self.split else frozenset()
         except (RetryLater, NeedsHuman) as exc:
             return GitView(last_good, source, error=str(exc), remote=remote)
         # A newer commit that only reverts a culprit is "undone", not "a fix of unknown effect".
         fixes = tuple(c.commit.sha for c in newer if c.commit.sha not in set(undone.values()))
         view = GitView(last_good, source, ancestor, tuple(changes), truncated, undone, head, fixes, remote=remote)
-        return replace(view, candidates=candidates, healthy=healthy)
+        spec_only = tuple(c.commit.sha for c in unexercised)
+        return replace(view, candidates=candidates, healthy=healthy, unexercised=spec_only)
+
+    def unexercised(
+        self,
+        context: AppContext,
+        own: AppSources,
+        last_good: str,
+        history: Sequence[str],
+        failing: str,
+        branch: str | None = None,
+    ) -> list[ChangedCommit]:
+        """Commits between the last revision Argo CD deployed (status.history) and the watcher's last good one
+        that changed the Application itself: Argo CD runs no sync for a spec change that leaves the rendered
+        manifests alone (controller/appcontroller.go autoSync compares the rendered state), so "Synced at that
+        commit" proved nothing of a sync option it added; the next sync is the first to use it."""
+        deployed = next((r for r in reversed(history) if r and r != failing), None)
+        manifests = manifest_files(context, own)
+        if not deployed or deployed == last_good or not manifests or not self.repo.is_ancestor(deployed, last_good):
+            return []
+        found, _ = self.repo.changes(deployed, last_good, manifests, self.max_candidates)
+        if not found:
+            return []
+        # A change reverted within the range (a failed bump and its revert, which needed no sync) left nothing.
+        # Both by content: a trailer alone does not make a commit a revert (_confirmed).
+        found = [self._confirmed(c) for c in found]
+        undone = self.repo.find_reverts([c.commit.sha for c in found], branch, manifests)
+        gone = set(undone) | set(undone.values())
+        return [c for c in found if c.commit.sha not in gone and not c.commit.reverts]
 
     def _confirmed(self, c: ChangedCommit) -> ChangedCommit:
         """A `Sync-Watcher-Reverts` trailer is a hint anyone can write: a commit counts as a revert (the policy's
@@ -133,23 +175,24 @@ class IncidentReader:
         return frozenset(o for o in touched if _healthy_at(self.fleet.app_context(o).last, revision))
 
     def candidates(
-        self, context: AppContext, own: AppSources, changes: Sequence[ChangedCommit]
+        self, context: AppContext, own: AppSources, changes: Sequence[ChangedCommit], names: bool = False
     ) -> tuple[Candidate, ...]:
         """The commits blame will name, with what narrowing compares: read only when there is something to tell
-        apart (several commits, or a merge whose branch holds several) and no more than blame would revert."""
+        apart (several commits, or a merge whose branch holds several), or when the failure names objects (a
+        culprit must have touched one of them), and no more than blame would revert."""
         mine = [c for c in changes if any(touches(f, own) for f in c.files)]
         plain = tuple(Candidate(c.commit, c.files) for c in mine)
-        wanted = len(mine) > 1 or any(c.commit.is_merge for c in mine)
-        if not self.narrow or not wanted or len(mine) > self.max_candidates:
+        wanted = names or len(mine) > 1 or any(c.commit.is_merge for c in mine)
+        if not (self.narrow or names) or not wanted or len(mine) > self.max_candidates:
             return plain
         try:
             return self._read_all(context, own, mine)
-        except (RetryLater, NeedsHuman, GitError) as exc:  # narrowing is optional: blame as before, and say so
+        except (RetryLater, NeedsHuman) as exc:  # narrowing is optional: blame as before, and say so
             get_logger().warning("narrowing_read_failed", app=context.key, error=str(exc)[:300])
             return plain
 
     def _read_all(self, context: AppContext, own: AppSources, mine: list[ChangedCommit]) -> tuple[Candidate, ...]:
-        render = _renderer(self.repo, context, own)
+        render = _renderer(self.repo, context, own, self.renderer)
         out = []
         for c in mine:
             side: tuple[Candidate, ...] = ()
@@ -173,18 +216,20 @@ def _healthy_at(snap: AppSnapshot | None, revision: str) -> bool:
     return snap.sync_status is SyncStatus.SYNCED and snap.health is Health.HEALTHY and snap.sync_revision == revision
 
 
-def _renderer(repo: RevertRepo, context: AppContext, own: AppSources) -> Callable[[str], Rendered | None]:
+def _renderer(
+    repo: RevertRepo, context: AppContext, own: AppSources, engine: HelmRenderer | None
+) -> Callable[[str], Rendered | None]:
     """Render the app at a revision with the Helm engine (None: not a Helm app of the watched repo, or no engine).
     Argo CD's release name is the app's name; the destination namespace is not kept, so "default" stands in."""
     chart = _helm_source(context.specs.get(context.key, {}), own)
     cache: dict[str, Rendered | None] = {}
 
     def render(rev: str) -> Rendered | None:
-        if chart is None:
+        if chart is None or engine is None:
             return None
         if rev not in cache:
             files = repo.files_under(rev, own.paths)
-            cache[rev] = render_app(files, chart[0], chart[1], context.name, "default")
+            cache[rev] = engine(files, chart[0], chart[1], context.name, "default")
         return cache[rev]
 
     return render

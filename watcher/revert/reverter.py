@@ -11,7 +11,7 @@ Side effects of one incident, in order, and why that order:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 from watcher.core.facts import Facts, Watched
 from watcher.core.lease import ALONE_FENCE
 from watcher.core.outcome import Handled, Outcome, outcome_of
-from watcher.core.policy import RevertRules, decide
+from watcher.core.policy import NOT_A_COMMIT, RevertRules, decide
 from watcher.core.revert_message import revert_message, revert_title
 from watcher.domain import (
     INCIDENT_KINDS,
@@ -31,14 +31,16 @@ from watcher.domain import (
     NeedsHuman,
     RetryLater,
     RevertMode,
+    RevertReport,
     RevertResult,
     RevertState,
     RevertStep,
+    StepDetail,
     utcnow,
 )
 from watcher.logs import get_logger
 from watcher.metrics.registry import Metrics
-from watcher.ports import ArgoCDActions, Fence, Fleet, PullRequests, RevertRepo
+from watcher.ports import ArgoCDActions, Fence, Fleet, HelmRenderer, Listener, PullRequests, RevertRepo
 from watcher.revert.nudge import deploy_now
 from watcher.revert.reads import IncidentReader
 from watcher.revert.reconcile import settle_unfinished
@@ -48,6 +50,7 @@ from watcher.revert.verify import RevertVerifier
 from watcher.settings import Settings
 from watcher.store import Store
 
+NO_DETAIL = StepDetail()
 NUDGE_RULES = frozenset({"undone_on_branch", "fix_on_branch"})  # the fix is on the branch: deploy it now
 
 
@@ -65,7 +68,7 @@ def rules_from(s: Settings) -> RevertRules:
     )
 
 
-class Reverter:
+class Reverter(Listener):
     """One worker thread takes incidents in order; every step's outcome is logged and stored."""
 
     def __init__(
@@ -79,6 +82,8 @@ class Reverter:
         pulls: PullRequests | None = None,
         clock: Callable[[], datetime] = utcnow,
         fence: Fence = ALONE_FENCE,
+        renderer: HelmRenderer | None = None,
+        listeners: Sequence[Listener] = (),
     ):
         self.settings = settings
         self.fence = fence  # only the leader decides and acts; a standby's reverter waits
@@ -89,7 +94,9 @@ class Reverter:
         self.audit = store.audit
         watched = Watched(settings.git.url, settings.git.watched_branches)
         r = settings.revert
-        self.reader = IncidentReader(fleet, argocd, repo, store.audit, r.max_candidates, watched, r.narrow, r.split)
+        self.reader = IncidentReader(
+            fleet, argocd, repo, store.audit, r.max_candidates, watched, r.narrow, r.split, renderer
+        )
         self.incidents = store.detection
         self.pulls = pulls
         self.clock = clock
@@ -101,9 +108,9 @@ class Reverter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        self.listeners = tuple(listeners)  # wired by the daemon: Slack, what a caller passes in
         self.verifier = RevertVerifier(
-            fleet, repo, store.audit, store.detection, metrics, self.log, self._notify, self.suspensions.refresh_gauges
+            fleet, repo, store.audit, store.detection, metrics, self.log, self._report, self.suspensions.refresh_gauges
         )
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -130,9 +137,8 @@ class Reverter:
     def on_event(self, e: Event) -> None:
         if e.kind not in INCIDENT_KINDS:
             return
-        incident = self.incidents.find_incident(e.app, e.kind, e.revision)
-        if incident is not None:
-            self.pending.put(incident.id)
+        if e.incident_id is not None:  # the store minted it when it recorded the event
+            self.pending.put(e.incident_id)
             self._wake.set()
 
     def take_over(self) -> None:
@@ -199,13 +205,15 @@ class Reverter:
         self._nudge(incident, decision, facts)
         if decision.open_circuit:
             self.suspensions.open_circuit(decision.reason, incident.app, now)
-            self._notify(RevertStep.CIRCUIT_OPEN, incident, decision=decision.reason)
+            self._report(RevertStep.CIRCUIT_OPEN, incident, (), StepDetail(reason=decision.reason))
         if decision.action is Action.REVERT and facts.blame is not None:
             b = facts.blame
-            outcome = self.execute(incident, b.culprits, b.also_touched, facts.branch, b.only, b.kept)
+            why = decision.evidence
+            outcome = self.execute(incident, b.culprits, b.also_touched, facts.branch, b.only, b.kept, why)
             return replace(handled, outcome=outcome.state, retry_in=outcome.retry_after)
-        blamed = facts.blame.culprits if facts.blame else ()
-        self._notify(RevertStep.ALERT_ONLY, incident, blamed, rule=decision.rule, reason=decision.reason)
+        blamed = facts.blame.culprits if facts.blame and decision.rule not in NOT_A_COMMIT else ()
+        shown = StepDetail(rule=decision.rule, reason=decision.reason, evidence=decision.evidence)
+        self._report(RevertStep.ALERT_ONLY, incident, blamed, shown)
         return handled
 
     def _nudge(self, incident: Incident, decision: Decision, facts: Facts) -> None:
@@ -219,7 +227,7 @@ class Reverter:
         deploy_now(self.argocd, contexts, revision, revert.terminate_retrying, self.log, self.settings.git.url)
 
     def _record(self, incident: Incident, decision: Decision, facts: Facts) -> None:
-        evidence = dict(facts.evidence) | {"culprits": list(decision.culprits)}
+        evidence = dict(facts.evidence) | {"culprits": list(decision.culprits), "evidence_line": decision.evidence}
         self.audit.record_decision(
             incident.id, incident.app, self.clock(), decision.action, decision.rule, decision.reason,
             self.rules.mode, evidence,
@@ -241,6 +249,7 @@ class Reverter:
         onto: str | None = None,
         only: Mapping[str, tuple[str, ...]] | None = None,
         kept: Mapping[str, tuple[str, ...]] | None = None,
+        evidence: str = "",
     ) -> Outcome:
         """Revert `culprits` on `onto`, the branch the app follows (None: the first watched), as the mode says
         (`only`: culprit sha -> the only files undone); the outcome (whatever happened) is written by `_write`."""
@@ -267,13 +276,14 @@ class Reverter:
             error = exc
         deadline = self._verify_deadline()
         outcome = outcome_of(mode, result, error, message=message, branch=branch, url=url, verify_deadline=deadline)
-        self._write(revert_id, incident, culprits, outcome)
+        told = replace(outcome.told, evidence=evidence)  # what the revert rests on, beside the culprits
+        self._write(revert_id, incident, culprits, replace(outcome, told=told))
         if outcome.state is RevertState.PUSHED and result is not None and result.sha:
             also = sorted({a for apps in (also_touched or {}).values() for a in apps})
             self._deploy_now([incident.app, *also], result.sha)
         return outcome
 
-    def _write(self, revert_id: int, incident: Incident, culprits: Any, outcome: Outcome) -> None:
+    def _write(self, revert_id: int, incident: Incident, culprits: tuple[Commit, ...], outcome: Outcome) -> None:
         """The one place an outcome is performed: the revert row, the metric, one log line, the listeners."""
         now = self.clock()
         detail = dict(outcome.detail) | ({"needs_human": True} if outcome.needs_human else {})  # what status reads
@@ -289,7 +299,7 @@ class Reverter:
         if outcome.retry_after is not None:
             self.pending.put(incident.id, outcome.retry_after)
         if outcome.step is not None:
-            self._notify(outcome.step, incident, culprits, **outcome.told)
+            self._report(outcome.step, incident, culprits, outcome.told)
 
     # -- verify -----------------------------------------------------------------------------------------
     def verify(self) -> None:
@@ -299,14 +309,10 @@ class Reverter:
     def resume(self, app: str | None, circuit: bool) -> dict[str, Any]:
         return self.suspensions.resume(app, circuit, self.clock())
 
-    def _notify(self, step: RevertStep, incident: Incident, culprits: Any = (), **details: Any) -> None:
-        """Tell listeners (Slack, the demo) a step's outcome, with the blamed commits: not Argo CD's head."""
-        base = {
-            "incident": incident.id,
-            "app": incident.app,
-            "kind": incident.kind.value,
-            "revision": incident.revision,
-            "culprits": [{"sha": c.sha, "author": c.author, "subject": c.subject} for c in culprits],
-        }
+    def _report(
+        self, step: RevertStep, incident: Incident, culprits: tuple[Commit, ...] = (), detail: StepDetail = NO_DETAIL
+    ) -> None:
+        """Tell the listeners (Slack, the demo) a step's outcome, with the blamed commits: not Argo CD's head."""
+        report = RevertReport(step, incident.id, incident.app, incident.kind, incident.revision, culprits, detail)
         for listener in self.listeners:
-            listener(step.value, base | details)
+            listener.on_report(report)

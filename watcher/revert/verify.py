@@ -8,13 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from watcher.core.outcome import settled_on_a_revision, verification
-from watcher.domain import Incident, RevertState, RevertStep, VerifyResult
+from watcher.domain import Commit, Incident, RevertState, RevertStep, StepDetail, VerifyResult
 from watcher.metrics.registry import Metrics
 from watcher.ports import Fleet, RevertRepo
 from watcher.store.audit import RevertAudit
 from watcher.store.detection import DetectionRecords
 
-Notify = Callable[..., None]  # (step, incident, **details)
+Notify = Callable[[RevertStep, Incident, tuple[Commit, ...], StepDetail], None]  # one report per step
 
 
 class RevertVerifier:
@@ -60,7 +60,7 @@ class RevertVerifier:
         self.log.info("revert_verified", app=app, revert=sha, incident=incident_id)
         if incident is not None:
             self.metrics.time_to_recover.observe(max((now - incident.onset).total_seconds(), 0.0))
-            self.notify(RevertStep.RECOVERED, incident, revert=sha)
+            self.notify(RevertStep.RECOVERED, incident, (), StepDetail(revert=sha))
 
     def _not_healed(self, incident_id: int, app: str, sha: str, incident: Incident | None, now: datetime) -> None:
         reason = f"revert {sha[:12]} did not bring the app back within the deadline"
@@ -68,4 +68,4 @@ class RevertVerifier:
         self.log.error("revert_did_not_heal", app=app, revert=sha, suspended=True)
         self.suspended()
         if incident is not None:
-            self.notify(RevertStep.SUSPENDED, incident, reason=reason)
+            self.notify(RevertStep.SUSPENDED, incident, (), StepDetail(reason=reason))

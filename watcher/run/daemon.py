@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,20 +18,23 @@ from watcher.adapters.argocd import ArgoCDClient
 from watcher.adapters.file_lock import FileLeaderLock, store_lock_path
 from watcher.adapters.forge import pull_requests_for
 from watcher.adapters.gitrepo import GitRepo
+from watcher.adapters.helm_render import render_app
 from watcher.core.lease import ALONE, LeaseTiming, Role
 from watcher.core.outcome import Handled
+from watcher.domain import Clock, utcnow
 from watcher.logs import get_logger
 from watcher.metrics.registry import Metrics
-from watcher.notify.notifier import SlackNotifier, transport_for
+from watcher.notify.notifier import SlackNotifier
 from watcher.observe.cycle import PollSummary, Watcher
 from watcher.observe.fleet_map import FleetMap
 from watcher.observe.fleet_state import FleetState
 from watcher.observe.memory import keep_large_buffers_apart
-from watcher.ports import LeaderLock
+from watcher.ports import LeaderLock, Listener
 from watcher.revert.reverter import Reverter
 from watcher.run.admin_token import ensure_token, token_path
 from watcher.run.leadership import AloneLock, Leadership
 from watcher.run.pages import page_links
+from watcher.run.slack_transport import transport_for
 from watcher.run.views import readiness_limits
 from watcher.run.web import BackgroundServer, build_app
 from watcher.settings import Settings, without_credentials
@@ -110,7 +113,20 @@ class OnceSummary:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, *, argocd_retry_max_wait: float = 2.0):
+    """Builds the adapters, the fleet state and the wings, and wires who hears what: every recorded event goes to
+    `ahead` (a test that changes the world first), the reverter, Slack, then `listeners` (the demo, the bench, a
+    test); every revert report to `ahead`, Slack, then `listeners`. `clock`: the detector's and the reverter's
+    (the real-timings demo runs them on Argo CD's clock)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        argocd_retry_max_wait: float = 2.0,
+        listeners: Sequence[Listener] = (),
+        ahead: Sequence[Listener] = (),
+        clock: Clock = utcnow,
+    ):
         self.settings = settings
         self.log = get_logger()
         keep_large_buffers_apart()
@@ -122,22 +138,31 @@ class Daemon:
         self.fleet = FleetState(self.store.detection, FleetMap(self.repo, settings.git.url))
         self.metrics = Metrics(self.fleet.view())
         self.metrics.leader.set_function(lambda: float(fence.leading()))
-        self.watcher = Watcher(
-            settings, self.argocd, self.repo, self.store, state=self.fleet, metrics=self.metrics, fence=fence
-        )
-        pulls = pull_requests_for(settings.forge, settings.git.url) if settings.revert.mode == "pull-request" else None
-        self.reverter = Reverter(
-            settings, self.fleet, self.argocd, self.repo, self.store, self.metrics, pulls, fence=fence
-        )
-        self.watcher.listeners.append(self.reverter.on_event)
         transport = transport_for(settings)
         self.slack: SlackNotifier | None = None
         if transport is not None:
             self.slack = SlackNotifier(
                 settings, self.store, self.metrics, transport, environment=self.fleet.environment, fence=fence
             )
-            self.watcher.listeners.append(self.slack.on_event)
-            self.reverter.listeners.append(self.slack.on_action)
+        slack = [self.slack] if self.slack is not None else []
+        pulls = pull_requests_for(settings.forge, settings.git.url) if settings.revert.mode == "pull-request" else None
+        self.reverter = Reverter(
+            settings,
+            self.fleet,
+            self.argocd,
+            self.repo,
+            self.store,
+            self.metrics,
+            pulls,
+            clock,
+            fence,
+            render_app,
+            [*ahead, *slack, *listeners],
+        )
+        self.watcher = Watcher(
+            settings, self.argocd, self.repo, self.store, clock,
+            state=self.fleet, metrics=self.metrics, fence=fence, listeners=[*ahead, self.reverter, *slack, *listeners],
+        )  # fmt: skip
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
         token, self._token_generated = ensure_token(settings)
         api = build_app(

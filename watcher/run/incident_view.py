@@ -82,6 +82,7 @@ class DecisionView:
     blame: str
     last_good: Sha | None
     evidence: tuple[tuple[str, str], ...]  # every other fact the policy read, as compact JSON
+    evidence_line: str = ""  # what the decision rests on: the failing object and the culprit's change to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +289,7 @@ def diff_lines(patch: str) -> tuple[tuple[DiffLine, ...], int]:
 
 
 def _decision_view(d: DecisionRecord, blame: Mapping[str, Any], now: datetime) -> DecisionView:
-    shown = {"blame", "culprits"}
+    shown = {"blame", "culprits", "evidence_line"}
     evidence = tuple(
         (clean(k, 64), clean(json.dumps(v, default=str, ensure_ascii=False), EVIDENCE_VALUE_MAX))
         for k, v in d.evidence.items()
@@ -304,6 +305,7 @@ def _decision_view(d: DecisionRecord, blame: Mapping[str, Any], now: datetime) -
         blame=clean(f"{blame.get('outcome', '')}: {blame.get('reason', '')}" if blame else "", MESSAGE_MAX),
         last_good=sha_of(blame.get("last_good_revision")),
         evidence=evidence,
+        evidence_line=clean(str(d.evidence.get("evidence_line") or ""), MESSAGE_MAX),
     )
 
 

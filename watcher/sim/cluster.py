@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from watcher.sim.admission import Admission
 from watcher.sim.pods import ImageBehaviour, PodSpec
 from watcher.sim.repo_server import Hook, Rendered
 from watcher.sim.rollout import Placement, Rollout, node_fields, resource_ref
@@ -38,6 +39,7 @@ class Cluster:
     # (namespace, "Secret" | "ConfigMap", name) -> its keys: what a container's env may reference.
     config_objects: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
     app_cpu_millis: int = 4000  # the CPU an app's pods can have on the nodes (the rest is other teams')
+    admission: Admission = field(default_factory=Admission)  # webhooks and the API server's availability
 
     def behaviour(self, image: str) -> ImageBehaviour | None:
         """None when the registry does not have the image."""

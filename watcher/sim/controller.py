@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from watcher.sim.admission import Refusal, invalid_child, refusal
 from watcher.sim.chart_repo import is_chart_source
 from watcher.sim.cluster import (
     Cluster,
@@ -290,7 +291,8 @@ class Controller:
         if not manifests:
             return  # the root does not parse: nothing is known to be gone
         for manifest in manifests:
-            self._upsert(manifest)
+            if not invalid_child(manifest):  # the API server refused it: Argo CD never created it (sim/admission.py)
+                self._upsert(manifest)
         seen = {m["metadata"]["name"] for m in manifests}
         static = [n for n, a in self.apps.items() if "sim/static" in a.manifest["metadata"].get("annotations", {})]
         for name in [n for n, a in self.apps.items() if a.from_git and n not in seen and n not in static]:
@@ -356,7 +358,8 @@ class Controller:
             retry = (app.manifest["spec"].get("syncPolicy") or {}).get("retry") or {}
         app.op_revision = rev
         app.operation = {
-            "sync": {**self._revisions(app, rev), "prune": True, "syncOptions": ["CreateNamespace=true"]},
+            # An automated sync takes the Application's syncOptions (controller/appcontroller.go:2578).
+            "sync": {**self._revisions(app, rev), "prune": True, "syncOptions": _sync_options(app)},
             "initiatedBy": initiated_by or {"automated": True},
             "retry": retry,
         }
@@ -396,6 +399,8 @@ class Controller:
             error = apply_error(app.name, desired)
         except RenderError as exc:
             desired, error = None, f"ComparisonError: {exc}"
+        refused = self._refusal(app, desired, rev) if error is None and desired is not None else None
+        error, refused_results = (refused.message, refused.resources) if refused else (error, [])
         if error is None and desired is not None and desired.hooks:
             outcome = self._run_hook(app, desired, now)
             if outcome is None:
@@ -430,7 +435,9 @@ class Controller:
                 app.attempt_due = now + wait + self.timings.sync_seconds
             else:
                 suffix = f" (retried {count} times)." if count else ""
-                failed = hook_results or [resource_result(app.name, _namespace(app), "SyncFailed", error or "")]
+                failed = hook_results or refused_results or [
+                    resource_result(app.name, _namespace(app), "SyncFailed", error or "")
+                ]
                 state["syncResult"] = {**self._revisions(app, rev), **_source_fields(app), "resources": failed}
                 _finish(app, now, "Failed", f"{error}{suffix}")
                 app.failed_revisions.add(rev)
@@ -455,6 +462,13 @@ class Controller:
             # gitops-engine pkg/sync/sync_context.go: a completed, unsuccessful task fails the sync.
             return [run.result(now)], "one or more synchronization tasks completed unsuccessfully"
         return [run.result(now)], None
+
+    def _refusal(self, app: SimApp, desired: Rendered, rev: str) -> Refusal | None:
+        """What the cluster's admission refuses of this sync (sim/admission.py); the root's children are its objects."""
+        apps = self.repo_server.applications(rev, self.root_manifest) if not desired.workload else []
+        children = apps[1:] if apps and apps[0]["metadata"]["name"] == app.name else []
+        options = app.operation["sync"].get("syncOptions") or [] if app.operation else []
+        return refusal(self.cluster.admission, app.name, _namespace(app), desired, options, children)
 
     def _deploy(self, app: SimApp, desired: Rendered, now: float) -> None:
         """The applied Deployment rolls out in the cluster: a new ReplicaSet when its pod template changed."""
@@ -573,6 +587,10 @@ def _state(app: SimApp) -> tuple[dict[str, Any], dict[str, Any] | None]:
     replaces the status' values rather than changing them in place (json.dumps of every app was most of a
     10k-app git poll)."""
     return {k: v for k, v in app.status.items() if k != "reconciledAt"}, app.operation
+
+
+def _sync_options(app: SimApp) -> list[str]:
+    return list((app.spec.get("syncPolicy") or {}).get("syncOptions") or ["CreateNamespace=true"])
 
 
 def _finish(app: SimApp, now: float, phase: str, message: str) -> None:

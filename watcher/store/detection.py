@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -67,8 +67,7 @@ class DetectionRecords:
                 for event in item.events:
                     # rowcount is unreliable with RETURNING on psycopg: ask for the row instead
                     if conn.execute(self._sql.insert_event, _event_row(event)).first() is not None:
-                        recorded.append(event)
-                        self._apply(conn, event)
+                        recorded.append(replace(event, incident_id=self._apply(conn, event)))
         return recorded
 
     def record(
@@ -76,13 +75,16 @@ class DetectionRecords:
     ) -> list[Event]:
         return self.record_batch([Observation(app, tracker, list(new_events), changed)], now)
 
-    def _apply(self, conn: Connection, e: Event) -> None:
-        """Write what the ledger says the event does (watcher.core.ledger decides; this only writes)."""
+    def _apply(self, conn: Connection, e: Event) -> int | None:
+        """Write what the ledger says the event does (watcher.core.ledger decides; this only writes); the id of
+        the incident it opened, if it opened one."""
         change = incident_change(e)
+        opened = None
         if change.opens:
-            row = {"app": e.app, "kind": e.kind.value, "revision": e.revision, "detected_at": e.at}
-            row["uid"] = new_incident_uid()
-            conn.execute(incidents.insert(), row | {"reason": e.reason, "evidence": e.evidence, "resolution": ""})
+            row: dict[str, object] = {"app": e.app, "kind": e.kind.value, "revision": e.revision, "detected_at": e.at}
+            row |= {"reason": e.reason, "evidence": e.evidence, "resolution": "", "uid": new_incident_uid()}
+            key = conn.execute(incidents.insert(), row).inserted_primary_key
+            opened = int(key[0]) if key else None
         if change.resolution is not None:
             conn.execute(
                 incidents.update()
@@ -101,6 +103,7 @@ class DetectionRecords:
                     "result": deployment.result.value,
                 },
             )
+        return opened
 
     # -- incidents ------------------------------------------------------------------------------------------
     def incident(self, incident_id: int) -> Incident | None:
