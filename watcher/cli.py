@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -16,7 +17,15 @@ from tabulate import tabulate
 
 from watcher import __version__
 from watcher.logs import configure
-from watcher.settings import Settings, SettingsError, load_settings, require, settings_table, without_credentials
+from watcher.settings import (
+    Settings,
+    SettingsError,
+    load_settings,
+    require,
+    settings_table,
+    state_dir,
+    without_credentials,
+)
 from watcher.sim.gitops_repo import DEMO_APPS
 
 DEFAULT_API = "http://127.0.0.1:8000"
@@ -65,9 +74,9 @@ def run(once: bool) -> None:
         signal.signal(sig, lambda *_: stop.set())
     try:
         daemon = Daemon(settings)
+        daemon.start()  # the HTTP port binds first: a port in use is one line, before anything else starts
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
-    daemon.start()
     stop.wait()
     daemon.stop()
 
@@ -104,16 +113,24 @@ def check() -> None:
         line(False, "argocd", f"{argocd_url}: {without_credentials(str(exc))}")
     finally:
         client.close()
+    # A clone of its own: the daemon's clone belongs to the daemon, and `check` may be run with another URL.
+    scratch = tempfile.TemporaryDirectory(prefix="sync-watcher-check-")
+    known = settings.git.ssh_known_hosts_file or state_dir(settings.git) / "known_hosts"
+    own = {"clone_dir": Path(scratch.name) / "repo"}
+    if known.exists() and settings.git.ssh_host_key_checking != "off":
+        own["ssh_known_hosts_file"] = known  # the daemon's known hosts are read, never written
     try:
-        repo = GitRepo(settings.git, settings.revert)
+        repo = GitRepo(settings.git.model_copy(update=own), settings.revert)
         remote = repo.branch_heads()
         heads = ", ".join(f"{branch} at {sha[:12]}" for branch, sha in remote.heads.items())
         default = remote.default or f"unknown (HEAD taken as {repo.branches[0]})"
         line(True, "git", f"{git_url}: {heads}; the remote's default branch: {default}")
         for host, fingerprint in repo.trusted:  # compare with the fingerprints the git host publishes
-            line(True, "host key", f"{host} {fingerprint} trusted on first use, kept in {repo.known_hosts}")
+            line(True, "host key", f"{host} {fingerprint} would be trusted on first use (check keeps nothing)")
     except GitError as exc:
         line(False, "git", f"{git_url}: {without_credentials(str(exc))}")
+    finally:
+        scratch.cleanup()
     sys.exit(1 if failed else 0)
 
 
@@ -158,10 +175,14 @@ def status(url: str, as_json: bool) -> None:
 @main.command()
 @click.option("--url", default=DEFAULT_API, show_default=True, help="The running watcher's HTTP address.")
 @click.option("--open", "open_only", is_flag=True, help="Only incidents not yet recovered.")
+@click.option("--before", type=click.IntRange(min=1), help="Only incidents older than this id (the next page).")
+@click.option("--limit", type=click.IntRange(1, 500), default=100, show_default=True, help="Incidents per page.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
-def incidents(url: str, open_only: bool, as_json: bool) -> None:
-    """Incidents with their culprit revision and evidence."""
-    rows = _get(url.rstrip("/") + "/api/incidents" + ("?open=1" if open_only else ""))["incidents"]
+def incidents(url: str, open_only: bool, before: int | None, limit: int, as_json: bool) -> None:
+    """Incidents with their culprit revision and evidence, newest first, a page at a time."""
+    query = f"?limit={limit}" + ("&open=1" if open_only else "") + (f"&before={before}" if before else "")
+    answer = _get(url.rstrip("/") + "/api/incidents" + query)
+    rows, more = answer["incidents"], answer.get("next_before")
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -178,6 +199,8 @@ def incidents(url: str, open_only: bool, as_json: bool) -> None:
         for i in rows
     ]
     click.echo(tabulate(table, headers=["ID", "APP", "KIND", "REVISION", "DETECTED", "RESOLVED", "DECISION"]))
+    if more:  # a long history is never cut silently
+        click.echo(f"more: sync-watcher incidents --before {more}" + (f" --limit {limit}" if limit != 100 else ""))
 
 
 def _decided(incident: dict[str, Any]) -> str:

@@ -209,6 +209,16 @@ class ChangedCommit:
     files: tuple[str, ...]
 
 
+class UnreadableItem(dict):  # type: ignore[type-arg]
+    """A list item that could not be decoded (nested past the decoder's depth): its name, if it could be seen in
+    the text, under metadata, and why. The list yields it in the item's place, so the poll goes on: one
+    unreadable app, kept as it was, never a poll that fails whole on every try."""
+
+    def __init__(self, name: str | None, reason: str):
+        super().__init__(metadata={"name": name} if name else {})
+        self.reason = reason
+
+
 @dataclass(frozen=True, slots=True)
 class Incident:
     id: int
@@ -220,6 +230,9 @@ class Incident:
     reason: str
     evidence: dict[str, object]
     resolution: str = ""
+    # Random, minted once when the incident opens: ids restart at 1 with a fresh store and two watchers on one
+    # repository each count their own, so only this names the incident in git (the revert's trailer).
+    uid: str | None = None
 
     @property
     def onset(self) -> datetime:
@@ -260,6 +273,7 @@ class Decision:
 # Trailers on every revert commit this watcher makes: which commits it reverts, for which incident.
 REVERTS_TRAILER = "Sync-Watcher-Reverts"
 INCIDENT_TRAILER = "Sync-Watcher-Incident"
+APP_TRAILER = "Sync-Watcher-App"
 
 
 # -- the revert lifecycle: what the reverter stores, counts and reports -------------------------------------

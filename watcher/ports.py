@@ -30,8 +30,9 @@ class AppSource(Protocol):
         (the list whole is ~40 MB of them). A bad body may raise RetryLater part way through."""
         ...
 
-    def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]:
-        """One whole Application; `refresh="normal"` asks Argo CD to re-read git first."""
+    def get_app(self, name: str, namespace: str = "", refresh: str | None = None, project: str = "") -> dict[str, Any]:
+        """One whole Application; `refresh="normal"` asks Argo CD to re-read git first; with `project`, a missing
+        app answers 404 (without it, 403 as for an app the account may not see)."""
         ...
 
     def resource_tree(self, name: str, namespace: str = "") -> dict[str, Any]:
@@ -42,7 +43,9 @@ class AppSource(Protocol):
 class ArgoCDActions(Protocol):
     """What the reverter asks of Argo CD: a fresh look, and ending a sync still retrying the bad revision."""
 
-    def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]: ...
+    def get_app(
+        self, name: str, namespace: str = "", refresh: str | None = None, project: str = ""
+    ) -> dict[str, Any]: ...
     def terminate_operation(self, name: str, namespace: str = "") -> None: ...
     def resource_tree(self, name: str, namespace: str = "") -> dict[str, Any]:
         """GET .../resource-tree: each live resource's health (Argo CD 3.x keeps it only there)."""
@@ -88,7 +91,12 @@ class WatchedRepo(Protocol):
         ...
 
     def commit(self, sha: str) -> Commit | None:
-        """The commit, or None when the clone does not have it (yet)."""
+        """The commit, or None when the clone does not have it (yet); a local read, never a fetch."""
+        ...
+
+    def fetch_commits(self, shas: Sequence[str]) -> None:
+        """Fetch these commits in one call within the git deadline; what the remote will not give stays
+        unknown (logged), never an error."""
         ...
 
     def yaml_files(self, rev: str, directories: Iterable[str]) -> dict[str, str]:
@@ -116,8 +124,13 @@ class RevertRepo(Protocol):
         """Mainline commits in (since, until] that touched `paths`, newest first; True when cut at `limit`."""
         ...
 
-    def find_reverts(self, shas: Any, branch: str | None = None) -> dict[str, str]:
-        """culprit sha -> the commit on `branch` (None: the first watched) that already reverts it."""
+    def find_reverts(self, shas: Any, branch: str | None = None, paths: Any = ()) -> dict[str, str]:
+        """culprit sha -> the commit on `branch` (None: the first watched) after which its change in `paths` is
+        gone (by content, not by message)."""
+        ...
+
+    def confirmed_reverts(self, commit: Commit) -> tuple[str, ...]:
+        """The commits `commit`'s trailer says it reverts, when its content does undo them; else ()."""
         ...
 
     def patch(self, sha: str, paths: Any) -> str:
@@ -128,8 +141,8 @@ class RevertRepo(Protocol):
         """path -> text of every file under `directories` at `rev`."""
         ...
 
-    def find_by_incident(self, incident_id: int, since: datetime) -> str | None:
-        """The revert commit this watcher made for `incident_id` (crash recovery), if any."""
+    def find_by_incident(self, uid: str, culprits: Any, since: datetime) -> str | None:
+        """The revert of incident `uid` (crash recovery): its trailer, and content that undoes `culprits`."""
         ...
 
     def revert(

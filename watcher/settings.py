@@ -71,12 +71,15 @@ class GitSettings(BaseModel):
     token_username: str = Field("x-access-token", description="Username sent with the HTTPS token")
     ssh_key_file: Path | None = Field(None, description="Private SSH key file for the remote")
     ssh_known_hosts_file: Path | None = Field(
-        None, description="known_hosts file (e.g. from the chart); unset: known_hosts beside the clone"
+        None,
+        description="known_hosts file (e.g. from the chart) with your git host's key; the published keys of "
+        "github.com, gitlab.com, bitbucket.org and ssh.dev.azure.com are shipped and always known",
     )
-    ssh_host_key_checking: Literal["accept-new", "yes", "off"] = Field(
-        "accept-new",
-        description="accept-new: trust a host on first use and keep its key; yes: only keys already known; "
-        "off: no checking (anyone on the path can pose as the remote; warned at every start)",
+    ssh_host_key_checking: Literal["yes", "accept-new", "off"] = Field(
+        "yes",
+        description="yes: only known keys (the shipped forge keys, WATCHER_GIT__SSH_KNOWN_HOSTS_FILE, keys kept "
+        "beside the clone); accept-new: also trust a new host on first use and keep its key (warned at every "
+        "start); off: no checking (anyone on the path can pose as the remote; warned at every start)",
     )
     partial_clone: bool = Field(True, description="Clone with --filter=blob:none where the remote allows it")
     timeout_seconds: float = Field(
@@ -473,10 +476,25 @@ def check_environment(environ: dict[str, str]) -> None:
         if var.upper().endswith("_FILE") or not _takes_json(section, name):
             continue
         try:
-            json.loads(environ[var])
+            value = json.loads(environ[var])
         except ValueError as exc:
             example = _describe((section, name)) if name else "a JSON object of this section's settings"
             raise SettingsError(f"{var}: not valid JSON ({exc}); expected: {example}") from None
+        if not name:
+            _check_section_keys(var, section, value)
+
+
+def _check_section_keys(var: str, section: str, value: object) -> None:
+    """A section given whole as JSON (`WATCHER_REVERT='{"mode": "push"}'`): a misspelt key would be dropped
+    silently and its default kept, so it fails the start like a misspelt variable does."""
+    if not isinstance(value, dict):
+        raise SettingsError(f'{var}: expected a JSON object of the {section} settings, e.g. {{"key": value}}')
+    fields = list(Settings.model_fields[section].annotation.model_fields)  # type: ignore[union-attr]
+    for key in value:
+        if str(key).lower() not in fields:
+            close = difflib.get_close_matches(str(key).lower(), fields, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"the {section} settings are: {', '.join(fields)}"
+            raise SettingsError(f"{var}: {key!r} is not a setting of the {section} section; {hint}")
 
 
 def _takes_json(section: str, name: str) -> bool:

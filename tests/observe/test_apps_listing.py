@@ -52,7 +52,7 @@ class BadDay:
     def iter_apps(self) -> Iterator[dict[str, Any]]:
         return iter(self.apps)
 
-    def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]:
+    def get_app(self, name: str, namespace: str = "", refresh: str | None = None, project: str = "") -> dict[str, Any]:
         with self.lock:
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)

@@ -57,7 +57,7 @@ class FakeArgo:
     def iter_apps(self) -> list[dict[str, Any]]:
         return list(self.apps.values())
 
-    def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]:
+    def get_app(self, name: str, namespace: str = "", refresh: str | None = None, project: str = "") -> dict[str, Any]:
         return self.apps[name]
 
     def resource_tree(self, name: str, namespace: str = "") -> dict[str, Any]:

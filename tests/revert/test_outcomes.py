@@ -39,7 +39,8 @@ def test_pushed_ends_the_retrying_sync_and_refreshes(rig: MakeRig) -> None:
     assert told.detail.revert == REVERT and told.culprits[0].sha == BAD and told.incident_id == incident
     [call] = r.repo.reverts
     assert (call.culprits, call.push_branch) == ((BAD,), "main")
-    assert f"Sync-Watcher-Incident: {incident}" in call.message
+    assert f"Sync-Watcher-Incident: {r.uid(incident)}\n" in call.message  # random: numbers restart with a store
+    assert f"Sync-Watcher-App: {APP}\n" in call.message
     assert r.argocd.terminated == [APP] and r.argocd.refreshed == [APP]
     assert [d.action for d in r.decisions(incident)] == ["revert"]
 

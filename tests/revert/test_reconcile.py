@@ -16,7 +16,7 @@ def test_started_revert_found_in_git_in_push_mode_is_pushed_and_verified(rig: Ma
     r = rig("push")
     incident = r.fail()
     r.crashed_after_intent(incident, RevertMode.PUSH)
-    r.repo.by_incident[incident] = REVERT  # the push landed before the process died
+    r.repo.by_incident[r.uid(incident)] = REVERT  # the push landed before the process died
     r.clock.advance(30)
 
     assert r.reverter.run_once() == []  # nothing decided again: the revert is in git
@@ -40,7 +40,7 @@ def test_started_revert_found_in_git_in_pull_request_mode_needs_a_human(rig: Mak
     r = rig("pull-request")
     incident = r.fail()
     r.crashed_after_intent(incident, RevertMode.PULL_REQUEST)
-    r.repo.by_incident[incident] = REVERT  # the branch was pushed, the pull request maybe not opened
+    r.repo.by_incident[r.uid(incident)] = REVERT  # the branch was pushed, the pull request maybe not opened
 
     assert r.reverter.run_once() == []
 
@@ -94,7 +94,7 @@ def test_reconcile_waits_for_git_then_settles_the_started_revert(rig: MakeRig) -
     assert BAD in history.reverted  # meanwhile STARTED counts as reverted: never reverted twice
 
     r.repo.unreachable = False
-    r.repo.by_incident[incident] = REVERT
+    r.repo.by_incident[r.uid(incident)] = REVERT
     assert r.reverter.run_once() == []
 
     assert r.reverter.reconciled and r.revert_row(incident).state is RevertState.PUSHED

@@ -92,7 +92,12 @@ def test_unknown_host_is_trusted_on_first_use_and_a_changed_key_stops_fetch_and_
 ) -> None:
     server, bare, work = ssh_remote
     state = tmp_path / "state"
-    cfg = GitSettings(url=server.url(bare), clone_dir=state / "repo", ssh_key_file=server.client_key)  # type: ignore[call-arg]
+    cfg = GitSettings(  # type: ignore[call-arg]
+        url=server.url(bare),
+        clone_dir=state / "repo",
+        ssh_key_file=server.client_key,
+        ssh_host_key_checking="accept-new",
+    )
     repo = GitRepo(cfg)
     with capture_logs() as logs:
         assert repo.sync() == head_of(bare)
@@ -108,7 +113,9 @@ def test_unknown_host_is_trusted_on_first_use_and_a_changed_key_stops_fetch_and_
         repo.sync()
     assert "host key" in str(err.value) and str(state / "known_hosts") in str(err.value)
     before = head_of(bare)
-    commit = GitRepo(GitSettings(url=str(bare), clone_dir=tmp_path / "local" / "repo")).commit(culprit)  # type: ignore[call-arg]
+    local = GitRepo(GitSettings(url=str(bare), clone_dir=tmp_path / "local" / "repo"))  # type: ignore[call-arg]
+    local.sync()  # a commit is read from what a fetch brought, never fetched by the read
+    commit = local.commit(culprit)
     assert commit is not None
     with pytest.raises(GitUnavailable):
         repo.revert([commit], "Revert", ("sync-watcher", "sync-watcher@noreply.invalid"), push_branch="main")
@@ -124,12 +131,14 @@ def test_check_shows_the_fingerprint_it_trusted_on_first_use(
         "WATCHER_GIT__URL": server.url(bare),
         "WATCHER_GIT__SSH_KEY_FILE": str(server.client_key),
         "WATCHER_GIT__CLONE_DIR": str(tmp_path / "state" / "repo"),
+        "WATCHER_GIT__SSH_HOST_KEY_CHECKING": "accept-new",  # strict is the default: tests/run/test_host_keys.py
     }
     first = CliRunner().invoke(main, ["check"], env=env)
-    expected = f"ok   host key  [127.0.0.1]:{server.port} {server.host_fingerprint} trusted on first use"
+    expected = f"ok   host key  [127.0.0.1]:{server.port} {server.host_fingerprint} would be trusted on first use"
     assert expected in first.output, first.output
-    again = CliRunner().invoke(main, ["check"], env=env)
-    assert "ok   git" in again.output and "host key" not in again.output
+    again = CliRunner().invoke(main, ["check"], env=env)  # check keeps nothing: not the daemon's clone or keys
+    assert "ok   git" in again.output and expected in again.output
+    assert not (tmp_path / "state").exists()
     assert f"main at {head_of(bare)[:12]}; the remote's default branch: main" in again.output  # ls-remote over ssh
 
 
@@ -281,25 +290,23 @@ def test_start_log_and_git_errors_hide_a_token_in_the_repo_url(world: SimWorld, 
 
 # -- 4. our own trailers --------------------------------------------------------------------------------------------
 def test_a_forged_incident_trailer_is_not_taken_for_our_revert(tmp_path: Path) -> None:
+    """Only content makes a commit this incident's revert: not the trailer, not the bot's name and email."""
     bare, work = remote_with_history(tmp_path)
+    culprit = push(work, "app.yaml", "replicas: -1\n", "break it")
     since = datetime.now(UTC) - timedelta(hours=1)
-    trailer = "Sync-Watcher-Incident: 7"
+    trailer = "Sync-Watcher-Incident: 0123456789abcdef"
     mallory = {"GIT_AUTHOR_NAME": "Mallory", "GIT_AUTHOR_EMAIL": "m@x", "GIT_COMMITTER_NAME": "Mallory"}
     push(work, "a.yaml", "x\n", f"Revert it\n\n{trailer}", env=mallory)
-    as_us = {"GIT_AUTHOR_NAME": "sync-watcher", "GIT_AUTHOR_EMAIL": "sync-watcher@noreply.invalid"}
-    push(work, "b.yaml", "y\n", f"Revert half\n\n{trailer}", env=as_us)  # authored as us, committed by Dev
+    bot = {"GIT_AUTHOR_NAME": "sync-watcher", "GIT_AUTHOR_EMAIL": "sync-watcher@noreply.invalid"}
+    bot |= {"GIT_COMMITTER_NAME": "sync-watcher", "GIT_COMMITTER_EMAIL": "sync-watcher@noreply.invalid"}
+    push(work, "b.yaml", "y\n", f"Revert\n\nSync-Watcher-Reverts: {culprit}\n{trailer}", env=bot)
     repo = GitRepo(GitSettings(url=str(bare), clone_dir=tmp_path / "state" / "repo"))  # type: ignore[call-arg]
     repo.sync()
-    assert repo.find_by_incident(7, since) is None  # the default identity is the default revert author
-    ours = push(
-        work,
-        "c.yaml",
-        "z\n",
-        f"Revert\n\n{trailer}",
-        env=as_us | {"GIT_COMMITTER_NAME": "sync-watcher", "GIT_COMMITTER_EMAIL": "sync-watcher@noreply.invalid"},
-    )
+    assert repo.find_by_incident("0123456789abcdef", [culprit], since) is None  # the bot's name undoes nothing
+    undone = push(work, "app.yaml", "replicas: 1\n", f"Put it back\n\n{trailer}", env=mallory)
     repo.sync()
-    assert repo.find_by_incident(7, since) == ours
+    assert repo.find_by_incident("0123456789abcdef", [culprit], since) == undone  # whoever made it, it undoes it
+    assert repo.find_by_incident("fedcba9876543210", [culprit], since) is None  # another incident's
 
 
 def test_reconcile_after_a_crash_does_not_take_a_forged_trailer_for_our_revert(

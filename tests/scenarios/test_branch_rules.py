@@ -92,7 +92,8 @@ def test_a_newer_commit_to_the_failing_app_is_waited_for_not_reverted_on_top_of(
     s = scenario()
 
     def push_fix() -> None:
-        s.commit("plate-api-stg: one replica", {"plate-api-stg": ("replicaCount", 1)}, "Dev Three")
+        # Two, not one: a commit that puts the old value back undoes the culprit by content (undone_on_branch).
+        s.commit("plate-api-stg: two replicas", {"plate-api-stg": ("replicaCount", 2)}, "Dev Three")
         world.work.push()
 
     s.start(before=on_failure("plate-api-stg", push_fix))

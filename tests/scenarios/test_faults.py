@@ -4,6 +4,7 @@ answer that is not the spec's ends in a named error within the deadline, never a
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from tests.support.waiting import wait_for
 from watcher.adapters.argocd import ArgoCDBadResponse, ArgoCDClient, ArgoCDError, ArgoCDUnavailable
 from watcher.adapters.gitrepo import GitRepo, GitUnavailable
 from watcher.domain import INCIDENT_KINDS, Event, EventKind
+from watcher.observe.commit_lookup import CommitLookup
 from watcher.run.daemon import Daemon
 from watcher.settings import ArgoCDSettings, GitSettings
 from watcher.sim.world import SimWorld
@@ -210,6 +212,21 @@ def test_one_malformed_item_is_one_unreadable_app(
     assert EventKind.APP_REMOVED not in f.kinds()
 
 
+def test_an_item_nested_past_the_decoders_depth_is_one_unreadable_app(
+    world: SimWorld, proxy: FaultProxy, faulted: Callable[..., Faulted]
+) -> None:
+    """1,200 nested arrays in one app's spec (RecursionError in the C decoder): that app is unreadable, the
+    others are observed and decided (main: the whole poll failed, every poll, with argocd_up still 1)."""
+    f = faulted()
+    proxy.plan = FaultPlan(deep_item="plate-web-stg")
+    wait_for(lambda: f.sample("sync_watcher_unreadable_apps_total") >= 1, what="the deep item counted")
+    path = "helm/applications/plate-api/values-stg.yaml"
+    world.work.commit("api: scale to -1", {path: world.work.set_value(path, "replicaCount", -1)}, "Dev Two")
+    world.work.push()
+    wait_for(lambda: EventKind.SYNC_FAILED in f.kinds(), what="the other app's failure detected")
+    assert f.ready()[0] == 200 and EventKind.APP_REMOVED not in f.kinds()
+
+
 @pytest.mark.parametrize("plan", [FaultPlan(status=503), FaultPlan(html=True), FaultPlan(trickle_seconds=0.05)])
 def test_argocd_answering_garbage_is_loudly_not_ready_then_observing_again(
     proxy: FaultProxy, faulted: Callable[..., Faulted], plan: FaultPlan
@@ -282,3 +299,121 @@ def test_a_hung_git_remote_leaves_http_answering_and_liveness_honest(
         started = time.monotonic()
         daemon.stop(timeout=4.0)
         assert time.monotonic() - started < 6  # the hung fetch does not hold the shutdown
+
+
+def test_a_commit_the_clone_lacks_is_unknown_at_once_not_fetched_from_a_silent_remote(
+    world: SimWorld, silent_remote: str, tmp_path: Path
+) -> None:
+    """Detection names the commit of each event from what the last fetch brought. A commit the partial clone
+    lacks (another branch, another repo) is unknown at once, and asked for in the next git poll's one bounded
+    fetch: not fetched lazily inside detection (main: git's lazy fetch from a silent remote held detection)."""
+    other = world.work.git("rev-parse", "HEAD")
+    world.work.git("checkout", "-q", "-b", "elsewhere")
+    world.work.commit("not on a watched branch", {"NOTES.md": "x\n"})
+    elsewhere = world.work.git("rev-parse", "HEAD")
+    world.work.git("push", "-q", "origin", "elsewhere")
+    world.work.git("checkout", "-q", "main")
+    repo = GitRepo(GitSettings(url=world.repo_url, clone_dir=tmp_path / "clone", timeout_seconds=1.5))
+    repo.sync()
+    assert repo.commit(other) is not None
+    git = ["git", "--git-dir", str(tmp_path / "clone")]
+    subprocess.run([*git, "config", "remote.origin.url", silent_remote], check=True)  # the remote goes silent
+    answer: list[object] = []
+    thread = threading.Thread(target=lambda: answer.append(repo.commit(elsewhere)), daemon=True)
+    started = time.monotonic()
+    thread.start()
+    thread.join(5)
+    assert answer == [None] and time.monotonic() - started < 2  # unknown, at once
+    lookup = CommitLookup(repo)
+    assert lookup(elsewhere) is None and lookup(other) is not None
+    started = time.monotonic()
+    lookup.after_fetch()  # the git poll's fetch of what detection could not name: killed at the deadline
+    assert time.monotonic() - started < 10
+    assert _git_processes_in(tmp_path / "clone") == []
+
+
+@pytest.fixture
+def trickling_headers() -> Iterator[str]:
+    """An HTTP server that answers a status line, then its headers one byte every 0.1 s, forever."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not stop.wait(0.1):
+                try:
+                    conn.sendall(b"X")
+                except OSError:
+                    return
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed at the end of the test
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        server.close()
+
+
+@pytest.mark.parametrize("call", ["list", "get"])  # the list over httpx, a GET of one app over http.client
+def test_response_headers_that_trickle_in_are_cut_at_the_deadline(trickling_headers: str, call: str) -> None:
+    c = ArgoCDClient(ArgoCDSettings(url=trickling_headers, timeout_seconds=TIMEOUT), retry_attempts=1)
+    outcome: list[BaseException | None] = []
+
+    def ask() -> None:
+        try:
+            c.list_apps() if call == "list" else c.get_app("plate-api-stg")
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - the test reads what came out
+            outcome.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=ask, daemon=True)
+    thread.start()
+    thread.join(6)
+    assert outcome and isinstance(outcome[0], ArgoCDUnavailable), outcome  # main: still reading headers
+    assert time.monotonic() - started < 3 * TIMEOUT and "no whole answer within" in str(outcome[0])
+
+
+def test_a_large_list_over_a_slow_link_is_read_while_it_keeps_coming(proxy: FaultProxy) -> None:
+    """600 kB at 200 kB/s takes 3 s, three times the deadline: read whole, since the bytes kept coming at more
+    than the minimum rate (main: refused at 1 s, every poll, forever). A link under that rate is cut."""
+    proxy.plan = FaultPlan(pad_list=600_000, rate=200_000)
+    started = time.monotonic()
+    assert len(client(proxy).list_apps()) == 9 and time.monotonic() - started > TIMEOUT
+    proxy.plan = FaultPlan(pad_list=600_000, rate=20_000)
+    started = time.monotonic()
+    with pytest.raises(ArgoCDUnavailable, match="no whole answer within"):
+        ArgoCDClient(ArgoCDSettings(url=proxy.url, timeout_seconds=TIMEOUT), retry_attempts=1).list_apps()
+    assert time.monotonic() - started < 3 * TIMEOUT
+
+
+def test_apps_deleted_at_once_leave_as_argocd_confirms_each(
+    world: SimWorld, proxy: FaultProxy, faulted: Callable[..., Faulted]
+) -> None:
+    """Six of nine apps deleted at once: the list is suspect, so it removes nothing by itself, but each missing
+    app is asked about (a bounded batch per poll) with its project named, so that Argo CD answers 404 and not
+    its 403 for a missing app (main: "suspect list" every poll, the apps kept forever)."""
+    f = faulted()
+    proxy.plan = FaultPlan(forbid_missing=True)
+    doomed = [f"plate-{svc}-{env}" for svc in ("api", "web", "llm") for env in ("stg", "prod")]
+    for name in doomed:
+        world.work.git("rm", "-q", f"environments/argocd/apps/{name}.yaml")
+    world.work.git("-c", "user.name=Dev", "-c", "user.email=d@x", "commit", "-q", "-m", "retire six apps")
+    world.work.push()
+    wait_for(lambda: f.kinds().count(EventKind.APP_REMOVED) >= 6, timeout=40, what="the six apps removed")
+    assert sorted(e.app for e in f.events if e.kind is EventKind.APP_REMOVED) == sorted(doomed)
+    assert f.sample("sync_watcher_suspect_lists_total") >= 1
+    assert sorted(f.daemon.fleet.status().trackers) == ["app-of-apps", "plate-cache-prod", "plate-cache-stg"]

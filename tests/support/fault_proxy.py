@@ -21,6 +21,11 @@ LIST_PATH = "/api/v1/applications"
 STREAM_PATH = "/api/v1/stream/applications"
 
 
+APP_PATH = "/api/v1/applications/"
+DEEP_LEVELS = 1200  # deeper than Python's recursion limit (1000), well inside what the API server stores
+DEEP_MARK = "__deep_item__"
+
+
 @dataclass
 class FaultPlan:
     """What the proxy does to the next answers; all off means a transparent proxy."""
@@ -29,9 +34,15 @@ class FaultPlan:
     html: bool = False  # 200 with an HTML page: an ingress' error page or a login portal
     truncated: bool = False  # the JSON cut in half
     trickle_seconds: float = 0.0  # the body one byte at a time, this long between bytes
+    rate: int = 0  # the body at this many bytes per second (a slow link), in tenth-of-a-second chunks
+    pad_list: int = 0  # this many bytes of padding in the list's metadata (a very large list)
+    # As real Argo CD: a GET of an app that does not exist answers 403 unless it names the app's project
+    # (argo-cd server/application/application.go:176-213, getAppEnforceRBAC); the simulator answers 404.
+    forbid_missing: bool = False
     hang: bool = False  # accept the request, never answer
     empty_list: bool = False  # the list answers 200 with no items (RBAC or a project filter hiding apps)
     malformed_item: str = ""  # the list item of this app is replaced by a shape the spec does not allow
+    deep_item: str = ""  # the list item of this app nests DEEP_LEVELS arrays in its spec (Kubernetes allows it)
     malformed_frames: int = 0  # this many stream frames are sent as garbage before the real ones
     paths: tuple[str, ...] = ("/api/",)  # apply the faults to these path prefixes only
 
@@ -73,11 +84,18 @@ class FaultProxy:
                 return StreamingResponse(self._stream(request, plan), media_type="text/event-stream")
             upstream = await self._forward(request)
             body = upstream.content
-            if path == LIST_PATH and request.method == "GET" and (plan.empty_list or plan.malformed_item):
+            named = "project" in request.query_params
+            if plan.forbid_missing and upstream.status_code == 404 and path.startswith(APP_PATH) and not named:
+                denied = {"error": "permission denied", "code": 7, "message": "permission denied"}
+                return Response(json.dumps(denied), 403, media_type="application/json")
+            rewritten = plan.empty_list or plan.malformed_item or plan.deep_item or plan.pad_list
+            if path == LIST_PATH and request.method == "GET" and rewritten:
                 body = self._rewrite_list(body, plan)
             if plan.truncated:
                 body = body[: len(body) // 2]
             headers = {"content-type": upstream.headers.get("content-type", "application/json")}
+            if plan.rate:
+                return StreamingResponse(_at_rate(body, plan.rate), upstream.status_code, headers)
             if plan.trickle_seconds:
                 return StreamingResponse(_trickle(body, plan.trickle_seconds), upstream.status_code, headers)
             return Response(body, upstream.status_code, headers)
@@ -99,11 +117,16 @@ class FaultProxy:
         doc: dict[str, Any] = json.loads(body)
         if plan.empty_list:
             doc["items"] = []
+        if plan.pad_list:
+            doc.setdefault("metadata", {})["padding"] = "x" * plan.pad_list
         for i, item in enumerate(doc.get("items") or []):
             if (item.get("metadata") or {}).get("name") == plan.malformed_item:
                 # Wrong types where the spec has objects and strings: what a buggy plugin or a proxy can produce.
                 doc["items"][i] = {"metadata": {"name": plan.malformed_item}, "status": {"sync": "Synced", "health": 7}}
-        return json.dumps(doc).encode()
+            if (item.get("metadata") or {}).get("name") == plan.deep_item:
+                item.setdefault("spec", {})["info"] = DEEP_MARK
+        # Nesting is written as text: json.dumps itself refuses it past the interpreter's recursion limit.
+        return json.dumps(doc).replace(f'"{DEEP_MARK}"', "[" * DEEP_LEVELS + "]" * DEEP_LEVELS).encode()
 
     async def _stream(self, request: Request, plan: FaultPlan) -> AsyncIterator[bytes]:
         for _ in range(plan.malformed_frames):
@@ -123,3 +146,10 @@ async def _trickle(body: bytes, seconds: float) -> AsyncIterator[bytes]:
     for i in range(len(body)):
         yield body[i : i + 1]
         await asyncio.sleep(seconds)
+
+
+async def _at_rate(body: bytes, rate: int) -> AsyncIterator[bytes]:
+    step = max(rate // 10, 1)
+    for i in range(0, len(body), step):
+        yield body[i : i + step]
+        await asyncio.sleep(0.1)

@@ -14,5 +14,8 @@ class NoRepo:
     def commit(self, sha: str) -> None:
         return None
 
+    def fetch_commits(self, shas: Any) -> None:
+        pass
+
     def yaml_files(self, rev: str, directories: Any) -> dict[str, str]:
         return {}

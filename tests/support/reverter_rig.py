@@ -145,7 +145,7 @@ class FakeArgoCD:
             raise ArgoCDUnavailable(f"GET /api/v1/applications/{name}/resource-tree: ConnectTimeout")
         return copy.deepcopy(self.trees.get(name, {"nodes": []}))
 
-    def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]:
+    def get_app(self, name: str, namespace: str = "", refresh: str | None = None, project: str = "") -> dict[str, Any]:
         self.calls.append(("get_app", name, refresh))
         self._answer()
         if self.down:
@@ -198,7 +198,7 @@ class FakeRevertRepo:
         self.after_failing: list[ChangedCommit] = []
         self.not_ancestors: set[tuple[str, str]] = set()
         self.reverted_in_git: dict[str, str] = {}  # culprit -> a commit on the branch naming it in a trailer
-        self.by_incident: dict[int, str] = {}  # incident id -> a revert commit carrying its trailer
+        self.by_incident: dict[str, str] = {}  # incident uid -> a revert commit carrying its trailer (Rig.uid)
         self.answers: list[RevertResult | Exception] = []  # what `revert` answers, in turn; then a clean revert
         self.unreachable = False  # sync raises GitUnavailable
         self.watched: tuple[str, ...] = ("main",)  # the watched branches, all at HEAD; the remote's default: main
@@ -227,7 +227,11 @@ class FakeRevertRepo:
         touched = [c for c in commits if any(f == p or f.startswith(p + "/") for f in c.files for p in paths)]
         return touched, False
 
-    def find_reverts(self, shas: Any, branch: str | None = None) -> dict[str, str]:
+    def confirmed_reverts(self, commit: Commit) -> tuple[str, ...]:
+        self.calls.append("confirmed_reverts")
+        return commit.reverts
+
+    def find_reverts(self, shas: Any, branch: str | None = None, paths: Any = ()) -> dict[str, str]:
         self.calls.append("find_reverts")
         return {s: r for s, r in self.reverted_in_git.items() if s in shas}
 
@@ -239,10 +243,10 @@ class FakeRevertRepo:
         self.calls.append("files_under")
         return {}
 
-    def find_by_incident(self, incident_id: int, since: datetime) -> str | None:
+    def find_by_incident(self, uid: str, culprits: Any, since: datetime) -> str | None:
         self.calls.append("find_by_incident")
         self.searched_since.append(since)
-        return self.by_incident.get(incident_id)
+        return self.by_incident.get(uid)
 
     def revert(
         self,
@@ -377,6 +381,12 @@ class Rig:
         self.argocd.apps[app] = application(app, operation_revision=revision)
         self.repo.changed.insert(0, ChangedCommit(replace(CULPRIT, sha=revision), (f"{PATHS[app][0]}/deploy.yaml",)))
         return self.fail(app, revision)
+
+    def uid(self, incident_id: int) -> str:
+        """The random id the incident's revert names in git (what find_by_incident looks for)."""
+        incident = self.store.detection.incident(incident_id)
+        assert incident is not None and incident.uid
+        return incident.uid
 
     def crashed_after_intent(self, incident_id: int, mode: RevertMode, app: str = APP) -> int:
         """What a process killed mid-revert leaves: the decision and the revert's intent, no outcome."""

@@ -9,7 +9,9 @@ keeps httpx for these too (see usable)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import socket
 import ssl
 import threading
 import time
@@ -55,6 +57,11 @@ class AppGets:
         target = self.prefix + path + (f"?{urllib.parse.urlencode(query, doseq=True)}" if query else "")
         deadline = time.monotonic() + self.timeout
         conn, kept = self._connection()
+        # Headers are read a line at a time, each read bounded but not all of them: at the deadline the socket
+        # is shut, which ends a read that trickles (the body is watched below as it comes).
+        watchdog = threading.Timer(self.timeout, lambda: _shut(conn))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             try:
                 conn.request("GET", target, headers=dict(headers))
@@ -72,9 +79,15 @@ class AppGets:
                 if time.monotonic() > deadline:
                     raise LateAnswer(f"no whole answer within {self.timeout:g}s")
             response.close()
-        except BaseException:
+            if time.monotonic() > deadline:  # the watchdog cut it short: what was read is not the answer
+                raise LateAnswer(f"no whole answer within {self.timeout:g}s")
+        except BaseException as exc:
             conn.close()
+            if time.monotonic() > deadline and isinstance(exc, OSError | http.client.HTTPException):
+                raise LateAnswer(f"no whole answer within {self.timeout:g}s") from None
             raise
+        finally:
+            watchdog.cancel()
         self._release(conn, reusable=not response.will_close)
         return response.status, b"".join(chunks)
 
@@ -101,3 +114,8 @@ class AppGets:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+def _shut(conn: http.client.HTTPConnection) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        conn.sock.shutdown(socket.SHUT_RDWR)

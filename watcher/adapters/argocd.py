@@ -20,7 +20,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from watcher.adapters import app_gets
+from watcher.adapters import app_gets, http_deadline
 from watcher.adapters.app_gets import AppGets
 from watcher.adapters.json_items import array_items
 from watcher.domain import NotFound, RetryLater
@@ -96,14 +96,15 @@ class ArgoCDClient:
     ):
         tls = tls_context(cfg)
         self.cfg = cfg
+        # Where a proxy applies, the list's GETs run here too, concurrent_gets at a time (apps_listing), beside
+        # the stream and the reverter: their connections are kept open between polls.
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=max(20, cfg.concurrent_gets + 4))
         self._http = httpx.Client(
             base_url=cfg.url,
             timeout=httpx.Timeout(cfg.timeout_seconds),
-            verify=tls,
             headers={"Accept": "application/json"},
-            # Where a proxy applies, the list's GETs run here too, concurrent_gets at a time (apps_listing), beside
-            # the stream and the reverter: their connections are kept open between polls.
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=max(20, cfg.concurrent_gets + 4)),
+            # Reads bounded by the exchange's deadline, headers included (http_deadline).
+            transport=http_deadline.with_deadlines(httpx.HTTPTransport(verify=tls, limits=limits)),
         )
         self._token = cfg.token.get_secret_value() if cfg.token else ""
         self._login_lock = threading.Lock()
@@ -148,7 +149,7 @@ class ArgoCDClient:
                 raise ArgoCDBadResponse("session login returned no token")
             self._token = token
 
-    def _exchange(self, method: str, path: str, params: Mapping[str, Any] | None) -> Answer:
+    def _exchange(self, method: str, path: str, params: Mapping[str, Any] | None, progress: bool = False) -> Answer:
         """One request, whole within one deadline for the whole exchange (httpx's timeouts bound each read, so a
         body trickling in a byte at a time would never time out): a GET of one app on http.client (app_gets),
         the rest on httpx."""
@@ -165,26 +166,26 @@ class ArgoCDClient:
             except (OSError, http.client.HTTPException) as exc:
                 raise ArgoCDUnavailable(f"{method} {path}: {type(exc).__name__}") from None
             return Answer(method, path, status, content, token)
-        deadline = time.monotonic() + self.cfg.timeout_seconds
+        started = time.monotonic()
         try:
-            r = self._http.send(self._http.build_request(method, path, params=params, headers=headers), stream=True)
-            try:
-                chunks = []
-                for chunk in r.iter_raw():
-                    chunks.append(chunk)
-                    if time.monotonic() > deadline:
-                        raise ArgoCDUnavailable(late)
-            finally:
-                r.close()
+            with http_deadline.until(started + self.cfg.timeout_seconds):  # headers too: reads end by then
+                request = self._http.build_request(method, path, params=params, headers=headers)
+                r = self._http.send(request, stream=True)
+                try:
+                    chunks = http_deadline.read_body(r.iter_raw(), started, self.cfg.timeout_seconds, progress)
+                finally:
+                    r.close()
+        except httpx.TimeoutException:
+            raise ArgoCDUnavailable(late) from None
         except httpx.HTTPError as exc:
             raise ArgoCDUnavailable(f"{method} {path}: {type(exc).__name__}") from None
         return Answer(method, path, r.status_code, b"".join(chunks), token)
 
-    def _send_once(self, method: str, path: str, params: Mapping[str, Any] | None) -> Answer:
-        r = self._exchange(method, path, params)
+    def _send_once(self, method: str, path: str, params: Mapping[str, Any] | None, progress: bool = False) -> Answer:
+        r = self._exchange(method, path, params, progress)
         if r.status == 401 and self.cfg.username:
             self._expire(r.token)  # the session token expired: log in again, once
-            r = self._exchange(method, path, params)
+            r = self._exchange(method, path, params, progress)
         if r.status in (401, 403):
             raise ArgoCDAuthError(f"{method} {path}: HTTP {r.status}; check the token and the account's RBAC")
         if r.status == 404:
@@ -195,7 +196,7 @@ class ArgoCDClient:
             raise ArgoCDBadResponse(f"{method} {path}: HTTP {r.status}: {r.text[:200]}")
         return r
 
-    def _fetch(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> Answer:
+    def _fetch(self, method: str, path: str, params: Mapping[str, Any] | None = None, progress: bool = False) -> Answer:
         retrying = Retrying(
             retry=retry_if_exception_type(ArgoCDUnavailable),
             stop=stop_after_attempt(self._retry_attempts) | stop_after_delay(self.cfg.timeout_seconds * 3),
@@ -204,7 +205,7 @@ class ArgoCDClient:
         )
         for attempt in retrying:
             with attempt:
-                return self._send_once(method, path, params)
+                return self._send_once(method, path, params, progress)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _request(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -232,7 +233,8 @@ class ArgoCDClient:
         """All watched apps, trimmed to the selectable fields. The list is read whole (within the deadline)
         before this returns; its items are decoded one at a time as the caller iterates, so a body that stops
         being JSON raises ArgoCDBadResponse during the iteration, after the items before the fault."""
-        r = self._fetch("GET", "/api/v1/applications", self._filters() | {"fields": ",".join(LIST_FIELDS)})
+        fields = {"fields": ",".join(LIST_FIELDS)}
+        r = self._fetch("GET", "/api/v1/applications", self._filters() | fields, progress=True)
         try:
             text = r.content.decode("utf-8")
         except UnicodeDecodeError:
@@ -240,12 +242,17 @@ class ArgoCDClient:
         del r  # the bytes: from here on the text is the only copy of the body
         return _apps_in(text)
 
-    def get_app(self, name: str, namespace: str = "", refresh: str | None = None) -> dict[str, Any]:
+    def get_app(self, name: str, namespace: str = "", refresh: str | None = None, project: str = "") -> dict[str, Any]:
         params: dict[str, Any] = {}
         if namespace:
             params["appNamespace"] = namespace
         if refresh:
             params["refresh"] = refresh
+        if project:
+            # Without it Argo CD answers 403 for an app that does not exist, as for one the account may not see;
+            # naming the project makes a missing app 404 (argo-cd server/application/application.go:176-213,
+            # getAppEnforceRBAC).
+            params["project"] = project
         return self._request("GET", f"{APP_PATH}{name}", params)
 
     def refresh(self, name: str, namespace: str = "") -> dict[str, Any]:
@@ -316,7 +323,7 @@ class ArgoCDClient:
                     continue  # ":" keepalives, blank separators
                 try:
                     frame = json.loads(line[5:].strip())
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):
                     raise ArgoCDBadResponse(f"stream: frame is not JSON: {line[5:85]!r}") from None
                 if not isinstance(frame, dict):
                     raise ArgoCDBadResponse(f"stream: frame is not a JSON object: {line[5:85]!r}")
@@ -382,7 +389,7 @@ def _apps_in(text: str) -> Iterator[dict[str, Any]]:
 def _decode(r: Answer) -> dict[str, Any]:
     try:
         body = json.loads(r.content)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # nested past the decoder's depth too
         raise ArgoCDBadResponse(f"{r.method} {r.path}: body is not JSON: {r.text[:80]!r}") from None
     if not isinstance(body, dict):
         raise ArgoCDBadResponse(f"{r.method} {r.path}: body is not a JSON object")

@@ -8,6 +8,7 @@ import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from watcher.core.appmap import normalize_repo_url
+from watcher.core.plain_text import visible_all
 from watcher.domain import NeedsHuman
 from watcher.ports import PullRequests
 from watcher.settings import ForgeSettings
@@ -41,7 +42,7 @@ class _Forge:
     )
     def _post(self, path: str, body: dict[str, object]) -> dict[str, object]:
         try:
-            r = self.client.post(path, json=body)
+            r = self.client.post(path, json=visible_all(body))  # titles and bodies quote commit subjects
         except httpx.HTTPError as exc:
             raise _Retryable(f"{path}: {type(exc).__name__}") from None
         if r.status_code >= 500 or r.status_code == 429:

@@ -69,9 +69,10 @@ def _unavailable(step: str, exc: git.GitCommandError, known_hosts: Path) -> GitU
         changed = "CHANGED" in text
         return HostKeyRejected(
             f"{step} refused: the remote's host key "
-            + ("differs from the one trusted in " if changed else "is not in ")
+            + ("differs from the one trusted in " if changed else "is not among the shipped forge keys nor in ")
             + f"{known_hosts}; someone may be posing as the git host. If the key really "
-            + ("changed, remove the old line (ssh-keygen -R <host> -f <file>) and restart" if changed else "is right, "
-               "add it to that file (ssh-keyscan) or set WATCHER_GIT__SSH_HOST_KEY_CHECKING=accept-new")
+            + ("changed, remove the old line (ssh-keygen -R <host> -f <file>) and restart" if changed else "is right "
+               "(compare ssh-keyscan's fingerprint with the one your git host publishes), give it in "
+               "WATCHER_GIT__SSH_KNOWN_HOSTS_FILE, or set WATCHER_GIT__SSH_HOST_KEY_CHECKING=accept-new")
         )  # fmt: skip
     return GitUnavailable(f"{step} failed: {_stderr(exc)}")

@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 
 import git
 
-from watcher.domain import INCIDENT_TRAILER, REVERTS_TRAILER, ChangedCommit, Commit
+from watcher.domain import REVERTS_TRAILER, ChangedCommit, Commit
 
 FIELD = "\x1f"
 RECORD = "\x1e"
-MAX_REVERT_CHAIN = 6  # revert, revert of the revert, ...: deeper chains are not worth the git calls
+# A read that must not reach the network: a partial clone fetches a missing object from its promisor remote
+# on demand, with no deadline (47 s against a silent remote, all detection waiting). No transport allowed: the
+# read fails at once instead. (GIT_NO_LAZY_FETCH says it directly, from git 2.44; Debian 12 ships 2.39.)
+LOCAL_ONLY = {"GIT_ALLOW_PROTOCOL": "none"}
 LOG_FORMAT = FIELD.join(["%H", "%an", "%cI", "%P", f"%(trailers:key={REVERTS_TRAILER},valueonly,separator=%x20)", "%s"])
 
 
@@ -30,8 +33,9 @@ def commits_touching(
 
 
 def commit(repo: git.Repo, sha: str) -> Commit | None:
+    """What the last fetch brought: a commit the partial clone lacks is None, never fetched lazily."""
     try:
-        out = repo.git.log("-1", f"--format={LOG_FORMAT}", sha, "--")
+        out = repo.git.log("-1", f"--format={LOG_FORMAT}", sha, "--", env=LOCAL_ONLY)
     except git.GitCommandError:
         return None
     return _parse(out) if out else None
@@ -71,52 +75,6 @@ def changes(
         header, _, names = record.partition("\n")
         found.append(ChangedCommit(_parse(header), tuple(n for n in names.splitlines() if n)))
     return found[:limit], len(found) > limit
-
-
-def find_reverts(repo: git.Repo, shas: Sequence[str], ref: str) -> dict[str, str]:
-    """culprit sha -> the commit on `ref` that undoes it now.
-
-    A revert is our trailer or git's own "This reverts commit <sha>." line (a person's `git revert`). A
-    revert that was itself reverted re-applies the change, so the chain counts only while it is odd.
-    """
-    found: dict[str, str] = {}
-    for sha in shas:
-        chain = [sha]
-        while len(chain) <= MAX_REVERT_CHAIN and (later := _reverted_by(repo, chain[-1], ref)):
-            chain.append(later)
-        if len(chain) % 2 == 0:  # culprit, revert: undone; culprit, revert, revert of it: live again
-            found[sha] = chain[-1]
-    return found
-
-
-def _reverted_by(repo: git.Repo, sha: str, ref: str) -> str | None:
-    """The oldest commit after `sha` on `ref` whose message says it reverts `sha`."""
-    greps = [f"--grep=^{REVERTS_TRAILER}: {sha}$", f"--grep=^This reverts commit {sha}"]
-    try:
-        out = repo.git.log("--format=%H", "--reverse", *greps, f"{sha}..{ref}", "--")
-    except git.GitCommandError:
-        return None  # not on this branch's history
-    return out.split()[0] if out.strip() else None
-
-
-def find_by_incident(repo: git.Repo, incident_id: int, since: datetime, identity: tuple[str, str]) -> str | None:
-    """Our commit on the branch (or a revert branch) that carries `Sync-Watcher-Incident: <id>`.
-
-    Anyone can write the trailer; only a commit authored and committed as the watcher's `identity` is taken
-    as the revert it made, so a forged trailer cannot make it believe a revert already landed.
-    """
-    out = repo.git.log(
-        f"--format=%H{FIELD}%an{FIELD}%ae{FIELD}%cn{FIELD}%ce",
-        f"--grep=^{INCIDENT_TRAILER}: {incident_id}$",
-        f"--since={since.isoformat()}",
-        "--remotes=origin",
-        "--",
-    )
-    for line in out.splitlines():
-        sha, author, author_email, committer, committer_email = line.split(FIELD)
-        if (author, author_email) == (committer, committer_email) == identity:
-            return sha
-    return None
 
 
 def patch(repo: git.Repo, sha: str, paths: Iterable[str], max_chars: int) -> str:

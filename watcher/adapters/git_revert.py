@@ -17,6 +17,7 @@ from typing import Protocol
 
 import git
 
+from watcher.adapters import git_content
 from watcher.adapters.git_errors import NothingToRevert, PushRejected, RevertConflict, SigningFailed, _stderr
 from watcher.adapters.git_transport import GitTransport
 from watcher.adapters.signing import Signing, SigningUnavailable, signing_for
@@ -72,7 +73,7 @@ class RevertWorktree:
                     raise NotLeader("not the leader any more: the push was refused and is not redone")
                 self.repo.fetch(repo)
                 base = self.repo.rev(repo, self.repo.ref_of(onto))
-                landed = self._landed(repo, message, author, onto) if push_branch == onto else None
+                landed = self._landed(repo, message, culprits, onto) if push_branch == onto else None
                 if landed is not None:
                     diffstat = str(repo.git.show("--stat", "--format=", landed)).strip()
                     return RevertResult(landed, str(repo.git.rev_parse(f"{landed}^")), diffstat, attempt, adopted=True)
@@ -129,21 +130,18 @@ class RevertWorktree:
             f.flush()
             tree.apply("-R", "--3way", "--index", f.name)
 
-    def _landed(self, repo: git.Repo, message: str, author: tuple[str, str], onto: str) -> str | None:
-        """Our revert of the same incident (its `Sync-Watcher-Incident` trailer, our identity as author and
-        committer) among the branch's recent commits: pushed by an earlier leader whose push landed late."""
+    def _landed(self, repo: git.Repo, message: str, culprits: Sequence[Commit], onto: str) -> str | None:
+        """This incident's revert among the branch's recent commits (pushed by an earlier leader whose push
+        landed late): its random `Sync-Watcher-Incident` trailer, and content that undoes the culprits
+        (git_content.reverts). Never name or email: anyone types those, and an old revert of another app by
+        this bot, or another watcher's, must not be taken for this one."""
         prefix = f"{INCIDENT_TRAILER}: "
         trailer = next((line for line in message.splitlines() if line.startswith(prefix)), None)
         if trailer is None:
             return None
-        out = repo.git.log(
-            "--format=%H%x1f%an%x1f%ae%x1f%cn%x1f%ce", f"--grep=^{trailer}$", "--since=7.days", self.repo.ref_of(onto)
-        )
-        for line in out.splitlines():
-            sha, *who = line.split("\x1f")
-            if who == [*author, *author]:
-                return sha
-        return None
+        out = repo.git.log("--format=%H", f"--grep=^{trailer}$", "--since=7.days", self.repo.ref_of(onto))
+        shas = [c.sha for c in culprits]
+        return next((sha for sha in out.split() if git_content.reverts(repo, sha, shas)), None)
 
     def _commit(self, tree: git.Git, base: str, message: str, identity: dict[str, str]) -> None:
         """Commit the staged revert, signed when a key is set; an unsigned revert is never made instead."""

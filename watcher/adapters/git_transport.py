@@ -1,5 +1,6 @@
-"""How git talks to the remote: the environment (token header, ssh command with host keys checked, stall
-limits) and the host keys it trusts on first use, logged with their fingerprints."""
+"""How git talks to the remote: the environment (token header, ssh command with host keys checked strictly,
+against the shipped forge keys and the configured file, stall limits) and, only with accept-new, the host keys
+it trusts on first use, logged with their fingerprints."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 
 from watcher.logs import get_logger
 from watcher.settings import GitSettings, state_dir
+
+# The published SSH host keys of github.com, gitlab.com, bitbucket.org and ssh.dev.azure.com (sources inside).
+FORGE_KNOWN_HOSTS = Path(__file__).with_name("forge_known_hosts")
 
 
 class GitTransport:
@@ -40,10 +44,12 @@ class GitTransport:
             opts += ["-i", str(self.cfg.ssh_key_file), "-o", "IdentitiesOnly=yes"]
         if self.cfg.ssh_host_key_checking == "off":
             return opts + ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
-        # A known_hosts file from the chart is the whole truth; otherwise trust on first use, kept on the volume.
+        # Strict by default, as Argo CD and Flux are: the forges' published keys ship with the package, a
+        # known_hosts file from the chart adds the others. Trust on first use only when asked for (accept-new),
+        # and never into a mounted file: ssh writes a new key to the first file, the one on the state volume.
         strict = "yes" if self.cfg.ssh_known_hosts_file else self.cfg.ssh_host_key_checking
         return opts + [
-            "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", f"UserKnownHostsFile={self.known_hosts} {FORGE_KNOWN_HOSTS}",
             "-o", "GlobalKnownHostsFile=/dev/null",
             "-o", f"StrictHostKeyChecking={strict}",
             "-o", "HashKnownHosts=no",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -17,7 +16,8 @@ from pathlib import Path
 
 import git
 
-from watcher.adapters import git_blobs, git_history
+from watcher.adapters import git_blobs, git_content, git_history
+from watcher.adapters.file_lock import CloneLock
 from watcher.adapters.git_errors import (  # re-exported: callers name the errors from here
     GitError,
     GitUnavailable,
@@ -57,8 +57,6 @@ class GitRepo:
     def __init__(self, cfg: GitSettings, revert: RevertSettings | None = None, fence: Fence = ALONE_FENCE):
         self.cfg = cfg
         revert = revert or RevertSettings()  # type: ignore[call-arg]
-        # Only commits by this identity count as ours when a trailer is read back (crash recovery).
-        self.identity = (revert.author_name, revert.author_email)
         self.branches = cfg.watched_branches
         self.revert_prefix = revert.branch_prefix
         self.path = Path(cfg.clone_dir)
@@ -66,7 +64,8 @@ class GitRepo:
         self.known_hosts = self.transport.known_hosts
         self.trusted = self.transport.trusted  # (host, fingerprint) this process trusted on first use
         self.reverts = RevertWorktree(self, revert.signing_key_file, fence)  # the fence guards its pushes
-        self._lock = threading.Lock()
+        # Threads of this process and other processes on the same directory (`run --once` beside the daemon).
+        self._lock = CloneLock(self.path, 4 * cfg.timeout_seconds)
         self._repo: git.Repo | None = None
 
     def ref_of(self, branch: str | None = None) -> str:
@@ -182,8 +181,20 @@ class GitRepo:
             return git_history.commits_touching(self._open(), paths, until, since, limit)
 
     def commit(self, sha: str) -> Commit | None:
+        """What the last fetch brought: a commit the partial clone lacks is None, never fetched lazily."""
         with self._lock:
             return git_history.commit(self._open(), sha)
+
+    def fetch_commits(self, shas: Sequence[str]) -> None:
+        with self._lock:
+            try:
+                self._open().git.fetch(
+                    "origin", "--no-tags", "--no-write-fetch-head", *shas, kill_after_timeout=self._deadline
+                )
+            except git.GitCommandError as exc:
+                get_logger().info(
+                    "commits_not_fetched", count=len(shas), error=str(_unavailable("fetch", exc, self.known_hosts))
+                )
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         with self._lock:
@@ -193,15 +204,24 @@ class GitRepo:
         with self._lock:
             return git_history.changes(self._open(), since, until, paths, limit)
 
-    def find_reverts(self, shas: Sequence[str], branch: str | None = None) -> dict[str, str]:
-        """culprit sha -> the commit on `branch` (None: the first watched) that undoes it now."""
+    def find_reverts(self, shas: Sequence[str], branch: str | None = None, paths: Sequence[str] = ()) -> dict[str, str]:
+        """culprit sha -> the commit on `branch` (None: the first watched) after which its change in `paths` is
+        no longer there: decided by content (git_content.undone_on), never by a message or a trailer."""
         with self._lock:
-            return git_history.find_reverts(self._open(), shas, self.ref_of(branch))
+            repo = self._open()
+            return git_content.undone_on(repo, shas, self.rev(repo, self.ref_of(branch)), paths)
 
-    def find_by_incident(self, incident_id: int, since: datetime) -> str | None:
-        """Our commit (authored and committed as our identity) that carries `Sync-Watcher-Incident: <id>`."""
+    def confirmed_reverts(self, commit: Commit) -> tuple[str, ...]:
+        """The commits `commit` says it reverts (its trailer: a hint), if its content undoes them; else ()."""
+        if not commit.reverts:
+            return ()
         with self._lock:
-            return git_history.find_by_incident(self._open(), incident_id, since, self.identity)
+            return commit.reverts if git_content.reverts(self._open(), commit.sha, commit.reverts) else ()
+
+    def find_by_incident(self, uid: str, culprits: Sequence[str], since: datetime) -> str | None:
+        """The revert of incident `uid` (crash recovery): its trailer, and content that undoes `culprits`."""
+        with self._lock:
+            return git_content.find_by_incident(self._open(), uid, culprits, since)
 
     def patch(self, sha: str, paths: Iterable[str], max_chars: int = 200_000) -> str:
         with self._lock:

@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable, Generator
 from typing import Any
 
+from watcher.domain import UnreadableItem
+
 # The C scanner behind json.loads (typeshed does not list these two).
 _SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
@@ -54,12 +56,45 @@ def _elements(text: str, pos: int) -> Generator[Any, None, int]:
     if _at(text, pos) == "]":
         return pos + 1
     while True:
-        item, pos = _value(text, pos)
+        try:
+            item, pos = _value(text, pos)
+        except RecursionError:  # nested past the interpreter's depth: this item only, not the list
+            end = _skip_value(text, pos)
+            item = UnreadableItem(_name_in(text[pos:end]), f"nested too deep to decode ({end - pos} chars)")
+            pos = end
         yield item
         pos = _skip(text, pos)
         if _at(text, pos) == "]":
             return pos + 1
         pos = _expect(text, pos, ",")
+
+
+def _skip_value(text: str, pos: int) -> int:
+    """The position after the object or array at `pos`, found without recursion (brackets counted outside
+    strings): how an item too deep to decode is stepped over."""
+    depth = 0
+    i = pos
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            _, i = scanstring(text, i + 1)
+            continue
+        if c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    raise ValueError(f"an item starting at char {pos} never ends")
+
+
+_NAME = re.compile(r'"metadata"\s*:\s*\{[^{}]*?"name"\s*:\s*"([^"\\]{1,253})"')
+
+
+def _name_in(item: str) -> str | None:
+    found = _NAME.search(item[:4096])  # Argo CD writes metadata first; a deep item's name is near its start
+    return found[1] if found else None
 
 
 def _value(text: str, pos: int) -> tuple[Any, int]:

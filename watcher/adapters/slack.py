@@ -17,6 +17,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
 from slack_sdk.webhook import WebhookClient
 
+from watcher.core.plain_text import visible, visible_all
 from watcher.domain import NeedsHuman
 
 
@@ -52,7 +53,7 @@ class WebhookTransport:
         if client is None:
             raise SlackError(f"no webhook for channel {channel!r}: set WATCHER_SLACK__WEBHOOK_URL(S)")
         try:
-            r = client.send(text=text, blocks=blocks, unfurl_links=False, unfurl_media=False)
+            r = client.send(text=visible(text), blocks=visible_all(blocks), unfurl_links=False, unfurl_media=False)
         except (SlackClientError, OSError) as exc:
             raise SlackError(
                 f"webhook for {channel or 'the default channel'} unreachable: {type(exc).__name__}"
@@ -76,13 +77,18 @@ class BotTransport:
     ) -> tuple[str, str | None]:
         with _api_errors(f"chat.postMessage to {channel}"):
             r = self.client.chat_postMessage(
-                channel=channel, text=text, blocks=blocks, thread_ts=thread_ts, unfurl_links=False, unfurl_media=False
+                channel=channel,
+                text=visible(text),
+                blocks=visible_all(blocks),
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
             )
         return str(r["channel"]), str(r["ts"])
 
     def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
         with _api_errors(f"chat.update in {channel}"):
-            self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+            self.client.chat_update(channel=channel, ts=ts, text=visible(text), blocks=visible_all(blocks))
 
 
 @contextmanager

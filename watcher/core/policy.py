@@ -264,10 +264,12 @@ def _culprit_checks(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decisi
             "culprit_not_touching", f"no commit touched what failed: {f.evidence_line}", evidence=f.evidence_line
         )
     culprits = tuple(c.sha for c in b.culprits)
-    bot_reverts = [c for c in b.culprits if c.reverts]
+    bot_reverts = [c for c in b.culprits if c.reverts]  # confirmed by content (revert/reads.py), not by the trailer
     if bot_reverts:
         return _alert(
-            "culprit_is_revert", f"{bot_reverts[0].sha[:12]} is a revert made by sync-watcher", culprits=culprits
+            "culprit_is_revert",
+            f"{bot_reverts[0].sha[:12]} is a revert: its content undoes {bot_reverts[0].reverts[0][:12]}",
+            culprits=culprits,
         )
     undone = [sha for sha in culprits if sha in f.undone_on_branch]
     if undone:
@@ -358,7 +360,7 @@ RULE_ADVICE: dict[str, str] = {
     "no_commit_touches_app": "No commit in the range changed the app: look for a shared chart or the cluster.",
     "too_many_candidates": "Several commits changed the app: revert the bad one by hand (the culprits are listed).",
     "unknown": "History does not line up (no good revision, or rewritten): revert by hand.",
-    "culprit_is_revert": "The culprit is a sync-watcher revert: fix forward by hand.",
+    "culprit_is_revert": "The culprit undoes an earlier commit (by content, whoever made it): fix forward by hand.",
     "undone_on_branch": "Already reverted on the branch: the watcher asked Argo CD to deploy it; nothing else to do.",
     "partly_undone_on_branch": "Some culprits were reverted by hand: revert the rest by hand if they are bad.",
     "already_reverted": "This commit was already reverted: look at that revert's outcome.",

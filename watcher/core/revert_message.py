@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from watcher.domain import INCIDENT_TRAILER, REVERTS_TRAILER, Commit, Incident
+from watcher.core.plain_text import visible
+from watcher.domain import APP_TRAILER, INCIDENT_TRAILER, REVERTS_TRAILER, Commit, Incident
 
 MESSAGE_CHARS = 300
 
@@ -16,7 +17,7 @@ def _one_line(text: object, limit: int = MESSAGE_CHARS) -> str:
 
 def revert_title(app: str, culprits: Sequence[Commit]) -> str:
     if len(culprits) == 1:
-        return f'Revert "{_one_line(culprits[0].subject, 120)}"'
+        return visible(f'Revert "{_one_line(culprits[0].subject, 120)}"')
     return f"Revert {len(culprits)} commits that broke {app}"
 
 
@@ -57,5 +58,7 @@ def revert_message(
             lines.append(f"That commit also changed {', '.join(others)}; they get the revert too.")
     lines.append("")
     lines += [f"{REVERTS_TRAILER}: {c.sha}" for c in culprits]
-    lines.append(f"{INCIDENT_TRAILER}: {incident.id}")
-    return "\n".join(lines) + "\n"
+    lines.append(f"{APP_TRAILER}: {app}")
+    if incident.uid:  # the store's number restarts at 1 and is shared by every watcher: it names nothing in git
+        lines.append(f"{INCIDENT_TRAILER}: {incident.uid}")
+    return visible("\n".join(lines) + "\n")  # a subject's bidi controls would reorder what reviewers see

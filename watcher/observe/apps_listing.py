@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from watcher.core import appmap
 from watcher.core.snapshots import snapshot_from_app
-from watcher.domain import AppSnapshot, NotFound, RetryLater
+from watcher.domain import AppSnapshot, NotFound, RetryLater, UnreadableItem
 from watcher.ports import AppSource
 
 # A list that misses more than this share of the known fleet (and at least SUSPECT_MIN apps) is suspect:
@@ -60,6 +60,9 @@ def list_snapshots(
     healthy: dict[str, AppSnapshot] = {}
     wrong: list[AppSnapshot] = []
     for position, item in enumerate(argocd.iter_apps()):  # one item's objects at a time
+        if isinstance(item, UnreadableItem):
+            listing.unreadable[str(item["metadata"].get("name") or f"#{position}")] = item.reason
+            continue
         try:
             snap = snapshot_from_app(item, complete=False, watched_repo=watched_repo)
             specs = appmap.compact_fields(item)
@@ -129,15 +132,25 @@ def is_suspect(missing: int, known: int) -> bool:
     return missing >= SUSPECT_MIN and missing > SUSPECT_SHARE * known
 
 
-def confirm_gone(argocd: AppSource, missing: Sequence[tuple[str, str, str]], log: Any) -> list[str]:
-    """The keys of (key, name, namespace) that Argo CD confirms deleted: a GET answers 404. Any other answer
-    keeps the app until Argo CD can say; at most CONFIRM_PER_POLL GETs a poll."""
+def confirm_gone(argocd: AppSource, missing: Sequence[tuple[str, str, str, str]], log: Any) -> list[str]:
+    """The keys of (key, name, namespace, project) that Argo CD confirms deleted: a GET naming the project
+    answers 404 (without the project Argo CD answers 403 for a missing app). Any other answer keeps the app
+    until Argo CD can say; at most CONFIRM_PER_POLL GETs a poll."""
     gone = []
-    for key, name, namespace in missing[:CONFIRM_PER_POLL]:
+    for key, name, namespace, project in missing[:CONFIRM_PER_POLL]:
         try:
-            argocd.get_app(name, namespace)
+            argocd.get_app(name, namespace, project=project)
         except NotFound:
             gone.append(key)
         except RetryLater as exc:
             log.warning("app_missing_unconfirmed", app=key, error=str(exc))
     return gone
+
+
+def confirm_batch(missing: Sequence[str], poll: int) -> list[str]:
+    """This poll's CONFIRM_PER_POLL of the (sorted) missing apps, in turn: a thousand apps gone at once are
+    all asked about within fifty polls, and the same twenty that still answer are not asked forever."""
+    if len(missing) <= CONFIRM_PER_POLL:
+        return list(missing)
+    start = (poll * CONFIRM_PER_POLL) % len(missing)
+    return [missing[(start + i) % len(missing)] for i in range(CONFIRM_PER_POLL)]

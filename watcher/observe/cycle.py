@@ -21,7 +21,7 @@ from watcher.core.snapshots import snapshot_from_app
 from watcher.domain import AppSnapshot, Clock, RetryLater, StoreUnavailable, utcnow
 from watcher.logs import get_logger
 from watcher.metrics.registry import Metrics
-from watcher.observe.apps_listing import CONFIRM_PER_POLL, Known, Listing, confirm_gone, is_suspect, list_snapshots
+from watcher.observe.apps_listing import Known, Listing, confirm_batch, confirm_gone, is_suspect, list_snapshots
 from watcher.observe.fleet_map import FleetMap
 from watcher.observe.fleet_state import FleetState
 from watcher.observe.memory import gc_paused, release_free_memory
@@ -100,6 +100,7 @@ class Watcher:
         # Deadlines pass only on fresh data: up to one list interval after the last complete list.
         self._fresh_until: datetime | None = None
         self._listed = False  # the last list poll succeeded (the rollout watch reads trees only then)
+        self._confirm_polls = 0  # turns through the apps missing from lists (apps_listing.confirm_batch)
 
     # -- observe ----------------------------------------------------------------------------------------
     def poll_git(self) -> PollSummary:
@@ -121,6 +122,7 @@ class Watcher:
             self.log.info("git_head_moved", previous=previous, head=head)
             self.state.head = head
         self._mark_success("git")
+        self.recorder.fetch_missing_commits()  # what detection could not name: one bounded fetch, here
         self.state.fleet_map.remap(head)
         moved = "first look" if previous is None else "unchanged" if head == previous else f"moved from {previous[:12]}"
         return PollSummary("git poll", f"head {head[:12]} ({moved})")
@@ -171,14 +173,17 @@ class Watcher:
         return PollSummary("apps poll", seen, events=recorded)
 
     def _confirmed_gone(self, listing: Listing) -> list[str]:
-        """Apps missing from the list that Argo CD confirms deleted; none at all when the list is suspect."""
+        """Apps missing from the list that Argo CD confirms deleted, one GET each, a bounded batch per poll in
+        turn. A suspect list removes nothing by itself (it is counted and logged), but its missing apps are
+        asked about all the same: a thousand apps really deleted at once must leave, one answer at a time."""
         known = self.state.known()
         missing = sorted(known - set(listing.snapshots) - set(listing.unreadable))
         if is_suspect(len(missing), len(known)):
             self.metrics.suspect_lists.inc()
             self.log.warning("argocd_list_suspect", missing=len(missing), known=len(known))
-            return []
-        refs = [(key, *self.state.fleet_map.ref(key)) for key in missing[:CONFIRM_PER_POLL]]
+        self._confirm_polls += 1
+        batch = confirm_batch(missing, self._confirm_polls)
+        refs = [(key, *self.state.fleet_map.ref(key), self.state.fleet_map.project(key)) for key in batch]
         return confirm_gone(self.argocd, refs, self.log)
 
     def _store_failed(self, step: str, exc: StoreUnavailable) -> PollSummary:

@@ -14,16 +14,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from functools import lru_cache, partial
 from typing import Any
 
 from watcher.core.detect import AppTracker, DetectionRules, observe, observe_rollout
 from watcher.core.lease import ALONE_FENCE
 from watcher.core.ledger import CLOSING_KINDS
 from watcher.core.rollout import RolloutVerdict
-from watcher.domain import INCIDENT_KINDS, AppSnapshot, Commit, Event, EventKind, RetryLater
+from watcher.domain import INCIDENT_KINDS, AppSnapshot, Commit, Event, EventKind
 from watcher.logs import get_logger
 from watcher.metrics.registry import Metrics
+from watcher.observe.commit_lookup import CommitLookup
 from watcher.observe.fleet_state import FleetState, Seen
 from watcher.ports import Fence, Listener, WatchedRepo
 from watcher.store import Observation
@@ -90,18 +90,6 @@ def _wants_commit(e: Event) -> bool:
     return bool(e.revision) and (e.kind in INCIDENT_KINDS or e.kind in ENRICHED_KINDS)
 
 
-def commit_of(repo: WatchedRepo, sha: str) -> Commit | None:
-    """The commit, fetching once when Argo CD saw a revision before our last fetch."""
-    commit = repo.commit(sha)
-    if commit is None:
-        try:
-            repo.sync()
-        except RetryLater:
-            return None
-        commit = repo.commit(sha)
-    return commit
-
-
 class Recorder:
     """Detect, look up, record, publish: the one path by which anything observed becomes an event."""
 
@@ -124,7 +112,11 @@ class Recorder:
         self.log = get_logger()
         self.stopped = threading.Event()  # set at shutdown: nothing more is observed or written
         self.moved_since_load = False  # memory differs from the store's trackers: reload on taking over
-        self._commit = lru_cache(maxsize=4096)(partial(commit_of, repo))
+        self._commit = CommitLookup(repo)  # no git network call inside detection
+
+    def fetch_missing_commits(self) -> None:
+        """At the git poll, after its fetch: the commits detection could not name, in one bounded fetch."""
+        self._commit.after_fetch()
 
     def observe(self, seen: Seen, now: datetime, verdicts: Mapping[str, RolloutVerdict] | None = None) -> int:
         """Detect, record, publish, a slice of apps at a time, in the order given; how many events recorded.

@@ -149,7 +149,8 @@ class IncidentReader:
                 changes = [*changes, *unexercised]
             if own.paths and head != failing and self.repo.is_ancestor(failing, head):
                 newer, _ = self.repo.changes(failing, head, own.paths, limit)
-            undone = self.repo.find_reverts([c.commit.sha for c in changes], branch) if changes else {}
+            changes = [self._confirmed(c) for c in changes]
+            undone = self.repo.find_reverts([c.commit.sha for c in changes], branch, own.paths) if changes else {}
             candidates = self.candidates(context, own, changes, names) if not truncated else ()
             healthy = self.healthy_others(context, failing, changes) if self.split else frozenset()
         except (RetryLater, NeedsHuman) as exc:
@@ -181,9 +182,18 @@ class IncidentReader:
         if not found:
             return []
         # A change reverted within the range (a failed bump and its revert, which needed no sync) left nothing.
-        undone = self.repo.find_reverts([c.commit.sha for c in found], branch)
+        # Both by content: a trailer alone does not make a commit a revert (_confirmed).
+        found = [self._confirmed(c) for c in found]
+        undone = self.repo.find_reverts([c.commit.sha for c in found], branch, manifests)
         gone = set(undone) | set(undone.values())
         return [c for c in found if c.commit.sha not in gone and not c.commit.reverts]
+
+    def _confirmed(self, c: ChangedCommit) -> ChangedCommit:
+        """A `Sync-Watcher-Reverts` trailer is a hint anyone can write: a commit counts as a revert (the policy's
+        culprit_is_revert) only when its content undoes what it names."""
+        if not c.commit.reverts:
+            return c
+        return replace(c, commit=replace(c.commit, reverts=self.repo.confirmed_reverts(c.commit)))
 
     def healthy_others(self, context: AppContext, revision: str, changes: Sequence[ChangedCommit]) -> frozenset[str]:
         """The other apps the range changed that are Synced and Healthy at `revision`: their changes are proven

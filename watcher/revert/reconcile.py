@@ -38,8 +38,8 @@ def settle_unfinished(
             return False
     deadline = verify_deadline()
     for r in unfinished:
-        found = repo.find_by_incident(r.incident_id, r.started_at - RECONCILE_MARGIN)
         incident = incidents.incident(r.incident_id)
-        if incident is not None:
+        if incident is not None:  # its random uid names it in git; content must undo the culprits (find_by_incident)
+            found = repo.find_by_incident(incident.uid or "", r.culprits, r.started_at - RECONCILE_MARGIN)
             write(r.id, incident, (), reconciled_outcome(r.mode, found, deadline))
     return True

@@ -15,6 +15,7 @@ from pathlib import Path
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from watcher.adapters.argocd import ArgoCDClient
+from watcher.adapters.file_lock import FileLeaderLock, store_lock_path
 from watcher.adapters.forge import pull_requests_for
 from watcher.adapters.gitrepo import GitRepo
 from watcher.adapters.helm_render import render_app
@@ -44,17 +45,23 @@ TICK_SECONDS = 1.0
 
 
 def end_child_processes() -> int:
-    """SIGTERM then SIGKILL every direct child (git fetches, pushes) still running: a job abandoned at shutdown
-    must not outlive the process and keep writing. Linux /proc; elsewhere nothing is done."""
-    me = os.getpid()
-    children = []
+    """SIGTERM then SIGKILL every descendant (git fetches and pushes, and what git runs in turn: ssh,
+    git-remote-https, a lazy fetch of a partial clone) still running: a job abandoned at shutdown must not
+    outlive the process and keep writing, nor leave an orphan. Linux /proc; elsewhere nothing is done."""
+    parent_of: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            parent_of[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue  # gone meanwhile
-        if int(fields[1]) == me:
-            children.append(int(stat.parent.name))
+    children: list[int] = []
+    mine = {os.getpid()}
+    while True:  # the tree, a generation at a time (parents first, so none is re-parented before it is seen)
+        generation = [pid for pid, parent in parent_of.items() if parent in mine and pid not in mine]
+        if not generation:
+            break
+        children += generation
+        mine |= set(generation)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
@@ -65,9 +72,12 @@ def end_child_processes() -> int:
 
 
 def leadership_for(settings: Settings, on_change: Callable[[Role], None]) -> Leadership:
-    """PostgreSQL: an advisory lock, held or awaited; SQLite: alone, so the leader at once and for good."""
+    """PostgreSQL: an advisory lock, held or awaited; SQLite: a lock file beside the store, so `run --once` or a
+    second daemon on the same file only looks while this one acts (the kernel frees it when its holder dies, so
+    whoever takes it may act at once); SQLite in memory: alone."""
     lead = settings.leadership
-    lock: LeaderLock = AloneLock()
+    path = store_lock_path(settings.store.url)
+    lock: LeaderLock = AloneLock() if path is None else FileLeaderLock(path)
     timing = ALONE
     if settings.store.url.startswith("postgresql"):
         from watcher.adapters.pg_lock import AdvisoryLock  # psycopg: only with the postgres extra
@@ -248,7 +258,15 @@ class Daemon:
             self.log.warning(
                 "ssh_host_key_checking_off",
                 risk="anyone on the network path can pose as the git remote to a bot that pushes",
-                fix="unset WATCHER_GIT__SSH_HOST_KEY_CHECKING (trust on first use) or give a known_hosts file",
+                fix="unset WATCHER_GIT__SSH_HOST_KEY_CHECKING (strict) and give your host's key in "
+                "WATCHER_GIT__SSH_KNOWN_HOSTS_FILE",
+            )
+        if self.settings.git.ssh_host_key_checking == "accept-new" and not self.settings.git.ssh_known_hosts_file:
+            self.log.warning(
+                "ssh_host_keys_trusted_on_first_use",
+                risk="the first host key the watcher sees for a new host is kept, whoever answered",
+                fix="unset WATCHER_GIT__SSH_HOST_KEY_CHECKING (strict) and give your host's key in "
+                "WATCHER_GIT__SSH_KNOWN_HOSTS_FILE (github.com, gitlab.com, bitbucket.org, ssh.dev.azure.com ship)",
             )
         if self.settings.argocd.insecure:
             self.log.warning(

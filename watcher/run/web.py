@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hmac
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,6 +24,7 @@ from watcher.logs import get_logger
 from watcher.ports import Fleet
 from watcher.run.pages import Patches, page_routes
 from watcher.run.views import apps_view, explanation, incident_detail, liveness, preflight_view, readiness
+from watcher.settings import SettingsError
 from watcher.store import Store
 
 if TYPE_CHECKING:
@@ -177,16 +180,26 @@ class BackgroundServer:
             app, host=host, port=port, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=1
         )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name=f"http-{port}", daemon=True)
+        self.host, self.requested_port = host, port
+        self.thread = threading.Thread(target=self._serve, name=f"http-{port}", daemon=True)
+        self._socket: socket.socket | None = None
+
+    def _serve(self) -> None:
+        self.server.run(sockets=[self._socket] if self._socket else None)
 
     def start(self, timeout: float = 10.0) -> None:
+        """Bind first, here: a port in use is one line at once (uvicorn would log it from its thread, exit that
+        thread, and leave the caller waiting out `timeout` for a traceback)."""
+        self._socket = _bind(self.host, self.requested_port)
         self.thread.start()
         deadline = threading.Event()
         for _ in range(int(timeout / 0.01)):
             if self.server.started:
                 return
+            if not self.thread.is_alive():
+                break
             deadline.wait(0.01)
-        raise RuntimeError("HTTP server did not start")
+        raise RuntimeError(f"HTTP server on {self.host}:{self.requested_port} did not start")
 
     @property
     def port(self) -> int:
@@ -196,3 +209,18 @@ class BackgroundServer:
     def stop(self, timeout: float = 5.0) -> None:
         self.server.should_exit = True
         self.thread.join(timeout)
+
+
+class PortInUse(SettingsError):
+    """The HTTP port is taken (another watcher, a second `run`): a setting to change or a process to stop."""
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, reuse_port=False)
+    except OSError as exc:
+        raise PortInUse(
+            f"WATCHER_HTTP__PORT: cannot listen on {host}:{port} ({os.strerror(exc.errno or 0)}); stop the process "
+            "that holds it (another sync-watcher?) or set WATCHER_HTTP__PORT to a free port"
+        ) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -67,6 +68,7 @@ incidents = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("evidence", sa.JSON, nullable=False),
     sa.Column("resolution", sa.Text, nullable=False, default=""),
+    sa.Column("uid", sa.String(32)),  # schema version 4: domain.Incident.uid
 )
 
 # -- auto-revert (schema version 2) -------------------------------------------------------------------------
@@ -172,7 +174,20 @@ MIGRATIONS: list[Migration] = [
     lambda conn: meta.create_all(conn, tables=[decisions, reverts, suspensions, controls]),
     lambda conn: meta.create_all(conn, tables=[notifications, slack_threads]),
     lambda conn: meta.create_all(conn, tables=[preflight_verdicts, preflight_paused]),
+    lambda conn: _add_incident_uids(conn),
 ]
+
+
+def new_incident_uid() -> str:
+    return secrets.token_hex(8)
+
+
+def _add_incident_uids(conn: Connection) -> None:
+    """Version 4: every incident gets its random uid (a store made at version 1 today has the column already)."""
+    if "uid" not in {c["name"] for c in sa.inspect(conn).get_columns("incidents")}:
+        conn.exec_driver_sql("ALTER TABLE incidents ADD COLUMN uid VARCHAR(32)")
+    for (incident_id,) in conn.execute(sa.select(incidents.c.id).where(incidents.c.uid.is_(None))).all():
+        conn.execute(incidents.update().where(incidents.c.id == incident_id).values(uid=new_incident_uid()))
 
 
 class Statements:
