@@ -124,9 +124,11 @@ class RevertRepo(Protocol):
         """Mainline commits in (since, until] that touched `paths`, newest first; True when cut at `limit`."""
         ...
 
-    def find_reverts(self, shas: Any, branch: str | None = None, paths: Any = ()) -> dict[str, str]:
+    def find_reverts(
+        self, shas: Any, branch: str | None = None, paths: Any = (), at: str | None = None
+    ) -> dict[str, str]:
         """culprit sha -> the commit on `branch` (None: the first watched) after which its change in `paths` is
-        gone (by content, not by message)."""
+        gone (by content, not by message); `at`: judged at that revision instead of the branch head."""
         ...
 
     def confirmed_reverts(self, commit: Commit) -> tuple[str, ...]:

@@ -43,7 +43,9 @@ class Repo:
     def is_ancestor(self, a: str, b: str) -> bool:
         return True
 
-    def find_reverts(self, shas: Any, branch: str | None = None, paths: Any = ()) -> dict[str, str]:
+    def find_reverts(
+        self, shas: Any, branch: str | None = None, paths: Any = (), at: str | None = None
+    ) -> dict[str, str]:
         return {s: r for s, r in self.reverts.items() if s in shas}
 
     def confirmed_reverts(self, commit: Commit) -> tuple[str, ...]:

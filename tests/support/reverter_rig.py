@@ -231,7 +231,9 @@ class FakeRevertRepo:
         self.calls.append("confirmed_reverts")
         return commit.reverts
 
-    def find_reverts(self, shas: Any, branch: str | None = None, paths: Any = ()) -> dict[str, str]:
+    def find_reverts(
+        self, shas: Any, branch: str | None = None, paths: Any = (), at: str | None = None
+    ) -> dict[str, str]:
         self.calls.append("find_reverts")
         return {s: r for s, r in self.reverted_in_git.items() if s in shas}
 

@@ -316,30 +316,36 @@ class ArgoCDClient:
             if r.status_code >= 400:
                 raise ArgoCDUnavailable(f"stream: HTTP {r.status_code}")
             self._stream_response = r
-            for line in r.iter_lines():
-                if stop.is_set():
-                    return
-                if not line.startswith("data:"):
-                    continue  # ":" keepalives, blank separators
-                try:
-                    frame = json.loads(line[5:].strip())
-                except (json.JSONDecodeError, RecursionError):
-                    raise ArgoCDBadResponse(f"stream: frame is not JSON: {line[5:85]!r}") from None
-                if not isinstance(frame, dict):
-                    raise ArgoCDBadResponse(f"stream: frame is not a JSON object: {line[5:85]!r}")
-                if "error" in frame:
-                    error = frame["error"]
-                    message = error.get("message", "") if isinstance(error, dict) else error
-                    raise ArgoCDUnavailable(f"stream error: {str(message)[:200]}")
-                result = frame.get("result")
-                app = result.get("application") if isinstance(result, dict) else None
-                if isinstance(result, dict) and isinstance(app, dict):
-                    yield str(result.get("type", "MODIFIED")), app
+            yield from stream_events(r.iter_lines(), stop)
 
     def close(self) -> None:
         self._http.close()
         if self._gets is not None:
             self._gets.close()
+
+
+def stream_events(lines: Iterator[str], stop: threading.Event) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The watch stream's server-sent lines -> (event type, Application) until `stop`; a frame that is not a JSON
+    object, or an error frame, ends the stream with a named error (the caller reconnects)."""
+    for line in lines:
+        if stop.is_set():
+            return
+        if not line.startswith("data:"):
+            continue  # ":" keepalives, blank separators
+        try:
+            frame = json.loads(line[5:].strip())
+        except (json.JSONDecodeError, RecursionError):
+            raise ArgoCDBadResponse(f"stream: frame is not JSON: {line[5:85]!r}") from None
+        if not isinstance(frame, dict):
+            raise ArgoCDBadResponse(f"stream: frame is not a JSON object: {line[5:85]!r}")
+        if "error" in frame:
+            error = frame["error"]
+            message = error.get("message", "") if isinstance(error, dict) else error
+            raise ArgoCDUnavailable(f"stream error: {str(message)[:200]}")
+        result = frame.get("result")
+        app = result.get("application") if isinstance(result, dict) else None
+        if isinstance(result, dict) and isinstance(app, dict):
+            yield str(result.get("type", "MODIFIED")), app
 
 
 def tls_context(cfg: ArgoCDSettings) -> ssl.SSLContext:

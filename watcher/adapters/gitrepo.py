@@ -204,12 +204,15 @@ class GitRepo:
         with self._lock:
             return git_history.changes(self._open(), since, until, paths, limit)
 
-    def find_reverts(self, shas: Sequence[str], branch: str | None = None, paths: Sequence[str] = ()) -> dict[str, str]:
-        """culprit sha -> the commit on `branch` (None: the first watched) after which its change in `paths` is
-        no longer there: decided by content (git_content.undone_on), never by a message or a trailer."""
+    def find_reverts(
+        self, shas: Sequence[str], branch: str | None = None, paths: Sequence[str] = (), at: str | None = None
+    ) -> dict[str, str]:
+        """culprit sha -> the commit on `branch` (None: the first watched; `at`: up to that revision instead of
+        the head) after which its change in `paths` is no longer there: decided by content
+        (git_content.undone_on), never by a message or a trailer."""
         with self._lock:
             repo = self._open()
-            return git_content.undone_on(repo, shas, self.rev(repo, self.ref_of(branch)), paths)
+            return git_content.undone_on(repo, shas, at or self.rev(repo, self.ref_of(branch)), paths)
 
     def confirmed_reverts(self, commit: Commit) -> tuple[str, ...]:
         """The commits `commit` says it reverts (its trailer: a hint), if its content undoes them; else ()."""

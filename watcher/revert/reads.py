@@ -182,9 +182,10 @@ class IncidentReader:
         if not found:
             return []
         # A change reverted within the range (a failed bump and its revert, which needed no sync) left nothing.
-        # Both by content: a trailer alone does not make a commit a revert (_confirmed).
+        # Both by content: a trailer alone does not make a commit a revert (_confirmed). Judged at the range's
+        # end, not the head: the same change pushed again after the range is a new commit, blamed on its own.
         found = [self._confirmed(c) for c in found]
-        undone = self.repo.find_reverts([c.commit.sha for c in found], branch, manifests)
+        undone = self.repo.find_reverts([c.commit.sha for c in found], branch, manifests, at=last_good)
         gone = set(undone) | set(undone.values())
         return [c for c in found if c.commit.sha not in gone and not c.commit.reverts]
 
