@@ -108,8 +108,10 @@ def test_the_root_app_failing_on_one_child_application_reverts_the_commit_that_a
     assert (row.app, row.culprits) == ("app-of-apps", (added,))
     decision = s.decision("app-of-apps", "culprit_found")
     assert decision is not None
+    # Narrowing asks Argo CD's renderer (the manifests endpoint) first: the render shows the commit adding the
+    # failing object (without a renderer the evidence is the file that defines it: tests/core/test_culprit.py).
     assert decision.evidence["evidence_line"] == (
-        f"Application/argocd/plate-search-stg: {added[:7]} changed {path}, which defines Application/plate-search-stg"
+        f"Application/argocd/plate-search-stg: {added[:7]} added Application/plate-search-stg in the rendered output"
     )
     assert "plate.co/owner" in s.remote_file(API_APP)  # the sibling's change stays
     wait_for(lambda: s.healthy_on("app-of-apps", row.revert_sha), what="root healthy on the revert")

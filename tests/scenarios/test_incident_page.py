@@ -66,7 +66,9 @@ def test_the_incident_page_tells_the_demo_story_and_hostile_text_stays_text(
         seen["apps"] = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "table.apps tbody td:first-child")]
         browser.save_screenshot(str(shots / "fleet.png"))
         # The fleet lists the incident (resolved by now, so among the recent ones) and links it.
-        seen["recent"] = browser.find_element(By.CSS_SELECTOR, "#recent-incidents tbody tr").text
+        # the demo's pre-flight act adds a later incident (#2): find the sync failure's row, #1
+        rows = browser.find_elements(By.CSS_SELECTOR, "#recent-incidents tbody tr")
+        seen["recent"] = next((r.text for r in rows if r.text.startswith("#1 ")), "")
         browser.find_element(By.CSS_SELECTOR, "#recent-incidents a[href='/ui/incidents/1']").click()
         seen["incident_url"] = browser.current_url
         seen["subject"] = browser.find_element(By.CSS_SELECTOR, "#culprits .subject").text
