@@ -284,6 +284,29 @@ def test_fast_retries_double_and_a_persons_sync_uses_the_apps_policy(world: SimW
     assert manual["message"].endswith("(retried 2 times).")
 
 
+def test_a_retry_with_refresh_takes_the_latest_revision(world: SimWorld) -> None:
+    """appcontroller.go:1626-1632: with `retry.refresh` the retry empties the operation's revision and syncs the
+    branch's latest commit, saying "Retrying operation with latest revisions"; without it the retry keeps the
+    failed commit (the fast-retry test above)."""
+    wait_for(lambda: world.controller.get(APP)["status"].get("health", {}).get("status") == "Healthy")
+    manifest = yaml.safe_load(world.work.read(MANIFEST))
+    manifest["spec"]["syncPolicy"]["retry"] = {"limit": 3, "refresh": True, "backoff": {"duration": "20s"}}
+    world.work.commit("retry with refresh", {MANIFEST: yaml.safe_dump(manifest, sort_keys=False)})
+    world.work.push()
+    wait_for(lambda: world.controller.apps[APP].spec["syncPolicy"]["retry"].get("refresh") is True, what="the spec")
+    bad = world.work.commit("bad spec", {VALUES: world.work.set_value(VALUES, "replicaCount", -1)})
+    world.work.push()
+    wait_for(lambda: ". Retrying attempt #" in world.controller.get(APP)["status"]["operationState"]["message"])
+    fix = world.work.commit("fix", {VALUES: world.work.set_value(VALUES, "replicaCount", 2)})
+    world.work.push()
+    state = wait_for(
+        lambda: (s := world.controller.get(APP)["status"]["operationState"])["phase"] == "Succeeded" and s,
+        what="the refreshed retry succeeded",
+    )
+    assert state["operation"]["sync"]["revision"] == "" and state["syncResult"]["revision"] == fix != bad
+    assert state["retryCount"] >= 1
+
+
 def test_the_list_cannot_select_sync_revisions(world: SimWorld) -> None:
     """forwarder_overwrite.go:29-87: `status.sync.revisions` is not selectable; unknown fields are dropped."""
     wait_for(lambda: len(world.controller.snapshot()) == 9)

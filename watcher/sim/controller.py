@@ -456,7 +456,9 @@ class Controller:
             self._changed(app)
         elif app.operation is not None and app.retry_due is not None and now >= app.retry_due:
             app.retry_due = None
-            retry_started(app.status["operationState"], self.timings.retry_clears_sync_result)
+            if retry_started(app.status["operationState"], self.timings.retry_clears_sync_result):
+                target = str(self._own_source(app).get("targetRevision", ""))
+                app.op_revision = self.repo_server.resolve(target) or self.head  # the branch's latest commit
             self._changed(app)
         elif app.operation is not None and app.attempt_due is not None and now >= app.attempt_due:
             self._attempt(app, now)

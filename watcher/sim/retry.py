@@ -89,14 +89,23 @@ def attempt_failed(state: dict[str, Any], error: str, retry: dict[str, Any], now
     )
 
 
-def retry_started(state: dict[str, Any], clears_sync_result: bool) -> None:
+def retry_started(state: dict[str, Any], clears_sync_result: bool) -> bool:
     """The backoff is over and the retry starts (appcontroller.go:1634-1639): finishedAt goes, and the failed
     attempt's syncResult with it. Before commit 9b40474c (2026-07, in no release up to v3.5.1) the controller
-    wrote the state with a merge patch that could not remove syncResult, so it stayed until the attempt ended."""
+    wrote the state with a merge patch that could not remove syncResult, so it stayed until the attempt ended.
+    With `retry.refresh` the operation's revisions are emptied so the retry takes the latest ones
+    (appcontroller.go:1626-1632); returns whether it did."""
     state.pop("finishedAt", None)
     if clears_sync_result:
         state.pop("syncResult", None)
-    state["message"] = f"Retrying operation. Attempt #{int(state.get('retryCount', 0))}"
+    refresh = bool((state["operation"].get("retry") or {}).get("refresh"))
+    if refresh:
+        sync = state["operation"].setdefault("sync", {})
+        sync["revision"] = ""
+        sync.pop("revisions", None)
+    extra = " with latest revisions" if refresh else ""
+    state["message"] = f"Retrying operation{extra}. Attempt #{int(state.get('retryCount', 0))}"
+    return refresh
 
 
 def final_message(error: str, count: int) -> str:
