@@ -369,6 +369,8 @@ RULE_ADVICE: dict[str, str] = {
     "rate_limit": "Too many reverts in an hour opened the circuit: check, then `sync-watcher resume --circuit`.",
     "no_automated_sync": "Argo CD will not deploy a revert by itself: push the proposed revert and sync the app.",
     "culprit_found": "Reverted (or proposed): watch the app come back; the incident closes when it does.",
+    "preflight_render_failed": "Reverted before Argo CD synced it (Argo CD cannot render the commit): fix the commit "
+    "and push it again.",
     "cluster_fault": "No commit is at fault: fix the cluster side named in the reason (the webhook, the API server, "
     "Argo CD's credentials or repo server), then sync the app: Argo CD's auto-sync does not retry a revision whose "
     "sync failed (controller/appcontroller.go:2595-2599) until a new commit comes.",
