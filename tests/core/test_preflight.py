@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from watcher.core.policy import PolicyFacts, RevertRules, advice_for
 from watcher.core.preflight import (
     ArgoSaid,
     Judgement,
@@ -15,14 +17,19 @@ from watcher.core.preflight import (
     Render,
     Verdict,
     agreement,
+    blame_of,
     changed_objects,
+    decide_before_sync,
+    evidence_line,
     judge,
     revert_opted_in,
     revert_wanted,
     source_position,
 )
+from watcher.domain import Action, Commit, EventKind, RevertMode
 
 REPO = "https://git.example.com/org/gitops.git"
+NOW = datetime(2026, 12, 8, 12, 0, tzinfo=UTC)
 # Argo CD's words for a broken template (repo-server text, as the manifests endpoint returns it)
 BROKEN = (
     "`helm template . --name-template plate-api` failed exit status 1: Error: parse error at "
@@ -219,3 +226,26 @@ def test_the_watchers_copy_of_an_app_keeps_the_opt_in_annotation() -> None:
     kept = expand_fields(compact_fields(app))["metadata"]["annotations"]
     assert kept == {"sync-watcher.io/preflight-revert": "true"}
     assert revert_opted_in("", kept, ())
+
+
+def test_a_revert_before_sync_names_the_failing_render_and_the_commits_change() -> None:
+    """The revert's evidence line: the app's render at the commit in Argo CD's words (Helm's error, not its command
+    line) and the files the commit changed for the app; `sync-watcher explain` has words for its rule."""
+    bad = Commit("bad0000000001", "Dev Two", NOW - timedelta(minutes=1), "tune values")
+    files = ["helm/plate-api/values-stg.yaml"]
+    facts = PolicyFacts(
+        app="plate-api-stg",
+        kind=EventKind.MANIFEST_ERROR,
+        detected_at=NOW,
+        opt_in=True,
+        still_failing=True,
+        blame=blame_of(bad, "good000000001", ()),
+        evidence_line=evidence_line("plate-api-stg", bad, "rpc error: code = Unknown desc = " + BROKEN, files),
+    )
+    d = decide_before_sync(facts, RevertRules(mode=RevertMode.PUSH), NOW)
+    assert (d.action, d.rule, d.culprits) == (Action.REVERT, "preflight_render_failed", (bad.sha,))
+    assert d.evidence == (
+        'plate-api-stg does not render at bad0000 (parse error at (plate/templates/deployment.yaml:7): unexpected "}" '
+        "in operand); bad0000 changed helm/plate-api/values-stg.yaml; the synced revision renders"
+    )
+    assert advice_for(d.rule), "`sync-watcher explain` has no words for the pre-flight's revert"

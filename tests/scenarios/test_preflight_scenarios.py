@@ -65,6 +65,9 @@ def test_a_broken_push_is_judged_and_reverted_before_argo_cd_compares_it(slow_wo
         decision = s.decision(APP, "preflight_render_failed")
         assert decision is not None and decision.action.value == "revert"
         assert "failed to parse values-stg.yaml" in decision.evidence["preflight"]["argocd_error"]
+        line = str(decision.evidence["evidence_line"])  # the failing render and the commit's change to the app
+        assert line.startswith(f"{APP} does not render at {bad[:7]} (") and "failed to parse values-stg.yaml" in line
+        assert f"; {bad[:7]} changed {values_path(APP)}; the synced revision renders" in line
         assert [c for c in s.bot_commits()][0][0] == row.revert_sha
         notice = wait_for(lambda: next((n for n in warned if n.app == APP), None), what="Slack warning")
         assert notice.kind is EventKind.PREFLIGHT_FAILED and notice.revision == bad
@@ -77,7 +80,7 @@ def test_a_broken_push_is_judged_and_reverted_before_argo_cd_compares_it(slow_wo
         assert registry.get_sample_value("sync_watcher_preflight_verdicts_total", {"verdict": "will_fail_to_render"})
         explained = CliRunner().invoke(main, ["explain", APP, "--url", f"http://127.0.0.1:{s.d.http.port}"])
         assert explained.exit_code == 0, explained.output
-        assert "REVERT (preflight_render_failed)" in explained.output
+        assert "REVERT (preflight_render_failed)" in explained.output and f"evidence: {line}" in explained.output
         assert (
             f"{bad[:12]} will_fail_to_render" in explained.output
             and "failed to parse values-stg.yaml" in explained.output

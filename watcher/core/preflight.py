@@ -18,6 +18,7 @@ from typing import Any
 
 from watcher.core.appmap import PREFLIGHT_REVERT_ANNOTATION, render_roots, watched_git_source
 from watcher.core.blame import AppSources, Blame, BlameOutcome, touches
+from watcher.core.failure_class import strip
 from watcher.core.notices import CommitRef, Notice, Severity
 from watcher.core.policy import PolicyFacts, RevertRules, decide
 from watcher.domain import Action, Commit, Decision, EventKind
@@ -317,6 +318,16 @@ def decide_before_sync(facts: PolicyFacts, rules: RevertRules, now: datetime) ->
         return replace(decision, rule=RULE, reason=f"Argo CD's render of the commit fails, before Argo CD synced it; "
                        f"{decision.reason}")  # fmt: skip
     return decision
+
+
+def evidence_line(app: str, commit: Commit, argocd_error: str, files: Sequence[str]) -> str:
+    """What a pre-flight revert rests on: the failing object (the app's render at the commit, in Argo CD's words)
+    and the commit's change to it (its files among the app's)."""
+    words = strip(argocd_error).rpartition("Error: ")[2].strip().splitlines()  # Helm's words, not its command line
+    said = words[0][:200] if words else "Argo CD gave no reason"
+    more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+    how = f"changed {', '.join(files[:3])}{more}" if files else "changed the app's files"
+    return f"{app} does not render at {commit.sha[:7]} ({said}); {commit.sha[:7]} {how}; the synced revision renders"
 
 
 def blame_of(commit: Commit, synced: str | None, also: tuple[str, ...]) -> Blame:

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from watcher.core.appmap import manifest_directories, parent_app_names
-from watcher.core.blame import AppSources, helm_dirs
+from watcher.core.blame import AppSources, helm_dirs, touches
 from watcher.core.branches import Follow, RemoteBranches, following
 from watcher.core.notices import Notice
 from watcher.core.preflight import (
@@ -211,7 +211,10 @@ class Preflight(Listener):
             validate = self._validator(spec, new.manifests)
             j = paused.apply(key, judge(new, old, validate) if synced else _no_synced())
         now = self.clock()
+        paths = self.fleet_paths.get(key, ())
+        mine = [f for f in change.files if touches(f, AppSources(paths, helm_dirs(spec, paths)))]
         evidence = j.evidence() | {"branch": branch, "synced_revision": synced, "position": position}
+        evidence["files"] = mine[:50]  # the commit's change to the app: what a revert rests on, beside Argo CD's words
         if not self.records.record(key, commit.sha, synced, j.verdict.value, j.reason, evidence, seen_at, now):
             return None  # another replica (or a restart) judged it meanwhile
         self.metrics.verdicts.labels(j.verdict.value).inc()

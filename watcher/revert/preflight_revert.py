@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from watcher.core.appmap import deploys_from_repo
 from watcher.core.facts import Watched
 from watcher.core.policy import PolicyFacts, opt_in_from
-from watcher.core.preflight import blame_of, decide_before_sync
+from watcher.core.preflight import blame_of, decide_before_sync, evidence_line
 from watcher.domain import Action, Commit, EventKind, Incident, RevertStep, StepDetail
 from watcher.store.preflight import PreflightRecords
 
@@ -70,6 +70,7 @@ def revert_before_sync(
         auto_sync=context.last.auto_sync if context.last else None,
         last_revert_at=history.last_revert_at,
         reverts_last_hour=history.reverts_last_hour,
+        evidence_line=evidence_line(app, commit, str(evidence.get("argocd_error") or ""), evidence.get("files") or ()),
     )
     decision = decide_before_sync(facts, r.rules, now)
     reason = f"pre-flight: Argo CD cannot render {commit.sha[:12]} (before it synced it)"
@@ -77,7 +78,8 @@ def revert_before_sync(
         app, EventKind.MANIFEST_ERROR.value, commit.sha, reason, {"preflight": dict(evidence)}, now
     )
     incident = Incident(incident_id, app, EventKind.MANIFEST_ERROR, commit.sha, now, None, reason, {})
-    record = {"preflight": dict(evidence), "blame": blame.evidence()} | follows.evidence()
+    record = {"preflight": dict(evidence), "blame": blame.evidence(), "evidence_line": decision.evidence}
+    record |= follows.evidence()
     r.audit.record_decision(
         incident_id, app, now, decision.action, decision.rule, decision.reason, r.rules.mode, record
     )
@@ -88,7 +90,8 @@ def revert_before_sync(
     )  # fmt: skip
     if decision.action is not Action.REVERT:
         r.incidents.resolve_incident(incident_id, now, f"not reverted: {decision.rule}")
-        r._report(RevertStep.ALERT_ONLY, incident, (commit,), StepDetail(rule=decision.rule, reason=decision.reason))
+        told = StepDetail(rule=decision.rule, reason=decision.reason, evidence=decision.evidence)
+        r._report(RevertStep.ALERT_ONLY, incident, (commit,), told)
         return decision.rule
-    outcome = r.execute(incident, (commit,), blame.also_touched, branch)
+    outcome = r.execute(incident, (commit,), blame.also_touched, branch, evidence=decision.evidence)
     return outcome.state.value
