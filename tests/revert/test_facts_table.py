@@ -12,8 +12,9 @@ from tests.support.reverter_rig import APP, BAD, CULPRIT, GOOD, NOW, OTHER, PATH
 from watcher.core.appmap import OPT_ANNOTATION
 from watcher.core.blame import BlameOutcome
 from watcher.core.facts import ArgoCDView, Facts, GitView, facts_of
+from watcher.core.narrow import Candidate
 from watcher.core.snapshots import snapshot_from_app
-from watcher.domain import AppContext, ChangedCommit, EventKind, Incident, RevertHistory
+from watcher.domain import AppContext, ChangedCommit, Commit, EventKind, Incident, RevertHistory
 
 INCIDENT = Incident(7, APP, EventKind.SYNC_FAILED, BAD, NOW, None, "sync failed", {})
 CONTEXT = AppContext(APP, APP, "", {}, None, (GOOD,), {}, dict(PATHS))
@@ -184,4 +185,42 @@ def test_the_store_history_reaches_the_policy() -> None:
         "4 reverts in an hour",
         last,
         4,
+    )
+
+
+def test_a_failure_naming_no_object_has_argo_cds_words_and_the_commits_change_as_evidence() -> None:
+    """kubectl's validation names a field, not an object: the line quotes it, and says what the one commit
+    changed for the app and why it alone is blamed."""
+    assert facts().policy.evidence_line == (
+        "the object does not match its kind's schema (error validating data: ValidationError(Deployment.spec.replicas"
+        '): invalid type for io.k8s.api.apps.v1.DeploymentSpec.replicas: got "string", expected "integer"); '
+        f"{BAD[:7]} changed apps/plate-api-stg/deployment.yaml: the only change to {APP} since {GOOD[:7]}"
+    )
+
+
+def test_a_failing_image_narrowed_to_one_commit_names_the_image_and_that_commits_change() -> None:
+    """A rollout's failing pods name no object of Argo CD's words: the line names the failing image (the rollout
+    watch's) and the commit narrowing found introducing it, with the file it changed."""
+    image = "harbor.plate.local/plate/plate-api:2.6.1"
+    earlier = Commit("ea51" + "4" * 36, "Dev One", NOW - timedelta(minutes=9), "plate-api: more memory", (GOOD,))
+    values = "apps/plate-api-stg/values.yaml"
+    diff = f"diff --git a/{values} b/{values}\n--- a/{values}\n+++ b/{values}\n@@ -1 +1 @@\n"
+    git = replace(
+        GIT,
+        changes=(ChangedCommit(CULPRIT, (values,)), ChangedCommit(earlier, (values,))),
+        candidates=(
+            Candidate(CULPRIT, (values,), diff + f"-image: {image[:-5]}:2.6.0\n+image: {image}\n"),
+            Candidate(earlier, (values,), diff + "-memory: 256Mi\n+memory: 512Mi\n"),
+        ),
+    )
+    deployed = application(APP, phase="Succeeded", sync="Synced", sync_revision=BAD, health="Degraded")
+    rollout = Incident(
+        7, APP, EventKind.ROLLOUT_FAILING, BAD, NOW, None, "new rollout failing: pod plate-api-7d9-x ImagePullBackOff",
+        {"failing_images": [image], "health_message": "Deployment exceeded its progress deadline"},
+    )  # fmt: skip
+    f = facts(incident=rollout, argocd=ArgoCDView(snapshot_from_app(deployed, complete=True)), git=git)
+    assert f.blame is not None and f.blame.culprits == (CULPRIT,)
+    assert f.policy.evidence_line == (
+        "new rollout failing: pod plate-api-7d9-x ImagePullBackOff (Deployment exceeded its progress deadline), "
+        f"running {image}; {BAD[:7]} changed {values}: introduced image {image} (seen in the diff)"
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from watcher.core.appmap import deploys_from_repo
-from watcher.core.blame import AppSources, Blame, BlameOutcome, blame, helm_dirs
+from watcher.core.blame import AppSources, Blame, BlameOutcome, blame, helm_dirs, touches
 from watcher.core.branches import Follow, Following, RemoteBranches, following
 from watcher.core.culprit import Evidence, evidence
 from watcher.core.detect import untouched_by_the_sync
@@ -23,6 +23,7 @@ from watcher.domain import AppContext, AppSnapshot, ChangedCommit, EventKind, In
 # The fields of Argo CD's fresh answer kept in the audit trail (the rest is in the incident's evidence).
 SEEN_FIELDS = ("sync_status", "sync_revision", "health", "phase", "operation_revision", "retry_count")
 MESSAGE_KEPT = 500
+WORDS_KEPT = 160  # characters of Argo CD's words in an evidence line
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,8 @@ def facts_of(
     failing = still_failing(snap, incident.kind, incident.revision) if snap is not None else None
     failure = failure_of(incident.kind, snap) if failing else None
     touched: Evidence | None = None
+    candidates: tuple[Candidate, ...] = ()
+    own = AppSources(())
     follows = watched.following(context, git.remote if git else None) if watched else None
     ours = follows is None or follows.kind is Follow.BRANCH  # else git was not read for blame: nothing to blame
     found: Blame | None = None
@@ -161,7 +164,11 @@ def facts_of(
         reverts_last_hour=history.reverts_last_hour,
         failure_class=failure.cls.value if failure else None,
         failure_cause=failure.cause if failure else "",
-        evidence_line=touched.line_for(c.sha for c in found.culprits) if touched is not None and found else "",
+        evidence_line=touched.line_for(c.sha for c in found.culprits)
+        if touched is not None and found
+        else _unnamed_line(incident, failure, found, candidates, own)
+        if found and found.outcome is BlameOutcome.CULPRITS
+        else "",
         evidence_missing=touched is not None and not touched.touches,
     )
     branch = follows.branch if follows is not None and follows.kind is Follow.BRANCH else None
@@ -232,6 +239,35 @@ def _kept(found: Blame, touched: Evidence) -> Blame:
     shown = ", ".join(f"{c.sha[:12]} ({c.subject[:60]})" for c in culprits)
     seen = " (seen in the render)" if "rendered output" in why else ""
     return replace(found, culprits=culprits, reason=f"{found.reason}; narrowed to {shown}: {why}", named=why + seen)
+
+
+def _unnamed_line(
+    incident: Incident, failure: Failure | None, found: Blame, candidates: tuple[Candidate, ...], own: AppSources
+) -> str:
+    """The evidence line of a failure that names no object (a render error, a failing pod, a degraded app): what
+    failed, in Argo CD's or the rollout watch's words, and each culprit's change to the app's files, with how
+    narrowing named it (or why it could not) or, for one commit, that it is the only change since the last good."""
+    ev = incident.evidence
+    if failure is not None:  # Argo CD's words name what failed (a field, a file) even when they name no object
+        said = next((v.message for v in failure.verdicts if v.cls is failure.cls), "")
+        what = failure.cause + (f" ({said[:WORDS_KEPT]})" if said else "")
+    else:  # the detector's, with the app's health message
+        health = str(ev.get("health_message") or "")[:WORDS_KEPT]
+        what = incident.reason + (f" ({health})" if health and health not in incident.reason else "")
+        images = ev.get("failing_images")
+        if isinstance(images, list) and images:
+            what += f", running {', '.join(str(i) for i in images[:3])}"
+    files = {c.commit.sha: c.files for c in candidates} | {x.commit.sha: x.files for c in candidates for x in c.side}
+    changes = [f"{c.sha[:7]} {_change(files.get(c.sha, ()), own, c.subject)}" for c in found.culprits]
+    since = f"{incident.app} since {(found.last_good or '')[:7]}"
+    how = found.named or (f"the only change to {since}" if len(changes) == 1 else f"every change to {since}")
+    return f"{what}; {'; '.join(changes)}: {how}"
+
+
+def _change(files: tuple[str, ...], own: AppSources, subject: str) -> str:
+    mine = [f for f in files if touches(f, own)]
+    more = f" and {len(mine) - 3} more" if len(mine) > 3 else ""
+    return f"changed {', '.join(mine[:3])}{more}" if mine else f"({subject[:60]})"
 
 
 def _evidence(p: PolicyFacts, found: Blame | None, argocd: ArgoCDView, git: GitView | None) -> dict[str, Any]:
