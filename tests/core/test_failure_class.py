@@ -240,6 +240,13 @@ ROWS = [
         "apimachinery errors.go:242",
     ),
     ("one or more objects failed to apply (dry run)", U, "", "sync_context.go:553: no reason in the message"),
+    ("operation is terminating due to timeout", U, "A8", "appcontroller.go:1604"),
+    (  # gitops-engine's Terminate (sync_context.go:762), then the controller's cause and retry count
+        "Operation terminated, triggered by controller sync timeout (retried 2 times).",
+        U,
+        "A8",
+        "appcontroller.go:1692-1696",
+    ),
     ("Job has reached the specified backoff limit", U, "", "gitops-engine pkg/health/health_job.go:41"),
 ]
 

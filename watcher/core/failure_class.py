@@ -508,10 +508,10 @@ ROWS: tuple[Row, ...] = (
     Row("C36", U, _r(r"SyncWaveHook failed"), "gitops-engine/pkg/sync/sync_context.go:695", "a sync wave hook failed"),
 )
 
-# Envelopes and decorations around the words that matter (research §1; anchored, stripped repeatedly).
+# Envelopes and decorations around the words that matter (research §1; anchored, stripped repeatedly). The
+# `, triggered by controller sync timeout` suffix (appcontroller.go:1692-1693) stays: it is row A8's words.
 DECORATIONS = re.compile(
-    r"(?:\.\s*Retrying attempt #\d+ at [^.]*\.?| \(retried \d+ times\)\.?| \(failed to retry: .*\)|"
-    r", triggered by controller sync timeout)\s*$"
+    r"(?:\.\s*Retrying attempt #\d+ at [^.]*\.?| \(retried \d+ times\)\.?| \(failed to retry: .*\))\s*$"
 )
 ENVELOPES = re.compile(
     r"^(?:Failed (?:last )?sync attempt to [^:]*: |(?:ComparisonError|InvalidSpecError|SyncError): |"
