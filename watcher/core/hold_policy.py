@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from watcher.core.policy import ago
 from watcher.core.sync_permit import Held, Hold
 from watcher.domain import Action, Decision
 
@@ -28,7 +29,7 @@ def held_decision(decision: Decision, hold: Hold | None, detected_at: datetime, 
         return Decision(
             Action.ALERT,
             "held_too_long",
-            f"{names} would be reverted, but Argo CD has not been allowed to sync for {_ago(now - detected_at)}: "
+            f"{names} would be reverted, but Argo CD has not been allowed to sync for {ago(now - detected_at)}: "
             f"{hold.text}; revert and sync by hand",
             decision.culprits,
             evidence=_with(decision.evidence, hold.text),
@@ -45,8 +46,3 @@ def held_decision(decision: Decision, hold: Hold | None, detected_at: datetime, 
 
 def _with(evidence: str, hold: str) -> str:
     return f"{evidence}; {hold}" if evidence else hold
-
-
-def _ago(d: timedelta) -> str:
-    s = int(d.total_seconds())
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"

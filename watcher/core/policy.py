@@ -247,7 +247,7 @@ def _knowledge(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decision | 
             )
         return _alert(
             "fix_not_deployed",
-            f"newer commits that change {f.app} ({newer}) were not deployed within {_ago(rules.fix_wait)}; "
+            f"newer commits that change {f.app} ({newer}) were not deployed within {ago(rules.fix_wait)}; "
             "not reverting on top of a possible fix",
         )
     return None
@@ -297,14 +297,14 @@ def _culprit_checks(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decisi
     if stale:
         return _alert(
             "outside_attribution_window",
-            f"{stale[0].sha[:12]} was committed {_ago(f.detected_at - stale[0].committed_at)} before the failure "
-            f"(window {_ago(rules.attribution_window)})",
+            f"{stale[0].sha[:12]} was committed {ago(f.detected_at - stale[0].committed_at)} before the failure "
+            f"(window {ago(rules.attribution_window)})",
             culprits=culprits,
         )
     if f.last_revert_at is not None and now - f.last_revert_at < rules.cooldown:
         return _alert(
             "cooldown",
-            f"{f.app} was reverted {_ago(now - f.last_revert_at)} ago (cooldown {_ago(rules.cooldown)})",
+            f"{f.app} was reverted {ago(now - f.last_revert_at)} ago (cooldown {ago(rules.cooldown)})",
             culprits=culprits,
         )
     if f.reverts_last_hour >= rules.max_reverts_per_hour:
@@ -324,7 +324,8 @@ def _culprit_checks(f: PolicyFacts, rules: RevertRules, now: datetime) -> Decisi
     return None
 
 
-def _ago(d: timedelta) -> str:
+def ago(d: timedelta) -> str:
+    """A duration as the reasons say it: `4m05s`, `2h10m`."""
     s = int(d.total_seconds())
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
