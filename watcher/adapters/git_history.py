@@ -42,8 +42,10 @@ def commit(repo: git.Repo, sha: str) -> Commit | None:
 
 
 def is_ancestor(repo: git.Repo, ancestor: str, descendant: str) -> bool:
+    """False for a commit the last fetch did not bring: merge-base would fetch it lazily, under the clone's lock and
+    with no deadline (the verifier asks about Argo CD's revision every pass; the next git poll brings it)."""
     try:
-        repo.git.merge_base("--is-ancestor", ancestor, descendant)
+        repo.git.merge_base("--is-ancestor", ancestor, descendant, env=LOCAL_ONLY)
         return True
     except git.GitCommandError:
         return False
