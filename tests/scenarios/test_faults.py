@@ -197,6 +197,28 @@ def test_an_empty_list_is_not_a_mass_deletion(proxy: FaultProxy, faulted: Callab
     assert EventKind.APP_REMOVED not in f.kinds()
 
 
+def test_an_app_of_another_project_missing_from_a_list_is_asked_about_in_its_own_project(
+    world: SimWorld, proxy: FaultProxy, faulted: Callable[..., Faulted]
+) -> None:
+    """Each app missing from a list is confirmed by a GET naming its project; naming another one answers 404 for an
+    app that exists (argo-cd server/application/application.go:237-245), which would read as deleted (main: every
+    app was asked about in project "default", the fleet map keeps no project)."""
+    path = "environments/argocd/apps/plate-web-stg.yaml"
+    moved = world.work.set_value(path, "spec.project", "team-a")
+    world.work.commit("plate-web-stg joins project team-a", {path: moved})
+    world.work.push()
+    f = faulted()
+    wait_for(
+        lambda: (last := f.daemon.fleet.app_context("plate-web-stg").last) is not None and last.project == "team-a",
+        what="plate-web-stg listed in project team-a",
+        timeout=40,
+    )
+    proxy.plan = FaultPlan(empty_list=True)
+    wait_for(lambda: f.sample("sync_watcher_suspect_lists_total") >= 2, what="suspect lists counted")
+    assert EventKind.APP_REMOVED not in f.kinds()
+    assert "plate-web-stg" in f.daemon.fleet.status().trackers
+
+
 def test_one_malformed_item_is_one_unreadable_app(
     world: SimWorld, proxy: FaultProxy, faulted: Callable[..., Faulted]
 ) -> None:
