@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,11 +18,13 @@ from watcher.core.preflight import (
     Verdict,
     agreement,
     changed_objects,
+    compared_with,
     judge,
     revert_opted_in,
     revert_wanted,
     source_position,
 )
+from watcher.domain import Commit
 
 REPO = "https://git.example.com/org/gitops.git"
 # Argo CD's words for a broken template (repo-server text, as the manifests endpoint returns it)
@@ -219,3 +223,24 @@ def test_the_watchers_copy_of_an_app_keeps_the_opt_in_annotation() -> None:
     kept = expand_fields(compact_fields(app))["metadata"]["annotations"]
     assert kept == {"sync-watcher.io/preflight-revert": "true"}
     assert revert_opted_in("", kept, ())
+
+
+PARENT, SYNCED, NEW = "a" * 40, "b" * 40, "c" * 40
+NEW_COMMIT = Commit(NEW, "Dev", datetime(2026, 11, 23, tzinfo=UTC), "bump", (PARENT,))
+
+
+@pytest.mark.parametrize(
+    ("synced", "parents", "expected"),
+    [
+        (SYNCED, (PARENT,), SYNCED),  # what Argo CD last synced
+        ("d" * 64, (PARENT,), "d" * 64),  # a SHA-256 repo's commit
+        (None, (PARENT,), PARENT),  # a new app: nothing synced yet
+        ("main", (PARENT,), PARENT),  # a render error left the branch's name, no commit
+        (NEW, (PARENT,), PARENT),  # Argo CD already synced the commit itself
+        (None, (), None),  # a root commit: nothing to compare with
+    ],
+)
+def test_a_commit_is_compared_with_the_synced_revision_else_its_parent(
+    synced: str | None, parents: tuple[str, ...], expected: str | None
+) -> None:
+    assert compared_with(synced, replace(NEW_COMMIT, parents=parents)) == expected

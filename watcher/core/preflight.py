@@ -18,6 +18,7 @@ from typing import Any
 
 from watcher.core.appmap import PREFLIGHT_REVERT_ANNOTATION, render_roots, watched_git_source
 from watcher.core.blame import AppSources, Blame, BlameOutcome, touches
+from watcher.core.detect import is_commit
 from watcher.core.notices import CommitRef, Notice, Severity
 from watcher.core.policy import PolicyFacts, RevertRules, decide
 from watcher.domain import Action, Commit, Decision, EventKind
@@ -172,6 +173,15 @@ def _core_of(error: str) -> str:
 
 
 # -- which revision of which source to ask about -------------------------------------------------------------
+def compared_with(synced: str | None, commit: Commit) -> str | None:
+    """The revision a commit's render is compared with: the one Argo CD last synced the app at, unless that names
+    no commit (a branch, nothing) or is the commit itself; then the commit's parent, which Argo CD has not compared
+    either (None for a root commit: nothing to compare with)."""
+    if synced and synced != commit.sha and is_commit(synced):
+        return synced
+    return commit.parents[0] if commit.parents else None
+
+
 def source_position(spec: Mapping[str, Any], repo_url: str) -> int:
     """The 1-based position of the watched repo's git source among the app's sources (0: none is): the API's
     `sourcePositions`, paired with `revisions` for a multi-source app (argo-cd server/application/application.go:

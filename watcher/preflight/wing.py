@@ -33,6 +33,7 @@ from watcher.core.preflight import (
     Verdict,
     affected_apps,
     agreement,
+    compared_with,
     judge,
     no_schemas,
     notice_of,
@@ -197,11 +198,10 @@ class Preflight(Listener):
         name, namespace = str(meta.get("name") or key.rsplit("/", 1)[-1]), str(meta.get("namespace") or "")
         tracker = trackers.get(key)
         last = tracker.last if tracker is not None else None
-        synced = last.sync_revision if last is not None else None
-        if not synced or synced == commit.sha or not _is_sha(synced):
-            synced = commit.parents[0] if commit.parents else None  # Argo CD has not compared anything older
+        synced = compared_with(last.sync_revision if last is not None else None, commit)
         started = time.monotonic()
-        own = [f for f in change.files if f in set(self.fleet_paths.get(key, ()))] if self.fleet_paths else []
+        paths = set(self.fleet_paths.get(key, ()))
+        own = [f for f in change.files if f in paths]
         if changed_spec := spec_changes(own, spec, self.settings.git.url, manifest_dirs):
             j = spec_change_judgement(changed_spec)  # Argo CD is not asked: it would render the old spec
         else:
@@ -302,10 +302,6 @@ class Preflight(Listener):
         if not score.agreed:
             self.records.pause(e.app, score.note, self.clock())
             self.log.warning("preflight_local_checks_paused", app=e.app, reason=score.note)
-
-
-def _is_sha(rev: str) -> bool:
-    return len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)
 
 
 def _no_synced() -> Judgement:
