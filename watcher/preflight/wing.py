@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from watcher.core.appmap import manifest_directories, parent_app_names
@@ -53,6 +53,9 @@ from watcher.store.preflight import PreflightRecords
 
 MAX_COMMITS = 20  # newest commits of one fetch judged; a longer push is judged at its newest 20
 CLUSTER_VERSION_SECONDS = 3600.0  # the cluster's version is read again after this
+# How long a commit's first sight is kept for the detect lag: Argo CD compares a commit within minutes (its refresh,
+# 3 min by default); a daemon that runs for months must not keep every commit and every (app, commit) it deployed.
+SEEN_KEPT = timedelta(days=1)
 STATUS_CONTEXT = "sync-watcher/preflight"
 # Argo CD's verdict on a commit, from the watcher's own events (what the score compares with)
 ARGO_SAID = {
@@ -129,6 +132,7 @@ class Preflight(Listener):
             self._heads[branch] = head
             if before is None or before == head:
                 continue  # the first look has no "new": what is already there was there before the watcher
+            self._forget_before(seen_at - SEEN_KEPT)
             try:
                 commits, cut = self.repo.changes(before, head, (), MAX_COMMITS)
             except Exception as exc:  # noqa: BLE001 - a rewritten branch: logged, skipped
@@ -280,6 +284,11 @@ class Preflight(Listener):
         return f"revert: {done}" if done else "warned"
 
     # -- keeping score: Argo CD's own verdict, from the watcher's events ------------------------------------
+    def _forget_before(self, cutoff: datetime) -> None:
+        """The commits first seen before `cutoff` leave the detect lag's memory (checked as new commits arrive)."""
+        self._seen = {sha: at for sha, at in self._seen.items() if at >= cutoff}
+        self._lagged = {k for k in self._lagged if k[1] in self._seen}
+
     def on_event(self, e: Event) -> None:
         """The watcher saw Argo CD compare (or sync) a revision: the detect lag, and the score of a verdict."""
         if not e.revision or e.kind not in COMPARED_KINDS:
