@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from watcher.core.appmap import OPT_ANNOTATION
+from watcher.core.branches import Follow
+from watcher.core.policy import RevertRules
 from watcher.core.preflight import (
     ArgoSaid,
     Judgement,
@@ -17,14 +20,17 @@ from watcher.core.preflight import (
     Render,
     Verdict,
     agreement,
+    before_sync_facts,
+    blame_of,
     changed_objects,
     compared_with,
+    decide_before_sync,
     judge,
     revert_opted_in,
     revert_wanted,
     source_position,
 )
-from watcher.domain import Commit
+from watcher.domain import Action, AppContext, Commit, EventKind, RevertHistory, RevertMode
 
 REPO = "https://git.example.com/org/gitops.git"
 # Argo CD's words for a broken template (repo-server text, as the manifests endpoint returns it)
@@ -244,3 +250,35 @@ def test_a_commit_is_compared_with_the_synced_revision_else_its_parent(
     synced: str | None, parents: tuple[str, ...], expected: str | None
 ) -> None:
     assert compared_with(synced, replace(NEW_COMMIT, parents=parents)) == expected
+
+
+BEFORE_SYNC_AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+OTHER_SHA = "e" * 40
+
+
+def app_context(annotations: Mapping[str, str]) -> AppContext:
+    spec = {"metadata": {"name": "api-stg"}, "spec": {"source": {"repoURL": REPO, "path": "apps/api/stg"}}}
+    return AppContext("api-stg", "api-stg", "", dict(annotations), None, (), {"api-stg": spec}, {})
+
+
+@pytest.mark.parametrize(
+    ("annotations", "reverted", "action", "rule"),
+    [
+        ({}, {}, Action.REVERT, "preflight_render_failed"),  # the pre-flight's opt-in stands
+        ({OPT_ANNOTATION: "true"}, {}, Action.REVERT, "preflight_render_failed"),
+        ({OPT_ANNOTATION: "false"}, {}, Action.ALERT, "opted_out"),  # out of auto-revert altogether
+        ({}, {NEW: "r" * 40}, Action.ALERT, "already_reverted"),  # this commit was reverted already
+        ({}, {OTHER_SHA: "r" * 40}, Action.REVERT, "preflight_render_failed"),  # another commit's revert: no matter
+    ],
+)
+def test_a_commit_argo_cd_cannot_render_is_reverted_before_sync_through_the_reverters_checks(
+    annotations: Mapping[str, str], reverted: Mapping[str, str], action: Action, rule: str
+) -> None:
+    history = RevertHistory(reverted, None, None, None, 0)
+    blame = blame_of(NEW_COMMIT, SYNCED, ())
+    facts = before_sync_facts(app_context(annotations), NEW_COMMIT, blame, history, REPO, ("main",), BEFORE_SYNC_AT)
+    assert (facts.kind, facts.revision, facts.head, facts.still_failing) == (EventKind.MANIFEST_ERROR, NEW, NEW, True)
+    assert facts.following is not None and (facts.following.kind, facts.following.branch) == (Follow.BRANCH, "main")
+    rules = RevertRules(mode=RevertMode.PUSH, cooldown=timedelta(0), revert_without_auto_sync=True)
+    decision = decide_before_sync(facts, rules, BEFORE_SYNC_AT)
+    assert (decision.action, decision.rule) == (action, rule)

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from watcher.core.appmap import PREFLIGHT_REVERT_ANNOTATION, render_roots, watched_git_source
+from watcher.core.appmap import PREFLIGHT_REVERT_ANNOTATION, deploys_from_repo, render_roots, watched_git_source
 from watcher.core.blame import AppSources, Blame, BlameOutcome, touches
+from watcher.core.branches import following
 from watcher.core.detect import is_commit
 from watcher.core.notices import CommitRef, Notice, Severity
-from watcher.core.policy import PolicyFacts, RevertRules, decide
-from watcher.domain import Action, Commit, Decision, EventKind
+from watcher.core.policy import PolicyFacts, RevertRules, decide, opt_in_from
+from watcher.domain import Action, AppContext, Commit, Decision, EventKind, RevertHistory
 
 # The annotation and its values: "true" lets the pre-flight revert a commit Argo CD cannot render before Argo CD
 # syncs it (opt-in), "false" keeps it to a warning even in an environment opted in as a whole.
@@ -318,6 +319,40 @@ def status_of(j: Judgement) -> tuple[str, str]:
 
 
 # -- the revert before Argo CD syncs, through the reverter's own safety checks ------------------------------
+def before_sync_facts(
+    context: AppContext,
+    commit: Commit,
+    blame: Blame,
+    history: RevertHistory,
+    repo_url: str,
+    branches: Sequence[str],
+    now: datetime,
+) -> PolicyFacts:
+    """The policy's facts on a commit Argo CD cannot render, before it synced it: the render error Argo CD would
+    report once it compared the commit, still failing, at the commit itself. The pre-flight's opt-in (its
+    environments and annotation, revert_opted_in) stands unless the app opts out of auto-revert altogether; of the
+    revert history only this commit's revert counts."""
+    spec = context.specs.get(context.key, {})
+    return PolicyFacts(
+        app=context.key,
+        kind=EventKind.MANIFEST_ERROR,
+        detected_at=now,
+        opt_in=opt_in_from(context.annotations) is not False,
+        suspended=history.suspension,
+        circuit=history.circuit,
+        still_failing=True,
+        blame=blame,
+        already_reverted={k: v for k, v in history.reverted.items() if k == commit.sha},
+        revision=commit.sha,
+        head=commit.sha,
+        following=following(spec, repo_url, branches),
+        from_watched_repo=deploys_from_repo(spec, repo_url),
+        auto_sync=context.last.auto_sync if context.last else None,
+        last_revert_at=history.last_revert_at,
+        reverts_last_hour=history.reverts_last_hour,
+    )
+
+
 def decide_before_sync(facts: PolicyFacts, rules: RevertRules, now: datetime) -> Decision:
     """The reverter's policy on the commit the pre-flight found unrenderable (every check of a revert after a
     failure applies: scope, suspension, circuit, cooldown, rate limit, already reverted); a revert is recorded
