@@ -332,6 +332,28 @@ def test_a_commit_the_clone_lacks_is_unknown_at_once_not_fetched_from_a_silent_r
     assert _git_processes_in(tmp_path / "clone") == []
 
 
+def test_file_content_the_partial_clone_lacks_is_unknown_at_the_deadline_not_waited_for(
+    world: SimWorld, silent_remote: str, tmp_path: Path
+) -> None:
+    """A culprit's diff (what the revert's reads and the incident page show) and whether a later commit undid it
+    read file content, which a blob:none clone fetches on its own from the remote, with no deadline of git's.
+    Against a silent remote each read is killed at the git timeout and says "unknown" (GitUnavailable, so no
+    revert acts on it), not "no change" and not a wait that holds the clone's lock, and the git poll, for good."""
+    bump = world.work.commit("bump", {"apps/demo/values.yaml": "replicaCount: 7\n"})
+    world.work.push()
+    repo = GitRepo(GitSettings(url=world.repo_url, clone_dir=tmp_path / "clone", timeout_seconds=1.5))
+    repo.sync()
+    git = ["git", "--git-dir", str(tmp_path / "clone")]
+    subprocess.run([*git, "config", "remote.origin.url", silent_remote], check=True)  # the remote goes silent
+    for read in (lambda: repo.patch(bump, ["apps/demo"]), lambda: repo.find_reverts([bump], paths=["apps/demo"])):
+        started = time.monotonic()
+        with pytest.raises(GitUnavailable, match="WATCHER_GIT__TIMEOUT_SECONDS"):
+            read()
+        assert time.monotonic() - started < 20  # killed at the deadline (1.5 s), not hung
+    assert repo.local_heads()["main"] == bump  # the lock was let go
+    assert _git_processes_in(tmp_path / "clone") == []
+
+
 @pytest.fixture
 def trickling_headers() -> Iterator[str]:
     """An HTTP server that answers a status line, then its headers one byte every 0.1 s, forever."""

@@ -141,7 +141,8 @@ class RevertWorktree:
             return None
         out = repo.git.log("--format=%H", f"--grep=^{trailer}$", "--since=7.days", self.repo.ref_of(onto))
         shas = [c.sha for c in culprits]
-        return next((sha for sha in out.split() if git_content.reverts(repo, sha, shas)), None)
+        timeout = self.repo.cfg.timeout_seconds
+        return next((sha for sha in out.split() if git_content.reverts(repo, sha, shas, timeout)), None)
 
     def _commit(self, tree: git.Git, base: str, message: str, identity: dict[str, str]) -> None:
         """Commit the staged revert, signed when a key is set; an unsigned revert is never made instead."""
