@@ -16,7 +16,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from watcher.core.slack_message import Links, links_for
-from watcher.domain import EventKind, utcnow
+from watcher.domain import EventKind, RetryLater, utcnow
+from watcher.logs import get_logger
 from watcher.ports import Fleet
 from watcher.run import app_view, fleet_view, incident_view, page_text
 from watcher.settings import Settings
@@ -68,7 +69,9 @@ def templates() -> Environment:
 
 
 class DiffCache:
-    """Patches by (sha, paths): a commit never changes, so each is read from git once (bounded)."""
+    """Patches by (sha, paths): a commit never changes, so each is read from git once (bounded). A read git could
+    not answer (the clone busy past its lock's deadline, content not fetched within the git timeout) shows no diff
+    and is asked again by the next request: never an error page, never an empty diff kept for good."""
 
     def __init__(self, read: Patches | None):
         self.read = read
@@ -82,7 +85,13 @@ class DiffCache:
         with self._lock:
             if key in self._kept:
                 return self._kept[key]
-        text = self.read(sha, list(paths))[:DIFF_MAX_CHARS]
+        try:
+            text = self.read(sha, list(paths))[:DIFF_MAX_CHARS]
+        except RetryLater as exc:
+            get_logger().warning("page_diff_unread", sha=sha[:12], error=str(exc))
+            return ""
+        if not text:
+            return ""  # a root commit shows nothing either way; a clone still lacking the commit may have it later
         with self._lock:
             self._kept[key] = text
             while len(self._kept) > DIFF_CACHE:
