@@ -66,6 +66,10 @@ def test_a_broken_push_is_judged_and_reverted_before_argo_cd_compares_it(slow_wo
         assert decision is not None and decision.action.value == "revert"
         assert "failed to parse values-stg.yaml" in decision.evidence["preflight"]["argocd_error"]
         assert [c for c in s.bot_commits()][0][0] == row.revert_sha
+        # The revert names its incident in git, as detection's do: what a restart after a crash finds it by.
+        incident = s.d.store.detection.incident(row.incident_id)
+        assert incident is not None and incident.uid
+        assert s.d.repo.find_by_incident(incident.uid, [bad], incident.detected_at) == row.revert_sha
         notice = wait_for(lambda: next((n for n in warned if n.app == APP), None), what="Slack warning")
         assert notice.kind is EventKind.PREFLIGHT_FAILED and notice.revision == bad
         assert "failed to parse values-stg.yaml" in notice.argocd_message

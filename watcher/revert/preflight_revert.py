@@ -14,7 +14,7 @@ from watcher.core.appmap import deploys_from_repo
 from watcher.core.facts import Watched
 from watcher.core.policy import PolicyFacts, opt_in_from
 from watcher.core.preflight import blame_of, decide_before_sync
-from watcher.domain import Action, Commit, EventKind, Incident, RevertStep, StepDetail
+from watcher.domain import Action, Commit, EventKind, RevertStep, StepDetail
 from watcher.store.preflight import PreflightRecords
 
 if TYPE_CHECKING:
@@ -73,10 +73,10 @@ def revert_before_sync(
     )
     decision = decide_before_sync(facts, r.rules, now)
     reason = f"pre-flight: Argo CD cannot render {commit.sha[:12]} (before it synced it)"
-    incident_id = records.open_incident(
-        app, EventKind.MANIFEST_ERROR.value, commit.sha, reason, {"preflight": dict(evidence)}, now
+    incident = records.open_incident(
+        app, EventKind.MANIFEST_ERROR, commit.sha, reason, {"preflight": dict(evidence)}, now
     )
-    incident = Incident(incident_id, app, EventKind.MANIFEST_ERROR, commit.sha, now, None, reason, {})
+    incident_id = incident.id
     record = {"preflight": dict(evidence), "blame": blame.evidence()} | follows.evidence()
     r.audit.record_decision(
         incident_id, app, now, decision.action, decision.rule, decision.reason, r.rules.mode, record

@@ -15,7 +15,7 @@ from watcher.core.codec import from_row, tracker_from_json, tracker_to_json
 from watcher.core.detect import AppTracker
 from watcher.core.ledger import deployment_of, incident_change, stored_key
 from watcher.domain import AppSnapshot, Event, EventKind, Incident, StoreUnavailable
-from watcher.store.schema import Statements, deployments, events, incidents, new_incident_uid, timeline, trackers
+from watcher.store.schema import Statements, deployments, events, incident_row, incidents, timeline, trackers
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,7 @@ class DetectionRecords:
         change = incident_change(e)
         opened = None
         if change.opens:
-            row: dict[str, object] = {"app": e.app, "kind": e.kind.value, "revision": e.revision, "detected_at": e.at}
-            row |= {"reason": e.reason, "evidence": e.evidence, "resolution": "", "uid": new_incident_uid()}
+            row = incident_row(e.app, e.kind.value, e.revision, e.at, e.reason, e.evidence)
             key = conn.execute(incidents.insert(), row).inserted_primary_key
             opened = int(key[0]) if key else None
         if change.resolution is not None:
