@@ -42,6 +42,7 @@ HEADERS = {
 }
 OPEN_INCIDENTS_SHOWN = 50
 STORY_BEFORE = timedelta(days=1)  # the app's events this long before detection tell how the revision arrived
+STORY_MAX = 1000
 DORA_WINDOW = timedelta(days=30)
 DORA_MAX = 2000
 DIFF_MAX_CHARS = 100_000
@@ -151,7 +152,7 @@ def page_routes(
             incident,
             decisions,
             store.audit.reverts(incident_id=incident.id),
-            store.detection.app_events(incident.app, incident.detected_at - STORY_BEFORE),
+            store.detection.events_since(incident.detected_at - STORY_BEFORE, limit=STORY_MAX, app=incident.app),
             {sha: diffs.get(sha, paths) for sha in incident_view.culprit_shas(decisions)},
             links,
             fleet.environment(incident.app),
@@ -173,7 +174,7 @@ def page_routes(
             fleet.environment(key),
             incidents,
             store.audit.reverts(app=key, limit=app_view.APP_HISTORY),
-            store.detection.app_events(key, now - DORA_WINDOW, [EventKind.DEPLOYED], DORA_MAX),
+            store.detection.events_since(now - DORA_WINDOW, [EventKind.DEPLOYED], DORA_MAX, app=key),
             store.audit.suspended().get(key),
             links,
             now,

@@ -144,20 +144,17 @@ class DetectionRecords:
         q = sa.select(events).order_by(events.c.id).limit(limit)
         return self._rows(q.where(events.c.app == app) if app else q)
 
-    def events_since(self, at: datetime, kinds: Iterable[EventKind], limit: int = 10_000) -> list[Event]:
-        """Events of `kinds` recorded at or after `at`, oldest first: what a new leader replays to Slack."""
+    def events_since(
+        self, at: datetime, kinds: Iterable[EventKind] = (), limit: int = 10_000, app: str | None = None
+    ) -> list[Event]:
+        """Events (of `kinds`, or all; of one `app`, or every app) recorded at or after `at`, oldest first: what a
+        new leader replays to Slack, what the pages tell."""
         cols = (events.c.app, events.c.kind, events.c.revision, events.c.at, events.c.reason, events.c.evidence)
-        q = sa.select(*cols).where(events.c.at >= at, events.c.kind.in_([k.value for k in kinds]))
-        q = q.order_by(events.c.id).limit(limit)
-        with self.engine.connect() as conn:
-            return [from_row(Event, row) for row in conn.execute(q)]
-
-    def app_events(self, app: str, since: datetime, kinds: Iterable[EventKind] = (), limit: int = 1000) -> list[Event]:
-        """One app's events (of `kinds`, or all) at or after `since`, oldest first: what the pages tell."""
-        cols = (events.c.app, events.c.kind, events.c.revision, events.c.at, events.c.reason, events.c.evidence)
-        q = sa.select(*cols).where(events.c.app == app, events.c.at >= since)
+        q = sa.select(*cols).where(events.c.at >= at)
         if kinds:
             q = q.where(events.c.kind.in_([k.value for k in kinds]))
+        if app is not None:
+            q = q.where(events.c.app == app)
         q = q.order_by(events.c.id).limit(limit)
         with self.engine.connect() as conn:
             return [from_row(Event, row) for row in conn.execute(q)]
