@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 
 import git
@@ -104,12 +103,13 @@ def undone_on(repo: git.Repo, shas: Sequence[str], head: str, paths: Sequence[st
     return {sha: last_change(repo, sha, head, paths) for sha in shas if undone_at(repo, sha, head, paths, timeout)}
 
 
-def find_by_incident(repo: git.Repo, uid: str, culprits: Sequence[str], since: datetime, timeout: float) -> str | None:
-    """The commit on any remote branch that carries `Sync-Watcher-Incident: <uid>` and undoes `culprits` by
-    content. Name and email are not looked at: anyone types them, and a trailer alone proves nothing."""
+def find_by_incident(
+    repo: git.Repo, uid: str, culprits: Sequence[str], since: str, timeout: float, where: str = "--remotes=origin"
+) -> str | None:
+    """The commit since `since` (a git date) on `where` (any remote branch, or one ref) that carries
+    `Sync-Watcher-Incident: <uid>` and undoes `culprits` by content. Name and email are not looked at: anyone
+    types them, and a trailer alone proves nothing."""
     if not uid:
         return None
-    out = repo.git.log(
-        "--format=%H", f"--grep=^{INCIDENT_TRAILER}: {uid}$", f"--since={since.isoformat()}", "--remotes=origin", "--"
-    )
+    out = repo.git.log("--format=%H", f"--grep=^{INCIDENT_TRAILER}: {uid}$", f"--since={since}", where, "--")
     return next((sha for sha in str(out).split() if reverts(repo, sha, culprits, timeout)), None)

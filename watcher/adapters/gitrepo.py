@@ -226,7 +226,7 @@ class GitRepo:
     def find_by_incident(self, uid: str, culprits: Sequence[str], since: datetime) -> str | None:
         """The revert of incident `uid` (crash recovery): its trailer, and content that undoes `culprits`."""
         with self._lock:
-            return git_content.find_by_incident(self._open(), uid, culprits, since, self._deadline)
+            return git_content.find_by_incident(self._open(), uid, culprits, since.isoformat(), self._deadline)
 
     def patch(self, sha: str, paths: Iterable[str], max_chars: int = 200_000) -> str:
         with self._lock:
