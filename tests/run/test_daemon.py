@@ -199,7 +199,7 @@ def run_once(world: SimWorld, tmp_path: Path, **env: str) -> subprocess.Complete
         env=cli_env(world, tmp_path) | env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,
     )
 
 
@@ -238,7 +238,7 @@ def test_run_once_hands_a_new_failure_to_the_reverter_and_says_what_it_decided(w
         op = (world.controller.get("plate-api-stg") or {})["status"].get("operationState") or {}
         return op.get("phase") == "Failed" and op["operation"]["sync"]["revision"] == bad
 
-    wait_for(failed_on_bad, 30, what="the simulator to give up on the bad revision")
+    wait_for(failed_on_bad, 120, what="the simulator to give up on the bad revision")
     done = run_once(world, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1:] == [
