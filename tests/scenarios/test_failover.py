@@ -79,6 +79,11 @@ class Replica:
     def wait_logged(self, event: str, timeout: float = 120.0, **fields: Any) -> tuple[float, dict[str, Any]]:
         return wait_for(lambda: self.logged(event, **fields), timeout, what=f"{self.name}: {event} {fields}")
 
+    def wait_acting(self) -> None:
+        """`role_changed leader` is logged before the replica reloads the store; it says `leader` (and its gauge
+        1) only once that is done (run/leadership.py), which a loaded machine may take seconds to finish."""
+        wait_for(lambda: self.role() == "leader", 120, what=f"{self.name}: acting as the leader")
+
     @property
     def url(self) -> str:
         _, started = self.wait_logged("watcher_started")
@@ -163,6 +168,7 @@ class Pair:
         wait_for(lambda: len(self.store.detection.deployments()) >= 9, 120, what="initial deploys recorded")
         for r in (a, b):
             wait_for(lambda r=r: httpx.get(f"{r.url}/readyz").status_code == 200, 120, what=f"{r.name} ready")
+        a.wait_acting()
         assert (a.role(), a.leader_gauge(), b.role(), b.leader_gauge()) == ("leader", 1.0, "standby", 0.0)
         wait_for(lambda: a.apps_exported() == 9, what="the leader's per-app series")
         assert b.apps_exported() == 0  # scraped too: a standby's copy would count the fleet twice
@@ -280,6 +286,7 @@ def test_kill_9_of_the_leader_mid_cycle_the_standby_takes_over_and_handles_the_i
         took_over, _ = b.wait_logged("role_changed", role="leader", timeout=120)
         print(f"take-over after kill -9 mid-cycle: {took_over - killed_at:.2f}s")
         assert took_over - killed_at < CHECK + LEASE + 2.0
+        b.wait_acting()
         assert b.role() == "leader" and b.leader_gauge() == 1.0
         pair.assert_once_each(bad)
         decided = [d for d in pair.store.audit.decisions() if d.action != "wait"]
