@@ -25,7 +25,7 @@ def explained(s: Scenario, app: str) -> str:
     return out.output
 
 
-def _alerted_only(s: Scenario, app: str, rule: str) -> str:
+def alerted_only(s: Scenario, app: str, rule: str) -> str:
     decision = wait_for(lambda: s.decision(app, rule), timeout=120, what=f"{rule} decision for {app}")
     assert decision.action.value == "alert"
     assert s.revert_rows() == [] and s.bot_commits() == []
@@ -40,7 +40,7 @@ def test_an_unreachable_admission_webhook_reverts_nothing_and_names_the_webhook(
     s = scenario().start()
     s.world.controller.cluster.admission.webhook_unreachable = True
     s.push("plate-api-stg: two replicas", {API: ("replicaCount", 2)})
-    line = _alerted_only(s, API, "cluster_fault")
+    line = alerted_only(s, API, "cluster_fault")
     assert line.startswith(f"Deployment/plate-stg/{API}: the admission webhook validate.kyverno.svc-fail is unreach")
     assert line.endswith("context deadline exceeded): no commit is at fault")
     decision = s.decision(API, "cluster_fault")
@@ -54,7 +54,7 @@ def test_an_unavailable_api_server_reverts_nothing(scenario: Callable[..., Scena
     s = scenario().start()
     s.world.controller.cluster.admission.api_unavailable = True
     s.push("plate-api-stg: two replicas", {API: ("replicaCount", 2)})
-    line = _alerted_only(s, API, "cluster_fault")
+    line = alerted_only(s, API, "cluster_fault")
     assert line == "Deployment/plate-stg/plate-api-stg: the API server is unavailable: no commit is at fault"
 
 
