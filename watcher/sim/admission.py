@@ -66,7 +66,8 @@ def refusal(
         # :217-218). The call's own error is net/http's `Post "<url>": context deadline exceeded`; the URL carries the
         # webhook's timeout as `?timeout=10s` (dispatcher.go:277-295; 10 s is admissionregistration's default
         # timeoutSeconds, in k8s.io/api, not mirrored).
-        # Kyverno's webhook name, Service and path: captured in deployKF/deployKF#174 and kyverno/kyverno#2869.
+        # Kyverno's webhook name, Service and path, in this very form: captured in kyverno/kyverno#8190 (Kyverno 1.8,
+        # Kubernetes 1.25); kyverno/kyverno#2869 has an older one (no `failed to call webhook: `, path /validate).
         host = "kyverno-svc.kyverno.svc:443"
         text = (
             f'Internal error occurred: failed calling webhook "{admission.webhook}": failed to call webhook: Post '
@@ -78,7 +79,11 @@ def refusal(
         text = f'admission webhook "{admission.webhook}" denied the request: {admission.webhook_denies}'
         return _deployment_refused(namespace, name, text)
     if admission.require_limits and desired.memory is None:
-        # Kyverno's require-requests-limits policy, in the words its webhook denies with (kyverno/kyverno#2869).
+        # Kyverno's require-requests-limits policy in the older Kyverno wording `policy <Kind>/<ns>/<name> for
+        # resource violation: ` (no captured object found for it; kyverno/kyverno#2869, once cited here, is about an
+        # unreachable webhook). Newer Kyverno writes `resource <Kind>/<ns>/<name> was blocked due to the following
+        # policies` (tests/fixtures/scenarios/evidence.yaml webhook-denied-limits-removed). Either way the text after
+        # `denied the request: ` is the webhook's own (statuserror.go:47).
         text = (
             f'admission webhook "{admission.webhook}" denied the request: policy Deployment/{namespace}/{name} for '
             "resource violation: require-requests-limits: validate-resources: validation error: CPU and memory "
