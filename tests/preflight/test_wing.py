@@ -175,6 +175,9 @@ def test_argo_cds_verdict_keeps_score_and_a_disagreement_pauses_local_checks(rig
     rig["wing"].on_event(Event("api-stg", EventKind.MANIFEST_ERROR, GOOD, later, "ComparisonError"))
     registry = rig["registry"]
     assert registry.get_sample_value("sync_watcher_preflight_agreement_total", {"agreed": "false"}) == 1
+    assert registry.get_sample_value("sync_watcher_preflight_agreement_total", {"agreed": "true"}) == 0  # shown
+    for v in Verdict:  # every verdict's series from the start: 0 on a dashboard, not "no data"
+        assert registry.get_sample_value("sync_watcher_preflight_verdicts_total", {"verdict": v.value}) is not None
     assert rig["store"].preflight.paused() == {"api-stg": "pre-flight said renders, Argo CD render_failed"}
     assert registry.get_sample_value("sync_watcher_argocd_detect_lag_seconds_count") == 1
     rig["wing"].on_event(Event("api-stg", EventKind.MANIFEST_ERROR, GOOD, later, "again"))  # scored once

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from watcher.core.preflight import before_sync_facts, blame_of, decide_before_sync
-from watcher.domain import Action, Commit, EventKind, Incident, RevertStep, StepDetail
+from watcher.domain import Action, Commit, EventKind, RevertStep, StepDetail
 from watcher.store.preflight import PreflightRecords
 
 if TYPE_CHECKING:
@@ -51,10 +51,10 @@ def revert_before_sync(
     facts = before_sync_facts(context, commit, blame, history, r.settings.git.url, r.settings.git.watched_branches, now)
     decision = decide_before_sync(facts, r.rules, now)
     reason = f"pre-flight: Argo CD cannot render {commit.sha[:12]} (before it synced it)"
-    incident_id = records.open_incident(
-        app, EventKind.MANIFEST_ERROR.value, commit.sha, reason, {"preflight": dict(evidence)}, now
+    incident = records.open_incident(
+        app, EventKind.MANIFEST_ERROR, commit.sha, reason, {"preflight": dict(evidence)}, now
     )
-    incident = Incident(incident_id, app, EventKind.MANIFEST_ERROR, commit.sha, now, None, reason, {})
+    incident_id = incident.id
     follows = facts.following.evidence() if facts.following else {}
     record = {"preflight": dict(evidence), "blame": blame.evidence()} | follows
     r.audit.record_decision(
