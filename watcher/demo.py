@@ -211,14 +211,18 @@ def run_demo(
 
 PREFLIGHT_APP = "plate-web-stg"
 BROKEN_SUBJECT = f"{PREFLIGHT_APP}: raise the memory limit"
-ARGOCD_POLL_ACT_TWO = 8.0  # Argo CD without a webhook looks at git minutes after a push; in the demo, seconds
+# Argo CD without a webhook first looks at a push 0-7 min later (docs/argocd-conformance.md rows 10-12); here, seconds.
+ARGOCD_POLL_ACT_TWO = 8.0
 
 
 def _act_two(world: SimWorld, daemon: Daemon, timeline: Timeline, slack: SlackPreview) -> dict[str, Any]:
     """A values file that is no longer YAML: Argo CD's own renderer, asked by the pre-flight, cannot render it,
     and the commit is reverted before Argo CD has even looked at it (so it is never synced)."""
     world.controller.timings.git_poll_seconds = ARGOCD_POLL_ACT_TWO
-    time.sleep(0.6)  # the fast poll already scheduled (0.5 s) passes: the next one is ARGOCD_POLL_ACT_TWO away
+    # A tick under way finishes on the fast period; the next one sees the new period and restarts the resync
+    # (sim/refresh.py rearm), skipping apps compared less than ARGOCD_POLL_ACT_TWO ago, so the push below is first
+    # compared a whole period later.
+    time.sleep(0.6)
     world.work.git("pull", "-q", "--rebase", "origin", "main")  # the revert of act one
     values = "helm/applications/plate-web/values-stg.yaml"
     broken = world.work.commit(

@@ -2,7 +2,8 @@
 
 Argo CD here compares each app every 120 s plus a 0-60 s jitter of its own, resolving the branch through a
 3-minute cache (so it first sees a push 0-7 min later, median about 2 min 15 s), ignores a render error for
-180 s, keeps a crash-looping app Progressing until the Deployment's 600 s progress deadline (sim/refresh.py).
+180 s, keeps a crash-looping app Progressing until the Deployment's 600 s progress deadline (sim/refresh.py;
+docs/argocd-conformance.md rows 10-14 and 22 cite argo-cd for each).
 The watcher reads the same scaled clock: its grace periods and deadlines are in Argo CD seconds (its defaults),
 its polling intervals in wall seconds. One push carries two good changes around a bad one: an image that
 crash-loops. Every time printed is Argo CD time after the push.

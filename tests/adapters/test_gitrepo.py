@@ -96,6 +96,12 @@ def test_fetch_sees_a_new_push(tmp_path: Path) -> None:
         commit = repo.commit(second)
         assert commit is not None and commit.author == "Dev Two" and commit.subject == "change b"
         assert repo.is_ancestor(first, second) and not repo.is_ancestor(second, first)
+        # A commit Argo CD may name before our fetch (the verifier asks every pass): unknown for now, not fetched
+        # lazily from the remote under the clone's lock with no deadline (git merge-base would fetch it).
+        third = work.commit("change c", {"c/values.yaml": "z: 3\n"})
+        work.push()
+        assert not repo.is_ancestor(second, third) and repo.commit(third) is None
+        assert repo.sync() == third and repo.is_ancestor(second, third)
     finally:
         daemon.stop()
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from watcher.core.policy import PolicyFacts, RevertRules, advice_for
+from watcher.core.appmap import OPT_ANNOTATION
+from watcher.core.branches import Follow
+from watcher.core.policy import RevertRules, advice_for
 from watcher.core.preflight import (
     ArgoSaid,
     Judgement,
@@ -17,19 +20,19 @@ from watcher.core.preflight import (
     Render,
     Verdict,
     agreement,
+    before_sync_facts,
     blame_of,
     changed_objects,
+    compared_with,
     decide_before_sync,
-    evidence_line,
     judge,
     revert_opted_in,
     revert_wanted,
     source_position,
 )
-from watcher.domain import Action, Commit, EventKind, RevertMode
+from watcher.domain import Action, AppContext, Commit, EventKind, RevertHistory, RevertMode
 
 REPO = "https://git.example.com/org/gitops.git"
-NOW = datetime(2026, 12, 8, 12, 0, tzinfo=UTC)
 # Argo CD's words for a broken template (repo-server text, as the manifests endpoint returns it)
 BROKEN = (
     "`helm template . --name-template plate-api` failed exit status 1: Error: parse error at "
@@ -228,24 +231,73 @@ def test_the_watchers_copy_of_an_app_keeps_the_opt_in_annotation() -> None:
     assert revert_opted_in("", kept, ())
 
 
+PARENT, SYNCED, NEW = "a" * 40, "b" * 40, "c" * 40
+NEW_COMMIT = Commit(NEW, "Dev", datetime(2026, 11, 23, tzinfo=UTC), "bump", (PARENT,))
+
+
+@pytest.mark.parametrize(
+    ("synced", "parents", "expected"),
+    [
+        (SYNCED, (PARENT,), SYNCED),  # what Argo CD last synced
+        ("d" * 64, (PARENT,), "d" * 64),  # a SHA-256 repo's commit
+        (None, (PARENT,), PARENT),  # a new app: nothing synced yet
+        ("main", (PARENT,), PARENT),  # a render error left the branch's name, no commit
+        (NEW, (PARENT,), PARENT),  # Argo CD already synced the commit itself
+        (None, (), None),  # a root commit: nothing to compare with
+    ],
+)
+def test_a_commit_is_compared_with_the_synced_revision_else_its_parent(
+    synced: str | None, parents: tuple[str, ...], expected: str | None
+) -> None:
+    assert compared_with(synced, replace(NEW_COMMIT, parents=parents)) == expected
+
+
+BEFORE_SYNC_AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+OTHER_SHA = "e" * 40
+
+
+def app_context(annotations: Mapping[str, str]) -> AppContext:
+    spec = {"metadata": {"name": "api-stg"}, "spec": {"source": {"repoURL": REPO, "path": "apps/api/stg"}}}
+    return AppContext("api-stg", "api-stg", "", dict(annotations), None, (), {"api-stg": spec}, {})
+
+
+@pytest.mark.parametrize(
+    ("annotations", "reverted", "action", "rule"),
+    [
+        ({}, {}, Action.REVERT, "preflight_render_failed"),  # the pre-flight's opt-in stands
+        ({OPT_ANNOTATION: "true"}, {}, Action.REVERT, "preflight_render_failed"),
+        ({OPT_ANNOTATION: "false"}, {}, Action.ALERT, "opted_out"),  # out of auto-revert altogether
+        ({}, {NEW: "r" * 40}, Action.ALERT, "already_reverted"),  # this commit was reverted already
+        ({}, {OTHER_SHA: "r" * 40}, Action.REVERT, "preflight_render_failed"),  # another commit's revert: no matter
+    ],
+)
+def test_a_commit_argo_cd_cannot_render_is_reverted_before_sync_through_the_reverters_checks(
+    annotations: Mapping[str, str], reverted: Mapping[str, str], action: Action, rule: str
+) -> None:
+    history = RevertHistory(reverted, None, None, None, 0)
+    blame = blame_of(NEW_COMMIT, SYNCED, ())
+    facts = before_sync_facts(app_context(annotations), NEW_COMMIT, blame, history, REPO, ("main",), BEFORE_SYNC_AT)
+    assert (facts.kind, facts.revision, facts.head, facts.still_failing) == (EventKind.MANIFEST_ERROR, NEW, NEW, True)
+    assert facts.following is not None and (facts.following.kind, facts.following.branch) == (Follow.BRANCH, "main")
+    rules = RevertRules(mode=RevertMode.PUSH, cooldown=timedelta(0), revert_without_auto_sync=True)
+    decision = decide_before_sync(facts, rules, BEFORE_SYNC_AT)
+    assert (decision.action, decision.rule) == (action, rule)
+
+
 def test_a_revert_before_sync_names_the_failing_render_and_the_commits_change() -> None:
     """The revert's evidence line: the app's render at the commit in Argo CD's words (Helm's error, not its command
     line) and the files the commit changed for the app; `sync-watcher explain` has words for its rule."""
-    bad = Commit("bad0000000001", "Dev Two", NOW - timedelta(minutes=1), "tune values")
-    files = ["helm/plate-api/values-stg.yaml"]
-    facts = PolicyFacts(
-        app="plate-api-stg",
-        kind=EventKind.MANIFEST_ERROR,
-        detected_at=NOW,
-        opt_in=True,
-        still_failing=True,
-        blame=blame_of(bad, "good000000001", ()),
-        evidence_line=evidence_line("plate-api-stg", bad, "rpc error: code = Unknown desc = " + BROKEN, files),
-    )
-    d = decide_before_sync(facts, RevertRules(mode=RevertMode.PUSH), NOW)
-    assert (d.action, d.rule, d.culprits) == (Action.REVERT, "preflight_render_failed", (bad.sha,))
+    history = RevertHistory({}, None, None, None, 0)
+    said = "rpc error: code = Unknown desc = " + BROKEN
+    facts = before_sync_facts(
+        app_context({}), NEW_COMMIT, blame_of(NEW_COMMIT, SYNCED, ()), history, REPO, ("main",), BEFORE_SYNC_AT,
+        said, ["apps/api/stg/values.yaml"],
+    )  # fmt: skip
+    rules = RevertRules(mode=RevertMode.PUSH, cooldown=timedelta(0), revert_without_auto_sync=True)
+    d = decide_before_sync(facts, rules, BEFORE_SYNC_AT)
+    assert (d.action, d.rule, d.culprits) == (Action.REVERT, "preflight_render_failed", (NEW,))
     assert d.evidence == (
-        'plate-api-stg does not render at bad0000 (parse error at (plate/templates/deployment.yaml:7): unexpected "}" '
-        "in operand); bad0000 changed helm/plate-api/values-stg.yaml; the synced revision renders"
+        'api-stg does not render at ccccccc (parse error at (plate/templates/deployment.yaml:7): unexpected "}" '
+        "in operand); ccccccc changed apps/api/stg/values.yaml; the synced revision renders"
     )
     assert advice_for(d.rule), "`sync-watcher explain` has no words for the pre-flight's revert"

@@ -81,7 +81,17 @@ def test_next_start() -> None:
 
 
 @pytest.mark.parametrize(
-    "text, seconds", [("14h", 50400), ("1h30m", 5400), ("90m", 5400), ("45s", 45), ("", None), ("2d", None)]
+    "text, seconds",
+    [
+        ("14h", 50400),
+        ("1h30m", 5400),
+        ("90m", 5400),
+        ("45s", 45),
+        ("500ms", 0.5),
+        ("1m500ms", 60.5),
+        ("", None),
+        ("2d", None),
+    ],
 )
 def test_go_duration(text: str, seconds: float | None) -> None:
     d = go_duration(text)

@@ -81,9 +81,9 @@ class Prometheus:
             stdout=subprocess.DEVNULL,
             stderr=open(tmp / "prometheus.log", "w"),  # noqa: SIM115 - closed with the process
         )
-        wait_for(self.ready, 15, "prometheus ready")
+        wait_for(self.ready, 120, "prometheus ready")
         # Service discovery hands targets over in batches (every 5s): wait until the first scrape was tried.
-        wait_for(self.scraping, 20, "prometheus to start scraping")
+        wait_for(self.scraping, 120, "prometheus to start scraping")
         self.started = time.time()
 
     def ready(self) -> bool:
@@ -129,12 +129,12 @@ def scraped_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
                 )
                 >= 1
             ),
-            20,
+            120,
             "the recovery in Prometheus",
         )
         seen = time.time()  # and two more scrapes, so every counter born late has two samples
-        wait_for(lambda: float(prom.api("query", query="timestamp(up)")["result"][0]["value"][1]) > seen + 2, 10)
-        wait_for(lambda: prom.api("rules")["groups"][0]["rules"][0].get("lastEvaluation", "").startswith("2"), 10)
+        wait_for(lambda: float(prom.api("query", query="timestamp(up)")["result"][0]["value"][1]) > seen + 2, 120)
+        wait_for(lambda: prom.api("rules")["groups"][0]["rules"][0].get("lastEvaluation", "").startswith("2"), 120)
         box["scrape"] = httpx.get(f"http://127.0.0.1:{daemon.http.port}/metrics").text
         box["deploys"] = Counter(
             daemon.fleet.environment(d["app"])

@@ -17,7 +17,7 @@ from watcher.core.preflight import REVERT_ANNOTATION, Render, Verdict
 from watcher.domain import AppContext, AppSnapshot, ChangedCommit, Commit, Event, EventKind
 from watcher.metrics.preflight import PreflightMetrics
 from watcher.ports import FleetHealth, FleetStatus
-from watcher.preflight.wing import Preflight
+from watcher.preflight.wing import SEEN_KEPT, Preflight
 from watcher.settings import load_settings
 from watcher.store import Store
 
@@ -175,11 +175,30 @@ def test_argo_cds_verdict_keeps_score_and_a_disagreement_pauses_local_checks(rig
     rig["wing"].on_event(Event("api-stg", EventKind.MANIFEST_ERROR, GOOD, later, "ComparisonError"))
     registry = rig["registry"]
     assert registry.get_sample_value("sync_watcher_preflight_agreement_total", {"agreed": "false"}) == 1
+    assert registry.get_sample_value("sync_watcher_preflight_agreement_total", {"agreed": "true"}) == 0  # shown
+    for v in Verdict:  # every verdict's series from the start: 0 on a dashboard, not "no data"
+        assert registry.get_sample_value("sync_watcher_preflight_verdicts_total", {"verdict": v.value}) is not None
     assert rig["store"].preflight.paused() == {"api-stg": "pre-flight said renders, Argo CD render_failed"}
     assert registry.get_sample_value("sync_watcher_argocd_detect_lag_seconds_count") == 1
     rig["wing"].on_event(Event("api-stg", EventKind.MANIFEST_ERROR, GOOD, later, "again"))  # scored once
     assert registry.get_sample_value("sync_watcher_preflight_agreement_total", {"agreed": "false"}) == 1
     assert rig["store"].preflight.reset("api-stg") and rig["store"].preflight.paused() == {}
+
+
+def test_the_detect_lag_is_measured_for_commits_seen_within_a_day_and_then_forgotten(rig: dict[str, Any]) -> None:
+    """A commit the watcher saw a day ago and Argo CD compares only now is not a detect lag of a day: its first
+    sight is forgotten once newer commits arrive (the daemon runs for months; it keeps a day of them)."""
+    wing, registry = rig["wing"], rig["registry"]
+    rig["repo"].push(GOOD, ("apps/api/stg/values.yaml",))
+    wing.check()
+    a_day_on = iter(T0 + SEEN_KEPT + timedelta(minutes=5, seconds=i) for i in range(1000))
+    wing.clock = lambda: next(a_day_on)
+    rig["repo"].pushed.clear()  # the fake's `changes` ignores `since`: only BAD arrives now
+    rig["repo"].push(BAD, ("apps/web/stg/values.yaml",))
+    wing.check()
+    wing.on_event(Event("api-prod", EventKind.DEPLOYED, GOOD, T0 + SEEN_KEPT, "synced"))
+    wing.on_event(Event("web-stg", EventKind.DEPLOY_STARTED, BAD, T0 + SEEN_KEPT, "syncing"))
+    assert registry.get_sample_value("sync_watcher_argocd_detect_lag_seconds_count") == 1  # BAD's, not GOOD's
 
 
 def test_argo_cd_unreachable_is_cannot_judge_with_no_alarm(rig: dict[str, Any]) -> None:

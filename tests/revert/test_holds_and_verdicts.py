@@ -9,11 +9,12 @@ server/application/application.go:2935-2952) and projectSyncWindowsResponse (wit
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from tests.support.reverter_rig import APP, BAD, REVERT, Rig, application
 from watcher.core.detect import AppTracker
-from watcher.domain import Event, EventKind, Health, RevertStep, VerifyResult
+from watcher.domain import AppSnapshot, Event, EventKind, Health, RevertStep, SyncStatus, VerifyResult
 
 MakeRig = Callable[..., Rig]
 NIGHT = {"kind": "deny", "schedule": "0 0 * * *", "duration": "23h59m", "manualSync": False}  # always on
@@ -175,3 +176,48 @@ def test_a_revert_pushed_to_a_manual_sync_app_waits_for_a_person_and_says_so(rig
     said = r.told[-1].detail.reason
     assert r.steps()[-1] == RevertStep.HELD and "only when a person syncs it" in said
     assert gauge(r, "sync_watcher_revert_waits_total", {"reason": "manual_sync_app"}) == 1
+
+
+def test_a_multi_source_apps_revert_is_confirmed_by_a_get_every_few_seconds_not_every_pass(rig: MakeRig) -> None:
+    """A list row cannot carry a multi-source app's revision, so the verifier GETs the app; its passes come every
+    second, its GETs every CONFIRM_EVERY (and once more at the deadline, so "did not heal" rests on a fresh answer)."""
+    r = rig("push")
+    incident = r.fail()
+    r.reverter.handle(incident)
+    r.repo.not_ancestors.add((REVERT, BAD))  # the culprit is older than its revert
+    listed = AppSnapshot(APP, sync_status=SyncStatus.SYNCED, health=Health.HEALTHY, complete=False)
+    r.fleet.contexts[APP] = replace(r.fleet.contexts[APP], last=listed)  # what the list shows: no revision
+    r.argocd.apps[APP] = application(APP, phase="Succeeded", sync="Synced", sync_revision=BAD)  # not deployed yet
+    r.argocd.calls.clear()
+
+    def gets() -> int:
+        return sum(1 for call, _, _ in r.argocd.calls if call == "get_app")
+
+    for _ in range(4):  # four passes within CONFIRM_EVERY
+        r.reverter.verify()
+        r.clock.advance(1)
+    assert gets() == 1 and r.revert_row(incident).verify_result is VerifyResult.PENDING
+    r.argocd.apps[APP] = application(APP, phase="Succeeded", operation_revision=REVERT, sync="Synced",
+                                     sync_revision=REVERT)  # fmt: skip
+    r.reverter.verify()  # the answer of 4 s ago stands
+    assert gets() == 1 and r.revert_row(incident).verify_result is VerifyResult.PENDING
+    r.clock.advance(1)
+    r.reverter.verify()
+    assert gets() == 2 and r.revert_row(incident).verify_result is VerifyResult.HEALED
+
+
+def test_a_multi_source_apps_revert_is_judged_not_healed_only_on_a_get_from_past_the_deadline(rig: MakeRig) -> None:
+    r = rig("push")
+    incident = r.fail()
+    r.reverter.handle(incident)
+    r.repo.not_ancestors.add((REVERT, BAD))  # the culprit is older than its revert
+    listed = AppSnapshot(APP, sync_status=SyncStatus.SYNCED, health=Health.HEALTHY, complete=False)
+    r.fleet.contexts[APP] = replace(r.fleet.contexts[APP], last=listed)
+    r.argocd.apps[APP] = application(APP, phase="Succeeded", sync="Synced", sync_revision=BAD)
+    r.clock.advance(r.settings.revert.verify_deadline_seconds - 1)
+    r.reverter.verify()  # asked a second before the deadline: not deployed yet
+    r.argocd.apps[APP] = application(APP, phase="Succeeded", operation_revision=REVERT, sync="Synced",
+                                     sync_revision=REVERT)  # fmt: skip
+    r.clock.advance(1)
+    r.reverter.verify()  # at the deadline: asked again, not judged on the answer from before it
+    assert r.revert_row(incident).verify_result is VerifyResult.HEALED and r.store.audit.suspended() == {}

@@ -199,7 +199,7 @@ def run_once(world: SimWorld, tmp_path: Path, **env: str) -> subprocess.Complete
         env=cli_env(world, tmp_path) | env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,
     )
 
 
@@ -238,7 +238,7 @@ def test_run_once_hands_a_new_failure_to_the_reverter_and_says_what_it_decided(w
         op = (world.controller.get("plate-api-stg") or {})["status"].get("operationState") or {}
         return op.get("phase") == "Failed" and op["operation"]["sync"]["revision"] == bad
 
-    wait_for(failed_on_bad, 30, what="the simulator to give up on the bad revision")
+    wait_for(failed_on_bad, 120, what="the simulator to give up on the bad revision")
     done = run_once(world, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1:] == [
@@ -261,20 +261,32 @@ def test_run_once_says_when_argocd_is_unreachable_and_exits_non_zero(world: SimW
 def test_sigterm_stops_the_process_within_ten_seconds(world: SimWorld, tmp_path: Path) -> None:
     import signal
     import sys
+    import threading
     import time
 
     env = cli_env(world, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "watcher", "run"], env=env, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        lines.append(line)
-        if "deploy_finished" in line:
-            break
-    started = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(10)
-    assert time.monotonic() - started < 10
-    assert proc.returncode == 0
-    rest = proc.stderr.read()
-    assert "watcher_stopped" in rest
+    stderr = proc.stderr
+    assert stderr is not None
+
+    def read() -> None:  # all along, so the pipe never fills while the process logs its stop
+        for line in stderr:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        # Start-up on a loaded machine is not what is measured: only the stop, from SIGTERM on, has 10 s.
+        wait_for(lambda: any("deploy_finished" in line for line in list(lines)), 120, what="the first deploy seen")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+        assert time.monotonic() - started < 10
+        assert proc.returncode == 0
+        reader.join(10)
+        assert "watcher_stopped" in "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

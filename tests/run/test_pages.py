@@ -3,7 +3,7 @@ rendered HTML over a real store through Starlette's test client (escaped, no scr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from watcher.adapters.gitrepo import GitUnavailable
 from watcher.core.detect import AppTracker
 from watcher.core.notices import CommitRef, Notice, Severity
 from watcher.core.slack_message import Links, blocks_for, links_for
@@ -30,6 +31,7 @@ from watcher.domain import (
 )
 from watcher.ports import FleetHealth, FleetStatus
 from watcher.run import app_view, fleet_view, incident_view, page_text
+from watcher.run.pages import DiffCache
 from watcher.run.web import BackgroundServer, build_app
 from watcher.settings import SettingsError, load_settings
 from watcher.store import Store
@@ -102,6 +104,29 @@ def test_a_long_diff_is_cut_to_its_bound_and_its_lines_are_classified() -> None:
 
 
 # -- the fleet: paging and filters -------------------------------------------------------------------------
+def test_a_diff_git_could_not_read_in_time_is_left_out_and_read_again_next_time() -> None:
+    """The incident page reads the culprit's diff under the clone's lock: a busy clone or a silent remote (a
+    GitUnavailable at the git timeout) shows the page without that diff, and the next request asks git again."""
+    answers: list[str | Exception] = [
+        GitUnavailable("diff of abc: no answer within WATCHER_GIT__TIMEOUT_SECONDS"),
+        "+x\n",
+    ]
+    asked: list[str] = []
+
+    def read(sha: str, paths: Sequence[str]) -> str:
+        asked.append(sha)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    diffs = DiffCache(read)
+    assert diffs.get("abc", ["apps/a"]) == ""
+    assert diffs.get("abc", ["apps/a"]) == "+x\n"
+    assert diffs.get("abc", ["apps/a"]) == "+x\n"  # a diff that was read is kept: git is asked twice, not thrice
+    assert asked == ["abc", "abc"]
+
+
 def test_ten_thousand_apps_are_paged_and_the_failing_ones_come_first() -> None:
     apps = [snap(f"app-{i:05d}-{'prod' if i % 2 else 'stg'}") for i in range(10_000)]
     status = fleet_of(apps, failing=("app-09999-prod", "app-05000-stg"))

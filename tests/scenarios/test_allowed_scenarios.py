@@ -38,7 +38,7 @@ def test_a_revert_argo_cd_synced_is_healed(world: SimWorld, scenario: Callable[.
     bad = s.push("plate-api-stg: image 9.9.9", {APP: ("image.tag", "9.9.9")})  # a tag the registry does not have
     row = wait_for(lambda: s.revert_rows("pushed"), what="revert pushed")[0]
     assert row.culprits == (bad,)
-    done = wait_for(lambda: [r for r in s.revert_rows() if r.verify_result], what="verified", timeout=40)[0]
+    done = wait_for(lambda: [r for r in s.revert_rows() if r.verify_result], what="verified", timeout=120)[0]
     assert done.verify_result == "healed"  # the revert changed the cluster: Argo CD ran a sync of it
     op = argocd_app(world)["status"]["operationState"]
     assert op["phase"] == "Succeeded" and op["syncResult"]["revision"] == row.revert_sha
@@ -62,7 +62,7 @@ def test_a_newer_commit_to_another_app_does_not_end_the_failure(
 
     s.start(before=push_c2_first)
     bad = s.push("plate-api-stg: image 9.9.9", {APP: ("image.tag", "9.9.9")})
-    row = wait_for(lambda: s.revert_rows("pushed"), what="revert pushed", timeout=40)[0]
+    row = wait_for(lambda: s.revert_rows("pushed"), what="revert pushed", timeout=120)[0]
     assert row.culprits == (bad,) and moved
     status = argocd_app(world)["status"]
     assert status["operationState"]["operation"]["sync"]["revision"] in (bad, row.revert_sha)  # never c2's
@@ -88,7 +88,7 @@ def test_a_deny_sync_window_holds_the_revert_until_it_ends(world: SimWorld, scen
 
     s.start(before=freeze)
     bad = s.push("plate-api-stg: image 9.9.9", {APP: ("image.tag", "9.9.9")})
-    held = wait_for(lambda: s.decision(APP, "sync_window"), what="held by the window", timeout=40)
+    held = wait_for(lambda: s.decision(APP, "sync_window"), what="held by the window", timeout=120)
     assert held.action == "wait" and "held by a deny sync window" in held.reason and "until" in held.reason
     assert held.evidence["culprits"] == [bad] and s.bot_commits() == []
     metric = s.d.watcher.metrics.registry.get_sample_value
@@ -96,9 +96,9 @@ def test_a_deny_sync_window_holds_the_revert_until_it_ends(world: SimWorld, scen
     api = f"http://127.0.0.1:{s.d.http.port}"
     explained = CliRunner().invoke(main, ["explain", APP, "--url", api])
     assert "WAIT (sync_window)" in explained.output and "held by a deny sync window" in explained.output
-    row = wait_for(lambda: s.revert_rows("pushed"), what="reverted once the window ended", timeout=40)[0]
+    row = wait_for(lambda: s.revert_rows("pushed"), what="reverted once the window ended", timeout=120)[0]
     assert row.culprits == (bad,)
-    wait_for(lambda: s.revert_rows()[0].verify_result == "healed", what="deployed after the window", timeout=40)
+    wait_for(lambda: s.revert_rows()[0].verify_result == "healed", what="deployed after the window", timeout=120)
 
 
 def test_a_rolling_sync_app_is_reverted_and_the_applicationset_controller_deploys_it(
@@ -116,11 +116,11 @@ def test_a_rolling_sync_app_is_reverted_and_the_applicationset_controller_deploy
     world.work.push()
     s = scenario().start()
     bad = s.push("plate-api-stg: image 9.9.9", {APP: ("image.tag", "9.9.9")})
-    row = wait_for(lambda: s.revert_rows("pushed"), what="revert pushed", timeout=40)[0]
+    row = wait_for(lambda: s.revert_rows("pushed"), what="revert pushed", timeout=120)[0]
     assert row.culprits == (bad,)
     decision = s.decision(APP)
     assert decision is not None and decision.rule == "culprit_found"
-    done = wait_for(lambda: [r for r in s.revert_rows() if r.verify_result], what="verified", timeout=40)[0]
+    done = wait_for(lambda: [r for r in s.revert_rows() if r.verify_result], what="verified", timeout=120)[0]
     assert done.verify_result == "healed"
     op = argocd_app(world)["status"]["operationState"]["operation"]
     assert op["initiatedBy"] == {"username": "applicationset-controller", "automated": True}

@@ -46,7 +46,7 @@ def test_a_render_error_at_no_commit_is_blamed_on_the_apps_commits_since_its_las
 
     incident = wait_for(lambda: s.d.store.detection.incidents(app=API), what="the render error's incident")[0]
     assert (incident.kind, incident.revision or "") == (EventKind.MANIFEST_ERROR, shown)
-    row = wait_for(lambda: s.revert_rows("pushed"), what="the revert", timeout=40)[0]
+    row = wait_for(lambda: s.revert_rows("pushed"), what="the revert", timeout=120)[0]
     assert reverted(s) == {bad} and bad != web
     decision = s.decision(API, "culprit_found")
     assert decision is not None and bad[:12] in decision.reason
@@ -56,7 +56,7 @@ def test_a_render_error_at_no_commit_is_blamed_on_the_apps_commits_since_its_las
     # The bad commit never rendered, so nothing of it was applied: the revert's manifests are the live ones and Argo
     # CD shows it Synced with no sync run. That restores the live state; it proves nothing about the culprit.
     verified = wait_for(
-        lambda: [r for r in s.revert_rows() if r.verify_result is VerifyResult.RESTORED], what="restored", timeout=40
+        lambda: [r for r in s.revert_rows() if r.verify_result is VerifyResult.RESTORED], what="restored", timeout=120
     )
     assert [r.id for r in verified] == [row.id]
 
@@ -66,12 +66,12 @@ def test_a_second_render_error_at_main_is_a_new_incident(world: SimWorld, scenar
     s = scenario().start()
     first = world.work.commit("api: broken values", {API_VALUES: BROKEN_YAML}, "Dev Two")
     world.work.push()
-    wait_for(lambda: reverted(s) == {first}, what="the first revert", timeout=40)
-    wait_for(lambda: s.healthy_on(API, s.remote_log()[0][0]), what="healthy on the revert", timeout=40)
+    wait_for(lambda: reverted(s) == {first}, what="the first revert", timeout=120)
+    wait_for(lambda: s.healthy_on(API, s.remote_log()[0][0]), what="healthy on the revert", timeout=120)
     world.work.git("pull", "-q", "--rebase", "origin", "main")
     second = world.work.commit("api: broken values again", {API_VALUES: BROKEN_YAML}, "Dev Three")
     world.work.push()
-    wait_for(lambda: reverted(s) == {first, second}, what="the second revert", timeout=40)
+    wait_for(lambda: reverted(s) == {first, second}, what="the second revert", timeout=120)
     incidents = s.d.store.detection.incidents(app=API)
     assert [(i.kind, i.revision) for i in incidents] == [(EventKind.MANIFEST_ERROR, "main")] * 2
 
@@ -85,12 +85,12 @@ def test_a_multi_source_apps_recovery_is_confirmed_by_a_get_not_the_list(
     s.settings = s.settings.model_copy(update={"argocd": s.settings.argocd.model_copy(update={"stream": False})})
     s.start()
     multi = make_multi_source(world, MULTI_APP)
-    wait_for(lambda: _deployed(world, multi), what="the multi-source app deployed", timeout=40)
+    wait_for(lambda: _deployed(world, multi), what="the multi-source app deployed", timeout=120)
     bad = s.push("cache: an image the registry lacks", {MULTI_APP: ("image.tag", "9.9.9-missing")})
     row = wait_for(
         lambda: [r for r in s.revert_rows() if r.verify_result is not VerifyResult.PENDING],
         what="the revert verified",
-        timeout=60,
+        timeout=120,
     )[0]
     assert reverted(s) == {bad}
     assert row.verify_result is VerifyResult.HEALED

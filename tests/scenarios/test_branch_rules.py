@@ -168,7 +168,7 @@ def test_an_app_pinned_to_a_tag_never_reverts_the_branch(world: SimWorld, scenar
     # The release manager moves the tag onto the bad commit: Argo CD deploys the tag, and the sync fails.
     world.work.git("tag", "-f", "api-stable", bad)
     world.work.git("push", "-q", "-f", "origin", "api-stable")
-    decision = wait_for(lambda: s.decision("plate-api-stg"), timeout=30, what="a decision")
+    decision = wait_for(lambda: s.decision("plate-api-stg"), timeout=120, what="a decision")
     assert (decision.action, decision.rule) == ("alert", "pinned_revision")
     assert "api-stable" in decision.reason
     assert s.bot_commits() == [] and s.revert_rows() == []
@@ -309,7 +309,7 @@ def test_an_app_following_a_release_branch_is_reverted_on_that_branch_and_main_i
     wait_for(lambda: s.healthy_on("plate-api-stg", release), what="the app deployed from release-1.x")
     main_before = s.remote_log("main")
     bad = push_to(s, "release-1.x", "plate-api-stg: scale to -1", {"plate-api-stg": BAD})
-    row = wait_for(lambda: s.revert_rows("pushed"), timeout=30, what="revert pushed")[0]
+    row = wait_for(lambda: s.revert_rows("pushed"), timeout=120, what="revert pushed")[0]
     assert row.culprits == (bad,)
     revert, culprit = s.remote_log("release-1.x")[:2]
     assert (revert[0], revert[1], culprit[0]) == (row.revert_sha, s.settings.revert.author_name, bad)
@@ -330,7 +330,7 @@ def test_an_app_following_a_branch_nobody_watches_is_alerted_never_reverted(
     follow(world, "plate-api-stg", "release-1.x")
     main_before = s.remote_log("main")
     bad = push_to(s, "release-1.x", "plate-api-stg: scale to -1", {"plate-api-stg": BAD})
-    decision: DecisionRecord = wait_for(lambda: s.decision("plate-api-stg"), timeout=30, what="a decision")
+    decision: DecisionRecord = wait_for(lambda: s.decision("plate-api-stg"), timeout=120, what="a decision")
     assert (decision.action, decision.rule) == ("alert", "unwatched_branch")
     assert decision.reason == (
         "plate-api-stg follows branch 'release-1.x', which is not in WATCHER_GIT__BRANCHES: nothing is reverted there"
@@ -355,7 +355,7 @@ def test_an_app_following_head_is_reverted_on_the_remotes_default_branch(
     wait_for(lambda: s.healthy_on("plate-api-stg", followed), what="the app deployed from HEAD")
     release_before = s.remote_log("release-1.x")
     bad = s.push("plate-api-stg: scale to -1", {"plate-api-stg": BAD})
-    row = wait_for(lambda: s.revert_rows("pushed"), timeout=30, what="revert pushed")[0]
+    row = wait_for(lambda: s.revert_rows("pushed"), timeout=120, what="revert pushed")[0]
     assert row.culprits == (bad,)
     assert s.remote_log("main")[0][0] == row.revert_sha and s.remote_log("main")[1][0] == bad
     assert s.remote_log("release-1.x") == release_before

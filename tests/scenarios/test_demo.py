@@ -22,7 +22,7 @@ from watcher.sim.gitserver import free_port
 
 def test_demo_json_shows_the_whole_loop_and_leaves_nothing_running() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "watcher", "demo", "--json"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "watcher", "demo", "--json"], capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
@@ -55,7 +55,7 @@ def test_demo_json_shows_the_whole_loop_and_leaves_nothing_running() -> None:
 
 
 def test_demo_text_output() -> None:
-    out = subprocess.run([sys.executable, "-m", "watcher", "demo"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "watcher", "demo"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "DETECTED sync_failed on plate-api-stg" in out.stdout
     assert "REVERTED plate-api-stg" in out.stdout
@@ -88,7 +88,7 @@ def test_a_long_argocd_message_is_cut_at_a_word_with_an_ellipsis() -> None:
 def test_demo_log_lines_follow_watcher_log_level() -> None:
     env = os.environ | {"WATCHER_LOG__LEVEL": "debug"}
     out = subprocess.run(
-        [sys.executable, "-m", "watcher", "demo", "--json"], capture_output=True, text=True, timeout=120, env=env
+        [sys.executable, "-m", "watcher", "demo", "--json"], capture_output=True, text=True, timeout=300, env=env
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout)["open_incidents"] == []  # stdout stays the result
@@ -121,7 +121,7 @@ def _simulate_watch_command(workdir: Path) -> dict[str, str]:
         pytest.fail(f"simulate exited without a command: {proc.wait()}")
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(30)
+        proc.wait(60)
 
 
 def test_simulate_serves_a_fleet_of_ten_thousand_apps(tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ def test_simulate_serves_a_fleet_of_ten_thousand_apps(tmp_path: Path) -> None:
         assert whole["status"]["history"] and whole["status"]["sync"]["status"] == "Synced"
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
+        assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
 
 
 def test_real_timings_demo_catches_the_crash_loop_and_reverts_only_it() -> None:
@@ -163,7 +163,7 @@ def test_real_timings_demo_catches_the_crash_loop_and_reverts_only_it() -> None:
         [sys.executable, "-m", "watcher", "demo", "--real-timings", "--scale", "120", "--json"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)

@@ -25,8 +25,8 @@ def explained(s: Scenario, app: str) -> str:
     return out.output
 
 
-def _alerted_only(s: Scenario, app: str, rule: str) -> str:
-    decision = wait_for(lambda: s.decision(app, rule), timeout=40, what=f"{rule} decision for {app}")
+def alerted_only(s: Scenario, app: str, rule: str) -> str:
+    decision = wait_for(lambda: s.decision(app, rule), timeout=120, what=f"{rule} decision for {app}")
     assert decision.action.value == "alert"
     assert s.revert_rows() == [] and s.bot_commits() == []
     return str(decision.evidence["evidence_line"])
@@ -40,7 +40,7 @@ def test_an_unreachable_admission_webhook_reverts_nothing_and_names_the_webhook(
     s = scenario().start()
     s.world.controller.cluster.admission.webhook_unreachable = True
     s.push("plate-api-stg: two replicas", {API: ("replicaCount", 2)})
-    line = _alerted_only(s, API, "cluster_fault")
+    line = alerted_only(s, API, "cluster_fault")
     assert line.startswith(f"Deployment/plate-stg/{API}: the admission webhook validate.kyverno.svc-fail is unreach")
     assert line.endswith("context deadline exceeded): no commit is at fault")
     decision = s.decision(API, "cluster_fault")
@@ -54,7 +54,7 @@ def test_an_unavailable_api_server_reverts_nothing(scenario: Callable[..., Scena
     s = scenario().start()
     s.world.controller.cluster.admission.api_unavailable = True
     s.push("plate-api-stg: two replicas", {API: ("replicaCount", 2)})
-    line = _alerted_only(s, API, "cluster_fault")
+    line = alerted_only(s, API, "cluster_fault")
     assert line == "Deployment/plate-stg/plate-api-stg: the API server is unavailable: no commit is at fault"
 
 
@@ -71,7 +71,7 @@ def test_a_sync_option_added_earlier_is_reverted_not_the_innocent_commit_whose_s
     option = s.world.work.git("rev-parse", "HEAD")
     wait_for(lambda: s.healthy_on(API, option), what="Synced at the spec change, with no sync run")
     innocent = s.push("plate-api-stg: two replicas", {API: ("replicaCount", 2)})
-    row = wait_for(lambda: s.revert_rows("pushed"), timeout=40, what="revert pushed")[0]
+    row = wait_for(lambda: s.revert_rows("pushed"), timeout=120, what="revert pushed")[0]
     assert row.culprits == (option,)
     assert innocent in [sha for sha, _, _ in s.remote_log()]
     decision = s.decision(API, "culprit_found")
@@ -104,7 +104,7 @@ def test_the_root_app_failing_on_one_child_application_reverts_the_commit_that_a
     annotated["metadata"]["annotations"]["plate.co/owner"] = "api-team"
     s.world.work.commit("argocd: owner of plate-api-stg", {API_APP: yaml.safe_dump(annotated, sort_keys=False)})
     s.world.work.push()
-    row = wait_for(lambda: s.revert_rows("pushed"), timeout=40, what="revert pushed")[0]
+    row = wait_for(lambda: s.revert_rows("pushed"), timeout=120, what="revert pushed")[0]
     assert (row.app, row.culprits) == ("app-of-apps", (added,))
     decision = s.decision("app-of-apps", "culprit_found")
     assert decision is not None
@@ -126,7 +126,7 @@ def test_a_webhook_denial_of_the_object_a_commit_changed_reverts_that_commit(sce
     other = s.commit("plate-web-stg: two replicas", {"plate-web-stg": ("replicaCount", 2)}, "Dev One")
     dropped = s.commit("plate-api-stg: no memory limit", {API: ("resources.limits.memory", None)})
     s.world.work.push()
-    row = wait_for(lambda: s.revert_rows("pushed"), timeout=40, what="revert pushed")[0]
+    row = wait_for(lambda: s.revert_rows("pushed"), timeout=120, what="revert pushed")[0]
     assert row.culprits == (dropped,) and other in [sha for sha, _, _ in s.remote_log()]
     decision = s.decision(API, "culprit_found")
     assert decision is not None and decision.evidence["failure"]["class"] == "content"

@@ -40,7 +40,7 @@ while read old new ref; do
 done
 n=1; while ! mkdir "{hold}/push-$n" 2>/dev/null; do n=$((n+1)); done
 [ "$n" -gt 2 ] && exit 0
-i=0; while [ ! -e "{hold}/release-$n" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done
+i=0; while [ ! -e "{hold}/release-$n" ] && [ $i -lt 6000 ]; do sleep 0.05; i=$((i+1)); done
 exit 0
 """
 
@@ -76,8 +76,13 @@ class Replica:
                 return at, doc
         return None
 
-    def wait_logged(self, event: str, timeout: float = 30.0, **fields: Any) -> tuple[float, dict[str, Any]]:
+    def wait_logged(self, event: str, timeout: float = 120.0, **fields: Any) -> tuple[float, dict[str, Any]]:
         return wait_for(lambda: self.logged(event, **fields), timeout, what=f"{self.name}: {event} {fields}")
+
+    def wait_acting(self) -> None:
+        """`role_changed leader` is logged before the replica reloads the store; it says `leader` (and its gauge
+        1) only once that is done (run/leadership.py), which a loaded machine may take seconds to finish."""
+        wait_for(lambda: self.role() == "leader", 120, what=f"{self.name}: acting as the leader")
 
     @property
     def url(self) -> str:
@@ -99,7 +104,7 @@ class Replica:
     def kill(self) -> float:
         """SIGKILL to the Python process only: a git push it started stays on the wire, as in a network split."""
         os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
+        self.proc.wait(60)
         return time.monotonic()
 
     def stop(self) -> None:
@@ -160,9 +165,10 @@ class Pair:
         b = self.start("b")  # starts while `a` waits out the lease
         b.wait_logged("role_changed", role="standby")
         a.wait_logged("role_changed", role="leader")
-        wait_for(lambda: len(self.store.detection.deployments()) >= 9, 30, what="initial deploys recorded")
+        wait_for(lambda: len(self.store.detection.deployments()) >= 9, 120, what="initial deploys recorded")
         for r in (a, b):
-            wait_for(lambda r=r: httpx.get(f"{r.url}/readyz").status_code == 200, 30, what=f"{r.name} ready")
+            wait_for(lambda r=r: httpx.get(f"{r.url}/readyz").status_code == 200, 120, what=f"{r.name} ready")
+        a.wait_acting()
         assert (a.role(), a.leader_gauge(), b.role(), b.leader_gauge()) == ("leader", 1.0, "standby", 0.0)
         wait_for(lambda: a.apps_exported() == 9, what="the leader's per-app series")
         assert b.apps_exported() == 0  # scraped too: a standby's copy would count the fleet twice
@@ -170,7 +176,7 @@ class Pair:
 
     def run_once(self, name: str) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "watcher", "run", "--once"]
-        return subprocess.run(cmd, env=self.env(name), cwd=ROOT, capture_output=True, text=True, timeout=60)
+        return subprocess.run(cmd, env=self.env(name), cwd=ROOT, capture_output=True, text=True, timeout=180)
 
     def hold_pushes(self) -> None:
         hook = self.remote / "hooks" / "pre-receive"
@@ -205,7 +211,7 @@ class Pair:
 
     def assert_once_each(self, bad: str) -> None:
         """One revert commit of the culprit, one Slack message per (what, app), the incident closed."""
-        wait_for(self.healed, 40, what="the incident closed by the verified revert")
+        wait_for(self.healed, 120, what="the incident closed by the verified revert")
         assert len(self.bot_commits()) == 1, self.bot_commits()
         assert f"Sync-Watcher-Reverts: {bad}" in self._git("log", "-1", "--format=%B", self.bot_commits()[0].split()[1])
         seen = Counter(m.text.split(" - ")[0] for m in self.slack.messages)
@@ -272,14 +278,15 @@ def test_kill_9_of_the_leader_mid_cycle_the_standby_takes_over_and_handles_the_i
         # Slack, and is stuck before deciding anything.
         proxy.plan = FaultPlan(hang=True, paths=(f"/api/v1/applications/{APP}",))
         bad = pair.break_app()
-        wait_for(lambda: pair.store.detection.incidents(open_only=True), 30, what="incident recorded by the leader")
+        wait_for(lambda: pair.store.detection.incidents(open_only=True), 120, what="incident recorded by the leader")
         a.wait_logged("slack_notice_sent", kind="sync_failed")
         wait_for(lambda: f"GET /api/v1/applications/{APP}" in proxy.seen, what="the leader stuck on Argo CD")
         assert pair.store.audit.decisions() == []
         killed_at, killed_wall = a.kill(), datetime.now(UTC)
-        took_over, _ = b.wait_logged("role_changed", role="leader", timeout=15)
+        took_over, _ = b.wait_logged("role_changed", role="leader", timeout=120)
         print(f"take-over after kill -9 mid-cycle: {took_over - killed_at:.2f}s")
         assert took_over - killed_at < CHECK + LEASE + 2.0
+        b.wait_acting()
         assert b.role() == "leader" and b.leader_gauge() == 1.0
         pair.assert_once_each(bad)
         decided = [d for d in pair.store.audit.decisions() if d.action != "wait"]
@@ -293,13 +300,13 @@ def test_kill_9_of_the_leader_mid_push_never_reverts_twice_even_when_its_push_la
     a, b = pair.leader_and_standby()
     pair.hold_pushes()
     bad = pair.break_app()
-    wait_for(lambda: pair.held(1), 30, what="the leader's push on the wire")
+    wait_for(lambda: pair.held(1), 120, what="the leader's push on the wire")
     a.wait_logged("slack_notice_sent", kind="sync_failed")
     killed_at = a.kill()  # its `git push` lives on, held by the remote: a push in flight from a dead leader
-    took_over, _ = b.wait_logged("role_changed", role="leader", timeout=15)
+    took_over, _ = b.wait_logged("role_changed", role="leader", timeout=120)
     print(f"take-over after kill -9 mid-push: {took_over - killed_at:.2f}s")
     b.wait_logged("revert_not_pushed_before_restart")  # the dead leader's intent, not (yet) in git
-    wait_for(lambda: pair.held(2), 30, what="the new leader's own push on the wire")
+    wait_for(lambda: pair.held(2), 120, what="the new leader's own push on the wire")
     pair.release(1)  # the dead leader's push lands first ...
     wait_for(lambda: pair.head_author() == "sync-watcher", what="the late push landed")
     pair.release(2)  # ... so the new leader's is refused (the branch moved), and it adopts the one that landed
@@ -315,17 +322,17 @@ def test_a_leader_cut_off_from_the_database_stops_before_the_standby_acts(pair: 
     pair.hold_pushes()
     pair.release(2)  # the second push (the new leader's) goes straight through
     bad = pair.break_app()
-    wait_for(lambda: pair.held(1), 30, what="the leader's push on the wire")
+    wait_for(lambda: pair.held(1), 120, what="the leader's push on the wire")
     with psycopg.connect(pair.pg, autocommit=True) as admin:  # the server ends the leader's lock session
         cut_at = time.monotonic()
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted")
-    stepped_down, line = a.wait_logged("role_changed", role="standby", timeout=10)
-    took_over, _ = b.wait_logged("role_changed", role="leader", timeout=15)
+    stepped_down, line = a.wait_logged("role_changed", role="standby", timeout=120)
+    took_over, _ = b.wait_logged("role_changed", role="leader", timeout=120)
     print(
         f"cut off: old leader stood down after {stepped_down - cut_at:.2f}s, new acted after {took_over - cut_at:.2f}s"
     )
     assert stepped_down < took_over and "lost" in line["reason"]
-    wait_for(lambda: len(pair.bot_commits()) == 1, 30, what="the new leader's revert")
+    wait_for(lambda: len(pair.bot_commits()) == 1, 120, what="the new leader's revert")
     pair.release(1)  # the old leader's push, held since before the cut: refused, and not redone
     a.wait_logged("revert_abandoned_not_leader")
     assert a.logged("revert_pushed") is None and a.role() == "standby" and a.leader_gauge() == 0.0

@@ -197,6 +197,28 @@ def test_an_empty_list_is_not_a_mass_deletion(proxy: FaultProxy, faulted: Callab
     assert EventKind.APP_REMOVED not in f.kinds()
 
 
+def test_an_app_of_another_project_missing_from_a_list_is_asked_about_in_its_own_project(
+    world: SimWorld, proxy: FaultProxy, faulted: Callable[..., Faulted]
+) -> None:
+    """Each app missing from a list is confirmed by a GET naming its project; naming another one answers 404 for an
+    app that exists (argo-cd server/application/application.go:237-245), which would read as deleted (main: every
+    app was asked about in project "default", the fleet map keeps no project)."""
+    path = "environments/argocd/apps/plate-web-stg.yaml"
+    moved = world.work.set_value(path, "spec.project", "team-a")
+    world.work.commit("plate-web-stg joins project team-a", {path: moved})
+    world.work.push()
+    f = faulted()
+    wait_for(
+        lambda: (last := f.daemon.fleet.app_context("plate-web-stg").last) is not None and last.project == "team-a",
+        what="plate-web-stg listed in project team-a",
+        timeout=40,
+    )
+    proxy.plan = FaultPlan(empty_list=True)
+    wait_for(lambda: f.sample("sync_watcher_suspect_lists_total") >= 2, what="suspect lists counted")
+    assert EventKind.APP_REMOVED not in f.kinds()
+    assert "plate-web-stg" in f.daemon.fleet.status().trackers
+
+
 def test_one_malformed_item_is_one_unreadable_app(
     world: SimWorld, proxy: FaultProxy, faulted: Callable[..., Faulted]
 ) -> None:
@@ -234,13 +256,13 @@ def test_argocd_answering_garbage_is_loudly_not_ready_then_observing_again(
     f = faulted()
     before = len(f.events)
     proxy.plan = plan
-    status, body = wait_for(lambda: (r := f.ready())[0] == 503 and r, timeout=30, what="not ready")
+    status, body = wait_for(lambda: (r := f.ready())[0] == 503 and r, timeout=120, what="not ready")
     assert body["checks"]["argocd"]["ok"] is False
-    wait_for(lambda: f.sample("sync_watcher_argocd_up") == 0, timeout=30, what="argocd_up 0")
+    wait_for(lambda: f.sample("sync_watcher_argocd_up") == 0, timeout=120, what="argocd_up 0")
     assert [k for k in f.kinds()[before:] if k in INCIDENT_KINDS] == []  # unknown is never a failure
     assert f.daemon.store.audit.reverts() == []
     proxy.plan = FaultPlan()
-    wait_for(lambda: f.ready()[0] == 200, timeout=30, what="ready again when the fault ends")
+    wait_for(lambda: f.ready()[0] == 200, timeout=120, what="ready again when the fault ends")
 
 
 def test_a_full_store_is_loud_and_loses_nothing(world: SimWorld, faulted: Callable[..., Faulted]) -> None:
@@ -259,13 +281,15 @@ def test_a_full_store_is_loud_and_loses_nothing(world: SimWorld, faulted: Callab
     world.work.push()
     # Another check may fail for a moment on a loaded machine: wait for the store's own.
     status, body = wait_for(
-        lambda: (r := f.ready())[0] == 503 and "store" in r[1]["checks"] and r, timeout=30, what="not ready: store full"
+        lambda: (r := f.ready())[0] == 503 and "store" in r[1]["checks"] and r,
+        timeout=120,
+        what="not ready: store full",
     )
     assert "full" in body["checks"]["store"]["error"]
     assert f.sample("sync_watcher_store_errors_total") >= 1
     sa.event.remove(engine, "connect", full)
     engine.dispose()
-    wait_for(lambda: f.ready()[0] == 200, timeout=30, what="ready once the store takes writes")
+    wait_for(lambda: f.ready()[0] == 200, timeout=120, what="ready once the store takes writes")
     # What was observed while the store was full is observed again and kept: the incident is there.
     incidents = wait_for(lambda: f.daemon.store.detection.incidents(app="plate-api-stg"), what="the incident")
     assert incidents[0].revision == bad and incidents[0].kind is EventKind.SYNC_FAILED
@@ -329,6 +353,28 @@ def test_a_commit_the_clone_lacks_is_unknown_at_once_not_fetched_from_a_silent_r
     started = time.monotonic()
     lookup.after_fetch()  # the git poll's fetch of what detection could not name: killed at the deadline
     assert time.monotonic() - started < 10
+    assert _git_processes_in(tmp_path / "clone") == []
+
+
+def test_file_content_the_partial_clone_lacks_is_unknown_at_the_deadline_not_waited_for(
+    world: SimWorld, silent_remote: str, tmp_path: Path
+) -> None:
+    """A culprit's diff (what the revert's reads and the incident page show) and whether a later commit undid it
+    read file content, which a blob:none clone fetches on its own from the remote, with no deadline of git's.
+    Against a silent remote each read is killed at the git timeout and says "unknown" (GitUnavailable, so no
+    revert acts on it), not "no change" and not a wait that holds the clone's lock, and the git poll, for good."""
+    bump = world.work.commit("bump", {"apps/demo/values.yaml": "replicaCount: 7\n"})
+    world.work.push()
+    repo = GitRepo(GitSettings(url=world.repo_url, clone_dir=tmp_path / "clone", timeout_seconds=1.5))
+    repo.sync()
+    git = ["git", "--git-dir", str(tmp_path / "clone")]
+    subprocess.run([*git, "config", "remote.origin.url", silent_remote], check=True)  # the remote goes silent
+    for read in (lambda: repo.patch(bump, ["apps/demo"]), lambda: repo.find_reverts([bump], paths=["apps/demo"])):
+        started = time.monotonic()
+        with pytest.raises(GitUnavailable, match="WATCHER_GIT__TIMEOUT_SECONDS"):
+            read()
+        assert time.monotonic() - started < 20  # killed at the deadline (1.5 s), not hung
+    assert repo.local_heads()["main"] == bump  # the lock was let go
     assert _git_processes_in(tmp_path / "clone") == []
 
 
@@ -413,7 +459,7 @@ def test_apps_deleted_at_once_leave_as_argocd_confirms_each(
         world.work.git("rm", "-q", f"environments/argocd/apps/{name}.yaml")
     world.work.git("-c", "user.name=Dev", "-c", "user.email=d@x", "commit", "-q", "-m", "retire six apps")
     world.work.push()
-    wait_for(lambda: f.kinds().count(EventKind.APP_REMOVED) >= 6, timeout=40, what="the six apps removed")
+    wait_for(lambda: f.kinds().count(EventKind.APP_REMOVED) >= 6, timeout=120, what="the six apps removed")
     assert sorted(e.app for e in f.events if e.kind is EventKind.APP_REMOVED) == sorted(doomed)
     assert f.sample("sync_watcher_suspect_lists_total") >= 1
     assert sorted(f.daemon.fleet.status().trackers) == ["app-of-apps", "plate-cache-prod", "plate-cache-stg"]

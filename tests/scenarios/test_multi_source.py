@@ -126,15 +126,15 @@ def argocd_app(world: SimWorld) -> dict[str, Any]:
 def test_a_bad_chart_version_bump_is_reverted_and_only_it(world: SimWorld, scenario: Callable[..., Scenario]) -> None:
     s = scenario().start()
     multi = set_chart(world, "0.1.0", "plate-cache-stg: chart from the Helm repository", make_multi=True)
-    wait_for(lambda: s.healthy_on(APP, multi), what="the multi-source app deployed", timeout=40)
+    wait_for(lambda: s.healthy_on(APP, multi), what="the multi-source app deployed", timeout=120)
     good = set_chart(world, "0.2.0", "plate-cache-stg: chart 0.2.0")
-    wait_for(lambda: s.healthy_on(APP, good), what="the good chart bump deployed", timeout=40)
+    wait_for(lambda: s.healthy_on(APP, good), what="the good chart bump deployed", timeout=120)
     bad = set_chart(world, "0.3.0", "plate-cache-stg: chart 0.3.0")
 
     row = wait_for(
         lambda: [r for r in s.revert_rows() if r.verify_result is VerifyResult.RESTORED],
         what="the revert restored the live state (the refused chart never reached the cluster)",
-        timeout=60,
+        timeout=120,
     )[0]
     assert row.culprits == (bad,)
     decision = s.decision(APP, "culprit_found")
@@ -154,7 +154,7 @@ def test_a_bad_chart_version_bump_is_reverted_and_only_it(world: SimWorld, scena
     assert status["history"][-1]["revisions"] == ["0.2.0", good]
     assert status["operationState"]["phase"] == "Failed"
     assert status["operationState"]["syncResult"]["revisions"] == ["0.3.0", bad]
-    wait_for(lambda: not s.d.store.detection.incidents(open_only=True), what="the incident closed", timeout=40)
+    wait_for(lambda: not s.d.store.detection.incidents(open_only=True), what="the incident closed", timeout=120)
 
     # The next bad bump is blamed alone: the revert that needed no sync is neither a culprit nor in the way.
     again = set_chart(world, "0.3.0", "plate-cache-stg: chart 0.3.0 again")
@@ -175,11 +175,11 @@ def test_a_chart_only_app_is_alerted_never_blamed_on_the_watched_repo(
     world.work.git("pull", "-q", "--rebase", "origin", "main")
     world.work.commit("plate-cache-stg: chart only", {MANIFEST: yaml.safe_dump(manifest)}, "Platform Team")
     world.work.push()
-    wait_for(lambda: s.healthy_on(APP, "0.1.0"), what="the chart-only app deployed", timeout=40)
+    wait_for(lambda: s.healthy_on(APP, "0.1.0"), what="the chart-only app deployed", timeout=120)
     manifest["spec"]["source"]["targetRevision"] = "0.3.0"
     world.work.commit("plate-cache-stg: chart 0.3.0", {MANIFEST: yaml.safe_dump(manifest)}, "Platform Team")
     world.work.push()
-    decision = wait_for(lambda: s.decision(APP), what="a decision", timeout=40)
+    decision = wait_for(lambda: s.decision(APP), what="a decision", timeout=120)
     assert (decision.action, decision.rule) == ("alert", "not_from_watched_repo")
     assert "'0.3.0'" in decision.reason
     incident = s.d.store.detection.incidents(app=APP)[0]

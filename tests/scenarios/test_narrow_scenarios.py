@@ -106,7 +106,7 @@ def test_when_nothing_narrows_every_candidate_is_reverted_and_the_reason_says_so
         "plate-api-stg: team annotation", {path: "podAnnotations:\n  team: plate\n" + s.world.work.read(path)}
     )
     s.world.work.push()
-    row = wait_for(lambda: s.revert_rows("pushed"), timeout=30, what="revert pushed")[0]
+    row = wait_for(lambda: s.revert_rows("pushed"), timeout=120, what="revert pushed")[0]
     assert row.culprits == (other, starved)
     decision = s.decision(API, "culprit_found")
     assert decision is not None
@@ -127,7 +127,7 @@ def test_a_render_error_names_the_commit_after_which_the_app_no_longer_renders(
         "plate-web-stg: team label", {manifest: work.set_value(manifest, "metadata.labels", {"team": "web"})}
     )
     work.push()
-    row = wait_for(lambda: s.revert_rows("pushed"), timeout=30, what="revert pushed")[0]
+    row = wait_for(lambda: s.revert_rows("pushed"), timeout=120, what="revert pushed")[0]
     assert row.culprits == (broken,)
     assert values(s, WEB)["replicaCount"] == 1
     assert yaml.safe_load(s.remote_file(manifest))["metadata"]["labels"] == {"team": "web"}  # the good one stays

@@ -59,7 +59,7 @@ def test_a_broken_push_is_judged_and_reverted_before_argo_cd_compares_it(slow_wo
     try:
         bad = slow_world.work.commit("plate-api-stg: tune values", broken_values(s))
         slow_world.work.push()
-        row = wait_for(lambda: s.revert_rows("pushed"), what="revert pushed", timeout=30)[0]
+        row = wait_for(lambda: s.revert_rows("pushed"), what="revert pushed", timeout=120)[0]
         assert row.culprits == (bad,)  # exactly the broken commit, nothing else
         assert verdict(s, APP, bad) == "will_fail_to_render"
         decision = s.decision(APP, "preflight_render_failed")
@@ -69,6 +69,10 @@ def test_a_broken_push_is_judged_and_reverted_before_argo_cd_compares_it(slow_wo
         assert line.startswith(f"{APP} does not render at {bad[:7]} (") and "failed to parse values-stg.yaml" in line
         assert f"; {bad[:7]} changed {values_path(APP)}; the synced revision renders" in line
         assert [c for c in s.bot_commits()][0][0] == row.revert_sha
+        # The revert names its incident in git, as detection's do: what a restart after a crash finds it by.
+        incident = s.d.store.detection.incident(row.incident_id)
+        assert incident is not None and incident.uid
+        assert s.d.repo.find_by_incident(incident.uid, [bad], incident.detected_at) == row.revert_sha
         notice = wait_for(lambda: next((n for n in warned if n.app == APP), None), what="Slack warning")
         assert notice.kind is EventKind.PREFLIGHT_FAILED and notice.revision == bad
         assert "failed to parse values-stg.yaml" in notice.argocd_message
@@ -93,7 +97,7 @@ def test_a_healthy_push_renders_with_no_alarm_and_no_revert(slow_world: SimWorld
     s, warned = watcher(slow_world, tmp_path / "w", revert_environments=["*"])
     try:
         good = s.push("plate-api-stg: three replicas", {APP: ("replicaCount", 3)})
-        wait_for(lambda: verdict(s, APP, good), what="verdict", timeout=30)
+        wait_for(lambda: verdict(s, APP, good), what="verdict", timeout=120)
         assert verdict(s, APP, good) == "renders"
         assert warned == [] and s.revert_rows() == [] and s.bot_commits() == []
         assert s.d.store.audit.decisions(app=APP) == []
@@ -108,13 +112,13 @@ def test_an_app_already_failing_the_same_way_cannot_be_judged(world: SimWorld, t
     try:
         first = world.work.commit("plate-api-stg: tune values", broken_values(s))
         world.work.push()
-        wait_for(lambda: verdict(s, APP, first), what="first verdict", timeout=30)
+        wait_for(lambda: verdict(s, APP, first), what="first verdict", timeout=120)
         assert verdict(s, APP, first) == "will_fail_to_render"
-        wait_for(lambda: s.count(EventKind.MANIFEST_ERROR) >= 1, what="Argo CD's own render error", timeout=30)
+        wait_for(lambda: s.count(EventKind.MANIFEST_ERROR) >= 1, what="Argo CD's own render error", timeout=120)
         text = world.work.read(values_path(APP))
         second = world.work.commit("plate-api-stg: add a comment", {values_path(APP): "# tuned\n" + text})
         world.work.push()
-        wait_for(lambda: verdict(s, APP, second), what="second verdict", timeout=30)
+        wait_for(lambda: verdict(s, APP, second), what="second verdict", timeout=120)
         assert verdict(s, APP, second) == "cannot_judge"
         assert [n.revision for n in warned if n.app == APP] == [first]  # no second alarm
         assert s.bot_commits() == []
@@ -138,7 +142,7 @@ def test_a_change_to_an_application_itself_cannot_be_judged_and_its_parent_rende
             text += "# the team that owns it: plate\n"
         sha = world.work.commit("plate-api-stg: keep fewer revisions", {manifest: text})
         world.work.push()
-        wait_for(lambda: verdict(s, APP, sha) and verdict(s, "app-of-apps", sha), what="verdicts", timeout=30)
+        wait_for(lambda: verdict(s, APP, sha) and verdict(s, "app-of-apps", sha), what="verdicts", timeout=120)
         assert verdict(s, APP, sha) == "cannot_judge"
         record = s.d.store.preflight.verdicts(app=APP, commit_sha=sha, limit=1)[0]
         assert "changes the Application itself" in record.reason

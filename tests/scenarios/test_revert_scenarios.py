@@ -104,7 +104,7 @@ def test_two_bad_commits_named_one_at_a_time_as_the_api_server_refuses_them(
     first = s.commit("plate-api-stg: memory in bananas", {"plate-api-stg": ("resources.limits.memory", "12bananas")})
     second = s.commit("plate-api-stg: scale to -1", {"plate-api-stg": ("replicaCount", -1)})
     s.world.work.push()
-    rows = wait_for(lambda: s.revert_rows("pushed")[1:] and s.revert_rows("pushed"), timeout=40, what="2 reverts")
+    rows = wait_for(lambda: s.revert_rows("pushed")[1:] and s.revert_rows("pushed"), timeout=120, what="2 reverts")
     assert sorted(r.culprits for r in rows) == sorted([(second,), (first,)])
     last = max(rows, key=lambda r: r.id)
     wait_for(lambda: s.healthy_on("plate-api-stg", last.revert_sha), what="app healthy on the second revert")
@@ -142,7 +142,7 @@ def test_argocd_unreachable_during_the_incident_holds_the_revert_until_it_answer
     assert waiting.action == "wait"
     assert not s.bot_commits() and s.remote_log()[0][0] == bad  # nothing done on unknown state
     world.faults.server_errors = 0
-    row = wait_for(lambda: s.revert_rows("pushed"), timeout=40, what="revert once Argo CD answers")[0]
+    row = wait_for(lambda: s.revert_rows("pushed"), timeout=120, what="revert once Argo CD answers")[0]
     assert row.culprits == (bad,) and len(s.bot_commits()) == 1
 
 
@@ -254,10 +254,10 @@ def test_revert_that_does_not_heal_suspends_the_app(world: SimWorld, scenario: C
     bad = s.push("plate-api-stg: image 9.9.9", {"plate-api-stg": ("image.tag", "9.9.9")})
     row = wait_for(lambda: s.revert_rows("pushed"), what="revert pushed")[0]
     assert row.culprits == (bad,)
-    wait_for(lambda: "plate-api-stg" in s.d.store.audit.suspended(), timeout=30, what="app suspended")
+    wait_for(lambda: "plate-api-stg" in s.d.store.audit.suspended(), timeout=120, what="app suspended")
     assert s.d.store.audit.reverts()[0].verify_result == "not_healed"
     again = s.push("plate-api-stg: scale to -1", {"plate-api-stg": ("replicaCount", -1)})
-    wait_for(lambda: s.decision("plate-api-stg", "suspended"), timeout=30, what="suspended decision")
+    wait_for(lambda: s.decision("plate-api-stg", "suspended"), timeout=120, what="suspended decision")
     assert len(s.bot_commits()) == 1 and s.remote_log()[0][0] == again
     api = f"http://127.0.0.1:{s.d.http.port}"
     explained = CliRunner().invoke(main, ["explain", "plate-api-stg", "--url", api])
@@ -307,18 +307,18 @@ def test_kill_9_between_push_and_record_never_reverts_twice(world: SimWorld, tmp
         from watcher.store import Store
 
         store = Store(base.store.url)
-        wait_for(lambda: len(store.detection.deployments()) >= 9, timeout=30, what="initial deploys")
+        wait_for(lambda: len(store.detection.deployments()) >= 9, timeout=120, what="initial deploys")
         work = world.work
         path = values_path("plate-api-stg")
         bad = work.commit("plate-api-stg: scale to -1", {path: work.set_value(path, "replicaCount", -1)}, "Dev Two")
         work.push()
-        assert first.wait(60) == -signal.SIGKILL
+        assert first.wait(180) == -signal.SIGKILL
         rows = store.audit.reverts()
         assert [r.state for r in rows] == ["started"]  # intent recorded, outcome never written
         second = start()
         try:
             done = wait_for(
-                lambda: store.audit.reverts(states=(RevertState.PUSHED,)), timeout=30, what="revert reconciled"
+                lambda: store.audit.reverts(states=(RevertState.PUSHED,)), timeout=120, what="revert reconciled"
             )[0]
             assert done.id == rows[0].id and done.detail["reconciled"]
             log = subprocess.run(
@@ -329,7 +329,7 @@ def test_kill_9_between_push_and_record_never_reverts_twice(world: SimWorld, tmp
             ).stdout
             reverts = [r for r in log.split("\x1e") if f"Sync-Watcher-Reverts: {bad}" in r]
             assert len(reverts) == 1
-            wait_for(lambda: store.audit.reverts()[0].verify_result == "restored", timeout=30, what="restored")
+            wait_for(lambda: store.audit.reverts()[0].verify_result == "restored", timeout=120, what="restored")
             assert len(store.audit.reverts()) == 1
         finally:
             second.send_signal(signal.SIGTERM)

@@ -105,7 +105,7 @@ def test_a_real_revert_that_breaks_the_app_is_not_reverted_back(
         world, f"Revert the revert\n\nSync-Watcher-Reverts: {row.revert_sha}\n", {path: world.work.read(path)}
     )
     world.work.push()
-    decision = wait_for(lambda: s.decision("plate-api-stg", "culprit_is_revert"), timeout=40, what="a decision")
+    decision = wait_for(lambda: s.decision("plate-api-stg", "culprit_is_revert"), timeout=120, what="a decision")
     assert again[:12] in decision.reason and len(s.revert_rows()) == 1
 
 

@@ -342,6 +342,6 @@ def test_the_stream_sends_an_app_only_when_its_selected_fields_changed(world: Si
     sha = world.work.commit("web: bump", {values: world.work.set_value(values, "image.tag", "1.26.0")})
     world.work.push()
     wait_for(lambda: all(a["status"]["sync"].get("revision") == sha for a in world.controller.snapshot()))
-    wait_for(lambda: [f["status"]["sync"]["status"] for f in frames[9:]] == ["OutOfSync", "Synced"], timeout=20)
+    wait_for(lambda: [f["status"]["sync"]["status"] for f in frames[9:]] == ["OutOfSync", "Synced"], timeout=120)
     done.set()
     assert [f["metadata"]["name"] for f in frames[9:]] == ["plate-web-stg"] * 2

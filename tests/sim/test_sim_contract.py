@@ -170,7 +170,7 @@ def test_sim_shapes_beside_real_applications(synced: SimWorld) -> None:
         phases.add(app["status"]["operationState"]["phase"])
         return {"Running", "Failed"} <= phases and bool(web_app["status"].get("conditions"))
 
-    wait_for(failed_and_broken, timeout=30, what="a retried, failed sync and a ComparisonError")
+    wait_for(failed_and_broken, timeout=120, what="a retried, failed sync and a ComparisonError")
     served.extend(a_persons_sync(synced, "plate-web-prod"))
     served.extend(a_multi_source_app(synced, "plate-cache-stg"))
     sim = {path: known for app in served for path, known in field_paths(app, "v1alpha1Application").items()}

@@ -149,6 +149,6 @@ def test_the_fast_timings_serve_the_same_pods_in_a_fraction_of_a_second(tmp_path
                 if n["kind"] == "Pod"
             )
 
-        wait_for(crash_looping, timeout=10)
+        wait_for(crash_looping, timeout=120)
     finally:
         world.stop()

@@ -50,7 +50,7 @@ def test_sync_windows_answers_validate_and_drop_the_time_zone(world: SimWorld) -
 
 
 def test_a_deny_window_blocks_auto_sync_silently_until_it_is_gone(world: SimWorld) -> None:
-    wait_for(lambda: synced_at_head(world), what="synced", timeout=30)
+    wait_for(lambda: synced_at_head(world), what="synced", timeout=120)
     world.controller.windows.set("default", [ALWAYS_DENY])
     path = values_path(APP)
     world.work.commit("api: bump", {path: world.work.set_value(path, "image.tag", "2.4.1")})
@@ -61,15 +61,15 @@ def test_a_deny_window_blocks_auto_sync_silently_until_it_is_gone(world: SimWorl
         sync = app(world)["status"]["sync"]
         return sync.get("status") == "OutOfSync" and sync.get("revision") == head
 
-    wait_for(out_of_sync_at_head, what="OutOfSync at head", timeout=30)
+    wait_for(out_of_sync_at_head, what="OutOfSync at head", timeout=120)
     status = app(world)["status"]
     assert status["operationState"]["syncResult"]["revision"] != head and not status.get("conditions")
     world.controller.windows.set("default", [])
-    wait_for(lambda: synced_at_head(world), what="synced once the window is gone", timeout=30)
+    wait_for(lambda: synced_at_head(world), what="synced once the window is gone", timeout=120)
 
 
 def test_the_applicationset_controller_syncs_a_rolling_sync_app(world: SimWorld) -> None:
-    wait_for(lambda: synced_at_head(world), what="synced", timeout=30)
+    wait_for(lambda: synced_at_head(world), what="synced", timeout=120)
     manifest_path = f"environments/argocd/apps/{APP}.yaml"
     manifest = yaml.safe_load(world.work.read(manifest_path))
     manifest["metadata"]["ownerReferences"] = [
@@ -80,7 +80,7 @@ def test_the_applicationset_controller_syncs_a_rolling_sync_app(world: SimWorld)
     world.work.commit("api: rolled out by an ApplicationSet", {manifest_path: yaml.safe_dump(manifest)})
     world.work.commit("api: bump", {path: world.work.set_value(path, "image.tag", "2.4.1")})
     world.work.push()
-    wait_for(lambda: synced_at_head(world), what="synced by the ApplicationSet controller", timeout=30)
+    wait_for(lambda: synced_at_head(world), what="synced by the ApplicationSet controller", timeout=120)
     shown = app(world)
     validate(shown, "v1alpha1Application")
     op = shown["status"]["operationState"]["operation"]

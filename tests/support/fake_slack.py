@@ -153,7 +153,7 @@ class FakeSlack:
         self._ts += 1
         return f"1700000000.{self._ts:06d}"
 
-    def wait(self, count: int, timeout: float = 20.0) -> list[Posted]:
+    def wait(self, count: int, timeout: float = 60.0) -> list[Posted]:
         deadline = time.monotonic() + timeout
         with self.changed:
             while len(self.messages) < count:

@@ -9,7 +9,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
+def wait_for(check: Callable[[], T], timeout: float = 60.0, what: str = "condition") -> T:
     deadline = time.monotonic() + timeout
     while True:
         value = check()

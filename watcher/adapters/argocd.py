@@ -181,11 +181,18 @@ class ArgoCDClient:
             raise ArgoCDUnavailable(f"{method} {path}: {type(exc).__name__}") from None
         return Answer(method, path, r.status_code, b"".join(chunks), token)
 
-    def _send_once(self, method: str, path: str, params: Mapping[str, Any] | None, progress: bool = False) -> Answer:
+    def answer(self, method: str, path: str, params: Mapping[str, Any] | None = None, progress: bool = False) -> Answer:
+        """One request, once, whatever its status (an expired session's 401 logs in again, once): what every
+        call below sends, and what a caller that reads an error's body and must not retry it asks directly
+        (a render error: argocd_renders)."""
         r = self._exchange(method, path, params, progress)
         if r.status == 401 and self.cfg.username:
             self._expire(r.token)  # the session token expired: log in again, once
             r = self._exchange(method, path, params, progress)
+        return r
+
+    def _send_once(self, method: str, path: str, params: Mapping[str, Any] | None, progress: bool = False) -> Answer:
+        r = self.answer(method, path, params, progress)
         if r.status in (401, 403):
             raise ArgoCDAuthError(f"{method} {path}: HTTP {r.status}; check the token and the account's RBAC")
         if r.status == 404:
@@ -400,14 +407,3 @@ def _decode(r: Answer) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ArgoCDBadResponse(f"{r.method} {r.path}: body is not a JSON object")
     return body
-
-
-def answer(client: ArgoCDClient, path: str, params: Mapping[str, Any] | None = None) -> Answer:
-    """One GET, once, whatever its status (an expired session's 401 aside): for a caller that reads an error's
-    body and must not retry it (a render error: argocd_renders). A function beside the client, so the client's
-    class stays under the 250-line bar."""
-    r = client._exchange("GET", path, params)
-    if r.status == 401 and client.cfg.username:
-        client._expire(r.token)
-        r = client._exchange("GET", path, params)
-    return r

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from watcher.adapters.argocd import Answer, ArgoCDClient, ArgoCDError, answer
+from watcher.adapters.argocd import Answer, ArgoCDClient, ArgoCDError
 from watcher.core.preflight import Render
 
 UNKNOWN = 2  # gRPC codes.Unknown: what the repo-server's render errors carry
@@ -37,7 +37,7 @@ class ArgoCDRenders:
         params |= {"revision": revision, "revisions": [revision], "sourcePositions": [str(position)]}
         self.calls += 1
         try:
-            r = answer(self.client, f"/api/v1/applications/{name}/manifests", params)
+            r = self.client.answer("GET", f"/api/v1/applications/{name}/manifests", params)
         except ArgoCDError as exc:
             return Render(unreachable=str(exc))
         return render_of(r, name)
@@ -47,7 +47,7 @@ class ArgoCDRenders:
         gitops-engine pkg/utils/kube/ctl.go:355-375); None when Argo CD does not say (RBAC `clusters, get`)."""
         self.calls += 1
         try:
-            r = answer(self.client, CLUSTERS, {"server": server} if server else None)
+            r = self.client.answer("GET", CLUSTERS, {"server": server} if server else None)
         except ArgoCDError:
             return None
         body = _json(r)

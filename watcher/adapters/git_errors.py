@@ -76,3 +76,12 @@ def _unavailable(step: str, exc: git.GitCommandError, known_hosts: Path) -> GitU
                "WATCHER_GIT__SSH_KNOWN_HOSTS_FILE, or set WATCHER_GIT__SSH_HOST_KEY_CHECKING=accept-new")
         )  # fmt: skip
     return GitUnavailable(f"{step} failed: {_stderr(exc)}")
+
+
+def raise_if_timed_out(exc: git.GitCommandError, step: str) -> None:
+    """A read GitPython killed at its deadline (kill_after_timeout) did not answer: its answer is unknown, never
+    "no change". In a partial clone it was most likely fetching blobs the clone lacks from a silent remote."""
+    if "Timeout: the command" in str(exc.stderr or ""):
+        raise GitUnavailable(
+            f"{step}: no answer within WATCHER_GIT__TIMEOUT_SECONDS (fetching file content from the remote?)"
+        ) from None

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import git
 
+from watcher.adapters.git_errors import raise_if_timed_out
 from watcher.domain import REVERTS_TRAILER, ChangedCommit, Commit
 
 FIELD = "\x1f"
@@ -42,8 +43,10 @@ def commit(repo: git.Repo, sha: str) -> Commit | None:
 
 
 def is_ancestor(repo: git.Repo, ancestor: str, descendant: str) -> bool:
+    """False for a commit the last fetch did not bring: merge-base would fetch it lazily, under the clone's lock and
+    with no deadline (the verifier asks about Argo CD's revision every pass; the next git poll brings it)."""
     try:
-        repo.git.merge_base("--is-ancestor", ancestor, descendant)
+        repo.git.merge_base("--is-ancestor", ancestor, descendant, env=LOCAL_ONLY)
         return True
     except git.GitCommandError:
         return False
@@ -77,11 +80,14 @@ def changes(
     return found[:limit], len(found) > limit
 
 
-def patch(repo: git.Repo, sha: str, paths: Iterable[str], max_chars: int) -> str:
-    """What `sha` changed in `paths` against its first parent (a merge: its whole branch), as a patch."""
+def patch(repo: git.Repo, sha: str, paths: Iterable[str], max_chars: int, timeout: float) -> str:
+    """What `sha` changed in `paths` against its first parent (a merge: its whole branch), as a patch. A partial
+    clone fetches the blobs it lacks on its own, with no deadline of git's: killed after `timeout` seconds
+    (GitUnavailable: unknown, not an empty change)."""
     try:
-        out = repo.git.diff(f"{sha}^1", sha, "--no-color", "--no-ext-diff", "--", *paths)
-    except git.GitCommandError:
+        out = repo.git.diff(f"{sha}^1", sha, "--no-color", "--no-ext-diff", "--", *paths, kill_after_timeout=timeout)
+    except git.GitCommandError as exc:
+        raise_if_timed_out(exc, f"diff of {sha[:12]}")
         return ""  # a root commit, or one the clone does not have: no text to narrow by
     return str(out)[:max_chars]
 

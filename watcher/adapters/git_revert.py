@@ -136,12 +136,10 @@ class RevertWorktree:
         (git_content.reverts). Never name or email: anyone types those, and an old revert of another app by
         this bot, or another watcher's, must not be taken for this one."""
         prefix = f"{INCIDENT_TRAILER}: "
-        trailer = next((line for line in message.splitlines() if line.startswith(prefix)), None)
-        if trailer is None:
-            return None
-        out = repo.git.log("--format=%H", f"--grep=^{trailer}$", "--since=7.days", self.repo.ref_of(onto))
+        uid = next((line.removeprefix(prefix) for line in message.splitlines() if line.startswith(prefix)), "")
         shas = [c.sha for c in culprits]
-        return next((sha for sha in out.split() if git_content.reverts(repo, sha, shas)), None)
+        timeout = self.repo.cfg.timeout_seconds
+        return git_content.find_by_incident(repo, uid, shas, "7.days", timeout, self.repo.ref_of(onto))
 
     def _commit(self, tree: git.Git, base: str, message: str, identity: dict[str, str]) -> None:
         """Commit the staged revert, signed when a key is set; an unsigned revert is never made instead."""

@@ -212,23 +212,25 @@ class GitRepo:
         (git_content.undone_on), never by a message or a trailer."""
         with self._lock:
             repo = self._open()
-            return git_content.undone_on(repo, shas, at or self.rev(repo, self.ref_of(branch)), paths)
+            return git_content.undone_on(repo, shas, at or self.rev(repo, self.ref_of(branch)), paths, self._deadline)
 
     def confirmed_reverts(self, commit: Commit) -> tuple[str, ...]:
         """The commits `commit` says it reverts (its trailer: a hint), if its content undoes them; else ()."""
         if not commit.reverts:
             return ()
         with self._lock:
-            return commit.reverts if git_content.reverts(self._open(), commit.sha, commit.reverts) else ()
+            return (
+                commit.reverts if git_content.reverts(self._open(), commit.sha, commit.reverts, self._deadline) else ()
+            )
 
     def find_by_incident(self, uid: str, culprits: Sequence[str], since: datetime) -> str | None:
         """The revert of incident `uid` (crash recovery): its trailer, and content that undoes `culprits`."""
         with self._lock:
-            return git_content.find_by_incident(self._open(), uid, culprits, since)
+            return git_content.find_by_incident(self._open(), uid, culprits, since.isoformat(), self._deadline)
 
     def patch(self, sha: str, paths: Iterable[str], max_chars: int = 200_000) -> str:
         with self._lock:
-            return git_history.patch(self._open(), sha, paths, max_chars)
+            return git_history.patch(self._open(), sha, paths, max_chars, self._deadline)
 
     def revert(
         self,

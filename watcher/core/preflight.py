@@ -16,12 +16,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from watcher.core.appmap import PREFLIGHT_REVERT_ANNOTATION, render_roots, watched_git_source
+from watcher.core.appmap import PREFLIGHT_REVERT_ANNOTATION, deploys_from_repo, render_roots, watched_git_source
 from watcher.core.blame import AppSources, Blame, BlameOutcome, touches
+from watcher.core.branches import following
+from watcher.core.detect import is_commit
 from watcher.core.failure_class import strip
 from watcher.core.notices import CommitRef, Notice, Severity
-from watcher.core.policy import PolicyFacts, RevertRules, decide
-from watcher.domain import Action, Commit, Decision, EventKind
+from watcher.core.policy import PolicyFacts, RevertRules, decide, opt_in_from
+from watcher.domain import Action, AppContext, Commit, Decision, EventKind, RevertHistory
 
 # The annotation and its values: "true" lets the pre-flight revert a commit Argo CD cannot render before Argo CD
 # syncs it (opt-in), "false" keeps it to a warning even in an environment opted in as a whole.
@@ -173,6 +175,15 @@ def _core_of(error: str) -> str:
 
 
 # -- which revision of which source to ask about -------------------------------------------------------------
+def compared_with(synced: str | None, commit: Commit) -> str | None:
+    """The revision a commit's render is compared with: the one Argo CD last synced the app at, unless that names
+    no commit (a branch, nothing) or is the commit itself; then the commit's parent, which Argo CD has not compared
+    either (None for a root commit: nothing to compare with)."""
+    if synced and synced != commit.sha and is_commit(synced):
+        return synced
+    return commit.parents[0] if commit.parents else None
+
+
 def source_position(spec: Mapping[str, Any], repo_url: str) -> int:
     """The 1-based position of the watched repo's git source among the app's sources (0: none is): the API's
     `sourcePositions`, paired with `revisions` for a multi-source app (argo-cd server/application/application.go:
@@ -309,15 +320,42 @@ def status_of(j: Judgement) -> tuple[str, str]:
 
 
 # -- the revert before Argo CD syncs, through the reverter's own safety checks ------------------------------
-def decide_before_sync(facts: PolicyFacts, rules: RevertRules, now: datetime) -> Decision:
-    """The reverter's policy on the commit the pre-flight found unrenderable (every check of a revert after a
-    failure applies: scope, suspension, circuit, cooldown, rate limit, already reverted); a revert is recorded
-    under the rule `preflight_render_failed`."""
-    decision = decide(facts, rules, now)
-    if decision.action is Action.REVERT:
-        return replace(decision, rule=RULE, reason=f"Argo CD's render of the commit fails, before Argo CD synced it; "
-                       f"{decision.reason}")  # fmt: skip
-    return decision
+def before_sync_facts(
+    context: AppContext,
+    commit: Commit,
+    blame: Blame,
+    history: RevertHistory,
+    repo_url: str,
+    branches: Sequence[str],
+    now: datetime,
+    argocd_error: str = "",
+    files: Sequence[str] = (),
+) -> PolicyFacts:
+    """The policy's facts on a commit Argo CD cannot render, before it synced it: the render error Argo CD would
+    report once it compared the commit, still failing, at the commit itself. The pre-flight's opt-in (its
+    environments and annotation, revert_opted_in) stands unless the app opts out of auto-revert altogether; of the
+    revert history only this commit's revert counts. `argocd_error` and `files` (the commit's, among the app's) are
+    the evidence line's."""
+    spec = context.specs.get(context.key, {})
+    return PolicyFacts(
+        app=context.key,
+        kind=EventKind.MANIFEST_ERROR,
+        detected_at=now,
+        opt_in=opt_in_from(context.annotations) is not False,
+        suspended=history.suspension,
+        circuit=history.circuit,
+        still_failing=True,
+        blame=blame,
+        already_reverted={k: v for k, v in history.reverted.items() if k == commit.sha},
+        revision=commit.sha,
+        head=commit.sha,
+        following=following(spec, repo_url, branches),
+        from_watched_repo=deploys_from_repo(spec, repo_url),
+        auto_sync=context.last.auto_sync if context.last else None,
+        last_revert_at=history.last_revert_at,
+        reverts_last_hour=history.reverts_last_hour,
+        evidence_line=evidence_line(context.key, commit, argocd_error, files),
+    )
 
 
 def evidence_line(app: str, commit: Commit, argocd_error: str, files: Sequence[str]) -> str:
@@ -328,6 +366,17 @@ def evidence_line(app: str, commit: Commit, argocd_error: str, files: Sequence[s
     more = f" and {len(files) - 3} more" if len(files) > 3 else ""
     how = f"changed {', '.join(files[:3])}{more}" if files else "changed the app's files"
     return f"{app} does not render at {commit.sha[:7]} ({said}); {commit.sha[:7]} {how}; the synced revision renders"
+
+
+def decide_before_sync(facts: PolicyFacts, rules: RevertRules, now: datetime) -> Decision:
+    """The reverter's policy on the commit the pre-flight found unrenderable (every check of a revert after a
+    failure applies: scope, suspension, circuit, cooldown, rate limit, already reverted); a revert is recorded
+    under the rule `preflight_render_failed`."""
+    decision = decide(facts, rules, now)
+    if decision.action is Action.REVERT:
+        return replace(decision, rule=RULE, reason=f"Argo CD's render of the commit fails, before Argo CD synced it; "
+                       f"{decision.reason}")  # fmt: skip
+    return decision
 
 
 def blame_of(commit: Commit, synced: str | None, also: tuple[str, ...]) -> Blame:

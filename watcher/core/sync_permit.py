@@ -31,7 +31,7 @@ from typing import Any
 from watcher.core.cron import CronError, active_until, next_start
 
 APPSET_CONTROLLER = "applicationset-controller"  # progressive_sync.go:868-871
-GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms)")
+GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")  # "ms" before "m": "500ms" is not 500 minutes and an "s"
 UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from watcher.core.preflight import Verdict
+
 # From the watcher seeing a commit: a verdict takes seconds, Argo CD without a webhook minutes.
 PREFLIGHT_BUCKETS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300)
 LAG_BUCKETS = (5, 15, 30, 60, 120, 180, 240, 300, 420, 600, 1800)
@@ -39,3 +41,8 @@ class PreflightMetrics:
         self.calls = Counter(
             "sync_watcher_preflight_argocd_calls", "Requests the pre-flight made to Argo CD's renderer.", registry=r
         )
+        # Every series from the start, as registry.Metrics does: a dashboard shows 0, not "no data".
+        for verdict in Verdict:
+            self.verdicts.labels(verdict.value)
+        for agreed in ("true", "false"):
+            self.agreement.labels(agreed)

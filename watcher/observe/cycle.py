@@ -183,7 +183,12 @@ class Watcher:
             self.log.warning("argocd_list_suspect", missing=len(missing), known=len(known))
         self._confirm_polls += 1
         batch = confirm_batch(missing, self._confirm_polls)
-        refs = [(key, *self.state.fleet_map.ref(key), self.state.fleet_map.project(key)) for key in batch]
+        # Named with its project as last listed (Argo CD's "default" for none): another project answers 404 for an
+        # app that exists (server/application/application.go:237-245), which would read as deleted.
+        refs = [
+            (key, *self.state.fleet_map.ref(key), (last.project if last else "") or "default")
+            for key, last in self.state.lasts(batch)
+        ]
         return confirm_gone(self.argocd, refs, self.log)
 
     def _store_failed(self, step: str, exc: StoreUnavailable) -> PollSummary:

@@ -104,12 +104,6 @@ class FleetMap:
         meta = self.metadata(key)
         return str(meta.get("name") or key.rsplit("/", 1)[-1]), str(meta.get("namespace") or "")
 
-    def project(self, key: str) -> str:
-        """The app's project as last listed ("default" when its spec names none, as Argo CD reads it)."""
-        specs, _ = self.copies()
-        spec = (specs.get(key) or {}).get("spec") or {}
-        return str(spec.get("project") or "default") if isinstance(spec, dict) else "default"
-
     def context(self, key: str, last: AppSnapshot | None, good_revisions: tuple[str, ...]) -> AppContext:
         """What is known about one app (with the watcher's `last` snapshot), and every app's fields and paths."""
         specs, paths = self.copies()

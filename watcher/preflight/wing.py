@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from watcher.core.appmap import manifest_directories, parent_app_names
@@ -33,6 +33,7 @@ from watcher.core.preflight import (
     Verdict,
     affected_apps,
     agreement,
+    compared_with,
     judge,
     no_schemas,
     notice_of,
@@ -52,6 +53,9 @@ from watcher.store.preflight import PreflightRecords
 
 MAX_COMMITS = 20  # newest commits of one fetch judged; a longer push is judged at its newest 20
 CLUSTER_VERSION_SECONDS = 3600.0  # the cluster's version is read again after this
+# How long a commit's first sight is kept for the detect lag: Argo CD compares a commit within minutes (its refresh,
+# 3 min by default); a daemon that runs for months must not keep every commit and every (app, commit) it deployed.
+SEEN_KEPT = timedelta(days=1)
 STATUS_CONTEXT = "sync-watcher/preflight"
 # Argo CD's verdict on a commit, from the watcher's own events (what the score compares with)
 ARGO_SAID = {
@@ -128,6 +132,7 @@ class Preflight(Listener):
             self._heads[branch] = head
             if before is None or before == head:
                 continue  # the first look has no "new": what is already there was there before the watcher
+            self._forget_before(seen_at - SEEN_KEPT)
             try:
                 commits, cut = self.repo.changes(before, head, (), MAX_COMMITS)
             except Exception as exc:  # noqa: BLE001 - a rewritten branch: logged, skipped
@@ -197,11 +202,10 @@ class Preflight(Listener):
         name, namespace = str(meta.get("name") or key.rsplit("/", 1)[-1]), str(meta.get("namespace") or "")
         tracker = trackers.get(key)
         last = tracker.last if tracker is not None else None
-        synced = last.sync_revision if last is not None else None
-        if not synced or synced == commit.sha or not _is_sha(synced):
-            synced = commit.parents[0] if commit.parents else None  # Argo CD has not compared anything older
+        synced = compared_with(last.sync_revision if last is not None else None, commit)
         started = time.monotonic()
-        own = [f for f in change.files if f in set(self.fleet_paths.get(key, ()))] if self.fleet_paths else []
+        paths = set(self.fleet_paths.get(key, ()))
+        own = [f for f in change.files if f in paths]
         if changed_spec := spec_changes(own, spec, self.settings.git.url, manifest_dirs):
             j = spec_change_judgement(changed_spec)  # Argo CD is not asked: it would render the old spec
         else:
@@ -211,8 +215,8 @@ class Preflight(Listener):
             validate = self._validator(spec, new.manifests)
             j = paused.apply(key, judge(new, old, validate) if synced else _no_synced())
         now = self.clock()
-        paths = self.fleet_paths.get(key, ())
-        mine = [f for f in change.files if touches(f, AppSources(paths, helm_dirs(spec, paths)))]
+        listed = self.fleet_paths.get(key, ())
+        mine = [f for f in change.files if touches(f, AppSources(listed, helm_dirs(spec, listed)))]
         evidence = j.evidence() | {"branch": branch, "synced_revision": synced, "position": position}
         evidence["files"] = mine[:50]  # the commit's change to the app: what a revert rests on, beside Argo CD's words
         if not self.records.record(key, commit.sha, synced, j.verdict.value, j.reason, evidence, seen_at, now):
@@ -283,6 +287,11 @@ class Preflight(Listener):
         return f"revert: {done}" if done else "warned"
 
     # -- keeping score: Argo CD's own verdict, from the watcher's events ------------------------------------
+    def _forget_before(self, cutoff: datetime) -> None:
+        """The commits first seen before `cutoff` leave the detect lag's memory (checked as new commits arrive)."""
+        self._seen = {sha: at for sha, at in self._seen.items() if at >= cutoff}
+        self._lagged = {k for k in self._lagged if k[1] in self._seen}
+
     def on_event(self, e: Event) -> None:
         """The watcher saw Argo CD compare (or sync) a revision: the detect lag, and the score of a verdict."""
         if not e.revision or e.kind not in COMPARED_KINDS:
@@ -305,10 +314,6 @@ class Preflight(Listener):
         if not score.agreed:
             self.records.pause(e.app, score.note, self.clock())
             self.log.warning("preflight_local_checks_paused", app=e.app, reason=score.note)
-
-
-def _is_sha(rev: str) -> bool:
-    return len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)
 
 
 def _no_synced() -> Judgement:

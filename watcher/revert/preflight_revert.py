@@ -10,11 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from watcher.core.appmap import deploys_from_repo
-from watcher.core.facts import Watched
-from watcher.core.policy import PolicyFacts, opt_in_from
-from watcher.core.preflight import blame_of, decide_before_sync, evidence_line
-from watcher.domain import Action, Commit, EventKind, Incident, RevertStep, StepDetail
+from watcher.core.preflight import before_sync_facts, blame_of, decide_before_sync
+from watcher.domain import Action, Commit, EventKind, RevertStep, StepDetail
 from watcher.store.preflight import PreflightRecords
 
 if TYPE_CHECKING:
@@ -49,37 +46,19 @@ def revert_before_sync(
         return "not_leader"
     now = r.clock()
     context = r.fleet.app_context(app)
-    history = r.audit.revert_history(app, now)
     blame = blame_of(commit, synced, tuple(also))
-    spec = context.specs.get(app, {})
-    follows = Watched(r.settings.git.url, r.settings.git.watched_branches).following(context, None)
-    facts = PolicyFacts(
-        app=app,
-        kind=EventKind.MANIFEST_ERROR,  # what Argo CD would report once it compared the commit
-        detected_at=now,
-        opt_in=False if opt_in_from(context.annotations) is False else True,  # the pre-flight's opt-in stands
-        suspended=history.suspension,
-        circuit=history.circuit,
-        still_failing=True,
-        blame=blame,
-        already_reverted={k: v for k, v in history.reverted.items() if k == commit.sha},
-        revision=commit.sha,
-        head=commit.sha,
-        following=follows,
-        from_watched_repo=deploys_from_repo(spec, r.settings.git.url),
-        auto_sync=context.last.auto_sync if context.last else None,
-        last_revert_at=history.last_revert_at,
-        reverts_last_hour=history.reverts_last_hour,
-        evidence_line=evidence_line(app, commit, str(evidence.get("argocd_error") or ""), evidence.get("files") or ()),
-    )
+    history = r.audit.revert_history(app, now)
+    said, files = str(evidence.get("argocd_error") or ""), evidence.get("files") or ()
+    git = r.settings.git
+    facts = before_sync_facts(context, commit, blame, history, git.url, git.watched_branches, now, said, files)
     decision = decide_before_sync(facts, r.rules, now)
     reason = f"pre-flight: Argo CD cannot render {commit.sha[:12]} (before it synced it)"
-    incident_id = records.open_incident(
-        app, EventKind.MANIFEST_ERROR.value, commit.sha, reason, {"preflight": dict(evidence)}, now
+    incident = records.open_incident(
+        app, EventKind.MANIFEST_ERROR, commit.sha, reason, {"preflight": dict(evidence)}, now
     )
-    incident = Incident(incident_id, app, EventKind.MANIFEST_ERROR, commit.sha, now, None, reason, {})
-    record = {"preflight": dict(evidence), "blame": blame.evidence(), "evidence_line": decision.evidence}
-    record |= follows.evidence()
+    incident_id = incident.id
+    follows = facts.following.evidence() if facts.following else {}
+    record = {"preflight": dict(evidence), "blame": blame.evidence(), "evidence_line": decision.evidence} | follows
     r.audit.record_decision(
         incident_id, app, now, decision.action, decision.rule, decision.reason, r.rules.mode, record
     )

@@ -40,6 +40,10 @@ def settle_unfinished(
     for r in unfinished:
         incident = incidents.incident(r.incident_id)
         if incident is not None:  # its random uid names it in git; content must undo the culprits (find_by_incident)
-            found = repo.find_by_incident(incident.uid or "", r.culprits, r.started_at - RECONCILE_MARGIN)
+            try:
+                found = repo.find_by_incident(incident.uid or "", r.culprits, r.started_at - RECONCILE_MARGIN)
+            except RetryLater as exc:  # content not read in time: unknown, not "no revert"; the rest waits too
+                log.warning("revert_reconcile_waiting_for_git", error=str(exc), unfinished=len(unfinished))
+                return False
             write(r.id, incident, (), reconciled_outcome(r.mode, found, deadline))
     return True

@@ -5,13 +5,14 @@ that needed no sync restored the live state and proves nothing about the culprit
 auto-revert for the app until a person resumes it. Past the deadline, Argo CD is asked first whether it may
 deploy at all (a sync window, a progressive sync, a manual-sync app: revert/holds.py): then the deadline moves,
 bounded by WATCHER_REVERT__HOLD_MAX_SECONDS, and Slack, `explain` and the metrics say why. Side effect besides
-the store: a GET of an app whose list row cannot carry its revision (multi-source), to confirm it.
+the store: a GET of an app whose list row cannot carry its revision (multi-source), to confirm it, at most once
+every CONFIRM_EVERY per revert (the verifier runs every second; the answer is reused meanwhile).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from watcher.core.outcome import revisions_not_listed
@@ -34,6 +35,7 @@ from watcher.store.detection import DetectionRecords
 
 Notify = Callable[[RevertStep, Incident, tuple[Commit, ...], StepDetail], None]  # one report per step
 Confirm = Callable[[str], AppSnapshot | None]  # app key -> a fresh GET's snapshot (None: Argo CD did not answer)
+CONFIRM_EVERY = timedelta(seconds=5)  # a pending revert's confirming GET, not one a pass (a pass a second)
 
 
 class RevertVerifier:
@@ -60,12 +62,18 @@ class RevertVerifier:
         self.suspended = suspended  # refreshes the gauges after a suspension
         self.holds = holds  # what Argo CD may do, asked past a deadline; its hold_max bounds the wait
         self.confirm = confirm
+        self._confirmed: dict[int, tuple[datetime, AppSnapshot | None]] = {}  # revert id -> the last GET: when, what
 
     def run(self, now: datetime) -> None:
         held = 0
-        for r in self.audit.reverts(states=(RevertState.PUSHED,), limit=50):
-            if r.verify_result is not VerifyResult.PENDING or not r.revert_sha:
-                continue
+        pending = [
+            r
+            for r in self.audit.reverts(states=(RevertState.PUSHED,), limit=50)
+            if r.verify_result is VerifyResult.PENDING and r.revert_sha
+        ]
+        ids = {r.id for r in pending}
+        self._confirmed = {k: v for k, v in self._confirmed.items() if k in ids}
+        for r in pending:
             verdict = self._verdict(r, now)
             if verdict.hold is not None:
                 held += 1
@@ -86,9 +94,10 @@ class RevertVerifier:
     def _verdict(self, r: RevertRecord, now: datetime) -> Verdict:
         assert r.revert_sha is not None
         sha = r.revert_sha
-        snap = self.fleet.app_context(r.app).last
+        context = self.fleet.app_context(r.app)
+        snap = context.last
         if revisions_not_listed(snap):
-            snap = self.confirm(r.app) or snap
+            snap = self._confirmation(r, now) or snap
 
         def includes(rev: str) -> bool:
             return rev == sha or self.repo.is_ancestor(sha, rev)
@@ -96,9 +105,19 @@ class RevertVerifier:
         verdict = verdict_of(snap, sha, includes, (), r.verify_deadline, now)
         if verdict.result is not VerifyResult.NOT_HEALED or self.holds is None:
             return verdict
-        context = self.fleet.app_context(r.app)
         hold = self.holds.read(context.name, context.namespace, now)
         return verdict_of(snap, sha, includes, (), r.verify_deadline, now, hold, r.started_at + self.holds.hold_max)
+
+    def _confirmation(self, r: RevertRecord, now: datetime) -> AppSnapshot | None:
+        """A fresh GET of the app, asked again only CONFIRM_EVERY after the last (or once past the deadline)."""
+        asked = self._confirmed.get(r.id)
+        deadline = r.verify_deadline
+        # Nothing is judged past the deadline on an answer from before it: "did not heal" suspends the app.
+        stale = asked is not None and deadline is not None and asked[0] < deadline <= now
+        if asked is None or stale or now - asked[0] >= CONFIRM_EVERY:
+            asked = (now, self.confirm(r.app))
+            self._confirmed[r.id] = asked
+        return asked[1]
 
     def _held(self, r: RevertRecord, verdict: Verdict, now: datetime) -> None:
         """Argo CD may not deploy the revert yet: move the deadline, and say why once per reason."""

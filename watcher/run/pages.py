@@ -16,7 +16,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from watcher.core.slack_message import Links, links_for
-from watcher.domain import EventKind, utcnow
+from watcher.domain import EventKind, RetryLater, utcnow
+from watcher.logs import get_logger
 from watcher.ports import Fleet
 from watcher.run import app_view, fleet_view, incident_view, page_text
 from watcher.settings import Settings
@@ -41,6 +42,7 @@ HEADERS = {
 }
 OPEN_INCIDENTS_SHOWN = 50
 STORY_BEFORE = timedelta(days=1)  # the app's events this long before detection tell how the revision arrived
+STORY_MAX = 1000
 DORA_WINDOW = timedelta(days=30)
 DORA_MAX = 2000
 DIFF_MAX_CHARS = 100_000
@@ -68,7 +70,9 @@ def templates() -> Environment:
 
 
 class DiffCache:
-    """Patches by (sha, paths): a commit never changes, so each is read from git once (bounded)."""
+    """Patches by (sha, paths): a commit never changes, so each is read from git once (bounded). A read git could
+    not answer (the clone busy past its lock's deadline, content not fetched within the git timeout) shows no diff
+    and is asked again by the next request: never an error page, never an empty diff kept for good."""
 
     def __init__(self, read: Patches | None):
         self.read = read
@@ -82,7 +86,13 @@ class DiffCache:
         with self._lock:
             if key in self._kept:
                 return self._kept[key]
-        text = self.read(sha, list(paths))[:DIFF_MAX_CHARS]
+        try:
+            text = self.read(sha, list(paths))[:DIFF_MAX_CHARS]
+        except RetryLater as exc:
+            get_logger().warning("page_diff_unread", sha=sha[:12], error=str(exc))
+            return ""
+        if not text:
+            return ""  # a root commit shows nothing either way; a clone still lacking the commit may have it later
         with self._lock:
             self._kept[key] = text
             while len(self._kept) > DIFF_CACHE:
@@ -142,7 +152,7 @@ def page_routes(
             incident,
             decisions,
             store.audit.reverts(incident_id=incident.id),
-            store.detection.app_events(incident.app, incident.detected_at - STORY_BEFORE),
+            store.detection.events_since(incident.detected_at - STORY_BEFORE, limit=STORY_MAX, app=incident.app),
             {sha: diffs.get(sha, paths) for sha in incident_view.culprit_shas(decisions)},
             links,
             fleet.environment(incident.app),
@@ -164,7 +174,7 @@ def page_routes(
             fleet.environment(key),
             incidents,
             store.audit.reverts(app=key, limit=app_view.APP_HISTORY),
-            store.detection.app_events(key, now - DORA_WINDOW, [EventKind.DEPLOYED], DORA_MAX),
+            store.detection.events_since(now - DORA_WINDOW, [EventKind.DEPLOYED], DORA_MAX, app=key),
             store.audit.suspended().get(key),
             links,
             now,

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from watcher.sim.admission import Admission
+from watcher.sim.admission import APPLY_FAILED, Admission, result_entry
 from watcher.sim.pods import ImageBehaviour, PodSpec
 from watcher.sim.repo_server import Hook, Rendered
 from watcher.sim.rollout import Placement, Rollout, node_fields, resource_ref
@@ -128,21 +128,12 @@ def resource_tree(
 
 
 def resource_result(name: str, namespace: str, status: str, message: str) -> dict[str, Any]:
-    return {
-        "group": "apps",
-        "version": "v1",
-        "kind": "Deployment",
-        "namespace": namespace,
-        "name": name,
-        "status": status,
-        "message": message,
-        "syncPhase": "Sync",
-    }
+    return result_entry("apps", "Deployment", namespace, name, status, message)
 
 
 def apply_error(name: str, r: Rendered) -> str | None:
     """What the Kubernetes API server would refuse."""
-    prefix = f'one or more objects failed to apply, reason: Deployment.apps "{name}" is invalid: '
+    prefix = f'{APPLY_FAILED}Deployment.apps "{name}" is invalid: '
     if not r.workload:
         return None
     if not isinstance(r.replicas, int) or isinstance(r.replicas, bool):

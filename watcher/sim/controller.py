@@ -384,7 +384,9 @@ class Controller:
             **self._revisions(app, rev),
             "comparedTo": _compared_to(app),
         }
-        # Auto-sync, the ApplicationSet controller's progressive sync, or nobody (a sync window): sim/sync_windows.py
+        # Auto-sync only when OutOfSync, no operation runs and this revision has not failed (controller/appcontroller
+        # .go:2536-2550,2593-2600); started by the controller, the ApplicationSet controller's progressive sync, or
+        # nobody (automated disabled, or a sync window): sim/sync_windows.py.
         by = self.windows.auto_syncer(app.manifest, datetime.fromtimestamp(now, UTC))
         if not in_sync and by is not None and app.operation is None and rev not in app.failed_revisions:
             self._start_sync(app, rev, now, dict(by))
@@ -396,7 +398,9 @@ class Controller:
 
     def _in_grace(self, app: SimApp, now: float, refresh: str | None) -> bool:
         """Whether a render error stays hidden: first seen, or seen within the grace of its first sighting, and
-        no refresh asked for (controller/state.go:751-762). A grace of 0 hides nothing (the fast clock)."""
+        no refresh asked for (controller/state.go:751-762). A grace of 0 hides nothing (the fast clock): the
+        simulator's switch, as Argo CD with `--repo-error-grace-period-seconds=0` (argocd_application_controller.go
+        :263) still hides the first sighting (state.go:758-761)."""
         if refresh is not None or self.timings.repo_error_grace_seconds <= 0:
             return False
         if app.repo_error_since is None:
@@ -432,7 +436,9 @@ class Controller:
             retry = auto_sync_retry(app.spec)
         app.op_revision = rev
         app.operation = {
-            # An automated sync takes the Application's syncOptions (controller/appcontroller.go:2578).
+            # An automated sync takes the Application's syncOptions (controller/appcontroller.go:2578), and so does a
+            # person's that names none (server/application/application.go:2121-2131). An app without any gets
+            # CreateNamespace=true: the simulator's seeds' option, where Argo CD would send none.
             "sync": {**self._revisions(app, rev), "prune": True, "syncOptions": _sync_options(app)},
             "initiatedBy": initiated_by or {"automated": True},
             "retry": retry,

@@ -2,10 +2,11 @@
 error from its cache, "Manifest generation error (cached): ...", for an hour.
 
 argo-cd 37ee0097 reposerver/repository/repository.go:977-1013 counts consecutive failures per manifest-cache key
-(the resolved commit, the source, the app); from the 3rd on (ARGOCD_PAUSE_GEN_AFTER_FAILED_ATTEMPTS, cmd/
-argocd-repo-server/commands/argocd_repo_server.go:48) a request gets the cached error (1095-1113) until 60 whole
-minutes after the first failure (ARGOCD_PAUSE_GEN_MINUTES, :49; repository.go:1060-1077), then generation runs
-again. A hard refresh (noCache) skips the cache (389-393); a new commit is a new key.
+(the resolved commit, the source, the app); once 3 have failed (ARGOCD_PAUSE_GEN_AFTER_FAILED_ATTEMPTS, cmd/
+argocd-repo-server/commands/argocd_repo_server.go:48; repository.go:1061) every request gets the cached error
+(1095-1113), the 4th on, until 60 whole minutes after the first failure (ARGOCD_PAUSE_GEN_MINUTES, :49;
+repository.go:1060-1077), then generation runs again. A hard refresh (noCache) skips the cache (389-393); a new
+commit is a new key.
 """
 
 from __future__ import annotations

@@ -4,8 +4,11 @@ controller deploys with, and the clusters list with the cluster's version.
 Shapes (argo-cd at 37ee0097, swagger's repositoryManifestResponse and v1alpha1ClusterList):
 - GET /api/v1/applications/{name}/manifests?revision= | revisions=&sourcePositions=: the app's own spec with the
   revision put in its source (multi-source: sources[position-1], server/application/application.go:528-551),
-  rendered; the answer holds only `manifests`, JSON strings (application.go:626-649). A render error is the
-  repo-server's text with gRPC code 2 -> HTTP 500 {"error","code","message"} (util/grpc/errors.go:94-99).
+  rendered; the answer holds only `manifests`, JSON strings (application.go:626-649); a position out of range is
+  `source position is out of range` (application.go:533-534). A render error is the repo-server's text with gRPC
+  code 2 (util/grpc/errors.go:94-99 keeps only the nested status's code and message) -> HTTP 500
+  {"error","code","message"}, grpc-gateway v1.16's default error body (go.mod:71,332; swagger runtimeError). An
+  unknown app: apimachinery errors.go:155 `applications.argoproj.io "<name>" not found`, code 5 -> 404.
 - GET /api/v1/clusters: {metadata, items:[{server, name, info:{connectionState, serverVersion, cacheInfo,
   applicationsCount, apiVersions}, serverVersion, connectionState}]} (server/cluster/cluster.go:53-90,473-482);
   serverVersion is v<major>.<minor>.<patch> since Argo CD 3.4 (gitops-engine pkg/utils/kube/ctl.go:355-375).

@@ -6,12 +6,11 @@ Read from argo-cd 37ee0097 (3.6 pre-release); the line numbers below are of that
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
-GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
-UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+from watcher.core.sync_permit import go_duration as parse_go_duration
+
 # pkg/apis/application/v1alpha1/application_defaults.go:6-8: 5 s doubling, at most 3 min.
 DEFAULT_DURATION, DEFAULT_FACTOR, DEFAULT_MAX = 5.0, 2.0, 180.0
 # controller/appcontroller.go:2583: an auto-sync whose app has no `syncPolicy.retry` gets limit 5.
@@ -19,13 +18,15 @@ AUTO_SYNC_RETRY: dict[str, Any] = {"limit": 5}
 
 
 def go_duration(text: str | int | None, default: float) -> float:
-    """A backoff duration as Argo CD parses it (types.go:1559-1570): "5s", "3m", or a bare number of seconds."""
+    """A backoff duration as Argo CD parses it (types.go:1559-1570): a bare number of seconds, else Go's
+    time.ParseDuration ("5s", "3m"). Argo CD fails the retry on unreadable text ("(failed to retry: ...)",
+    appcontroller.go:1680-1682); the simulator takes the default instead."""
     if text is None or text == "":
         return default
     if isinstance(text, int | float) or str(text).isdigit():
         return float(text)
-    parts = GO_DURATION.findall(str(text))
-    return sum(float(n) * UNIT_SECONDS[u] for n, u in parts) if parts else default
+    parsed = parse_go_duration(str(text))
+    return parsed.total_seconds() if parsed is not None else default
 
 
 def auto_sync_retry(spec: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def manual_sync_retry(spec: dict[str, Any], requested: dict[str, Any] | None = N
 
 def backoff(retry: dict[str, Any], count: int) -> float:
     """`NextRetryAt`'s wait for a retry count (types.go:1573-1601): duration * factor^count, capped unless the
-    cap is 0 or less."""
+    cap is 0 or less. A factor of 0 is taken as unset here (Argo CD keeps an explicit 0, :1589-1591)."""
     policy = retry.get("backoff") or {}
     base = go_duration(policy.get("duration"), DEFAULT_DURATION)
     factor = float(policy.get("factor") or DEFAULT_FACTOR)

@@ -171,6 +171,18 @@ def _offer(queue: asyncio.Queue[Any], item: Any) -> None:
         pass
 
 
+def _grpc_error(status: int, code: int, message: str) -> JSONResponse:
+    """Argo CD's API error: a gRPC status as grpc-gateway v1.16 writes it (argo-cd go.mod:71,332; swagger
+    runtimeError), its code mapped to the HTTP status (5 NotFound 404, 7 PermissionDenied 403, 9
+    FailedPrecondition 400, 16 Unauthenticated 401)."""
+    return JSONResponse({"error": message, "code": code, "message": message}, status_code=status)
+
+
+def _not_found(name: str) -> JSONResponse:
+    """An unknown app, in the API server's words (apimachinery pkg/api/errors/errors.go:155)."""
+    return _grpc_error(404, 5, f'applications.argoproj.io "{name}" not found')
+
+
 def build_sim_app(
     controller: Controller, faults: Faults | None = None, auth: Auth | None = None, version: str = "v3.1.0+sim"
 ) -> Starlette:
@@ -190,7 +202,7 @@ def build_sim_app(
             faults.garbage -= 1
             return PlainTextResponse("<html>502 Bad Gateway</html>{", status_code=200, media_type="application/json")
         if not auth.allows(request):
-            return JSONResponse({"error": "invalid session", "code": 16, "message": "invalid session"}, status_code=401)
+            return _grpc_error(401, 16, "invalid session")
         return None
 
     async def version_ep(request: Request) -> Response:
@@ -199,10 +211,7 @@ def build_sim_app(
     async def session(request: Request) -> Response:
         body = await request.json()
         if auth.accounts.get(body.get("username", "")) != body.get("password") or not body.get("username"):
-            return JSONResponse(
-                {"error": "Invalid username or password", "code": 16, "message": "Invalid username or password"},
-                status_code=401,
-            )
+            return _grpc_error(401, 16, "Invalid username or password")
         token = secrets.token_urlsafe(24)
         auth.sessions.add(token)
         auth.logins += 1
@@ -233,14 +242,7 @@ def build_sim_app(
             await asyncio.to_thread(controller.tick)
         body = controller.get_encoded(name, WHOLE, encoded, lambda m: _matches(m, request))
         if body is None:
-            return JSONResponse(
-                {
-                    "error": f'applications.argoproj.io "{name}" not found',
-                    "code": 5,
-                    "message": f'applications.argoproj.io "{name}" not found',
-                },
-                status_code=404,
-            )
+            return _not_found(name)
         return Response(body, media_type="application/json")
 
     async def tree(request: Request) -> Response:
@@ -249,8 +251,7 @@ def build_sim_app(
         name = request.path_params["name"]
         found = controller.resource_tree(name)
         if found is None:
-            message = f'applications.argoproj.io "{name}" not found'
-            return JSONResponse({"error": message, "code": 5, "message": message}, status_code=404)
+            return _not_found(name)
         return JSONResponse(found)
 
     async def manifests(request: Request) -> Response:
@@ -278,8 +279,7 @@ def build_sim_app(
         name, now = request.path_params["name"], datetime.fromtimestamp(controller.clock(), UTC)
         app = controller.get(name)
         if app is None:
-            message = f'applications.argoproj.io "{name}" not found'
-            return JSONResponse({"error": message, "code": 5, "message": message}, status_code=404)
+            return _not_found(name)
         return JSONResponse(controller.windows.app_answer(app, now))
 
     async def project_windows(request: Request) -> Response:
@@ -292,14 +292,7 @@ def build_sim_app(
         if (refused := await guard(request)) is not None:
             return refused
         if not controller.terminate_operation(request.path_params["name"]):
-            return JSONResponse(
-                {
-                    "error": "Unable to terminate operation. No operation is in progress",
-                    "code": 9,
-                    "message": "Unable to terminate operation. No operation is in progress",
-                },
-                status_code=400,
-            )
+            return _grpc_error(400, 9, "Unable to terminate operation. No operation is in progress")
         return JSONResponse({})
 
     async def sync(request: Request) -> Response:
@@ -310,14 +303,12 @@ def build_sim_app(
         shown = controller.get(request.path_params["name"])
         now = datetime.fromtimestamp(controller.clock(), UTC)
         if shown is not None and not controller.windows.can_sync(shown, now, manual=True):  # application.go:2091-2097
-            message = "cannot sync: blocked by sync window"
-            return JSONResponse({"error": message, "code": 7, "message": message}, status_code=403)
+            return _grpc_error(403, 7, "cannot sync: blocked by sync window")
         strategy = body.get("retryStrategy") if isinstance(body, dict) else None
         retry = strategy if isinstance(strategy, dict) else None
         error = controller.sync(request.path_params["name"], revision, username="admin", retry_strategy=retry)
         if error is not None:
-            code = 5 if "not found" in error else 9
-            return JSONResponse({"error": error, "code": code, "message": error}, status_code=404 if code == 5 else 400)
+            return _grpc_error(404, 5, error) if "not found" in error else _grpc_error(400, 9, error)
         return JSONResponse(controller.get(request.path_params["name"]) or {})
 
     async def stream(request: Request) -> Response:

@@ -7,7 +7,8 @@ As argo-cd @ 37ee0097 does:
   (pkg/apis/application/v1alpha1/types.go:3104-3178); active per its cron schedule, duration and timeZone
   (types.go:2985-2990, :3041-3049, through core/cron.py);
 - auto-sync runs only when the windows allow an automated sync (controller/appcontroller.go:2002-2019;
-  CanSync(false), types.go:3186-3244), silently otherwise (no condition);
+  CanSync(false), types.go:3186-3244), silently otherwise (no condition); a window that does not parse makes
+  CanSync fail, which blocks (types.go:3191-3193), where the simulator takes that window as inactive;
 - GET .../applications/{name}/syncwindows answers assignedWindows / activeWindows with only kind, schedule,
   duration, manualSync, and canSync as for a manual sync (server/application/application.go:2887-2952);
   GET /api/v1/projects/{name}/syncwindows answers the project's active windows whole (server/project/project.go:
@@ -16,7 +17,9 @@ As argo-cd @ 37ee0097 does:
   controller as `initiatedBy {username: applicationset-controller, automated: true}` with no revision in
   `operation.sync` (applicationset/progressivesync/progressive_sync.go:825-897); the simulator takes an app whose
   metadata.ownerReferences name an ApplicationSet and whose automated sync is disabled for such an app, and syncs
-  it at once (one step).
+  it at once (one step). `automated.enabled` unset means on (types.go:1537-1542). The simulator holds that sync
+  back while a window denies it; Argo CD's ApplicationSet controller writes the operation regardless and the app
+  controller keeps it Running, "Sync operation blocked by sync window" (controller/sync.go:191-199,727-744).
 """
 
 from __future__ import annotations
@@ -97,7 +100,8 @@ def can_sync(assigned: list[dict[str, Any]], now: datetime, manual: bool) -> boo
 
 
 def shape_operation(operation: dict[str, Any], by: Mapping[str, Any]) -> None:
-    """The ApplicationSet controller's operation names no revision (the app controller resolves it)."""
+    """The ApplicationSet controller's operation names no revision (the app controller resolves it) and gives
+    its reason in `info` (progressive_sync.go:866-883)."""
     if by.get("username") == APPSET_CONTROLLER:
         sync = operation.get("sync") or {}
         sync.pop("revision", None)

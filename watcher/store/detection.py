@@ -15,7 +15,7 @@ from watcher.core.codec import from_row, tracker_from_json, tracker_to_json
 from watcher.core.detect import AppTracker
 from watcher.core.ledger import deployment_of, incident_change, stored_key
 from watcher.domain import AppSnapshot, Event, EventKind, Incident, StoreUnavailable
-from watcher.store.schema import Statements, deployments, events, incidents, new_incident_uid, timeline, trackers
+from watcher.store.schema import Statements, deployments, events, incident_row, incidents, timeline, trackers
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,7 @@ class DetectionRecords:
         change = incident_change(e)
         opened = None
         if change.opens:
-            row: dict[str, object] = {"app": e.app, "kind": e.kind.value, "revision": e.revision, "detected_at": e.at}
-            row |= {"reason": e.reason, "evidence": e.evidence, "resolution": "", "uid": new_incident_uid()}
+            row = incident_row(e.app, e.kind.value, e.revision, e.at, e.reason, e.evidence)
             key = conn.execute(incidents.insert(), row).inserted_primary_key
             opened = int(key[0]) if key else None
         if change.resolution is not None:
@@ -145,20 +144,17 @@ class DetectionRecords:
         q = sa.select(events).order_by(events.c.id).limit(limit)
         return self._rows(q.where(events.c.app == app) if app else q)
 
-    def events_since(self, at: datetime, kinds: Iterable[EventKind], limit: int = 10_000) -> list[Event]:
-        """Events of `kinds` recorded at or after `at`, oldest first: what a new leader replays to Slack."""
+    def events_since(
+        self, at: datetime, kinds: Iterable[EventKind] = (), limit: int = 10_000, app: str | None = None
+    ) -> list[Event]:
+        """Events (of `kinds`, or all; of one `app`, or every app) recorded at or after `at`, oldest first: what a
+        new leader replays to Slack, what the pages tell."""
         cols = (events.c.app, events.c.kind, events.c.revision, events.c.at, events.c.reason, events.c.evidence)
-        q = sa.select(*cols).where(events.c.at >= at, events.c.kind.in_([k.value for k in kinds]))
-        q = q.order_by(events.c.id).limit(limit)
-        with self.engine.connect() as conn:
-            return [from_row(Event, row) for row in conn.execute(q)]
-
-    def app_events(self, app: str, since: datetime, kinds: Iterable[EventKind] = (), limit: int = 1000) -> list[Event]:
-        """One app's events (of `kinds`, or all) at or after `since`, oldest first: what the pages tell."""
-        cols = (events.c.app, events.c.kind, events.c.revision, events.c.at, events.c.reason, events.c.evidence)
-        q = sa.select(*cols).where(events.c.app == app, events.c.at >= since)
+        q = sa.select(*cols).where(events.c.at >= at)
         if kinds:
             q = q.where(events.c.kind.in_([k.value for k in kinds]))
+        if app is not None:
+            q = q.where(events.c.app == app)
         q = q.order_by(events.c.id).limit(limit)
         with self.engine.connect() as conn:
             return [from_row(Event, row) for row in conn.execute(q)]

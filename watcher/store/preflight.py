@@ -13,7 +13,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from watcher.core.codec import _utc
-from watcher.store.schema import incidents, preflight_paused, preflight_verdicts
+from watcher.domain import EventKind, Incident
+from watcher.store.schema import incident_row, incidents, preflight_paused, preflight_verdicts
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +114,15 @@ class PreflightRecords:
         ]
 
     def open_incident(
-        self, app: str, kind: str, revision: str, reason: str, evidence: Mapping[str, Any], at: datetime
-    ) -> int:
+        self, app: str, kind: EventKind, revision: str, reason: str, evidence: Mapping[str, Any], at: datetime
+    ) -> Incident:
         """The incident a revert before Argo CD syncs hangs on (the reverts table names one): resolved by the
-        verifier once Argo CD settles on the revert, as any other."""
-        row = {"app": app, "kind": kind, "revision": revision, "detected_at": at, "reason": reason}
+        verifier once Argo CD settles on the revert, as any other; its uid names it in the revert's trailer."""
+        row = incident_row(app, kind.value, revision, at, reason, evidence)
         with self.engine.begin() as conn:
-            result = conn.execute(incidents.insert().values(row | {"evidence": dict(evidence), "resolution": ""}))
-            return int(result.inserted_primary_key[0])  # type: ignore[index]
+            result = conn.execute(incidents.insert().values(row))
+            incident_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        return Incident(incident_id, app, kind, revision, at, None, reason, row["evidence"], uid=row["uid"])
 
     # -- local checks paused after a disagreement, until a person resets them ------------------------------
     def pause(self, app: str, reason: str, at: datetime) -> None:

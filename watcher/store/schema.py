@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -180,6 +182,15 @@ MIGRATIONS: list[Migration] = [
 
 def new_incident_uid() -> str:
     return secrets.token_hex(8)
+
+
+def incident_row(
+    app: str, kind: str, revision: str | None, at: datetime, reason: str, evidence: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A new incident's row, whoever opens it (detection, the pre-flight), with the random uid its revert's
+    trailer names it by in git."""
+    row = {"app": app, "kind": kind, "revision": revision, "detected_at": at, "reason": reason}
+    return row | {"evidence": dict(evidence), "resolution": "", "uid": new_incident_uid()}
 
 
 def _add_incident_uids(conn: Connection) -> None:
